@@ -1,0 +1,40 @@
+# The two commands: `make pipeline` and `make test`. Both build .venv when it is missing.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+PORT ?= 8000
+
+.PHONY: install pipeline test test-slow lint export clean-nbs lab serve bench
+
+$(STAMP): setup.py settings.ini constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24" setuptools wheel
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	-git rev-parse --git-dir >/dev/null 2>&1 && $(VENV)/bin/nbdev_install_hooks
+	touch $@
+
+install: $(STAMP)  ## virtual environment with the package, the pipeline and the dev tools
+
+pipeline: install  ## run every DVC stage that is out of date
+	dvc repro
+
+test: install  ## the whole default test suite
+	pytest
+
+test-slow: install  ## the slow suite (minutes)
+	pytest -m slow
+
+lint: install
+	ruff check census_income tests benchmarks
+
+export: install  ## notebooks → package, and strip notebook outputs
+	nbdev_export && nbdev_clean
+
+lab: install  ## JupyterLab on nbs/ with the project's kernel
+	jupyter lab --notebook-dir=nbs
+
+serve: install  ## the API on $(PORT), building the model first if it is missing
+	test -f model/manifest.json || dvc repro
+	uvicorn census_income.api:app --host 127.0.0.1 --port $(PORT) --no-access-log

@@ -1,0 +1,80 @@
+"""Shared fixtures: the real data, and a full pipeline run in a scratch copy of the repo."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+CENSUS_SHA256 = "7f758a82ba6135555fdf24d27bdd807927e31b55dfc149f7e223790284e84252"
+
+
+def tool_env(**extra: str) -> dict:
+    "The environment for the project's command-line tools: the venv first on PATH."
+    env = os.environ.copy()
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
+    "Run a command; on failure show its output in the assertion message."
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def copy_repo(dest: Path) -> Path:
+    "Copy the files git knows or would add (what a clone has, plus uncommitted work) to dest, as a new git repo."
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+def set_params(repo: Path, **sections: dict) -> None:
+    "Overwrite values in repo/params.yaml, e.g. set_params(repo, tune={'enabled': False})."
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def census_path() -> Path:
+    path = ROOT / "data" / "census.csv"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == CENSUS_SHA256, "data/census.csv differs from the UCI file"
+    return path
+
+
+@pytest.fixture(scope="session")
+def params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory) -> Path:
+    "A scratch copy of the repo after a full `dvc repro` (tuning switched off to keep it fast)."
+    repo = copy_repo(tmp_path_factory.mktemp("pipeline"))
+    fast = getattr(pipeline_repo, "fast_params", {})
+    if fast:
+        set_params(repo, **fast)
+    proc = run(["dvc", "repro"], repo, timeout=1800)
+    (repo / "repro.log").write_text(proc.stdout + proc.stderr)
+    return repo
