@@ -70,11 +70,10 @@ def params() -> dict:
 
 @pytest.fixture(scope="session")
 def pipeline_repo(tmp_path_factory) -> Path:
-    "A scratch copy of the repo after a full `dvc repro` (tuning switched off to keep it fast)."
+    "A scratch copy of the repo after a full `dvc repro` (tuning switched off: the stored best params are used)."
     repo = copy_repo(tmp_path_factory.mktemp("pipeline"))
-    fast = getattr(pipeline_repo, "fast_params", {})
-    if fast:
-        set_params(repo, **fast)
+    set_params(repo, tune={"enabled": False})
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "skip tuning"], repo)
     proc = run(["dvc", "repro"], repo, timeout=1800)
     (repo / "repro.log").write_text(proc.stdout + proc.stderr)
     return repo
