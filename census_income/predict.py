@@ -13,7 +13,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from .features import Encoder, load_encoder
-from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES, MISSING, NULLABLE, canonical_name
+from .schema import CLASSES, CONTINUOUS, FEATURES, MISSING, NULLABLE, canonical_name
 
 # %% auto #0
 __all__ = ['RecordError', 'normalize_record', 'load_layers', 'forward', 'ModelFilesError', 'Predictor', 'predict']
@@ -94,6 +94,23 @@ class Predictor:
             raise ModelFilesError(f"model files in {d} are unusable: {type(err).__name__}: {err}") from err
 
 # %% ../nbs/04a_predict.ipynb #226088ba
+_SCHEMA_KEYS = frozenset(FEATURES)
+_REQUIRED = tuple(c for c in FEATURES if c not in NULLABLE)
+
+
+def _columns(
+    records: Iterable[Mapping],  # dicts keyed by census names, in either spelling
+) -> dict[str, list]:  # column name → values, schema spelling
+    "Records as columns; a record already in the schema's spelling is taken as it is (the fast path)."
+    rows = [r if r.keys() == _SCHEMA_KEYS else normalize_record(r) for r in records]
+    cols = {c: [r[c] for r in rows] for c in FEATURES}
+    for c in _REQUIRED:
+        if None in cols[c] or (c in CONTINUOUS and MISSING in cols[c]):
+            bad = next(i for i, v in enumerate(cols[c]) if v is None or v == MISSING)
+            raise RecordError(f"missing value for field(s) {c} (record {bad})")
+    return cols
+
+
 def _predict_proba(
     self: Predictor,
     columns: Mapping[str, Sequence],  # column name → values, schema spelling
@@ -107,9 +124,9 @@ def _predict_records(
     records: Iterable[Mapping],  # dicts keyed by census names, in either spelling
 ) -> list[dict]:  # per record: prediction (">50K" or "<=50K") and probability of >50K
     "Label and probability for each record, in order."
-    rows = [normalize_record(r) for r in records]
-    p = self.predict_proba({c: [r[c] for r in rows] for c in CATEGORICAL + CONTINUOUS}) if rows else np.zeros(0)
-    return [{"prediction": CLASSES[int(v >= self.threshold)], "probability": float(v)} for v in p]
+    p = self.predict_proba(_columns(records))
+    labels = np.where(p >= self.threshold, CLASSES[1], CLASSES[0])
+    return [{"prediction": str(lab), "probability": float(v)} for lab, v in zip(labels, p.tolist(), strict=True)]
 
 
 Predictor.predict_proba = _predict_proba

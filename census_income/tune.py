@@ -55,7 +55,7 @@ def suggest_params(
     "The hyper-parameters of one trial."
     return {
         "depth": trial.suggest_int("depth", 1, 4),
-        "hidden": trial.suggest_int("hidden", 16, 512, log=True),
+        "hidden": trial.suggest_int("hidden", 16, 128, log=True),
         "dropout": trial.suggest_float("dropout", 0.0, 0.7),
         "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
         "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512, 1024]),

@@ -1,0 +1,44 @@
+"""Speed of the in-process prediction function (numpy Predictor): one record, and batches of 10,000.
+
+Run from the repo root after the pipeline: `.venv/bin/python benchmarks/bench_predict.py [model_dir] [test_csv]`.
+Targets: one record in under 0.2 ms; at least 200,000 records/s in batches of 10,000.
+"""
+
+import statistics
+import sys
+import time
+
+import pandas as pd
+
+from census_income.predict import Predictor
+from census_income.schema import FEATURES
+
+
+def per_call(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+if __name__ == "__main__":
+    model_dir = sys.argv[1] if len(sys.argv) > 1 else "model"
+    test_csv = sys.argv[2] if len(sys.argv) > 2 else "data/test.csv"
+    predictor = Predictor.load(model_dir)
+    records = pd.read_csv(test_csv, keep_default_na=False)[list(FEATURES)].to_dict(orient="records")
+    batch = (records * (10_000 // len(records) + 1))[:10_000]
+    one = records[0]
+    per_call(lambda: predictor.predict_records([one]), 200)  # warm-up
+    single = per_call(lambda: predictor.predict_records([one]), 3000)
+    batches = per_call(lambda: predictor.predict_records(batch), 30)
+    p50 = statistics.median(single) * 1e3
+    p99 = sorted(single)[int(0.99 * len(single))] * 1e3
+    rate = 10_000 / statistics.median(batches)
+    print(f"model {predictor.version}: {predictor.encoder.n_features} features, layers "
+          f"{[w.shape for w, _ in predictor.layers]}")
+    print("| measure | value | target | met |\n| --- | ---: | ---: | --- |")
+    print(f"| one record, median | {p50:.3f} ms | < 0.2 ms | {'yes' if p50 < 0.2 else 'NO'} |")
+    print(f"| one record, p99 | {p99:.3f} ms | | |")
+    print(f"| batches of 10,000, median rate | {rate:,.0f} records/s | >= 200,000 | {'yes' if rate >= 200_000 else 'NO'} |")

@@ -1,0 +1,62 @@
+"""Optuna's storage lets several processes share one study, and the best trial is read back from it."""
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import optuna
+import pytest
+
+from census_income.tune import best_params, load_study
+
+from .conftest import tool_env
+
+WORKER = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    import numpy as np
+    from census_income.tune import load_study, make_objective, run_study
+
+    storage, barrier, n_trials = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 6)).astype(np.float32)
+    y = (X[:, 0] - X[:, 1] > 0).astype(np.float32)
+    objective = make_objective(X[:1500], y[:1500], X[1500:], y[1500:], max_epochs=3, patience=2, seed=0)
+
+    def tagged(trial):
+        trial.set_user_attr("pid", os.getpid())
+        return objective(trial)
+
+    study = load_study(storage, "shared", seed=os.getpid())
+    (barrier / f"ready-{os.getpid()}").touch()
+    deadline = time.time() + 120
+    while len(list(barrier.glob("ready-*"))) < 2:  # start searching together
+        if time.time() > deadline:
+            sys.exit("the other worker never joined the study")
+        time.sleep(0.05)
+    run_study(study, tagged, n_trials=n_trials, timeout=120)
+""")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_processes_add_trials_to_one_study(tmp_path, kind):
+    storage = f"sqlite:///{tmp_path}/study.db" if kind == "sqlite" else f"journal:{tmp_path}/study.log"
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    procs = []
+    for _ in range(2):  # the second joins once the first has created the study (as a second machine would)
+        procs.append(subprocess.Popen([sys.executable, str(script), storage, str(tmp_path), "8"], env=tool_env(),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        while not list(tmp_path.glob("ready-*")) and procs[0].poll() is None:
+            time.sleep(0.05)
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    study = load_study(storage, "shared", seed=0)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    pids = {t.user_attrs["pid"] for t in done}
+    assert pids == {p.pid for p in procs}, "both processes should have added trials"
+    assert 8 <= len(done) <= 10  # the shared budget, give or take one trial in flight per process
+    best = best_params(study)
+    assert best["dev_auc"] == max(t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    assert set(best["params"]) == {"depth", "hidden", "dropout", "lr", "batch_size", "weight_decay"}
