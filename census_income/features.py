@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,11 @@ class Encoder:
         self._offsets = np.cumsum([0] + [len(self.categories[c]) for c in CATEGORICAL])
         self.n_onehot = int(self._offsets[-1])
         self.n_features = self.n_onehot + len(CONTINUOUS) + sum(len(e) - 1 for e in self.edges.values())
+        # every PLE bin of every column at once: its column, left edge and width
+        bins = [(j, e[:-1], np.diff(e)) for j, c in enumerate(CONTINUOUS) if c in self.edges for e in [self.edges[c]]]
+        self._ple_col = np.concatenate([np.full(len(lo), j) for j, lo, _ in bins]) if bins else np.zeros(0, int)
+        self._ple_lo = np.concatenate([lo for _, lo, _ in bins]) if bins else np.zeros(0)
+        self._ple_width = np.concatenate([w for _, _, w in bins]) if bins else np.zeros(0)
 
     @staticmethod
     def _lut(cats: list[str]) -> dict:
@@ -51,32 +57,31 @@ class Encoder:
         return lut
 
 # %% ../nbs/01a_features.ipynb #ec666420
-def _onehot_into(self: Encoder, out: np.ndarray, columns: Mapping[str, Sequence]) -> None:
-    "Set the one-hot columns of `out` (zeros on entry) from the categorical values."
-    n, rows = out.shape[0], np.arange(out.shape[0])
+def _onehot_positions(self: Encoder, columns: Mapping[str, Sequence], n: int) -> np.ndarray:
+    "Column of the 1 of each categorical value, shape (n, 8); -1 for a category not seen in training."
+    idx = np.empty((n, len(CATEGORICAL)), dtype=np.int64)
     for j, col in enumerate(CATEGORICAL):
-        lut = self._lookup[col]
-        idx = np.fromiter((lut.get(v, -1) for v in columns[col]), dtype=np.int64, count=n)
-        seen = idx >= 0
-        out[rows[seen], self._offsets[j] + idx[seen]] = 1.0
+        idx[:, j] = np.fromiter(map(self._lookup[col].get, columns[col], repeat(-1, n)), dtype=np.int64, count=n)
+    return np.where(idx >= 0, idx + self._offsets[:-1], -1)
 
 
 def _transform(
     self: Encoder,
     columns: Mapping[str, Sequence],  # column name → values (a dict of lists or a DataFrame)
 ) -> np.ndarray:  # float32 model input, shape (n, n_features)
-    "Encode rows given as columns: one-hot, standardised numbers, then PLE."
+    "Encode rows given as columns: one-hot, standardised numbers, then PLE, in a few vectorised steps."
     n = len(columns[CONTINUOUS[0]])
     out = np.zeros((n, self.n_features), dtype=np.float32)
-    _onehot_into(self, out, columns)
-    x = np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in CONTINUOUS]) if n else np.zeros((0, len(CONTINUOUS)))
+    pos = _onehot_positions(self, columns, n)
+    if (pos >= 0).all():
+        np.put_along_axis(out, pos, 1.0, axis=1)
+    else:  # unseen categories stay all zeros, as with sklearn's handle_unknown="ignore"
+        rows, cols = np.nonzero(pos >= 0)
+        out[rows, pos[rows, cols]] = 1.0
+    x = np.array([columns[c] for c in CONTINUOUS], dtype=np.float64).reshape(len(CONTINUOUS), n).T
     at = self.n_onehot + len(CONTINUOUS)
     out[:, self.n_onehot:at] = (x - self.mean) / self.scale
-    for j, col in enumerate(CONTINUOUS):
-        if col in self.edges:
-            block = ple(x[:, j], self.edges[col])
-            out[:, at:at + block.shape[1]] = block
-            at += block.shape[1]
+    out[:, at:] = np.clip((x[:, self._ple_col] - self._ple_lo) / self._ple_width, 0.0, 1.0)
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,9 @@ def _columns(
     records: Iterable[Mapping],  # dicts keyed by census names, in either spelling
 ) -> dict[str, list]:  # column name → values, schema spelling
     "Records as columns; a record already in the schema's spelling is taken as it is (the fast path)."
-    rows = [r if r.keys() == _SCHEMA_KEYS else normalize_record(r) for r in records]
-    cols = {c: [r[c] for r in rows] for c in FEATURES}
+    get = itemgetter(*FEATURES)
+    rows = [get(r) if r.keys() == _SCHEMA_KEYS else get(normalize_record(r)) for r in records]
+    cols = dict(zip(FEATURES, zip(*rows), strict=True)) if rows else {c: () for c in FEATURES}
     for c in _REQUIRED:
         if None in cols[c] or (c in CONTINUOUS and MISSING in cols[c]):
             bad = next(i for i, v in enumerate(cols[c]) if v is None or v == MISSING)
@@ -125,8 +127,8 @@ def _predict_records(
 ) -> list[dict]:  # per record: prediction (">50K" or "<=50K") and probability of >50K
     "Label and probability for each record, in order."
     p = self.predict_proba(_columns(records))
-    labels = np.where(p >= self.threshold, CLASSES[1], CLASSES[0])
-    return [{"prediction": str(lab), "probability": float(v)} for lab, v in zip(labels, p.tolist(), strict=True)]
+    high = (p >= self.threshold).tolist()
+    return [{"prediction": CLASSES[h], "probability": v} for h, v in zip(high, p.tolist(), strict=True)]
 
 
 Predictor.predict_proba = _predict_proba
