@@ -1,0 +1,44 @@
+"""Call the census-income API: GET / and one POST /predict per class; print each status and body.
+
+    python api_requests.py                        # the local server (make serve)
+    python api_requests.py https://<app>.herokuapp.com
+"""
+
+import argparse
+import json
+
+import httpx
+
+RECORDS = {
+    "<=50K": {  # the body existing clients send
+        "age": 41, "workclass": "State-gov", "fnlgt": 77516, "education": "Bachelors", "education-num": 13,
+        "marital-status": "Divorced", "occupation": "Prof-specialty", "relationship": "Husband", "race": "White",
+        "sex": "Male", "capital-gain": 2100, "capital-loss": 0, "hours-per-week": 40, "native-country": "Cuba",
+    },
+    ">50K": {  # a row of the census file labelled >50K
+        "age": 52, "workclass": "Self-emp-inc", "fnlgt": 287927, "education": "HS-grad", "education-num": 9,
+        "marital-status": "Married-civ-spouse", "occupation": "Exec-managerial", "relationship": "Wife",
+        "race": "White", "sex": "Female", "capital-gain": 15024, "capital-loss": 0, "hours-per-week": 40,
+        "native-country": "United-States",
+    },
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base_url", nargs="?", default="http://127.0.0.1:8000", help="where the API runs")
+    args = parser.parse_args()
+    failed = 0
+    with httpx.Client(base_url=args.base_url, timeout=30) as client:
+        r = client.get("/")
+        print(f"GET / -> {r.status_code}\n{json.dumps(r.json(), indent=2)}")
+        failed += r.status_code != 200
+        for expected, record in RECORDS.items():
+            r = client.post("/predict", json=record)
+            print(f"\nPOST /predict (a record expected {expected}) -> {r.status_code}\n{json.dumps(r.json(), indent=2)}")
+            failed += r.status_code != 200
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

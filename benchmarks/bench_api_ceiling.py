@@ -1,0 +1,20 @@
+"""The framework's ceiling for `bench_api.py`: a FastAPI app with no model that reads and validates a record
+exactly as `census_income.api` does (same size check, same pydantic model from the raw bytes, same response
+model) and returns a constant. `/predict` can be at most this fast; the benchmark reports it as a ratio.
+
+Run: uvicorn benchmarks.bench_api_ceiling:app --no-access-log
+"""
+
+from fastapi import FastAPI, Request
+
+from census_income.api import Prediction, Record, parse_body, read_body
+
+app = FastAPI()
+ANSWER = Prediction(prediction="<=50K", probability=0.5, model_version="ceiling")
+
+
+@app.post("/predict")
+async def predict(request: Request) -> Prediction:
+    "Validate the body like the real endpoint, skip the model."
+    parse_body(Record, await read_body(request, 1_048_576))
+    return ANSWER

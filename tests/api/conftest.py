@@ -1,0 +1,114 @@
+"""A real uvicorn serving the pipeline's model on 127.0.0.1, an httpx client for it, and records from the data."""
+
+import csv
+import os
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import ROOT, VENV_BIN, tool_env
+
+NUMBERS = ("age", "fnlgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_uvicorn(model_dir: Path, port: int, **env: str) -> subprocess.Popen:
+    "uvicorn census_income.api:app as the Procfile runs it, with its model in `model_dir`."
+    cmd = [str(VENV_BIN / "uvicorn"), "census_income.api:app", "--host", "127.0.0.1", "--port", str(port),
+           "--no-access-log"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=tool_env(CENSUS_MODEL_DIR=str(model_dir), **env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"uvicorn exited with {proc.returncode}:\n{proc.stderr.read()}")
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError(f"uvicorn at {base} not ready after {timeout} s")
+
+
+def read_records(path: Path) -> list[dict]:
+    "Rows of a census CSV as API records (numbers as ints), label included under 'salary'."
+    with open(path, newline="") as f:
+        return [{k: int(v) if k in NUMBERS else v for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="session")
+def artifacts(request) -> Path:
+    "A folder with the pipeline's model/ and data/: the `pipeline_repo` run, or CENSUS_TEST_ARTIFACTS to reuse one."
+    reuse = os.environ.get("CENSUS_TEST_ARTIFACTS")
+    return Path(reuse) if reuse else request.getfixturevalue("pipeline_repo")
+
+
+@pytest.fixture(scope="session")
+def model_dir(artifacts) -> Path:
+    return artifacts / "model"
+
+
+@pytest.fixture(scope="session")
+def labelled_test_records(artifacts) -> list[dict]:
+    "The held-out test split of the pipeline run, label included."
+    return read_records(artifacts / "data" / "test.csv")
+
+
+@pytest.fixture(scope="session")
+def test_records(labelled_test_records) -> list[dict]:
+    "The held-out test split of the pipeline run, as records without the label."
+    return [{k: v for k, v in r.items() if k != "salary"} for r in labelled_test_records]
+
+
+@pytest.fixture(scope="session")
+def server(model_dir):
+    "Base URL of a live uvicorn serving the pipeline's model."
+    port = free_port()
+    proc = start_uvicorn(model_dir, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    with httpx.Client(base_url=server, timeout=30) as c:
+        yield c
+
+
+def starlette_test_client():
+    "Starlette's TestClient class."
+    # Starlette 1.10's TestClient prefers the httpx2 package and warns once, at import, when it falls back to
+    # httpx (which this project installs). The fallback is deliberate here, so that one warning is silenced.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+        from fastapi.testclient import TestClient
+    return TestClient
+
+
+@pytest.fixture
+def test_client(model_dir, monkeypatch):
+    "Starlette's TestClient with the lifespan run (the model loaded from CENSUS_MODEL_DIR), in process."
+    from census_income.api import app
+
+    monkeypatch.setenv("CENSUS_MODEL_DIR", str(model_dir))
+    with starlette_test_client()(app) as tc:
+        yield tc
+

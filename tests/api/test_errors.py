@@ -1,0 +1,108 @@
+"""Every way a request can be wrong gets a 4xx whose message a person can act on; never a 500."""
+
+import json
+
+import pytest
+
+from census_income.api import EXAMPLE
+from census_income.schema import CATEGORIES, FEATURES
+
+MAX_BODY = 1_048_576  # the default CENSUS_MAX_BODY_BYTES
+RACES = ", ".join(CATEGORIES["race"])
+
+
+def without(key: str) -> dict:
+    return {k: v for k, v in EXAMPLE.items() if k != key}
+
+
+# (body, the first error's loc, the first error's message, its start or all of it)
+RECORD_ERRORS = [
+    pytest.param(EXAMPLE | {"race": "Martian"}, ["body", "race"], f"race: 'Martian' is not an allowed value; allowed: {RACES}", id="unknown-category"),
+    pytest.param(EXAMPLE | {"sex": "?"}, ["body", "sex"], "sex: '?' is not an allowed value; allowed: Female, Male", id="question-mark-where-not-nullable"),
+    pytest.param(EXAMPLE | {"education": None}, ["body", "education"], "education: None is not an allowed value; allowed: 10th, 11th", id="null-where-not-nullable"),
+    pytest.param(EXAMPLE | {"age": 200}, ["body", "age"], "age: 200 is outside the allowed range 0..120", id="out-of-range"),
+    pytest.param(EXAMPLE | {"hours-per-week": 0}, ["body", "hours-per-week"], "hours-per-week: 0 is outside the allowed range 1..168", id="below-range"),
+    pytest.param(EXAMPLE | {"age": "41"}, ["body", "age"], "age: '41' is not a whole number (allowed: 0..120)", id="number-as-text"),
+    pytest.param(EXAMPLE | {"age": 41.5}, ["body", "age"], "age: 41.5 is not a whole number (allowed: 0..120)", id="fraction"),
+    pytest.param(EXAMPLE | {"capital-gain": True}, ["body", "capital-gain"], "capital-gain: True is not a whole number (allowed: 0..99999)", id="boolean"),
+    pytest.param(without("fnlgt"), ["body", "fnlgt"], "fnlgt: field required", id="missing-field"),
+    pytest.param(EXAMPLE | {"salary": ">50K"}, ["body", "salary"], f"'salary' is not a census field; expected: {', '.join(FEATURES)}", id="extra-field"),
+    pytest.param([EXAMPLE], ["body"], "the body must be one record: a JSON object with the 14 census fields (see /docs)", id="list-for-one"),
+]
+
+
+@pytest.mark.parametrize(("body", "loc", "msg"), RECORD_ERRORS)
+def test_invalid_record_is_422_naming_the_field(client, body, loc, msg):
+    r = client.post("/predict", json=body)
+    assert r.status_code == 422, r.text
+    first = r.json()["detail"][0]
+    assert first["loc"] == loc
+    assert first["msg"].startswith(msg), first["msg"]
+
+
+def test_every_problem_of_a_record_is_reported_at_once(client):
+    r = client.post("/predict", json=without("fnlgt") | {"race": "Martian", "agee": 3})
+    assert r.status_code == 422
+    assert {tuple(e["loc"]) for e in r.json()["detail"]} == {("body", "race"), ("body", "fnlgt"), ("body", "agee")}
+
+
+@pytest.mark.parametrize(("raw", "msg"), [
+    ('{"age": 41, "workclass": ', "the body is not valid JSON (EOF while parsing a value"),
+    ("", "the body is not valid JSON (EOF while parsing a value"),
+    ("{'age': 41}", "the body is not valid JSON (key must be a string"),
+])
+def test_malformed_json_is_422_saying_so(client, raw, msg):
+    r = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"].startswith(msg), r.json()
+
+
+def test_a_bad_record_in_a_batch_is_named_by_its_index(client):
+    r = client.post("/predict/batch", json=[EXAMPLE, EXAMPLE | {"race": "Martian"}])
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"loc": ["body", 1, "race"], "type": "literal_error",
+                                   "msg": f"record 1: race: 'Martian' is not an allowed value; allowed: {RACES}"}]
+
+
+@pytest.mark.parametrize(("records", "msg"), [
+    ([], "the batch has 0 records; send 1 to 1000 per request (CENSUS_MAX_BATCH sets the limit)"),
+    ([EXAMPLE] * 1001, "the batch has 1001 records; send 1 to 1000 per request (CENSUS_MAX_BATCH sets the limit)"),
+])
+def test_empty_or_oversized_batch_is_422(client, records, msg):
+    r = client.post("/predict/batch", json=records)
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"loc": ["body"], "msg": msg, "type": "too_short" if not records else "too_long"}]
+
+
+def test_a_batch_must_be_a_list(client):
+    r = client.post("/predict/batch", json=EXAMPLE)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"] == "the body must be a JSON list of records (see /docs)"
+
+
+TOO_LARGE = (f"request body larger than {MAX_BODY} bytes: send fewer records per request "
+             "(the limit is set by CENSUS_MAX_BODY_BYTES)")
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_oversized_body_is_413_by_its_declared_length(client, path):
+    body = json.dumps([EXAMPLE] * 4000).encode()
+    assert len(body) > MAX_BODY
+    r = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json() == {"detail": TOO_LARGE}
+
+
+def test_oversized_body_is_413_when_streamed_without_a_length(client):
+    def chunks():  # no Content-Length: httpx sends this chunked
+        yield b"["
+        for _ in range(4000):
+            yield json.dumps(EXAMPLE).encode() + b","
+        yield b"{}]"
+
+    r = client.post("/predict/batch", content=chunks(), headers={"Content-Type": "application/json"})
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413 and r.json() == {"detail": TOO_LARGE}
+
+
+def test_the_server_still_answers_after_all_that(client):
+    assert client.post("/predict", json=EXAMPLE).status_code == 200
