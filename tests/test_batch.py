@@ -1,0 +1,94 @@
+"""Batch scoring through papermill, as documented: 100,000 rows with bad ones mixed in."""
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from census_income.predict import Predictor
+from census_income.schema import CATEGORICAL, CLASSES, CONTINUOUS
+
+from .conftest import ROOT, VENV_BIN, run
+
+N_ROWS = 100_000
+
+
+@pytest.fixture(scope="module")
+def artifacts(request) -> Path:
+    "A folder with the pipeline's model/ and data/: the `pipeline_repo` run, or CENSUS_TEST_ARTIFACTS to reuse one."
+    reuse = os.environ.get("CENSUS_TEST_ARTIFACTS")
+    return Path(reuse) if reuse else request.getfixturevalue("pipeline_repo")
+
+
+def spoil(row: list[str], kind: int) -> tuple[list[str], str]:
+    "A bad copy of a row, and the start of the reason the reject file must give."
+    row = list(row)
+    if kind == 0:
+        return row[:-2], "expected 15 fields, found 13"
+    if kind == 1:
+        row[8] = "Martian"
+        return row, "race 'Martian' is not an allowed value"
+    if kind == 2:
+        row[0] = "130"
+        return row, "age '130' is outside the allowed range 0..120"
+    row[12] = "forty"
+    return row, "hours-per-week 'forty' is not a whole number"
+
+
+@pytest.fixture(scope="module")
+def generated(artifacts, tmp_path_factory):
+    "A census CSV of 100,000 data rows drawn from the test split, 1% of them spoiled, a few blank lines between."
+    with open(artifacts / "data" / "test.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    header, rows = rows[0], rows[1:]
+    rng = random.Random(7)
+    path = tmp_path_factory.mktemp("batch") / "people.csv"
+    good, bad, line = {}, {}, 1
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(header)
+        for i in range(N_ROWS):
+            row = rng.choice(rows)
+            if rng.random() < 0.002:
+                f.write("\n")
+                line += 1
+            line += 1
+            if i % 100 == 37:
+                row, reason = spoil(row, rng.randrange(4))
+                bad[line] = reason
+            else:
+                good[line] = row
+            out.writerow(row)
+    return path, header, good, bad
+
+
+def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, generated, tmp_path):
+    path, header, good, bad = generated
+    scored, rejects, executed = tmp_path / "scored.csv", tmp_path / "rejects.csv", tmp_path / "07_batch.ipynb"
+    run([str(VENV_BIN / "papermill"), "-k", "python3", "--log-level", "WARNING", "--no-progress-bar", "07_batch.ipynb",
+         str(executed), "-p", "input_path", str(path), "-p", "output_path", str(scored), "-p", "reject_path",
+         str(rejects), "-p", "model_dir", str(artifacts / "model"), "-p", "chunk_size", "7000"], ROOT / "nbs")
+    printed = "".join(t for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", []) for t in o.get("text", []))
+    assert f"{N_ROWS} rows read, {len(good)} scored" in printed and f"{len(bad)} rejected" in printed
+    assert len(bad) == N_ROWS // 100
+
+    out = pd.read_csv(scored, dtype=str, keep_default_na=False)
+    assert out["line"].astype(int).tolist() == sorted(good)  # every good row, in file order, none lost
+    assert out[header].values.tolist() == [good[k] for k in sorted(good)]
+
+    rej = pd.read_csv(rejects, dtype=str, keep_default_na=False)
+    assert rej["line"].astype(int).tolist() == sorted(bad)
+    for line, reason in zip(rej["line"].astype(int), rej["reason"], strict=True):
+        assert reason.startswith(bad[line]), (line, reason)
+
+    predictor = Predictor.load(artifacts / "model")
+    typed = pd.DataFrame([good[k] for k in sorted(good)], columns=header)
+    cols = {c: typed[c].tolist() for c in CATEGORICAL} | {c: typed[c].astype(int).to_numpy() for c in CONTINUOUS}
+    p = predictor.predict_proba(cols)
+    assert np.abs(out["probability"].astype(float).to_numpy() - p).max() < 1e-6  # float32 products in other chunkings
+    assert out["prediction"].tolist() == [CLASSES[h] for h in (p >= predictor.threshold).tolist()]
