@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PORT ?= 8000
 
-.PHONY: install pipeline test test-slow lint export clean-nbs lab serve bench
+.PHONY: install moto pipeline test test-slow lint export clean-nbs lab serve bench
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,10 +17,20 @@ $(STAMP): setup.py settings.ini constraints.txt
 
 install: $(STAMP)  ## virtual environment with the package, the pipeline and the dev tools
 
+# moto's S3 server for the DVC round-trip tests, in its own venv: installing moto[server] beside
+# dvc[s3] sends pip into minutes of backtracking over botocore; alone it takes about 30 s.
+MOTO_SERVER := .venv-moto/bin/moto_server
+$(MOTO_SERVER): constraints-moto.txt
+	test -x .venv-moto/bin/python || python3 -m venv .venv-moto
+	.venv-moto/bin/python -m pip install --quiet -c constraints-moto.txt "moto[server]==5.2.5"
+	touch $@
+
+moto: $(MOTO_SERVER)  ## moto_server (local S3) in .venv-moto
+
 pipeline: install  ## run every DVC stage that is out of date
 	dvc repro
 
-test: install  ## the whole default test suite
+test: install moto  ## the whole default test suite
 	pytest
 
 test-slow: install  ## the slow suite (minutes)
