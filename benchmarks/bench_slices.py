@@ -1,0 +1,74 @@
+"""Why the slice intervals use a vectorised bootstrap rather than fairlearn's `MetricFrame(n_boot=...)`.
+
+Times, on the test split (or any CSV with the census columns and the label), fairlearn's own
+bootstrap for a few resamples of one feature, and the vectorised one of census_income.slices
+for all resamples of every categorical feature; prints a table with the extrapolated cost of
+fairlearn's for the pipeline's settings. Predictions come from a seeded random rule, so no
+trained model is needed; the cost does not depend on them.
+
+    python benchmarks/bench_slices.py [--csv data/test.csv] [--n-boot 1000]
+"""
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import MetricFrame
+
+from census_income.schema import CATEGORICAL, LABEL
+from census_income.slices import (
+    FRAME_METRICS,
+    bootstrap_weights,
+    group_counts,
+    percentile_ci,
+    rates_from_counts,
+    slice_frame,
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--csv", default="data/test.csv")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--fairlearn-boot", type=int, default=10, help="resamples actually run with fairlearn (then extrapolated)")
+    args = ap.parse_args()
+    df = pd.read_csv(args.csv, keep_default_na=False)
+    y = (df[LABEL] == ">50K").to_numpy().astype(int)
+    pred = np.where(np.random.default_rng(0).random(len(y)) < 0.85, y, 1 - y)
+    rows = []
+
+    started = time.perf_counter()
+    for f in CATEGORICAL:
+        assert len(slice_frame(y, pred, df[f].astype(str)).by_group) > 1
+    rows.append(("MetricFrame point estimates, all features", 1, time.perf_counter() - started))
+
+    started = time.perf_counter()
+    w = bootstrap_weights(len(y), args.n_boot, 42)
+    for f in CATEGORICAL:
+        values, codes = np.unique(df[f].astype(str), return_inverse=True)
+        boot = rates_from_counts(*group_counts(y, pred, codes, len(values), w))
+        percentile_ci(boot["f1"], 0.95)
+    vec = time.perf_counter() - started
+    rows.append(("vectorised bootstrap, all features", args.n_boot, vec))
+
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        MetricFrame(metrics=FRAME_METRICS, y_true=y, y_pred=pred, sensitive_features=df["education"].astype(str),
+                    n_boot=args.fairlearn_boot, ci_quantiles=[0.025, 0.975], random_state=42)
+    fl = time.perf_counter() - started
+    rows.append(("fairlearn MetricFrame(n_boot), education only", args.fairlearn_boot, fl))
+    per = fl / args.fairlearn_boot
+    rows.append(("fairlearn, extrapolated to all features", args.n_boot, per * args.n_boot * len(CATEGORICAL)))
+
+    print(f"{len(y)} rows, {len(CATEGORICAL)} features")
+    print(f"{'what':52} {'resamples':>9} {'seconds':>9}")
+    for what, n, s in rows:
+        print(f"{what:52} {n:9d} {s:9.2f}")
+    print(f"speed-up of the vectorised bootstrap: {per * args.n_boot * len(CATEGORICAL) / vec:,.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""`dvc repro` renders every report to HTML, links them from reports/index.html, and keeps the slices and card fresh."""
+
+import json
+import re
+
+import yaml
+
+from ..conftest import run, set_params
+
+STDERR = 'data-mime-type="application/vnd.jupyter.stderr"'
+
+
+def pages(repo) -> list[str]:
+    return yaml.safe_load((repo / "params.yaml").read_text())["report"]["pages"].split(",")
+
+
+def test_repro_renders_every_notebook_and_the_index_links_them(pipeline_repo):
+    reports = pipeline_repo / "reports"
+    for rel in ["index.html", "model_card.md", "slice_output.txt"]:
+        assert (reports / rel).is_file(), rel
+    for name in pages(pipeline_repo):
+        html = (reports / f"{name}.html").read_text()
+        assert len(html) > 10_000 and "<h1" in html, name
+        assert "hl-ipython3" not in html, f"{name}.html shows code cells"
+    for name in ("05_slices", "05a_report"):
+        assert STDERR not in (reports / f"{name}.html").read_text(), f"{name}.html shows warnings or errors"
+    index = (reports / "index.html").read_text()
+    links = re.findall(r'<a href="([^"]+)"', index)
+    assert {f"{p}.html" for p in pages(pipeline_repo)} | {"model_card.md", "slice_output.txt"} <= set(links)
+    for href in links:
+        assert (reports / href).is_file(), f"index.html links a missing {href}"
+    version = json.loads((pipeline_repo / "model/manifest.json").read_text())["version"]
+    assert f"<code>{version}</code>" in index and 'id="metrics"' in index and "<script" not in index
+
+
+def test_slice_report_has_the_table_and_the_plots(pipeline_repo):
+    html = (pipeline_repo / "reports/05_slices.html").read_text()
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 10  # 8 features, confusion, curves
+    report = json.loads((pipeline_repo / "metrics/slices.json").read_text())
+    for feature, values in report["slices"].items():
+        for value in values:
+            assert f">{value}<" in html.replace("&amp;", "&"), f"{feature}={value} missing from the slice table"
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], pipeline_repo).stdout)
+    shown = json.dumps(metrics)
+    assert "disparity.json" in shown and "selection_rate" in shown
+
+
+def test_changed_min_support_reruns_slices_and_report_only(pipeline_repo):
+    lock, params = (pipeline_repo / "dvc.lock").read_text(), (pipeline_repo / "params.yaml").read_text()
+    set_params(pipeline_repo, slices={"min_support": 200})
+    try:
+        out = run(["dvc", "repro", "report"], pipeline_repo).stdout
+        assert "Running stage 'slices'" in out and "Running stage 'report'" in out
+        assert "Running stage 'train'" not in out and "Running stage 'tune'" not in out
+        card = (pipeline_repo / "reports/model_card.md").read_text()
+        assert "fewer than 200 rows" in card
+        assert json.loads((pipeline_repo / "metrics/slices.json").read_text())["settings"]["min_support"] == 200
+    finally:
+        (pipeline_repo / "dvc.lock").write_text(lock)
+        (pipeline_repo / "params.yaml").write_text(params)
+        run(["dvc", "checkout", "--force"], pipeline_repo)
+    restored = yaml.safe_load(params)["slices"]["min_support"]
+    assert f"fewer than {restored} rows" in (pipeline_repo / "reports/model_card.md").read_text()
