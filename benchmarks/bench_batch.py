@@ -1,0 +1,80 @@
+"""Speed and memory of batch scoring (`census_income.batch.score_csv`) on generated census files of growing size.
+
+Each size runs in a fresh process pinned to one core; peak RSS that does not grow with the file shows that
+the file is streamed. Prints a markdown table. Run from the repo root after the pipeline:
+
+    .venv/bin/python benchmarks/bench_batch.py --model-dir model --data data/test.csv --rows 100000 1000000
+"""
+
+import argparse
+import csv
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def generate(data: Path, rows: int, path: Path) -> None:
+    "A census CSV of `rows` rows drawn from `data`, one in 200 with an unknown category."
+    with open(data, newline="") as f:
+        src = list(csv.reader(f))
+    rng = random.Random(0)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(src[0])
+        for i in range(rows):
+            row = list(rng.choice(src[1:]))
+            if i % 200 == 0:
+                row[8] = "Martian"
+            out.writerow(row)
+
+
+def worker(path: str, model_dir: str, chunk_size: int) -> None:
+    "Score one file in this process; print seconds, report and peak RSS as JSON."
+    from threadpoolctl import threadpool_limits
+
+    from census_income.batch import score_csv
+    from census_income.predict import Predictor
+
+    threadpool_limits(1)
+    predictor = Predictor.load(model_dir)
+    out = Path(path).with_suffix(".scored.csv")
+    t = time.perf_counter()
+    report = score_csv(path, out, out.with_suffix(".rejects.csv"), predictor, chunk_size=chunk_size)
+    secs = time.perf_counter() - t
+    print(json.dumps(report | {"seconds": secs, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model-dir", default="model")
+    ap.add_argument("--data", default="data/test.csv")
+    ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--chunk-size", type=int, default=10_000)
+    ap.add_argument("--core", type=int, default=0)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        return worker(a.worker, a.model_dir, a.chunk_size)
+    print(f"\nscore_csv, chunks of {a.chunk_size:,} rows, 1 BLAS thread on core {a.core}; model {a.model_dir}\n")
+    print("| rows | file MiB | seconds | rows/s | scored | rejected | peak RSS MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in a.rows:
+            path = Path(tmp) / f"people_{rows}.csv"
+            generate(Path(a.data), rows, path)
+            proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--worker", str(path),
+                                   "--model-dir", a.model_dir, "--chunk-size", str(a.chunk_size)],
+                                  capture_output=True, text=True, check=True)
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"| {rows:,} | {path.stat().st_size / 2**20:,.0f} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "
+                  f"{r['rows_scored']:,} | {r['rows_rejected']:,} | {r['peak_rss_mib']:.0f} |")
+            for p in Path(tmp).glob("people_*"):
+                p.unlink()
+
+
+if __name__ == "__main__":
+    main()
