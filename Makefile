@@ -33,7 +33,7 @@ pipeline: install  ## run every DVC stage that is out of date
 test: install moto  ## the whole default test suite
 	pytest
 
-test-slow: install  ## the slow suite (minutes)
+test-slow: install moto  ## the slow suite (minutes)
 	pytest -m slow
 
 lint: install

@@ -49,10 +49,13 @@ def make_slug(source: Path, dest: Path, endpoint: str) -> Path:
     return dest
 
 
-def start_web(slug: Path, port: int) -> subprocess.Popen:
+def start_web(slug: Path, port: int, venv_bin: Path | None = None) -> subprocess.Popen:
     "Run the web command as Heroku does (bash -c, PORT and DYNO set), in its own process group."
     env = tool_env(DYNO="web.1", PORT=str(port), **S3_ENV)
     env.pop("CENSUS_MODEL_DIR", None)
+    if venv_bin is not None:  # only that venv's programs, as on a dyno (plus bash and coreutils)
+        env = {"PATH": f"{venv_bin}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": env.get("HOME", "/tmp"),
+               "DYNO": "web.1", "PORT": str(port), **S3_ENV}
     return subprocess.Popen(["bash", "-c", web_command()], cwd=slug, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -121,3 +124,24 @@ def test_off_a_dyno_the_start_step_does_nothing(tmp_path):
     proc = subprocess.run(["python", "-m", "census_income.deploy", "--root", str(tmp_path)], cwd=ROOT,
                           env={k: v for k, v in tool_env().items() if k != "DYNO"}, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == proc.stderr == "", proc
+
+
+@pytest.mark.slow
+def test_serving_requirements_alone_run_the_dyno(api_ready, pushed_repo, moto_endpoint, tmp_path):
+    "A venv of requirements-serve.txt only (what Heroku installs): the start step pulls and the API answers."
+    venv = tmp_path / "serve-venv"
+    run(["python3", "-m", "venv", str(venv)], tmp_path)
+    run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
+        ROOT, timeout=900)
+    slug = make_slug(pushed_repo, tmp_path / "app", moto_endpoint)
+    port = free_port()
+    proc = start_web(slug, port, venv_bin=venv / "bin")
+    try:
+        wait_for_port(port, 60, proc)
+        status, answer = post(port, "/predict", RECORD)
+    finally:
+        out = stop(proc)
+    assert status == 200 and answer["prediction"] in CLASSES, (answer, out)
+    assert "census_income.deploy: pulled" in out, out
+    heavy = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True)
+    assert heavy.returncode != 0, "torch must not be in the serving requirements"
