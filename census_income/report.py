@@ -180,7 +180,7 @@ def ethics_and_caveats(res: dict) -> str:  # results from `load_results`
 - The data hold no names or addresses, but the rows describe real people.
 
 ## Caveats and recommendations
-- The intervals cover the sampling of the test split only, not the variation between training runs or seeds.
+- The intervals cover the sampling of the test split only, not the variation between training runs or seeds. A percentile interval collapses to a single point when a metric is perfect (or zero) in nearly every resample, as a precision from a handful of predicted positives can be: read intervals with the slice's counts.
 - Slices flagged too small, and intersections of groups, are not evaluated: absence of evidence there is not evidence of good behaviour.
 - The threshold maximises F1 overall; a different operating point changes every number here, the disparities included. Re-evaluate the slices after changing it.
 - Before any use beyond teaching: evaluate on current, representative data, decide which errors matter for the use, consider a post-processing mitigation such as fairlearn's `ThresholdOptimizer`, and prefer the gradient-boosting baseline if it keeps its lead.
