@@ -114,7 +114,7 @@ def data_sections(res: dict) -> str:  # results from `load_results`
 - **Preprocessing:** the same cleaning as training (spaces stripped, exact duplicates dropped, `?` kept as its own category in the three columns that have it) and the encoder fitted on the training split.
 
 ## Training data
-- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), stratified on the label. Of it, {pct(prm['dev_size'])} ({dev['n']} rows) is held out as the dev split for early stopping and the choice of threshold; the hyper-parameter search used its own dev split of the training rows.
+- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), stratified on the label. Of it, {pct(prm['dev_size'])} ({dev['n']} rows) is held out as the dev split for early stopping and the choice of threshold; the hyper-parameter search also scored its trials on a dev split of the training rows, never on the test split.
 - **Label:** `salary`, `>50K` or `<=50K`.
 """
 
