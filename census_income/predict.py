@@ -105,7 +105,7 @@ def _columns(
     "Records as columns; a record already in the schema's spelling is taken as it is (the fast path)."
     get = itemgetter(*FEATURES)
     rows = [get(r) if r.keys() == _SCHEMA_KEYS else get(normalize_record(r)) for r in records]
-    cols = dict(zip(FEATURES, zip(*rows), strict=True)) if rows else {c: () for c in FEATURES}
+    cols = dict(zip(FEATURES, zip(*rows, strict=True), strict=True)) if rows else {c: () for c in FEATURES}
     for c in _REQUIRED:
         if None in cols[c] or (c in CONTINUOUS and MISSING in cols[c]):
             bad = next(i for i, v in enumerate(cols[c]) if v is None or v == MISSING)
