@@ -156,8 +156,10 @@ def main() -> None:
             proc.terminate()
             proc.wait()
     c16 = results[("ceiling", 16)]["rps"]
+    arch = json.loads((Path(a.model_dir) / "manifest.json").read_text())
+    shape = f"{arch['version']}, {arch['architecture']['depth']}×{arch['architecture']['hidden']} hidden"
     print(f"\nwrk {a.seconds} s runs, median of {a.runs}; uvicorn 1 worker on core {a.server_core}, wrk -t1 on core "
-          f"{a.load_core}; model {a.model_dir}\n")
+          f"{a.load_core}; model {a.model_dir} ({shape}); load average before: {os.getloadavg()[0]:.2f}\n")
     print("| endpoint | connections | requests/s | records/s | p50 ms | p99 ms | errors | vs ceiling |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (name, conns), r in results.items():
