@@ -25,7 +25,7 @@ def break_model(model_dir, tmp_path, how: str):
     ("no-encoder", "model file missing in {d}: encoder file not found: {d}/encoder.json"),
     ("corrupt-weights", "model files in {d} are unusable: "),
     ("corrupt-manifest", "model files in {d} are unusable: JSONDecodeError"),
-])
+], ids=["missing", "no-encoder", "corrupt-weights", "corrupt-manifest"])
 def test_bad_model_files_stop_the_server_with_one_line(model_dir, tmp_path, how, reason):
     d = break_model(model_dir, tmp_path, how)
     proc = start_uvicorn(d, free_port())
