@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PORT ?= 8000
 
-.PHONY: install moto pipeline test test-slow lint export clean-nbs lab serve bench
+.PHONY: install moto pipeline test test-slow lint export lab serve bench check-reports
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,7 +37,7 @@ test-slow: install moto  ## the slow suite (minutes)
 	pytest -m slow
 
 lint: install
-	ruff check census_income tests benchmarks
+	ruff check census_income tests benchmarks api_requests.py
 
 export: install  ## notebooks → package, and strip notebook outputs
 	nbdev_export && nbdev_clean
@@ -46,5 +46,12 @@ lab: install  ## JupyterLab on nbs/ with the project's kernel
 	jupyter lab --notebook-dir=nbs
 
 serve: install  ## the API on $(PORT), building the model first if it is missing
-	test -f model/manifest.json || dvc repro
+	test -f $${CENSUS_MODEL_DIR:-model}/manifest.json || dvc repro
 	uvicorn census_income.api:app --host 127.0.0.1 --port $(PORT) --no-access-log
+
+bench: install  ## the quick benchmarks: prediction speed and quality over 3 seeds (after `make pipeline`)
+	python benchmarks/bench_predict.py
+	python benchmarks/quality_seeds.py
+
+check-reports: install  ## open every HTML report in headless Chromium (needs Debian's chromium)
+	python benchmarks/check_reports.py

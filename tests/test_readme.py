@@ -1,0 +1,85 @@
+"""The README's commands, run as written (with a local model, ports and scratch paths swapped in)."""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+
+import httpx
+import pandas as pd
+
+from .api.conftest import free_port, wait_ready
+from .conftest import ROOT, VENV_BIN, run, tool_env
+
+README = (ROOT / "README.md").read_text()
+
+
+def command(prefix: str) -> str:
+    "The README line that starts with prefix (exactly one)."
+    lines = [line for line in README.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, f"expected one README line starting with {prefix!r}, found {len(lines)}"
+    return lines[0].split("  #")[0].strip()
+
+
+def test_curl_example(server):
+    cmd = command("curl -s http://127.0.0.1:8000/predict").replace("http://127.0.0.1:8000", server)
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30, check=True).stdout
+    body = json.loads(out)
+    assert body["prediction"] == "<=50K" and 0 <= body["probability"] < 0.5 and body["model_version"]
+
+
+def test_make_serve_with_another_port(model_dir):
+    port = free_port()
+    assert command("PORT=9000 make serve") == "PORT=9000 make serve"
+    proc = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=ROOT, env=tool_env(CENSUS_MODEL_DIR=str(model_dir)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_ready(proc, f"http://127.0.0.1:{port}", timeout=120)
+        assert "docs" in httpx.get(f"http://127.0.0.1:{port}/").text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_python_example(pipeline_repo):
+    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    code = code.replace("predictor.predict_records(", "result = predictor.predict_records(")
+    scope: dict = {}
+    cwd = os.getcwd()
+    os.chdir(pipeline_repo)
+    try:
+        exec(code, scope)  # noqa: S102 - the README's own snippet
+    finally:
+        os.chdir(cwd)
+    assert scope["result"][0]["prediction"] == "<=50K"
+
+
+def test_batch_papermill_command(pipeline_repo):
+    cmd = command(".venv/bin/papermill -k python3 --cwd nbs nbs/07_batch.ipynb")
+    args = shlex.split(cmd)
+    args[0] = str(VENV_BIN / "papermill")
+    run(args, pipeline_repo, timeout=600)
+    scored = pd.read_csv(pipeline_repo / "scored.csv", keep_default_na=False)
+    rejects = pd.read_csv(pipeline_repo / "rejects.csv", keep_default_na=False)
+    assert len(scored) == 32_561 and rejects.empty
+    assert set(scored["prediction"]) == {"<=50K", ">50K"}
+
+
+def test_tune_worker_command(pipeline_repo, tmp_path):
+    block = re.search(r"(papermill -k python3 --cwd nbs nbs/03_tune.ipynb .*?)\n```", README, re.S).group(1)
+    cmd = block.replace("\\\n", " ").replace("journal:../model/optuna.journal", f"journal:{tmp_path}/optuna.journal")
+    cmd = cmd.replace("-p n_trials 60", "-p n_trials 2").replace("-p max_epochs 40", "-p max_epochs 2")
+    args = shlex.split(cmd)
+    args[0] = str(VENV_BIN / "papermill")
+    run(args, pipeline_repo, timeout=600)
+    assert (tmp_path / "optuna.journal").stat().st_size > 0
+
+
+def test_dvc_metrics_and_plots(pipeline_repo, tmp_path):
+    assert "dvc metrics show" in README and "dvc plots show" in README
+    metrics = run(["dvc", "metrics", "show", "--json"], pipeline_repo).stdout
+    assert "roc_auc" in metrics and "recall" in metrics
+    out = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], pipeline_repo).stdout
+    assert (tmp_path / "plots" / "index.html").is_file(), out
