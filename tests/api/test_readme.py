@@ -10,8 +10,8 @@ import subprocess
 import httpx
 import pandas as pd
 
-from .api.conftest import free_port, wait_ready
-from .conftest import ROOT, VENV_BIN, run, tool_env
+from ..conftest import ROOT, VENV_BIN, run, tool_env
+from .conftest import free_port, wait_ready
 
 README = (ROOT / "README.md").read_text()
 
