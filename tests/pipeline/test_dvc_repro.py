@@ -1,5 +1,7 @@
 """The DVC pipeline from a fresh copy: it runs, it is idempotent, and it reruns only what changed."""
 
+import json
+
 import pandas as pd
 
 from ..conftest import run, set_params
@@ -45,3 +47,12 @@ def test_same_params_give_the_same_model_and_metrics(pipeline_repo):
     assert "Running stage 'train'" in out
     changed = [f for f in files if (pipeline_repo / f).read_bytes() != before[f]]
     assert not changed, f"a second training run with the same params changed {changed}"
+
+
+def test_tuning_switch_uses_the_stored_params(pipeline_repo, params):
+    "With tune.enabled false (as the fixture sets it) no trial runs and the stored best params are used."
+    best = json.loads((pipeline_repo / "model/best_params.json").read_text())
+    assert best["source"] == "params.yaml (tuning skipped)"
+    assert best["params"] == params["tune"]["stored"]
+    manifest = json.loads((pipeline_repo / "model/manifest.json").read_text())
+    assert {k: manifest["params"][k] for k in best["params"]} == best["params"]
