@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from threadpoolctl import threadpool_limits
@@ -377,8 +377,8 @@ async def predict(request: Request) -> Prediction:
     return await model.score_one(record)
 
 
-@app.post("/predict/batch", responses=_ERRORS, openapi_extra=_json_body(_BATCH_BODY))
-async def predict_batch(request: Request) -> BatchPrediction:
+@app.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS, openapi_extra=_json_body(_BATCH_BODY))
+async def predict_batch(request: Request) -> Response:
     "Score a list of records (at least 1, at most CENSUS_MAX_BATCH); results come in the same order."
     model, settings = get_model(request), request.app.state.settings
     records = parse_body(_RECORDS, await read_body(request, settings.max_body_bytes))
@@ -386,4 +386,6 @@ async def predict_batch(request: Request) -> BatchPrediction:
         raise RequestValidationError([{"loc": ("body",), "type": "too_short" if not records else "too_long",
                                        "msg": f"the batch has {len(records)} records; send 1 to {settings.max_batch} "
                                               "per request (CENSUS_MAX_BATCH sets the limit)"}])
-    return model.score_many(records)
+    # pydantic writes the JSON once (0.2 ms for 1,000 results); returning the model would make FastAPI
+    # validate it again and encode it through jsonable_encoder and the json module (about 5 ms)
+    return Response(model.score_many(records).model_dump_json(), media_type="application/json")
