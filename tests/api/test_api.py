@@ -121,9 +121,11 @@ def test_the_whole_test_split_scores_as_the_prediction_function_does(client, ser
 def test_single_record_shortcut_encodes_bit_for_bit_like_the_encoder(test_records, predictor):
     encode = RowEncoder(predictor.encoder)
     expected = predictor.encoder.transform({c: [r[c] for r in test_records] for c in CATEGORICAL + CONTINUOUS})
-    rows = np.concatenate([encode(tuple(r[c] for c in CATEGORICAL), tuple(float(r[c]) for c in CONTINUOUS))
-                           for r in test_records])
-    assert rows.dtype == expected.dtype and np.array_equal(rows, expected)
+    values = [tuple(r[c] for c in CATEGORICAL + CONTINUOUS) for r in test_records]
+    one_by_one = np.concatenate([encode([v]) for v in values])  # a lone request
+    in_groups = np.concatenate([encode(values[i:i + 16]) for i in range(0, len(values), 16)])  # coalesced ones
+    for rows in (one_by_one, in_groups):
+        assert rows.dtype == expected.dtype and np.array_equal(rows, expected)
 
 
 def test_in_process_client_answers_like_the_server(test_client, client):
