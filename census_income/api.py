@@ -162,7 +162,8 @@ def describe_error(
     elif col in RANGES and kind in ("float_type", "int_from_float"):
         msg = f"{field}: {err.get('input')!r} is not a whole number (allowed: {RANGES[col][0]}..{RANGES[col][1]})"
     elif field is None and kind in ("model_type", "model_attributes_type", "dict_type"):
-        msg = "the body must be one record: a JSON object with the 14 census fields (see /docs)"
+        msg = ("must be a JSON object with the 14 census fields (see /docs)" if loc else  # an item of a batch
+               "the body must be one record: a JSON object with the 14 census fields (see /docs)")
     elif field is None and kind == "list_type":
         msg = "the body must be a JSON list of records (see /docs)"
     else:

@@ -74,6 +74,13 @@ def test_empty_or_oversized_batch_is_422(client, records, msg):
     assert r.json()["detail"] == [{"loc": ["body"], "msg": msg, "type": "too_short" if not records else "too_long"}]
 
 
+def test_a_batch_item_that_is_not_a_record_is_named_by_its_index(client):
+    r = client.post("/predict/batch", json=[EXAMPLE, 41])
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"loc": ["body", 1], "type": "dict_type",
+                                   "msg": "record 1: must be a JSON object with the 14 census fields (see /docs)"}]
+
+
 def test_a_batch_must_be_a_list(client):
     r = client.post("/predict/batch", json=EXAMPLE)
     assert r.status_code == 422
