@@ -203,9 +203,8 @@ def parse_body(
         raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]) from None
 
 # %% ../nbs/06_serve.ipynb #e224438a
-_CAT_ATTRS = tuple(c.replace("-", "_") for c in CATEGORICAL)
-_NUM_ATTRS = tuple(c.replace("-", "_") for c in CONTINUOUS)
-_ROW_VALUES = itemgetter(*_CAT_ATTRS, *_NUM_ATTRS)  # a RecordRow's values in CATEGORICAL + CONTINUOUS order
+# a record's values (a RecordRow, or a Record's __dict__) in CATEGORICAL + CONTINUOUS order
+_ROW_VALUES = itemgetter(*(c.replace("-", "_") for c in CATEGORICAL + CONTINUOUS))
 
 
 class RowEncoder:
@@ -215,11 +214,10 @@ class RowEncoder:
         self.n, self.at = encoder.n_features, encoder.n_onehot
         self.columns = [{v: int(encoder._offsets[j]) + i for v, i in encoder._lookup[c].items()}
                         for j, c in enumerate(CATEGORICAL)]  # category → column, per categorical column
-        ple = [c for c in CONTINUOUS if c in encoder.edges]
-        # every dense column as (x[src] - lo) / den: the standardised numbers first, then each PLE bin
-        self.src = np.array(list(range(len(CONTINUOUS))) + [CONTINUOUS.index(c) for c in ple for _ in encoder.edges[c][:-1]])
-        self.lo = np.concatenate([encoder.mean] + [encoder.edges[c][:-1] for c in ple])
-        self.den = np.concatenate([encoder.scale] + [np.diff(encoder.edges[c]) for c in ple])
+        # every dense column as (x[src] - lo) / den: the standardised numbers first, then the encoder's PLE bins
+        self.src = np.concatenate([np.arange(len(CONTINUOUS)), encoder._ple_col])
+        self.lo = np.concatenate([encoder.mean, encoder._ple_lo])
+        self.den = np.concatenate([encoder.scale, encoder._ple_width])
 
     def __call__(
         self,
@@ -268,17 +266,14 @@ class ServingModel:
             p = await fut
         else:
             p = forward(self.predictor.layers, self.encode([values]))[0]
-        # p is float32 and compared with the threshold exactly as `Predictor.predict_records` does
+        # p is float32 and compared with the threshold exactly as `Predictor.labels` does, for one value
         label = CLASSES[int(p >= self.threshold)]
         return Prediction(prediction=label, probability=float(p), model_version=self.version)
 
     def score_many(self, rows: list[RecordRow]) -> dict:
         "Score validated records together, in order: a dict shaped as `BatchPrediction`."
         cols = dict(zip(CATEGORICAL + CONTINUOUS, zip(*map(_ROW_VALUES, rows), strict=True), strict=True))
-        p = self.predictor.predict_proba(cols)
-        hits = (p >= self.threshold).tolist()
-        return {"model_version": self.version, "predictions": [
-            {"prediction": CLASSES[h], "probability": v} for h, v in zip(hits, p.tolist(), strict=True)]}
+        return {"model_version": self.version, "predictions": self.predictor.answers(self.predictor.predict_proba(cols))}
 
 # %% ../nbs/06_serve.ipynb #4b9c5b4c
 log = logging.getLogger("uvicorn.error")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .clean import CensusDataError, find_problems
 from .predict import Predictor
-from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES
+from .schema import CATEGORICAL, CONTINUOUS, FEATURES
 
 # %% ../nbs/07_batch.ipynb #333f9a1a
 def read_chunks(
@@ -66,7 +66,7 @@ def score_rows(
     columns = {c: df[c].tolist() for c in CATEGORICAL} | {c: pd.to_numeric(df[c]).to_numpy() for c in CONTINUOUS}
     p = predictor.predict_proba(columns)
     out = df.reset_index()
-    out["prediction"] = [CLASSES[h] for h in (p >= predictor.threshold).tolist()]
+    out["prediction"] = predictor.labels(p)
     out["probability"] = p
     return out
 

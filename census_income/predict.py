@@ -126,13 +126,29 @@ def _predict_records(
     records: Iterable[Mapping],  # dicts keyed by census names, in either spelling
 ) -> list[dict]:  # per record: prediction (">50K" or "<=50K") and probability of >50K
     "Label and probability for each record, in order."
-    p = self.predict_proba(_columns(records))
-    high = (p >= self.threshold).tolist()
-    return [{"prediction": CLASSES[h], "probability": v} for h, v in zip(high, p.tolist(), strict=True)]
+    return self.answers(self.predict_proba(_columns(records)))
+
+
+def _labels(
+    self: Predictor,
+    p: np.ndarray,  # probabilities of >50K, as `predict_proba` gives them
+) -> list[str]:  # ">50K" where p >= the model's threshold, else "<=50K"
+    "The decision rule, in one place: every path that labels rows (API, batch job) goes through it."
+    return [CLASSES[h] for h in (p >= self.threshold).tolist()]
+
+
+def _answers(
+    self: Predictor,
+    p: np.ndarray,  # probabilities of >50K
+) -> list[dict]:  # per row: prediction and probability
+    "Label and probability per row, as `predict_records` and the API's batch return them."
+    return [{"prediction": c, "probability": v} for c, v in zip(self.labels(p), p.tolist(), strict=True)]
 
 
 Predictor.predict_proba = _predict_proba
 Predictor.predict_records = _predict_records
+Predictor.labels = _labels
+Predictor.answers = _answers
 
 
 def predict(
