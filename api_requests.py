@@ -6,6 +6,7 @@
 
 import argparse
 import json
+import sys
 
 import httpx
 
@@ -28,8 +29,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base_url", nargs="?", default="http://127.0.0.1:8000", help="where the API runs")
     args = parser.parse_args()
+    try:
+        return call_api(args.base_url)
+    except httpx.ConnectError as e:  # nothing listening (connection refused), or the host cannot be reached
+        print(f"No API server at {args.base_url} ({e}): start the local one with `make serve`, "
+              "or pass the URL of a running one.", file=sys.stderr)
+        return 2
+
+
+def call_api(base_url: str) -> int:
+    "GET / and POST /predict once per record; 1 if any answer is not 200."
     failed = 0
-    with httpx.Client(base_url=args.base_url, timeout=30) as client:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
         r = client.get("/")
         print(f"GET / -> {r.status_code}\n{json.dumps(r.json(), indent=2)}")
         failed += r.status_code != 200

@@ -12,6 +12,8 @@ from census_income.tune import best_params, load_study
 
 from .conftest import tool_env
 
+pytestmark = pytest.mark.integration  # several real processes on one study: not in `make test-fast`
+
 WORKER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
