@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PORT ?= 8000
 
-.PHONY: install moto pipeline test test-slow lint export lab serve bench check-reports
+.PHONY: install moto pipeline test test-fast test-slow lint export lab serve bench check-reports
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,8 +30,19 @@ moto: $(MOTO_SERVER)  ## moto_server (local S3) in .venv-moto
 pipeline: install  ## run every DVC stage that is out of date
 	dvc repro
 
+# Tests in two tiers. The fast tier (the editing loop, under a minute on 2 cores): unit tests, every stage's
+# function on a sample, and every notebook at its quick defaults (nbval, a real kernel each), two at a time.
+# The whole suite adds the tests that need several processes or a database, then those that need a full
+# `dvc repro` in a scratch copy (one session fixture, so they run in one process).
+FAST := not slow and not pipeline and not integration
+PARALLEL := -n 2 --dist loadfile --nbval-lax
+
+test-fast: install  ## unit tests, stage functions on samples, notebooks at quick defaults (< 1 min)
+	pytest $(PARALLEL) -m "$(FAST)" tests nbs
+
 test: install moto  ## the whole default test suite
-	pytest
+	pytest $(PARALLEL) -m "not slow and not pipeline" tests nbs
+	pytest -m "pipeline and not slow" tests
 
 test-slow: install moto  ## the slow suite (minutes)
 	pytest -m slow

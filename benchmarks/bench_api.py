@@ -28,14 +28,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from census_income.schema import CONTINUOUS as NUMBERS
+from census_income.validation import EXAMPLE
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-EXAMPLE = {
-    "age": 41, "workclass": "State-gov", "fnlgt": 77516, "education": "Bachelors", "education-num": 13,
-    "marital-status": "Divorced", "occupation": "Prof-specialty", "relationship": "Husband", "race": "White",
-    "sex": "Male", "capital-gain": 2100, "capital-loss": 0, "hours-per-week": 40, "native-country": "Cuba",
-}
-NUMBERS = ("age", "fnlgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 
 
 def free_port() -> int:

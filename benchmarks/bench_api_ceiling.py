@@ -7,7 +7,8 @@ Run: uvicorn benchmarks.bench_api_ceiling:app --no-access-log
 
 from fastapi import FastAPI, Request
 
-from census_income.api import Prediction, Record, parse_body, read_body
+from census_income.serving import Prediction, parse_body, read_body
+from census_income.validation import Record
 
 app = FastAPI()
 ANSWER = Prediction(prediction="<=50K", probability=0.5, model_version="ceiling")

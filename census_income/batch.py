@@ -49,13 +49,10 @@ def split_chunk(
 ) -> tuple[pd.DataFrame, list[dict]]:  # the rows that pass the schema, and one reject per failing line
     "Check the 14 features of every row with the cleaning rules; keep the good rows, explain the others."
     problems = find_problems(df, with_label=False)
-    if problems.empty:
+    if not problems:
         return df, []
-    reasons = problems.groupby("line", sort=True).apply(
-        lambda g: "; ".join(f"{c} {v!r} {r}" for c, v, r in zip(g["column"], g["value"], g["reason"], strict=True)),
-        include_groups=False)
-    bad = [{"line": int(line), "reason": reason, "row": ",".join(df.loc[line])} for line, reason in reasons.items()]
-    return df.drop(index=reasons.index), bad
+    bad = [{"line": line, "reason": "; ".join(reasons), "row": ",".join(df.loc[line])} for line, reasons in problems.items()]
+    return df.drop(index=list(problems)), bad
 
 
 def score_rows(
@@ -81,7 +78,7 @@ def score_csv(
     output_path,  # CSV of the scored rows: line, the input columns, prediction, probability
     reject_path,  # CSV of the rejected rows: line, reason, row
     predictor: Predictor,  # the loaded model
-    chunk_size: int = 10_000,  # rows held in memory at a time
+    chunk_size: int,  # rows held in memory at a time
 ) -> dict:  # rows read, scored and rejected, rejects per column
     "Score a census CSV chunk by chunk; good rows to `output_path`, bad rows with their reasons to `reject_path`."
     outs = [Path(output_path), Path(reject_path)]

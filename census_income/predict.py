@@ -6,38 +6,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file
 
 from .features import Encoder, load_encoder
-from .schema import CLASSES, CONTINUOUS, FEATURES, MISSING, NULLABLE, canonical_name
+from .metrics import decide
+from .schema import CLASSES
+from .validation import record_columns
 
 # %% auto #0
-__all__ = ['RecordError', 'normalize_record', 'load_layers', 'forward', 'ModelFilesError', 'Predictor', 'predict']
-
-# %% ../nbs/04a_predict.ipynb #a53f69f4
-class RecordError(ValueError):
-    "A record that cannot be scored, saying which field is wrong and why."
-
-
-def normalize_record(
-    record: Mapping,  # one record, keys in either spelling
-) -> dict:  # keys in the schema's spelling, missing markers as None
-    "Check a record's fields and map its keys to the schema's names."
-    out = {}
-    for key, value in record.items():
-        name = canonical_name(str(key))
-        if name is None or name not in FEATURES:
-            raise RecordError(f"unknown field {key!r}; expected the census columns: {', '.join(FEATURES)}")
-        out[name] = None if value == MISSING else value
-    missing = [c for c in FEATURES if c not in out or (out[c] is None and c not in NULLABLE)]
-    if missing:
-        raise RecordError(f"missing value for field(s) {', '.join(missing)}")
-    return out
+__all__ = ['load_layers', 'forward', 'ModelFilesError', 'Predictor', 'predict']
 
 # %% ../nbs/04a_predict.ipynb #bfa92aa9
 def load_layers(
@@ -94,65 +75,44 @@ class Predictor:
         except Exception as err:  # a corrupt file of any kind: say which folder and why
             raise ModelFilesError(f"model files in {d} are unusable: {type(err).__name__}: {err}") from err
 
+    def predict_proba(
+        self,
+        columns: Mapping[str, Sequence],  # column name → values, schema spelling, already validated
+    ) -> np.ndarray:  # probability of >50K per row
+        "Probabilities for rows given as columns (a dict of lists or a DataFrame)."
+        return forward(self.layers, self.encoder.transform(columns))
+
+    def labels(
+        self,
+        p: np.ndarray,  # probabilities of >50K
+    ) -> list[str]:  # ">50K" or "<=50K" per row, by `census_income.metrics.decide`
+        "The label of each row at the model's threshold."
+        return [CLASSES[h] for h in decide(p, self.threshold).tolist()]
+
+    def answers(
+        self,
+        p: np.ndarray,  # probabilities of >50K
+    ) -> list[dict]:  # per row: prediction and probability
+        "Label and probability per row, as `predict_records`, the API and the batch job return them."
+        return [{"prediction": c, "probability": v} for c, v in zip(self.labels(p), p.tolist(), strict=True)]
+
+    def predict_rows(
+        self,
+        rows: Sequence[Sequence],  # a few records, each its 14 values in `census_income.features.ROW_ORDER`
+    ) -> np.ndarray:  # probability of >50K per row
+        "Probabilities for a few validated records (one request, or a coalesced flush)."
+        return forward(self.layers, self.encoder.encode_rows(rows))
+
+    def predict_records(
+        self,
+        records: Sequence[Mapping],  # dicts keyed by census names, in either spelling
+    ) -> list[dict]:  # per record: prediction (">50K" or "<=50K") and probability of >50K
+        "Check each record (raising `RecordError` as the API words it) and score them, in order."
+        return self.answers(self.predict_proba(record_columns(records)))
+
 # %% ../nbs/04a_predict.ipynb #226088ba
-_SCHEMA_KEYS = frozenset(FEATURES)
-_REQUIRED = tuple(c for c in FEATURES if c not in NULLABLE)
-
-
-def _columns(
-    records: Iterable[Mapping],  # dicts keyed by census names, in either spelling
-) -> dict[str, list]:  # column name → values, schema spelling
-    "Records as columns; a record already in the schema's spelling is taken as it is (the fast path)."
-    get = itemgetter(*FEATURES)
-    rows = [get(r) if r.keys() == _SCHEMA_KEYS else get(normalize_record(r)) for r in records]
-    cols = dict(zip(FEATURES, zip(*rows, strict=True), strict=True)) if rows else {c: () for c in FEATURES}
-    for c in _REQUIRED:
-        if None in cols[c] or (c in CONTINUOUS and MISSING in cols[c]):
-            bad = next(i for i, v in enumerate(cols[c]) if v is None or v == MISSING)
-            raise RecordError(f"missing value for field(s) {c} (record {bad})")
-    return cols
-
-
-def _predict_proba(
-    self: Predictor,
-    columns: Mapping[str, Sequence],  # column name → values, schema spelling
-) -> np.ndarray:  # probability of >50K per row
-    "Probabilities for rows given as columns (a dict of lists or a DataFrame)."
-    return forward(self.layers, self.encoder.transform(columns))
-
-
-def _predict_records(
-    self: Predictor,
-    records: Iterable[Mapping],  # dicts keyed by census names, in either spelling
-) -> list[dict]:  # per record: prediction (">50K" or "<=50K") and probability of >50K
-    "Label and probability for each record, in order."
-    return self.answers(self.predict_proba(_columns(records)))
-
-
-def _labels(
-    self: Predictor,
-    p: np.ndarray,  # probabilities of >50K, as `predict_proba` gives them
-) -> list[str]:  # ">50K" where p >= the model's threshold, else "<=50K"
-    "The decision rule, in one place: every path that labels rows (API, batch job) goes through it."
-    return [CLASSES[h] for h in (p >= self.threshold).tolist()]
-
-
-def _answers(
-    self: Predictor,
-    p: np.ndarray,  # probabilities of >50K
-) -> list[dict]:  # per row: prediction and probability
-    "Label and probability per row, as `predict_records` and the API's batch return them."
-    return [{"prediction": c, "probability": v} for c, v in zip(self.labels(p), p.tolist(), strict=True)]
-
-
-Predictor.predict_proba = _predict_proba
-Predictor.predict_records = _predict_records
-Predictor.labels = _labels
-Predictor.answers = _answers
-
-
 def predict(
-    records: Iterable[Mapping],  # dicts keyed by census names, in either spelling
+    records: Sequence[Mapping],  # dicts keyed by census names, in either spelling
     model_dir="model",  # folder with manifest.json, encoder.json and weights.safetensors
 ) -> list[dict]:  # per record: prediction and probability of >50K
     "Load the model in `model_dir` and score the records (load a `Predictor` once to score many times)."

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RESULT_FILES', 'INDEX_CSS', 'load_results', 'num', 'pct', 'with_ci', 'table', 'model_details', 'intended_use',
-           'factors', 'metrics_section', 'data_sections', 'overall_table', 'disparity_table', 'quantitative_analyses',
-           'ethics_and_caveats', 'model_card', 'notebook_title', 'index_html']
+__all__ = ['RESULT_FILES', 'INDEX_CSS', 'load_results', 'num', 'pct', 'with_ci', 'ci_label', 'table', 'model_details',
+           'intended_use', 'factors', 'metrics_section', 'data_sections', 'overall_table', 'disparity_table',
+           'quantitative_analyses', 'ethics_and_caveats', 'model_card', 'notebook_title', 'index_html', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 RESULT_FILES = {"test": "test.json", "dev": "dev.json", "baselines": "baselines.json",
@@ -48,9 +48,14 @@ def with_ci(
     row: dict,  # a slice row of slices.json
     metric: str,  # e.g. "f1"
 ) -> str:  # "0.719 [0.701, 0.735]"
-    "A metric and its 95% interval."
+    "A metric and its interval."
     lo, hi = row[metric + "_ci"]
     return f"{num(row[metric])} [{num(lo)}, {num(hi)}]"
+
+# %% ../nbs/05a_report.ipynb #36cac9ca
+def ci_label(res: dict) -> str:  # results from `load_results` → e.g. "95%"
+    "The confidence level of the intervals, as the slice stage used it."
+    return f"{100 * res['slices']['settings']['ci_level']:g}%"
 
 # %% ../nbs/05a_report.ipynb #d4889a98
 def table(
@@ -128,7 +133,7 @@ def overall_table(res: dict) -> str:  # results from `load_results`
         rows.append([name, with_ci(o, m), num(dev[m]), num(lr.get(m)), num(gb.get(m))])
     rows.append(["log-loss", num(t["log_loss"]), num(dev["log_loss"]), num(lr.get("log_loss")), num(gb.get("log_loss"))])
     rows.append(["threshold", num(t["threshold"]), num(dev["threshold"]), num(lr.get("threshold")), num(gb.get("threshold"))])
-    return table(["metric", "MLP, test [95% CI]", "MLP, dev", "logistic regression, test", "gradient boosting, test"], rows)
+    return table(["metric", f"MLP, test [{ci_label(res)} CI]", "MLP, dev", "logistic regression, test", "gradient boosting, test"], rows)
 
 
 def disparity_table(res: dict) -> str:  # results from `load_results`
@@ -141,7 +146,7 @@ def disparity_table(res: dict) -> str:  # results from `load_results`
                          f"{x['min_group']} {num(x['by_group'][x['min_group']])}",
                          f"{num(x['gap'])} [{num(x['gap_ci'][0])}, {num(x['gap_ci'][1])}]", num(x["ratio"]),
                          ", ".join(d["excluded_small"]) or "none"])
-    return table(["attribute", "metric", "highest group", "lowest group", "gap [95% CI]", "lowest / highest",
+    return table(["attribute", "metric", "highest group", "lowest group", f"gap [{ci_label(res)} CI]", "lowest / highest",
                   "groups too small to compare"], rows)
 
 # %% ../nbs/05a_report.ipynb #43176077
@@ -162,7 +167,7 @@ The gradient-boosting baseline, fitted on the same training rows, is the bar to 
 ### The slices with the worst F1
 Among the slices large enough to judge ({s['counts']['judged']} of {s['counts']['slices']}; {s['counts']['small']} are flagged too small):
 
-{table(["slice", "rows", "share >50K", "F1 [95% CI]", "precision", "recall"], worst)}
+{table(["slice", "rows", "share >50K", f"F1 [{ci_label(res)} CI]", "precision", "recall"], worst)}
 
 Every slice is in `reports/slice_output.txt` and `metrics/slices.json`, and plotted in the slice report.
 """
@@ -233,10 +238,26 @@ def index_html(
     def trs(pairs):
         return "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in pairs)
     links = "".join(f'<li><a href="{e(h)}">{e(ti)}</a> <span class="muted">— {e(su)}</span></li>' for h, ti, su in pages)
-    level = f"{100 * res['slices']['settings']['ci_level']:g}%"
+    level = ci_label(res)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>census-income reports</title>'
             f'<style>{INDEX_CSS}</style></head><body><h1>census-income reports</h1>'
             f'<p>Model <code>{e(res["manifest"]["version"])}</code> on the held-out test split ({level} bootstrap intervals).</p>'
             f'<h2>Reports</h2><ul id="reports">{links}</ul><h2>Key metrics</h2><table id="metrics">{trs(rows)}</table>'
             f'<h2>Largest gaps between groups</h2><table id="gaps">{trs(gaps)}</table>'
             f'<h2>Worst slices by F1</h2><table id="worst">{trs(worst)}</table></body></html>')
+
+# %% ../nbs/05a_report.ipynb #4a0a7ef2
+def run_report(
+    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+) -> dict:  # the card (Markdown), the results it was built from, and the linked pages
+    "The report stage: the model card and the reports' index, from the manifest and the metrics files."
+    paths = params["paths"]
+    res = load_results(paths["model_dir"], paths["metrics_dir"])
+    card = model_card(res)
+    links = [(f"{p}.html", *notebook_title(Path(paths["nbs_dir"], f"{p}.ipynb"))) for p in params["report"]["pages"]]
+    links += [("model_card.md", "Model card (Markdown)", "the model card as a file; the Report page shows it rendered"),
+              ("slice_output.txt", "Slice listing", "one line per slice, plain text")]
+    for key, text in (("card_md", card), ("index_html", index_html(res, links))):
+        Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
+        Path(paths[key]).write_text(text)
+    return {"card": card, "results": res, "links": links}

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['CONTINUOUS', 'CATEGORICAL', 'FEATURES', 'LABEL', 'CLASSES', 'POSITIVE', 'COLUMNS', 'RANGES', 'MISSING', 'NULLABLE',
+__all__ = ['CONTINUOUS', 'CATEGORICAL', 'FEATURES', 'LABEL', 'POSITIVE', 'CLASSES', 'COLUMNS', 'RANGES', 'MISSING', 'NULLABLE',
            'CATEGORIES', 'canonical_name']
 
 # %% ../nbs/00_schema.ipynb #6b181168
@@ -23,8 +23,8 @@ FEATURES: tuple[str, ...] = (
     "hours-per-week", "native-country",
 )  # the order of the raw file
 LABEL: str = "salary"
-CLASSES: tuple[str, str] = ("<=50K", ">50K")  # negative, positive
 POSITIVE: str = ">50K"
+CLASSES: tuple[str, str] = ("<=50K", POSITIVE)  # negative, positive
 COLUMNS: tuple[str, ...] = FEATURES + (LABEL,)
 
 # %% ../nbs/00_schema.ipynb #6c9be718

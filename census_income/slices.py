@@ -7,78 +7,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from functools import partial
+import json
+import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame, count, selection_rate
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_curve, precision_score, recall_score, roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-from .model import binary_metrics
-from .schema import CATEGORICAL
+from .clean import read_clean
+from .metrics import RATES, binary_metrics, decide, rates_from_counts
+from .predict import Predictor
+from .schema import CATEGORICAL, CLASSES, LABEL, POSITIVE
 
 # %% auto #0
-__all__ = ['METRICS', 'FRAME_METRICS', 'rates_from_counts', 'share_positive', 'fpr', 'fnr', 'slice_frame', 'bootstrap_weights',
-           'group_counts', 'percentile_ci', 'slice_metrics', 'disparity', 'slice_lines', 'slices_report',
-           'plot_feature_slices', 'plot_confusion', 'plot_curves']
-
-# %% ../nbs/05_slices.ipynb #6a9ee20d
-METRICS = ("precision", "recall", "f1", "accuracy", "fpr", "fnr", "selection_rate")
-
-
-def rates_from_counts(
-    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray,  # confusion counts, same shape (any)
-) -> dict[str, np.ndarray]:  # share_positive and each of METRICS, NaN where undefined
-    "Slice metrics from confusion counts, vectorised."
-    tp, fp, fn, tn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn, tn))
-    n = tp + fp + fn + tn
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {
-            "share_positive": (tp + fn) / n,
-            "precision": tp / (tp + fp),
-            "recall": tp / (tp + fn),
-            "f1": 2 * tp / (2 * tp + fp + fn),
-            "accuracy": (tp + tn) / n,
-            "fpr": fp / (fp + tn),
-            "fnr": fn / (fn + tp),
-            "selection_rate": (tp + fp) / n,
-        }
-
-# %% ../nbs/05_slices.ipynb #f98cf499
-def share_positive(y_true, y_pred) -> float:
-    "Share of rows whose true label is `>50K`."
-    return float(np.mean(y_true))
-
-
-def fpr(y_true, y_pred) -> float:
-    "False-positive rate, `NaN` without negatives."
-    return 1 - recall_score(y_true, y_pred, pos_label=0, zero_division=np.nan)
-
-
-def fnr(y_true, y_pred) -> float:
-    "False-negative rate, `NaN` without positives."
-    return 1 - recall_score(y_true, y_pred, zero_division=np.nan)
-
-
-FRAME_METRICS = {
-    "n": count, "share_positive": share_positive,
-    "precision": partial(precision_score, zero_division=np.nan),
-    "recall": partial(recall_score, zero_division=np.nan),
-    "f1": partial(f1_score, zero_division=np.nan),
-    "accuracy": accuracy_score, "fpr": fpr, "fnr": fnr,
-    "selection_rate": selection_rate,
-}
-
-
-def slice_frame(
-    y: np.ndarray,  # true labels, 1 for >50K
-    pred: np.ndarray,  # predicted labels at the model's threshold
-    groups: Sequence,  # the value of one categorical feature per row
-) -> MetricFrame:  # .by_group, .overall, .difference() of every metric in FRAME_METRICS
-    "fairlearn's per-group table of the slice metrics."
-    return MetricFrame(metrics=FRAME_METRICS, y_true=np.asarray(y, int), y_pred=np.asarray(pred, int),
-                       sensitive_features=pd.Series(np.asarray(groups), name="value"))
+__all__ = ['bootstrap_weights', 'group_counts', 'percentile_ci', 'slice_metrics', 'disparity', 'slice_lines', 'slices_report',
+           'plot_feature_slices', 'plot_confusion', 'plot_curves', 'disparity_summary', 'run_slices']
 
 # %% ../nbs/05_slices.ipynb #a90e9493
 def bootstrap_weights(
@@ -121,18 +66,16 @@ def percentile_ci(
 
 
 def _feature_rows(feature, groups, y, pred, weights, level) -> pd.DataFrame:
-    mf = slice_frame(y, pred, groups)
-    table = mf.by_group if feature else mf.overall.to_frame().T.set_axis(["all"])
-    values = list(table.index)
+    "The rows of one feature's slices (or the overall row when `feature` is None)."
+    values = sorted(set(np.asarray(groups).tolist())) if feature else ["all"]
     codes = pd.Categorical(np.asarray(groups), categories=values).codes if feature else np.zeros(len(y), int)
     counts = group_counts(y, pred, codes, len(values), np.ones((1, len(y)), np.float32))
     exact = rates_from_counts(*counts)
     boot = rates_from_counts(*group_counts(y, pred, codes, len(values), weights))
-    out = pd.DataFrame({"feature": feature or "overall", "value": values, "n": table["n"].astype(int).to_numpy(),
+    out = pd.DataFrame({"feature": feature or "overall", "value": values, "n": sum(counts)[0].astype(int),
                         "positives": counts[0][0] + counts[2][0]})
-    for m in ("share_positive", *METRICS):
-        assert np.allclose(table[m].to_numpy(float), exact[m][0], equal_nan=True), f"{feature}: {m} disagrees"
-        out[m] = table[m].to_numpy(float)
+    for m in ("share_positive", *RATES):
+        out[m] = exact[m][0]
         out[f"{m}_lo"], out[f"{m}_hi"] = percentile_ci(boot[m], level)
     return out
 
@@ -141,12 +84,12 @@ def slice_metrics(
     df: pd.DataFrame,  # the test rows (at least the categorical columns)
     y: np.ndarray,  # true labels, 1 for >50K
     pred: np.ndarray,  # predicted labels at the model's threshold
-    features: Sequence[str] = CATEGORICAL,  # the columns to slice on
-    n_boot: int = 1000,  # bootstrap resamples
-    seed: int = 42,  # seed of the resampling
-    level: float = 0.95,  # confidence level of the intervals
-    min_support: int = 50,  # fewer rows than this: flagged small
-    min_class: int = 10,  # fewer positives or negatives than this: flagged small
+    features: Sequence[str],  # the columns to slice on
+    n_boot: int,  # bootstrap resamples
+    seed: int,  # seed of the resampling
+    level: float,  # confidence level of the intervals
+    min_support: int,  # fewer rows than this: flagged small
+    min_class: int,  # fewer positives or negatives than this: flagged small
 ) -> pd.DataFrame:  # one row per slice, overall first; metric, metric_lo, metric_hi, small
     "Slice metrics with bootstrap intervals for every value of every feature."
     y, pred = np.asarray(y, int), np.asarray(pred, int)
@@ -166,27 +109,28 @@ def disparity(
     feature: str,  # a protected attribute, e.g. "sex"
     table: pd.DataFrame,  # from `slice_metrics`, for the small flags
     weights: np.ndarray,  # (n_boot, n) from `bootstrap_weights`, the same seed as the table
-    level: float = 0.95,  # confidence level of the gap's interval
+    level: float,  # confidence level of the gap's interval
     metrics: Sequence[str] = ("recall", "selection_rate"),  # metrics to compare
 ) -> dict:  # per metric: by_group, max/min group, gap, gap_ci, ratio; and the excluded groups
     "Largest gap between the eligible groups of one attribute, with a bootstrap interval."
     rows = table[(table["feature"] == feature) & ~table["small"]]
     keep = df[feature].astype(str).isin(rows["value"]).to_numpy()
     groups = df[feature].astype(str).to_numpy()[keep]
-    mf = slice_frame(y[keep], pred[keep], groups)
-    codes = pd.Categorical(groups, categories=list(mf.by_group.index)).codes
-    boot = rates_from_counts(*group_counts(y[keep], pred[keep], codes, len(mf.by_group), weights[:, keep]))
-    out = {"groups": list(mf.by_group.index),
+    values = sorted(rows["value"])
+    codes = pd.Categorical(groups, categories=values).codes
+    exact = rates_from_counts(*group_counts(y[keep], pred[keep], codes, len(values), np.ones((1, keep.sum()), np.float32)))
+    boot = rates_from_counts(*group_counts(y[keep], pred[keep], codes, len(values), weights[:, keep]))
+    out = {"groups": values,
            "excluded_small": sorted(set(table.loc[table["feature"] == feature, "value"]) - set(rows["value"]))}
     for m in metrics:
-        by = mf.by_group[m].astype(float)
+        by = pd.Series(exact[m][0], index=values)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             gaps = np.nanmax(boot[m], axis=1) - np.nanmin(boot[m], axis=1)
         lo, hi = percentile_ci(gaps, level)
         out[m] = {"by_group": {str(k): float(v) for k, v in by.items()}, "max_group": str(by.idxmax()),
-                  "min_group": str(by.idxmin()), "gap": float(mf.difference()[m]), "gap_ci": [float(lo), float(hi)],
-                  "ratio": float(mf.ratio()[m])}
+                  "min_group": str(by.idxmin()), "gap": float(by.max() - by.min()), "gap_ci": [float(lo), float(hi)],
+                  "ratio": float(by.min() / by.max())}
     return out
 
 # %% ../nbs/05_slices.ipynb #58bad9f4
@@ -217,7 +161,7 @@ def slices_report(
     "The slice results as one JSON-ready dict."
     def row(r) -> dict:
         out = {"n": int(r["n"]), "positives": int(r["positives"]), "small": bool(r["small"])}
-        for m in ("share_positive", *METRICS):
+        for m in ("share_positive", *RATES):
             out[m] = _clean(float(r[m]))
             out[m + "_ci"] = [_clean(float(r[m + "_lo"])), _clean(float(r[m + "_hi"]))]
         return out
@@ -236,6 +180,7 @@ def slices_report(
 def plot_feature_slices(
     table: pd.DataFrame,  # from `slice_metrics`
     feature: str,  # which feature's slices
+    level: float,  # confidence level of the intervals (for the title)
     metrics: Sequence[str] = ("f1", "recall", "precision", "fpr"),  # one panel each
 ) -> plt.Figure:  # the chart
     "Dot-and-interval chart of one feature's slices, sorted by the first metric."
@@ -254,7 +199,7 @@ def plot_feature_slices(
         ax.set(title=m, xlim=(-0.03, 1.03), ylim=(-0.6, len(rows) - 0.4))
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(pos, labels)
-    fig.suptitle(f"{feature}: slices with 95% intervals (dashed: overall; hollow grey: too small to judge; "
+    fig.suptitle(f"{feature}: slices with {level:.0%} intervals (dashed: overall; hollow grey: too small to judge; "
                  "no dot: undefined)", fontsize=10)
     return fig
 
@@ -262,7 +207,7 @@ def plot_feature_slices(
 def plot_confusion(
     y: np.ndarray,  # true labels
     pred: np.ndarray,  # predicted labels
-    classes: Sequence[str] = ("<=50K", ">50K"),  # label names, negative first
+    classes: Sequence[str] = CLASSES,  # label names, negative first
 ) -> plt.Figure:  # the matrix with counts and the share of each true class
     "Confusion matrix of the test split."
     cm = np.array([[np.sum((y == t) & (pred == p)) for p in (0, 1)] for t in (0, 1)])
@@ -287,7 +232,7 @@ def plot_curves(
     m = binary_metrics(y, p, threshold)
     fpr, tpr, _ = roc_curve(y, p)
     prec, rec, _ = precision_recall_curve(y, p)
-    pred = p >= threshold
+    pred = decide(p, threshold)
     op_fpr = float(np.sum(pred & (y == 0)) / np.sum(y == 0))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))
     a1.plot(fpr, tpr, label=f"ROC AUC {m['roc_auc']:.3f}")
@@ -303,3 +248,42 @@ def plot_curves(
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/05_slices.ipynb #784633e7
+def disparity_summary(
+    report: dict,  # from `slices_report`
+) -> dict:  # per protected attribute and metric: gap, interval, ratio, groups; and the worst slice
+    "The short summary that `dvc metrics show` prints."
+    out = {a: {m: {k: d[m][k] for k in ("gap", "gap_ci", "ratio", "max_group", "min_group")}
+               for m in ("recall", "selection_rate")} for a, d in report["disparity"].items()}
+    if report["worst_f1"]:
+        w = report["worst_f1"][0]
+        out["worst_f1_slice"] = {"slice": f"{w['feature']}={w['value']}", "f1": w["f1"], "f1_ci": w["f1_ci"], "n": w["n"]}
+    return out
+
+# %% ../nbs/05_slices.ipynb #3675a84b
+def run_slices(
+    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+) -> dict:  # the table, disparities, report, and the scored test rows (y, p, pred, threshold)
+    "The slices stage: every slice of every categorical feature, with intervals, and the disparity summary."
+    s, paths = params["slices"], params["paths"]
+    started = time.perf_counter()
+    test = read_clean(paths["test_csv"])
+    predictor = Predictor.load(paths["model_dir"])
+    y = (test[LABEL] == POSITIVE).to_numpy().astype(int)
+    p = predictor.predict_proba(test)
+    pred = decide(p, predictor.threshold).astype(int)
+    table = slice_metrics(test, y, pred, CATEGORICAL, n_boot=s["n_boot"], seed=s["seed"], level=s["ci_level"],
+                          min_support=s["min_support"], min_class=s["min_class"])
+    weights = bootstrap_weights(len(y), s["n_boot"], s["seed"])
+    disparities = {a: disparity(test, y, pred, a, table, weights, s["ci_level"]) for a in s["protected"]}
+    settings = {"model_version": predictor.version, "threshold": predictor.threshold, "test_rows": len(test)}
+    settings |= {k: s[k] for k in ("n_boot", "seed", "ci_level", "min_support", "min_class")}
+    report = slices_report(table, disparities, settings)
+    for key in ("slice_txt", "slices_json"):
+        Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
+    Path(paths["slice_txt"]).write_text("\n".join(slice_lines(table)) + "\n")
+    Path(paths["slices_json"]).write_text(json.dumps(report, indent=1, allow_nan=False))
+    Path(paths["disparity_json"]).write_text(json.dumps(disparity_summary(report), indent=1, allow_nan=False))
+    return {"table": table, "disparities": disparities, "report": report, "test": test, "y": y, "p": p, "pred": pred,
+            "threshold": predictor.threshold, "version": predictor.version, "seconds": time.perf_counter() - started}

@@ -11,6 +11,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# One BLAS/OpenMP thread per process: pytest-xdist workers and the notebooks' kernels run side by side on the
+# 2 cores, and oversubscribed threads made the notebooks run three times slower (96 s against 30 s, measured).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 VENV_BIN = Path(sys.executable).parent
 CENSUS_SHA256 = "7f758a82ba6135555fdf24d27bdd807927e31b55dfc149f7e223790284e84252"
 
@@ -54,6 +58,16 @@ def set_params(repo: Path, **sections: dict) -> None:
     for section, values in sections.items():
         params[section].update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+PIPELINE_FIXTURES = {"pipeline_repo", "artifacts"}  # a full `dvc repro` in a scratch copy (or CENSUS_TEST_ARTIFACTS)
+
+
+def pytest_collection_modifyitems(config, items):
+    "Mark every test that needs a full pipeline run `pipeline`: `make test-fast` leaves them out."
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pipeline)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from census_income.clean import CensusDataError, clean_census, write_csv
 
@@ -28,13 +29,13 @@ def write(tmp_path: Path, text: str) -> Path:
         ("", "the file is empty"),
         (HEADER, "no data rows"),
         (HEADER.replace(" education-num,", ""), "missing column(s) ['education-num']"),
-        (HEADER + GOOD.replace("39,", "thirty-nine,"), "line 2, column 'age': 'thirty-nine' is not a whole number"),
-        (HEADER + GOOD + GOOD.replace("39,", "-4,"), "line 3, column 'age': '-4' is outside the allowed range 0..120"),
-        (HEADER + GOOD.replace("State-gov", "Stat-gov"), "line 2, column 'workclass': 'Stat-gov' is not an allowed value"),
-        (HEADER + GOOD.replace("<=50K", "50K"), "line 2, column 'salary': '50K' is not an allowed value"),
+        (HEADER + GOOD.replace("39,", "thirty-nine,"), "line 2: age: 'thirty-nine' is not a whole number (allowed: 0..120)"),
+        (HEADER + GOOD + GOOD.replace("39,", "-4,"), "line 3: age: -4 is outside the allowed range 0..120"),
+        (HEADER + GOOD.replace("State-gov", "Stat-gov"), "line 2: workclass: 'Stat-gov' is not an allowed value"),
+        (HEADER + GOOD.replace("<=50K", "50K"), "line 2: salary: '50K' is not an allowed value; allowed: <=50K, >50K"),
         (HEADER + GOOD + "39, State-gov, 77516\n", "line 3: expected 15 fields, found 3"),
-        (HEADER + GOOD.replace(" 13,", " ,"), "line 2, column 'education-num': '' is not a whole number"),
-        (HEADER + GOOD.replace(" 40,", " 40.5,"), "column 'hours-per-week': '40.5' is not a whole number"),
+        (HEADER + GOOD.replace(" 13,", " ,"), "line 2: education-num: '' is not a whole number"),
+        (HEADER + GOOD.replace(" 40,", " 40.5,"), "line 2: hours-per-week: '40.5' is not a whole number"),
     ],
 )
 def test_bad_files_name_the_place_of_the_problem(tmp_path, text, expected):
@@ -66,13 +67,16 @@ def test_clean_stage_writes_nothing_for_a_bad_file(tmp_path):
     "The clean notebook run by papermill on a bad file fails and leaves no output behind."
     bad = write(tmp_path, HEADER + GOOD + GOOD.replace("Male", "M"))
     out = tmp_path / "out" / "clean.csv"
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["paths"] = params["paths"] | {"raw_csv": str(bad), "clean_csv": str(out)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run(
         ["papermill", "-k", "python3", "--cwd", str(ROOT / "nbs"), "--no-progress-bar", str(ROOT / "nbs/01_clean.ipynb"),
-         str(tmp_path / "run.ipynb"), "-p", "raw_csv", str(bad), "-p", "out_csv", str(out)],
+         str(tmp_path / "run.ipynb"), "-p", "params_file", str(tmp_path / "params.yaml"), "-y", "quick: false"],
         env=tool_env(), capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode != 0
-    assert "line 3, column 'sex': 'M' is not an allowed value" in proc.stdout + proc.stderr
+    assert "line 3: sex: 'M' is not an allowed value" in proc.stdout + proc.stderr
     assert not out.exists() and not list(tmp_path.glob("out/*"))
 
 

@@ -5,7 +5,7 @@ import pytest
 from sklearn.preprocessing import LabelBinarizer, OneHotEncoder, StandardScaler
 
 from census_income.clean import clean_census
-from census_income.features import load_encoder, save_encoder
+from census_income.features import ROW_ORDER, load_encoder, save_encoder
 from census_income.preprocess import fit_encoder, split_data
 from census_income.schema import CATEGORICAL, CONTINUOUS, LABEL
 
@@ -22,10 +22,14 @@ def encoder(split, params):
     return fit_encoder(split[0], n_bins=p["n_bins"], min_leaf=p["min_leaf"], seed=p["seed"])
 
 
-def test_split_is_stratified_and_disjoint(split, params):
-    train, test = split
-    assert abs(len(test) / (len(train) + len(test)) - params["split"]["test_size"]) < 0.001
-    share = [f[LABEL].eq(">50K").mean() for f in split]
+def test_split_is_stratified_and_disjoint(census_path, params):
+    clean, _ = clean_census(census_path)
+    rows = clean.assign(row_id=range(len(clean)))  # each clean row's identity, carried through the split
+    train, test = split_data(rows, params["split"]["test_size"], params["split"]["seed"])
+    assert set(train["row_id"]).isdisjoint(test["row_id"]), "a row is in both splits"
+    assert sorted(set(train["row_id"]) | set(test["row_id"])) == list(range(len(clean))), "a row was lost"
+    assert abs(len(test) / len(clean) - params["split"]["test_size"]) < 0.001
+    share = [f[LABEL].eq(">50K").mean() for f in (train, test)]
     assert abs(share[0] - share[1]) < 0.002
 
 
@@ -50,16 +54,29 @@ def test_label_matches_label_binarizer(split, encoder):
     assert np.array_equal(encoder.encode_label(test[LABEL]), ref)
 
 
-def test_records_and_columns_give_the_same_matrix(split, encoder):
-    test = split[1].head(200)
-    records = test.to_dict(orient="records")
-    assert np.array_equal(encoder.transform_records(records), encoder.transform(test))
+def test_rows_and_columns_give_the_same_matrix(split, encoder):
+    test = split[1].copy()
+    test.loc[test.index[:20], "race"] = "Martian"  # unseen categories take the same path through both doors
+    rows = list(test[list(ROW_ORDER)].itertuples(index=False, name=None))
+    X = encoder.transform(test)
+    assert np.array_equal(encoder.encode_rows(rows), X), "the whole split at once"
+    singles = np.vstack([encoder.encode_rows([r]) for r in rows[:300]])
+    assert np.array_equal(singles, X[:300]), "one record at a time"
+    assert encoder.encode_rows([]).shape == (0, encoder.n_features)
 
 
-def test_ple_edges_are_fitted_and_bounded(encoder):
-    X = encoder.transform_records([])
-    assert X.shape == (0, encoder.n_features)
+def test_ple_edges_are_fitted_and_bounded(split, encoder, params):
+    p, train = params["split"], split[0]
     assert len(encoder.edges["age"]) > 3 and "capital-gain" in encoder.edges
+    for col, edges in encoder.edges.items():
+        x = train[col].to_numpy(dtype=float)
+        assert len(edges) - 1 <= p["n_bins"], f"{col}: more bins than split.n_bins"
+        assert edges[0] == x.min() and edges[-1] == x.max() and np.all(np.diff(edges) > 0), f"{col}: edges not sorted"
+        rows_per_bin = np.bincount(np.searchsorted(edges[1:-1], x, side="left"), minlength=len(edges) - 1)
+        assert rows_per_bin.min() >= p["min_leaf"], f"{col}: a bin holds fewer than split.min_leaf training rows"
+    start = encoder.n_onehot + len(CONTINUOUS)
+    X = encoder.transform(split[1])
+    assert X[:, start:].min() >= 0 and X[:, start:].max() <= 1, "a PLE feature left [0, 1]"
 
 
 def test_json_round_trip_is_exact(tmp_path, split, encoder):

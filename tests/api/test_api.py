@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from census_income.api import EXAMPLE, RowEncoder
+from census_income.features import ROW_ORDER
 from census_income.predict import Predictor, predict
 from census_income.schema import CATEGORICAL, CLASSES, CONTINUOUS
+from census_income.validation import EXAMPLE
 
 from .conftest import starlette_test_client
 
@@ -118,12 +119,12 @@ def test_the_whole_test_split_scores_as_the_prediction_function_does(client, ser
         assert np.abs(np.array([a["probability"] for a in answers]) - p).max() < 1e-6
 
 
-def test_single_record_shortcut_encodes_bit_for_bit_like_the_encoder(test_records, predictor):
-    encode = RowEncoder(predictor.encoder)
-    expected = predictor.encoder.transform({c: [r[c] for r in test_records] for c in CATEGORICAL + CONTINUOUS})
-    values = [tuple(r[c] for c in CATEGORICAL + CONTINUOUS) for r in test_records]
-    one_by_one = np.concatenate([encode([v]) for v in values])  # a lone request
-    in_groups = np.concatenate([encode(values[i:i + 16]) for i in range(0, len(values), 16)])  # coalesced ones
+def test_single_record_path_encodes_bit_for_bit_like_the_column_path(test_records, predictor):
+    encoder = predictor.encoder
+    expected = encoder.transform({c: [r[c] for r in test_records] for c in CATEGORICAL + CONTINUOUS})
+    values = [tuple(r[c] for c in ROW_ORDER) for r in test_records]
+    one_by_one = np.concatenate([encoder.encode_rows([v]) for v in values])  # a lone request
+    in_groups = np.concatenate([encoder.encode_rows(values[i:i + 16]) for i in range(0, len(values), 16)])  # coalesced
     for rows in (one_by_one, in_groups):
         assert rows.dtype == expected.dtype and np.array_equal(rows, expected)
 

@@ -9,6 +9,7 @@ import subprocess
 
 import httpx
 import pandas as pd
+import yaml
 
 from ..conftest import ROOT, VENV_BIN, run, tool_env
 from .conftest import free_port, wait_ready
@@ -57,7 +58,7 @@ def test_python_example(pipeline_repo):
 
 
 def test_batch_papermill_command(pipeline_repo):
-    cmd = command(".venv/bin/papermill -k python3 --cwd nbs nbs/07_batch.ipynb")
+    cmd = command("papermill -k python3 --cwd nbs nbs/07_batch.ipynb")
     args = shlex.split(cmd)
     args[0] = str(VENV_BIN / "papermill")
     run(args, pipeline_repo, timeout=600)
@@ -68,12 +69,14 @@ def test_batch_papermill_command(pipeline_repo):
 
 
 def test_tune_worker_command(pipeline_repo, tmp_path):
-    block = re.search(r"(papermill -k python3 --cwd nbs nbs/03_tune.ipynb .*?)\n```", README, re.S).group(1)
-    cmd = block.replace("\\\n", " ").replace("journal:../model/optuna.journal", f"journal:{tmp_path}/optuna.journal")
-    cmd = cmd.replace("-p n_trials 60", "-p n_trials 2").replace("-p max_epochs 40", "-p max_epochs 2")
-    args = shlex.split(cmd)
-    args[0] = str(VENV_BIN / "papermill")
-    run(args, pipeline_repo, timeout=600)
+    cmd = command("census-tune-worker --storage journal:model/optuna.journal")
+    cmd = cmd.replace("journal:model/optuna.journal", f"journal:{tmp_path}/optuna.journal").replace("60", "2")
+    params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
+    params["tune"] |= {"max_epochs": 2}  # two short trials: the command is what is tested, not the search
+    (pipeline_repo / "params-worker.yaml").write_text(yaml.safe_dump(params))
+    args = [str(VENV_BIN / "census-tune-worker"), *shlex.split(cmd)[1:], "--params", "params-worker.yaml"]
+    out = run(args, pipeline_repo, timeout=600).stderr
+    assert "study census-mlp: 2 finished" in out, out
     assert (tmp_path / "optuna.journal").stat().st_size > 0
 
 

@@ -10,7 +10,7 @@ def test_raw_file_has_the_schema_columns_and_row_count(census_path):
     df = read_census(census_path)
     assert list(df.columns) == list(COLUMNS)
     assert len(df) == 32_561
-    assert find_problems(df).empty
+    assert find_problems(df) == {}
 
 
 def test_every_category_in_the_schema_occurs_in_the_data(census_path):

@@ -9,8 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from census_income.model import IncomeMLP, predict_proba
-from census_income.predict import ModelFilesError, Predictor, RecordError, predict
-from census_income.schema import FEATURES, LABEL
+from census_income.predict import ModelFilesError, Predictor, predict
+from census_income.schema import CATEGORIES, FEATURES, LABEL
+from census_income.validation import RecordError, category_error, range_error
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +95,14 @@ def test_accuracy_of_the_prediction_function_matches_the_metrics(pipeline_repo, 
 
 def test_bad_records_and_missing_model_are_explained(model_dir, test_split, tmp_path):
     rec = test_split[list(FEATURES)].iloc[0].to_dict()
-    with pytest.raises(RecordError, match="unknown field 'salary_band'"):
+    with pytest.raises(RecordError, match="record 0: 'salary_band' is not a census field"):
         predict([rec | {"salary_band": 1}], model_dir)
-    with pytest.raises(RecordError, match="missing value for field.*age"):
+    with pytest.raises(RecordError, match="record 0: age: field required"):
         predict([{k: v for k, v in rec.items() if k != "age"}], model_dir)
+    with pytest.raises(RecordError) as err:  # an unknown category is refused as the API refuses it, not scored
+        predict([rec, rec | {"race": "Martian", "age": 300}], model_dir)
+    assert str(err.value) == f"record 1: {range_error('age', 300)}; record 1: {category_error('race', 'Martian')}"
+    assert "Martian" not in CATEGORIES["race"]
     with pytest.raises(ModelFilesError, match="model file missing.*dvc pull"):
         Predictor.load(tmp_path)
     (tmp_path / "manifest.json").write_text((model_dir / "manifest.json").read_text())

@@ -65,9 +65,9 @@ def toy_results() -> dict:
     df = pd.DataFrame({"sex": rng.choice(["Female", "Male"], 800), "race": rng.choice(["White", "Black", "Other"], 800, p=[0.6, 0.36, 0.04])})
     y = (rng.random(800) < 0.3).astype(int)
     pred = np.where(rng.random(800) < 0.8, y, 1 - y)
-    table = slice_metrics(df, y, pred, ["sex", "race"], n_boot=200, seed=0)
+    table = slice_metrics(df, y, pred, ["sex", "race"], n_boot=200, seed=0, level=0.95, min_support=50, min_class=10)
     w = bootstrap_weights(800, 200, 0)
-    disp = {a: disparity(df, y, pred, a, table, w) for a in ("sex", "race")}
+    disp = {a: disparity(df, y, pred, a, table, w, level=0.95) for a in ("sex", "race")}
     m = {"accuracy": 0.8123, "precision": 0.6234, "recall": 0.7345, "f1": 0.6745, "roc_auc": 0.8812, "log_loss": 0.3456,
          "threshold": 0.4123, "n": 800}
     return {

@@ -8,17 +8,19 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from census_income.clean import clean_census
+from census_income.metrics import rates_from_counts
 from census_income.predict import Predictor
 from census_income.schema import CATEGORICAL, LABEL
-from census_income.slices import (
+from census_income.slices import (  # noqa: I001
     bootstrap_weights,
     disparity,
     group_counts,
     percentile_ci,
-    rates_from_counts,
     slice_lines,
     slice_metrics,
 )
+
+KW = {"level": 0.95, "min_support": 50, "min_class": 10}  # the settings params.yaml gives the slices stage
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def census_rows(census_path):
 
 def test_every_slice_matches_scikit_learn(census_rows):
     df, y, pred = census_rows
-    table = slice_metrics(df, y, pred, CATEGORICAL, n_boot=50, seed=0)
+    table = slice_metrics(df, y, pred, CATEGORICAL, n_boot=50, seed=0, **KW)
     for f in CATEGORICAL:
         assert set(table.loc[table["feature"] == f, "value"]) == set(df[f]), f
     for r in table.iloc[1:].itertuples():
@@ -49,7 +51,7 @@ def test_every_slice_matches_scikit_learn(census_rows):
 
 def test_small_flag_follows_support_and_class_counts(census_rows):
     df, y, pred = census_rows
-    table = slice_metrics(df, y, pred, ["race", "native-country"], n_boot=20, seed=0, min_support=50, min_class=10)
+    table = slice_metrics(df, y, pred, ["race", "native-country"], n_boot=20, seed=0, **KW)
     negatives = table["n"] - table["positives"]
     expected = (table["n"] < 50) | (table["positives"] < 10) | (negatives < 10)
     assert table["small"].equals(expected) and table["small"].any() and not table["small"].all()
@@ -58,9 +60,9 @@ def test_small_flag_follows_support_and_class_counts(census_rows):
 
 def test_intervals_are_seeded_and_bracket_the_estimate(census_rows):
     df, y, pred = census_rows
-    a = slice_metrics(df, y, pred, ["sex", "race"], n_boot=300, seed=1)
-    b = slice_metrics(df, y, pred, ["sex", "race"], n_boot=300, seed=1)
-    c = slice_metrics(df, y, pred, ["sex", "race"], n_boot=300, seed=2)
+    a = slice_metrics(df, y, pred, ["sex", "race"], n_boot=300, seed=1, **KW)
+    b = slice_metrics(df, y, pred, ["sex", "race"], n_boot=300, seed=1, **KW)
+    c = slice_metrics(df, y, pred, ["sex", "race"], n_boot=300, seed=2, **KW)
     assert a.equals(b) and not np.allclose(a["f1_lo"], c["f1_lo"])
     judged = a[~a["small"]]
     for m in ("precision", "recall", "f1", "accuracy", "fpr", "fnr"):
@@ -82,8 +84,8 @@ def test_bootstrap_interval_covers_the_true_recall_about_95_percent_of_the_time(
 
 def test_disparity_is_the_spread_of_the_eligible_groups(census_rows):
     df, y, pred = census_rows
-    table = slice_metrics(df, y, pred, ["race"], n_boot=200, seed=0)
-    d = disparity(df, y, pred, "race", table, bootstrap_weights(len(y), 200, 0))
+    table = slice_metrics(df, y, pred, ["race"], n_boot=200, seed=0, **KW)
+    d = disparity(df, y, pred, "race", table, bootstrap_weights(len(y), 200, 0), level=0.95)
     eligible = table.loc[(table["feature"] == "race") & ~table["small"], "value"].tolist()
     assert sorted(d["groups"]) == sorted(eligible) and set(d["excluded_small"]).isdisjoint(eligible)
     rec = {g: recall_score(y[df["race"] == g], pred[df["race"] == g]) for g in eligible}
@@ -95,7 +97,7 @@ def test_disparity_is_the_spread_of_the_eligible_groups(census_rows):
 
 def test_slice_lines_one_per_slice(census_rows):
     df, y, pred = census_rows
-    table = slice_metrics(df, y, pred, ["sex"], n_boot=20, seed=0)
+    table = slice_metrics(df, y, pred, ["sex"], n_boot=20, seed=0, **KW)
     lines = slice_lines(table)
     assert [ln.split()[0] for ln in lines] == ["overall=all", "sex=Female", "sex=Male"]
     assert all("f1=" in ln and "[" in ln for ln in lines)

@@ -22,7 +22,7 @@ def test_repro_builds_every_declared_output(pipeline_repo):
 def test_second_repro_does_nothing(pipeline_repo):
     out = run(["dvc", "repro"], pipeline_repo).stdout
     assert "Running stage" not in out
-    assert "dvc status" and "Data and pipelines are up to date" in run(["dvc", "status"], pipeline_repo).stdout
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], pipeline_repo).stdout
 
 
 def test_changed_split_seed_reruns_preprocess_but_not_clean(pipeline_repo, tmp_path):

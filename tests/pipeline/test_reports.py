@@ -11,7 +11,7 @@ STDERR = 'data-mime-type="application/vnd.jupyter.stderr"'
 
 
 def pages(repo) -> list[str]:
-    return yaml.safe_load((repo / "params.yaml").read_text())["report"]["pages"].split(",")
+    return yaml.safe_load((repo / "params.yaml").read_text())["report"]["pages"]
 
 
 def test_repro_renders_every_notebook_and_the_index_links_them(pipeline_repo):

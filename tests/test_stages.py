@@ -1,0 +1,97 @@
+"""Every stage's function on a sample, in a temporary folder, as `make test-fast` runs them (no `dvc repro`)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from census_income.clean import read_clean, run_clean
+from census_income.pipeline import STAGES, load_params, prepare, stage_function
+from census_income.predict import Predictor
+from census_income.preprocess import run_preprocess
+from census_income.report import run_report
+from census_income.slices import run_slices
+from census_income.train import run_train
+from census_income.tune import run_tune
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> dict:
+    "The quick params (params.yaml's `quick:` overrides), writing into a temporary folder."
+    return load_params(ROOT / "params.yaml", quick=True, workdir=tmp_path_factory.mktemp("quick"))
+
+
+@pytest.fixture(scope="module")
+def ran(quick) -> dict:
+    "Every stage run in order on the sample; what each returned."
+    before = {p: p.stat().st_mtime_ns for d in ("data", "model", "metrics", "reports") if (ROOT / d).is_dir()
+              for p in (ROOT / d).iterdir()}
+    out = {"clean": run_clean(quick), "preprocess": run_preprocess(quick), "tune": run_tune(quick),
+           "train": run_train(quick), "slices": run_slices(quick), "report": run_report(quick)}
+    after = {p: p.stat().st_mtime_ns for p in before if p.exists()}
+    assert after == before, "a quick run wrote into the repository's data/, model/, metrics/ or reports/"
+    return out
+
+
+def test_quick_params_read_the_real_file_and_write_elsewhere(quick):
+    paths = quick["paths"]
+    assert Path(paths["raw_csv"]) == ROOT / "data" / "census.csv"
+    outputs = [Path(v) for k, v in paths.items() if k not in ("raw_csv", "nbs_dir")]
+    assert outputs and not any(ROOT in p.parents for p in outputs)
+    assert quick["clean"]["sample_rows"] > 0 and quick["tune"]["n_trials"] <= 5
+
+
+def test_every_stage_is_a_function_of_the_params(ran, quick):
+    paths = quick["paths"]
+    assert ran["clean"]["rows_written"] == quick["clean"]["sample_rows"] == len(read_clean(paths["clean_csv"]))
+    assert ran["preprocess"]["train_rows"] + ran["preprocess"]["test_rows"] == ran["clean"]["rows_written"]
+    assert set(ran["tune"]["params"]) == {"depth", "hidden", "dropout", "lr", "batch_size", "weight_decay"}
+    assert json.loads(Path(paths["best_params_json"]).read_text())["params"] == ran["tune"]["params"]
+    assert ran["train"]["epochs"] <= quick["train"]["max_epochs"]
+    assert Predictor.load(paths["model_dir"]).version == ran["train"]["manifest"]["version"]
+    for name in ("test", "dev", "baselines"):
+        assert json.loads(Path(paths["metrics_dir"], f"{name}.json").read_text()) == ran["train"][name]
+    assert len(pd.read_csv(Path(paths["metrics_dir"], "training_curve.csv"))) == ran["train"]["epochs"]
+    assert ran["slices"]["report"]["overall"]["n"] == ran["preprocess"]["test_rows"]
+    assert ran["slices"]["report"]["settings"]["n_boot"] == quick["slices"]["n_boot"]
+    assert Path(paths["card_md"]).read_text() == ran["report"]["card"]
+    assert ran["train"]["manifest"]["version"] in Path(paths["index_html"]).read_text()
+
+
+def test_tuning_switched_off_writes_the_stored_params(quick, ran, tmp_path):
+    params = quick | {"tune": quick["tune"] | {"enabled": False},
+                      "paths": quick["paths"] | {"best_params_json": str(tmp_path / "best.json"),
+                                                 "tune_history_png": str(tmp_path / "h.png"),
+                                                 "optuna_db": str(tmp_path / "o.db")}}
+    result = run_tune(params)
+    assert result["params"] == quick["tune"]["stored"] and result["study"] is None
+    assert (tmp_path / "o.db").exists() and (tmp_path / "h.png").exists()
+
+
+def test_prepare_runs_the_upstream_stages_of_a_quick_run():
+    params = prepare(ROOT / "params.yaml", "preprocess", quick=True)
+    assert Path(params["paths"]["clean_csv"]).is_file()  # clean ran first...
+    assert not Path(params["paths"]["train_csv"]).exists()  # ...and nothing after it
+    assert prepare(ROOT / "params.yaml", "preprocess", quick=False)["paths"]["clean_csv"] == str(ROOT / "data/census_clean.csv")
+
+
+def test_every_stage_of_dvc_yaml_has_its_function():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages) == set(STAGES)
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"census-stage {name}"
+        assert callable(stage_function(name))
+        assert f"nbs/{STAGES[name][0]}.ipynb" in stage["deps"]
+
+
+def test_same_params_give_the_same_bytes(quick, ran, tmp_path):
+    "Rerunning the data stages with the same params reproduces their outputs byte for byte."
+    again = load_params(ROOT / "params.yaml", quick=True, workdir=tmp_path)
+    run_clean(again)
+    run_preprocess(again)
+    for key in ("clean_csv", "train_csv", "test_csv", "encoder_json"):
+        assert Path(again["paths"][key]).read_bytes() == Path(quick["paths"][key]).read_bytes(), key
