@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 
 def generate(data: Path, rows: int, path: Path) -> None:
     "A census CSV of `rows` rows drawn from `data`, one in 200 with an unknown category."
@@ -33,7 +35,7 @@ def generate(data: Path, rows: int, path: Path) -> None:
             out.writerow(row)
 
 
-def worker(path: str, model_dir: str, chunk_size: int) -> None:
+def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
     "Score one file in this process; print seconds, report and peak RSS as JSON."
     from threadpoolctl import threadpool_limits
 
@@ -44,7 +46,7 @@ def worker(path: str, model_dir: str, chunk_size: int) -> None:
     predictor = Predictor.load(model_dir)
     out = Path(path).with_suffix(".scored.csv")
     t = time.perf_counter()
-    report = score_csv(path, out, out.with_suffix(".rejects.csv"), predictor, chunk_size=chunk_size)
+    report = score_csv(path, out, out.with_suffix(".rejects.csv"), predictor, chunk_bytes=chunk_bytes)
     secs = time.perf_counter() - t
     print(json.dumps(report | {"seconds": secs, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -54,20 +56,21 @@ def main() -> None:
     ap.add_argument("--model-dir", default="model")
     ap.add_argument("--data", default="data/test.csv")
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--chunk-size", type=int, default=10_000)
+    ap.add_argument("--chunk-bytes", type=int, help="bytes read at a time (default: batch.chunk_bytes of params.yaml)")
     ap.add_argument("--core", type=int, default=0)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        return worker(a.worker, a.model_dir, a.chunk_size)
-    print(f"\nscore_csv, chunks of {a.chunk_size:,} rows, 1 BLAS thread on core {a.core}; model {a.model_dir}\n")
+        return worker(a.worker, a.model_dir, a.chunk_bytes)
+    a.chunk_bytes = a.chunk_bytes or yaml.safe_load(Path("params.yaml").read_text())["batch"]["chunk_bytes"]
+    print(f"\nscore_csv, blocks of {a.chunk_bytes:,} bytes, 1 BLAS thread on core {a.core}; model {a.model_dir}\n")
     print("| rows | file MiB | seconds | rows/s | scored | rejected | peak RSS MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         for rows in a.rows:
             path = Path(tmp) / f"people_{rows}.csv"
             generate(Path(a.data), rows, path)
             proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--worker", str(path),
-                                   "--model-dir", a.model_dir, "--chunk-size", str(a.chunk_size)],
+                                   "--model-dir", a.model_dir, "--chunk-bytes", str(a.chunk_bytes)],
                                   capture_output=True, text=True, check=True)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"| {rows:,} | {path.stat().st_size / 2**20:,.0f} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "

@@ -14,14 +14,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import TypeAdapter
 from pydantic_core import to_json
 from threadpoolctl import threadpool_limits
 
 from .predict import ModelFilesError, Predictor
-from .serving import (BatchPrediction, ErrorMessage, Prediction, Readiness, ServingModel, Settings,
-                                   ValidationErrors, Welcome, parse_body, read_body)
-from .validation import Record, RecordRow, describe_error
+from .serving import (BatchPrediction, ErrorMessage, Prediction, Readiness, ServingModel, SettingsError,
+                                   ValidationErrors, Welcome, error_detail, parse_body, read_body, read_settings)
+from .validation import Record
 
 # %% ../nbs/06_serve.ipynb #4b9c5b4c
 log = logging.getLogger("uvicorn.error")
@@ -30,10 +29,10 @@ log = logging.getLogger("uvicorn.error")
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     "Load the model once at start-up and hand it to the requests; release it at shut-down."
-    settings = getattr(app.state, "settings", None) or Settings()
     try:
-        model = ServingModel(Predictor.load(settings.model_dir), coalesce=settings.coalesce)
-    except ModelFilesError as err:
+        settings = getattr(app.state, "settings", None) or read_settings()
+        model = ServingModel(Predictor.load(settings.model_dir), settings)
+    except (ModelFilesError, SettingsError) as err:
         app.state.startup_error = f"census-income cannot serve: {err}"
         raise
     blas = threadpool_limits(settings.threads, user_api="blas")
@@ -82,11 +81,11 @@ def get_model(request: Request) -> ServingModel:
 
 @app.exception_handler(RequestValidationError)
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    "422 with messages that name the field (errors FastAPI itself raises are rewritten too)."
-    return JSONResponse({"detail": [describe_error(e) for e in exc.errors()]}, status_code=422)
+    "422 with messages that name the field, at most a few dozen of them (errors FastAPI raises are rewritten too)."
+    return JSONResponse({"detail": error_detail(exc.errors())}, status_code=422)
 
 # %% ../nbs/06_serve.ipynb #775b5709
-@app.get("/")
+@app.api_route("/", methods=["GET", "HEAD"])
 async def welcome(request: Request) -> Welcome:
     "What this service is, which model answers, and where the docs are."
     model = getattr(request.state, "model", None)
@@ -95,13 +94,13 @@ async def welcome(request: Request) -> Welcome:
                    model_version=model.version if model else None, docs="/docs")
 
 
-@app.get("/health")
+@app.api_route("/health", methods=["GET", "HEAD"])
 async def health() -> dict[str, str]:
     "Liveness: the process answers."
     return {"status": "ok"}
 
 
-@app.get("/ready", responses={503: {"model": Readiness, "description": "model not loaded"}})
+@app.api_route("/ready", methods=["GET", "HEAD"], responses={503: {"model": Readiness, "description": "model not loaded"}})
 async def ready(request: Request) -> Readiness:
     "Readiness: true once the model is loaded."
     model = getattr(request.state, "model", None)
@@ -112,8 +111,8 @@ async def ready(request: Request) -> Readiness:
 # %% ../nbs/06_serve.ipynb #b5a8980c
 _ERRORS = {413: {"model": ErrorMessage, "description": "request body too large"},
            422: {"model": ValidationErrors, "description": "invalid record: each message names the field and what is allowed"},
+           408: {"model": ErrorMessage, "description": "the body did not arrive within CENSUS_BODY_TIMEOUT seconds"},
            503: {"model": ErrorMessage, "description": "model not loaded yet"}}
-_RECORDS = TypeAdapter(list[RecordRow])
 
 
 def _json_body(schema: dict) -> dict:
@@ -125,7 +124,7 @@ def _json_body(schema: dict) -> dict:
 async def predict(request: Request) -> Prediction:
     "Score one record: the label, the probability of >50K and the model's version."
     model = get_model(request)
-    record = parse_body(Record, await read_body(request, request.state.settings.max_body_bytes))
+    record = parse_body(Record, await read_body(request, request.state.settings))
     return await model.score_one(record)
 
 
@@ -136,10 +135,6 @@ _BATCH_BODY = {"type": "array", "items": Record.model_json_schema(), "minItems":
 @app.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS, openapi_extra=_json_body(_BATCH_BODY))
 async def predict_batch(request: Request) -> Response:
     "Score a list of records (at least 1, at most CENSUS_MAX_BATCH); results come in the same order."
-    model, settings = get_model(request), request.state.settings
-    records = parse_body(_RECORDS, await read_body(request, settings.max_body_bytes))
-    if not 1 <= len(records) <= settings.max_batch:
-        raise RequestValidationError([{"loc": ("body",), "type": "too_short" if not records else "too_long",
-                                       "msg": f"the batch has {len(records)} records; send 1 to {settings.max_batch} "
-                                              "per request (CENSUS_MAX_BATCH sets the limit)"}])
+    model = get_model(request)
+    records = parse_body(model.batch, await read_body(request, request.state.settings))
     return Response(to_json(model.score_many(records)), media_type="application/json")

@@ -83,6 +83,12 @@ class Encoder:
         self._dense(np.array([row[len(CATEGORICAL):] for row in rows], dtype=np.float64).reshape(-1, len(CONTINUOUS)), out)
         return out
 
+    def check(self) -> list[str]:  # what makes the state unusable; empty when it is sound
+        "A state to refuse: a non-finite mean or edge, or a scale or bin width that is not positive."
+        if np.isfinite(self._lo).all() and np.isfinite(self._den).all() and (self._den > 0).all():
+            return []
+        return ["encoder.json holds a non-finite mean or edge, or a scale or bin width that is not positive"]
+
     @property
     def feature_names(self) -> list[str]:
         "Names of the model's input columns, in order."

@@ -5,27 +5,28 @@
 # %% ../nbs/04a_predict.ipynb #f1a5d438
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file
+from safetensors.numpy import load as load_tensors
 
-from .features import Encoder, load_encoder
+from .features import Encoder
 from .metrics import decide
 from .schema import CLASSES
 from .validation import record_columns
 
 # %% auto #0
-__all__ = ['load_layers', 'forward', 'ModelFilesError', 'Predictor', 'predict']
+__all__ = ['load_layers', 'forward', 'ModelFilesError', 'content_hash', 'check_model', 'Predictor', 'predict']
 
 # %% ../nbs/04a_predict.ipynb #bfa92aa9
 def load_layers(
-    weights_file,  # weights.safetensors written by `save_model`
+    data: bytes,  # the bytes of weights.safetensors written by `save_model`
 ) -> list[tuple[np.ndarray, np.ndarray]]:  # (W transposed, b) of each Linear layer, in order
-    "Read the Linear layers of an `IncomeMLP` from safetensors as float32 numpy arrays."
-    tensors = load_file(str(weights_file))
+    "Read the Linear layers of an `IncomeMLP` from safetensors (tensors only: nothing runs) as float32 arrays."
+    tensors = load_tensors(data)
     idx = sorted({int(k.split(".")[1]) for k in tensors if k.endswith(".weight")})
     return [(np.ascontiguousarray(tensors[f"net.{i}.weight"].T), tensors[f"net.{i}.bias"]) for i in idx]
 
@@ -42,38 +43,86 @@ def forward(
         np.maximum(h, 0, out=h)
     W, b = layers[-1]
     z = (h @ W + b).ravel()
-    return 1.0 / (1.0 + np.exp(-z))
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -80, 80)))  # no overflow warning; p stays in (0, 1) all the same
 
-# %% ../nbs/04a_predict.ipynb #9e8ded03
+# %% ../nbs/04a_predict.ipynb #5913b7ab
 class ModelFilesError(RuntimeError):
     "Model files missing or unusable: the message says which file and what to do."
 
 
+def content_hash(
+    weights: bytes,  # the bytes of weights.safetensors
+    encoder: bytes,  # the bytes of encoder.json
+    threshold: float,  # the decision threshold
+) -> str:  # 12 hex digits that change whenever any of the three does
+    "The model's version: a content hash of what decides its answers."
+    h = hashlib.sha256(weights)
+    h.update(encoder)
+    h.update(repr(float(threshold)).encode())
+    return h.hexdigest()[:12]
+
+# %% ../nbs/04a_predict.ipynb #7a54677b
+def check_model(
+    encoder: Encoder,  # the fitted encoder
+    layers: list[tuple[np.ndarray, np.ndarray]],  # from `load_layers`
+    threshold: float,  # the decision threshold
+) -> list[str]:  # what is wrong; empty when the model is sound
+    "Shapes that chain, finite numbers, positive scales and a threshold inside (0, 1)."
+    problems, width = [], encoder.n_features
+    for k, (W, b) in enumerate(layers, 1):
+        if W.ndim != 2 or W.shape[0] != width or b.shape != (W.shape[1],):
+            problems.append(f"layer {k} has weights {W.shape} and bias {b.shape} but takes {width} inputs")
+        if not (np.isfinite(W).all() and np.isfinite(b).all()):
+            problems.append(f"layer {k} holds a non-finite weight or bias")
+        width = W.shape[1] if W.ndim == 2 else width
+    if not layers or width != 1:
+        problems.append(f"the last layer gives {width} outputs, not one probability")
+    problems += encoder.check()
+    if not (isinstance(threshold, float) and 0 < threshold < 1):
+        problems.append(f"the threshold {threshold!r} is not strictly between 0 and 1")
+    return problems
+
+# %% ../nbs/04a_predict.ipynb #9e8ded03
 class Predictor:
     "A saved model ready to score records: encoder, numpy network and threshold."
 
     def __init__(self, encoder: Encoder, layers: list, manifest: dict):
         self.encoder, self.layers, self.manifest = encoder, layers, manifest
-        self.threshold = float(manifest["threshold"])
-        self.version = manifest["version"]
-        if layers[0][0].shape[0] != encoder.n_features:
-            raise ModelFilesError(f"the weights expect {layers[0][0].shape[0]} features but the encoder makes "
-                                  f"{encoder.n_features}: model/ holds files of different runs (run `dvc checkout`)")
+        self.threshold, self.version = manifest["threshold"], manifest["version"]
+        problems = check_model(encoder, layers, self.threshold)
+        if problems or not isinstance(self.version, str):
+            raise ModelFilesError("; ".join(problems or [f"the version {self.version!r} is not a content hash"]))
 
     @classmethod
     def load(cls, model_dir) -> Predictor:
-        "Load `manifest.json`, the encoder and the weights from a model folder."
+        "Load a model folder and make it prove itself: content hash, structure, and the known record's score."
         d = Path(model_dir)
         try:
             manifest = json.loads((d / "manifest.json").read_text())
-            return cls(load_encoder(d / manifest.get("encoder", "encoder.json")), load_layers(d / manifest["weights"]), manifest)
+            weights, encoder = (d / manifest["weights"]).read_bytes(), (d / manifest["encoder"]).read_bytes()
+            actual = content_hash(weights, encoder, manifest["threshold"])
+            if actual != manifest["version"]:
+                raise ModelFilesError(f"the files hash to {actual} but manifest.json says version {manifest['version']!r}: "
+                                      "a file was changed, or the files come from different runs (run `dvc checkout`)")
+            predictor = cls(Encoder(json.loads(encoder)), load_layers(weights), manifest)
+            predictor.check_known_record()
+            return predictor
         except FileNotFoundError as err:
             raise ModelFilesError(f"model file missing in {d}: {err.filename or err} "
-                                  "(build it with `make pipeline` or fetch it with `dvc pull`)") from err
-        except ModelFilesError:
-            raise
+                                  "(build it with `make pipeline` or fetch it with `dvc pull`)") from None
+        except ModelFilesError as err:
+            raise ModelFilesError(f"model files in {d} are unusable: {err}") from None
         except Exception as err:  # a corrupt file of any kind: say which folder and why
-            raise ModelFilesError(f"model files in {d} are unusable: {type(err).__name__}: {err}") from err
+            raise ModelFilesError(f"model files in {d} are unusable: {type(err).__name__}: {err}") from None
+
+    def check_known_record(self) -> None:
+        "Score the record stored in the manifest and compare with the probability stored beside it."
+        check = self.manifest.get("check")
+        if not isinstance(check, dict) or "record" not in check or "probability" not in check:
+            raise ModelFilesError("manifest.json has no known record to check the model with (retrain: `make pipeline`)")
+        p = self.predict_records([check["record"]])[0]["probability"]
+        if not abs(p - float(check["probability"])) <= 1e-6:
+            raise ModelFilesError(f"the known record scores {p:.6f}, not {check['probability']:.6f} as when it was saved")
 
     def predict_proba(
         self,
@@ -94,6 +143,8 @@ class Predictor:
         p: np.ndarray,  # probabilities of >50K
     ) -> list[dict]:  # per row: prediction and probability
         "Label and probability per row, as `predict_records`, the API and the batch job return them."
+        if not np.isfinite(p).all():  # cannot happen with a checked model and checked records; never answer NaN
+            raise ModelFilesError("the model gave a non-finite probability")
         return [{"prediction": c, "probability": v} for c, v in zip(self.labels(p), p.tolist(), strict=True)]
 
     def predict_rows(

@@ -6,23 +6,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import re
 from operator import itemgetter
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import ClientDisconnect
 
 from .features import ROW_ORDER
 from .predict import Predictor
-from .schema import CATEGORICAL, CLASSES, CONTINUOUS
-from .validation import Record, RecordRow
+from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES
+from .validation import Record, RecordRow, describe_error
 
 # %% auto #0
-__all__ = ['ROW_VALUES', 'Settings', 'Prediction', 'Scored', 'BatchPrediction', 'Welcome', 'Readiness', 'ErrorMessage',
-           'FieldError', 'ValidationErrors', 'read_body', 'parse_body', 'ServingModel']
+__all__ = ['log', 'ERRORS_SHOWN', 'ROW_VALUES', 'Settings', 'SettingsError', 'read_settings', 'Prediction', 'Scored',
+           'BatchPrediction', 'Welcome', 'Readiness', 'ErrorMessage', 'FieldError', 'ValidationErrors', 'read_body',
+           'parse_body', 'error_detail', 'ServingModel']
 
 # %% ../nbs/06a_serving.ipynb #4c168f37
 class Settings(BaseSettings):
@@ -34,6 +39,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024)  # largest request body accepted, in bytes
     threads: int = Field(1, ge=1)  # BLAS threads per worker: 1 suits one worker per core
     coalesce: bool = True  # score concurrent /predict requests in one matrix product
+    body_timeout: float = Field(10.0, gt=0)  # seconds a request body may take to arrive, then 408
+
+
+class SettingsError(ValueError):
+    "A serving setting that cannot be used: the message names the environment variable."
+
+
+def read_settings() -> Settings:
+    "The settings from the environment; a bad value is one `SettingsError` naming its variable."
+    try:
+        return Settings()
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        raise SettingsError(f"CENSUS_{str(first['loc'][0]).upper()}={first.get('input')!r} cannot be used: "
+                            f"{first['msg']}") from None
 
 # %% ../nbs/06a_serving.ipynb #3326ddd0
 class Prediction(BaseModel):
@@ -83,34 +103,92 @@ class ValidationErrors(BaseModel):
     detail: list[FieldError]
 
 # %% ../nbs/06a_serving.ipynb #ee62949a
-async def read_body(
-    request: Request,  # the incoming request
-    limit: int,  # most bytes accepted
-) -> bytes:  # the whole body
-    "The request body, or a 413 when it is (or claims to be) larger than `limit` bytes."
-    too_large = HTTPException(413, f"request body larger than {limit} bytes: send fewer records per request "
-                                   f"(the limit is set by CENSUS_MAX_BODY_BYTES)")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
+log = logging.getLogger("uvicorn.error")
+
+
+async def _chunks(request: Request, limit: int, too_large: HTTPException) -> list[bytes]:
+    "The body's chunks as they arrive, refused as soon as they pass `limit` bytes."
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise too_large
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks
+
+
+async def read_body(
+    request: Request,  # the incoming request
+    settings: Settings,  # max_body_bytes and body_timeout
+) -> bytes:  # the whole body
+    "The request body: 413 when it is (or claims to be) too large, 408 when it does not arrive in time."
+    limit = settings.max_body_bytes
+    too_large = HTTPException(413, f"request body larger than {limit} bytes: send fewer records per request "
+                                   f"(the limit is set by CENSUS_MAX_BODY_BYTES)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            return b"".join(await _chunks(request, limit, too_large))
+    except TimeoutError:
+        raise HTTPException(408, f"the request body did not arrive within {settings.body_timeout:g} s "
+                                 "(CENSUS_BODY_TIMEOUT)", headers={"Connection": "close"}) from None
+    except ClientDisconnect:
+        log.info("a client went away before sending its whole request body")
+        raise HTTPException(400, "the client disconnected before sending the whole body") from None
+
+
+_KEY = re.compile(rb'"\s*:')  # the end of a JSON object key
+
+
+def _repeated_keys(body: bytes) -> list[dict]:
+    "Errors for keys given twice in one JSON object (a JSON parser would silently keep the last)."
+    found = []
+
+    def pairs(items: list) -> dict:
+        seen = set()
+        for key, _ in items:
+            if key in seen:
+                found.append({"loc": ("body", key), "type": "duplicate_key", "input": key,
+                              "msg": "given twice in one record; send each field once"})
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except ValueError:
+        return []  # not JSON: pydantic says so
+    return found
 
 
 def parse_body(
     schema,  # a pydantic model class or TypeAdapter
     body: bytes,  # raw JSON
 ):  # the validated value
-    "Validate raw JSON bytes; a failure becomes FastAPI's 422."
+    "Validate raw JSON bytes; a failure, or a key given twice in a record, becomes FastAPI's 422."
+    # a record holds 14 keys: only a body with more keys than that per object can repeat one (cheap to count)
+    if len(_KEY.findall(body)) > len(FEATURES) * max(body.count(b"{"), 1) and (repeated := _repeated_keys(body)):
+        raise RequestValidationError(repeated)
     try:
         return schema.validate_json(body) if isinstance(schema, TypeAdapter) else schema.model_validate_json(body)
     except ValidationError as err:
         raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]) from None
+
+
+ERRORS_SHOWN = 20  # most errors one response lists; the rest are counted
+
+
+def error_detail(
+    errors: list[dict],  # pydantic's errors, as RequestValidationError holds them
+) -> list[dict]:  # FastAPI's `detail`: at most ERRORS_SHOWN worded errors, then a count of the rest
+    "The body of a 422: bounded, however many problems a request has."
+    detail = [describe_error(e) for e in errors[:ERRORS_SHOWN]]
+    if len(errors) > ERRORS_SHOWN:
+        detail.append({"loc": ["body"], "type": "too_many_errors",
+                       "msg": f"... and {len(errors) - ERRORS_SHOWN} more problem(s), {len(errors)} in all: "
+                              f"fix the first {ERRORS_SHOWN} and send the request again"})
+    return detail
 
 # %% ../nbs/06a_serving.ipynb #bc92c797
 ROW_VALUES = itemgetter(*(c.replace("-", "_") for c in ROW_ORDER))  # a validated record's values in ROW_ORDER
@@ -120,14 +198,18 @@ _COLUMNS = CATEGORICAL + CONTINUOUS  # == ROW_ORDER, in the schema's spelling
 class ServingModel:
     "A loaded `Predictor`, scoring one record (coalescing concurrent requests) or a batch."
 
-    def __init__(self, predictor: Predictor, coalesce: bool):  # a loaded model; batch concurrent requests
-        self.predictor, self.version, self.coalesce, self._pending = predictor, predictor.version, coalesce, []
+    def __init__(self, predictor: Predictor, settings: Settings):  # a loaded model; the serving settings
+        self.predictor, self.version, self.coalesce, self._pending = predictor, predictor.version, settings.coalesce, []
+        # a batch longer than the limit stops validating at its first extra record (pydantic-core checks as it goes)
+        self.batch = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=settings.max_batch)])
 
     def _flush(self) -> None:
         "Score every pending record together and hand each request its answer (or the error)."
         pending, self._pending = self._pending, []
         try:
             answers = self.predictor.answers(self.predictor.predict_rows([values for values, _ in pending]))
+            if len(answers) != len(pending):
+                raise RuntimeError(f"the model gave {len(answers)} answers for {len(pending)} records")
         except Exception as err:  # every waiting request gets the error, none hangs
             answers = [err] * len(pending)
         for (_, fut), answer in zip(pending, answers, strict=True):

@@ -19,15 +19,16 @@ from .schema import (CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LAB
 
 # %% auto #0
 __all__ = ['EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'show_value', 'category_error', 'range_error', 'whole_error', 'missing_error',
-           'unknown_field_error', 'as_numbers', 'column_problems', 'RecordError', 'record_columns', 'Record',
-           'describe_error']
+           'unknown_field_error', 'twice_error', 'as_numbers', 'column_problems', 'RecordError', 'record_columns',
+           'Record', 'describe_error']
 
 # %% ../nbs/00a_validation.ipynb #7712885e
-def show_value(value) -> str:
-    "A value as a message quotes it: numbers as numbers (`200`, not `'200'` or `200.0`), text quoted."
+def show_value(value, limit: int = 60) -> str:
+    "A value as a message quotes it: numbers as numbers (`200`, not `'200'` or `200.0`), text quoted, long ones cut."
     if isinstance(value, float) and math.isfinite(value) and value == int(value):
         return str(int(value))
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def category_error(field: str, value) -> str:  # the field as the user named it, and what it held
@@ -56,7 +57,12 @@ def missing_error(field: str) -> str:
 
 def unknown_field_error(field: str) -> str:
     "A key that is not a census column."
-    return f"{field!r} is not a census field; expected: {', '.join(FEATURES)} (hyphens or underscores)"
+    return f"{show_value(field)} is not a census field; expected: {', '.join(FEATURES)} (hyphens or underscores)"
+
+
+def twice_error(col: str, first: str, second: str) -> str:
+    "One field given in both spellings."
+    return f"{col}: given twice (as {first!r} and {second!r}); send it once"
 
 # %% ../nbs/00a_validation.ipynb #a8304ba6
 def as_numbers(
@@ -78,9 +84,9 @@ def as_numbers(
 def _number_problems(col: str, values: Sequence) -> list[tuple[int, str, str]]:
     "Problems of one continuous column: missing, not whole (or not a number at all), out of range."
     x = as_numbers(values)
-    booleans = [i for i, v in enumerate(values) if isinstance(v, (bool, np.bool_))]
     whole = np.isfinite(x) & (x == np.round(x))
-    whole[booleans] = False
+    if {bool, np.bool_} & set(map(type, values)):  # true/false are no numbers (text, as from a CSV, skips this)
+        whole[[i for i, v in enumerate(values) if isinstance(v, (bool, np.bool_))]] = False
     lo, hi = RANGES[col]
     out = [(i, col, missing_error(col) if values[i] is None else whole_error(col, values[i]))
            for i in np.flatnonzero(~whole).tolist()]
@@ -132,7 +138,7 @@ def _record_row(i: int, record: Mapping) -> tuple[list, list]:
         if col is None or col not in FEATURES:
             problems.append((i, str(key), unknown_field_error(str(key))))
         elif col in seen:
-            problems.append((i, col, f"{col}: given twice (as {seen[col][0]!r} and {key!r}); send it once"))
+            problems.append((i, col, twice_error(col, seen[col][0], key)))
         else:
             seen[col] = (key, None if value == MISSING and col in CATEGORICAL else value)
     problems += [(i, c, missing_error(c)) for c in FEATURES if c not in seen]
@@ -210,8 +216,15 @@ def _message(field: str | None, kind: str, err: dict, in_batch: bool) -> str:
         return missing_error(field)
     if kind == "literal_error" and col in CATEGORIES:
         return category_error(field, err.get("input"))
+    if kind == "extra_forbidden" and col in FEATURES:  # the alias and the attribute name in one record
+        return twice_error(col, col, field)
     if kind == "extra_forbidden":
         return unknown_field_error(field)
+    if field is None and kind == "too_long":
+        limit = err.get("ctx", {}).get("max_length")
+        return f"the batch has more than {limit} records; send 1 to {limit} per request (CENSUS_MAX_BATCH sets the limit)"
+    if field is None and kind == "too_short":
+        return "the batch is empty; send at least one record"
     if kind == "json_invalid":
         return f"the body is not valid JSON ({err.get('ctx', {}).get('error', err['msg'])})"
     if col in RANGES and kind in ("greater_than_equal", "less_than_equal"):

@@ -83,6 +83,17 @@ def params() -> dict:
 
 
 @pytest.fixture(scope="session")
+def quick_model(tmp_path_factory) -> Path:
+    "A small real model (the stages up to train, on params.yaml's quick sample), built in seconds: its folder."
+    from census_income.pipeline import STAGES, load_params, stage_function
+
+    params = load_params(ROOT / "params.yaml", quick=True, workdir=tmp_path_factory.mktemp("quick-model"))
+    for stage in list(STAGES)[:list(STAGES).index("train") + 1]:
+        stage_function(stage)(params)
+    return Path(params["paths"]["model_dir"])
+
+
+@pytest.fixture(scope="session")
 def pipeline_repo(tmp_path_factory) -> Path:
     "A scratch copy of the repo after a full `dvc repro` (tuning switched off: the stored best params are used)."
     repo = copy_repo(tmp_path_factory.mktemp("pipeline"))

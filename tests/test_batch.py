@@ -72,7 +72,7 @@ def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, genera
     scored, rejects, executed = tmp_path / "scored.csv", tmp_path / "rejects.csv", tmp_path / "07_batch.ipynb"
     run([str(VENV_BIN / "papermill"), "-k", "python3", "--log-level", "WARNING", "--no-progress-bar", "07_batch.ipynb",
          str(executed), "-p", "input_path", str(path), "-p", "output_path", str(scored), "-p", "reject_path",
-         str(rejects), "-p", "model_dir", str(artifacts / "model"), "-p", "chunk_size", "7000"], ROOT / "nbs")
+         str(rejects), "-p", "model_dir", str(artifacts / "model"), "-p", "chunk_bytes", "300000"], ROOT / "nbs")
     printed = "".join(t for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", []) for t in o.get("text", []))
     assert f"{N_ROWS} rows read, {len(good)} scored" in printed and f"{len(bad)} rejected" in printed
     assert len(bad) == N_ROWS // 100

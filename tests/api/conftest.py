@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import ROOT, VENV_BIN, tool_env
+from census_income.schema import CONTINUOUS
 
-NUMBERS = ("age", "fnlgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+from ..conftest import ROOT, VENV_BIN, tool_env
 
 
 def free_port() -> int:
@@ -25,7 +25,7 @@ def free_port() -> int:
 def start_uvicorn(model_dir: Path, port: int, **env: str) -> subprocess.Popen:
     "uvicorn census_income.api:app as the Procfile runs it, with its model in `model_dir`."
     cmd = [str(VENV_BIN / "uvicorn"), "census_income.api:app", "--host", "127.0.0.1", "--port", str(port),
-           "--no-access-log"]
+           "--no-access-log", "--timeout-graceful-shutdown", "10"]  # as the Procfile runs it
     return subprocess.Popen(cmd, cwd=ROOT, env=tool_env(CENSUS_MODEL_DIR=str(model_dir), **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -46,7 +46,7 @@ def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 30) -> None:
 def read_records(path: Path) -> list[dict]:
     "Rows of a census CSV as API records (numbers as ints), label included under 'salary'."
     with open(path, newline="") as f:
-        return [{k: int(v) if k in NUMBERS else v for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: int(v) if k in CONTINUOUS else v for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="session")

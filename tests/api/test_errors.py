@@ -65,8 +65,8 @@ def test_a_bad_record_in_a_batch_is_named_by_its_index(client):
 
 
 @pytest.mark.parametrize(("records", "msg"), [
-    ([], "the batch has 0 records; send 1 to 1000 per request (CENSUS_MAX_BATCH sets the limit)"),
-    ([EXAMPLE] * 1001, "the batch has 1001 records; send 1 to 1000 per request (CENSUS_MAX_BATCH sets the limit)"),
+    ([], "the batch is empty; send at least one record"),
+    ([EXAMPLE] * 1001, "the batch has more than 1000 records; send 1 to 1000 per request (CENSUS_MAX_BATCH sets the limit)"),
 ])
 def test_empty_or_oversized_batch_is_422(client, records, msg):
     r = client.post("/predict/batch", json=records)

@@ -22,7 +22,7 @@ def break_model(model_dir, tmp_path, how: str):
 
 @pytest.mark.parametrize(("how", "reason"), [
     ("missing", "model file missing in {d}: {d}/manifest.json (build it with `make pipeline` or fetch it with `dvc pull`)"),
-    ("no-encoder", "model file missing in {d}: encoder file not found: {d}/encoder.json"),
+    ("no-encoder", "model file missing in {d}: {d}/encoder.json (build it with `make pipeline` or fetch it with `dvc pull`)"),
     ("corrupt-weights", "model files in {d} are unusable: "),
     ("corrupt-manifest", "model files in {d} are unusable: JSONDecodeError"),
 ], ids=["missing", "no-encoder", "corrupt-weights", "corrupt-manifest"])

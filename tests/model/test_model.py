@@ -48,9 +48,10 @@ def test_manifest_describes_and_rebuilds_the_model(model_dir, predictor):
     assert man["feature_names"] == predictor.encoder.feature_names
     assert man["metrics"]["test"]["threshold"] == man["threshold"] and 0 < man["threshold"] < 1
     assert set(man["params"]) >= {"depth", "hidden", "dropout", "lr", "batch_size", "weight_decay", "seed"}
-    from census_income.train import model_version
+    from census_income.predict import content_hash
 
-    assert man["version"] == model_version(model_dir / "weights.safetensors", model_dir / "encoder.json", man["threshold"])
+    assert man["version"] == content_hash((model_dir / "weights.safetensors").read_bytes(), (model_dir / "encoder.json").read_bytes(),
+                                       man["threshold"])
 
 
 def test_numpy_predictor_equals_the_torch_model_on_the_whole_test_split(model_dir, predictor, test_split):
