@@ -63,6 +63,9 @@ def start_server(app: str, port: int, core: int, env: dict, app_dir: str = ".") 
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     body = json.dumps(EXAMPLE).encode()
     while True:
+        if time.perf_counter() - t0 > 60:
+            proc.kill()
+            raise RuntimeError(f"{app} did not answer POST /predict with 200 within 60 s")
         if proc.poll() is not None:
             raise RuntimeError(f"{app} exited: {proc.stderr.read().decode()}")
         try:

@@ -1,9 +1,12 @@
 """Speed and memory of batch scoring (`census_income.batch.score_csv`) on generated census files of growing size.
 
 Each size runs in a fresh process pinned to one core; peak RSS that does not grow with the file shows that
-the file is streamed. Prints a markdown table. Run from the repo root after the pipeline:
+the file is streamed. With `--dask-workers`, the same files are then scored on a Dask LocalCluster of each
+number of workers (`census_income.batch.score_dask`, partitions of `--partition-bytes`). Prints markdown tables.
+Run from the repo root after the pipeline:
 
     .venv/bin/python benchmarks/bench_batch.py --model-dir model --data data/test.csv --rows 100000 1000000
+    .venv/bin/python benchmarks/bench_batch.py --rows 1000000 --dask-workers 1 2
 """
 
 import argparse
@@ -58,6 +61,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--chunk-bytes", type=int, help="bytes read at a time (default: batch.chunk_bytes of params.yaml)")
     ap.add_argument("--core", type=int, default=0)
+    ap.add_argument("--dask-workers", type=int, nargs="*", default=[], help="also score on Dask with these many workers")
+    ap.add_argument("--partition-bytes", type=int, default=16 << 20, help="bytes of input per Dask task")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -75,8 +80,21 @@ def main() -> None:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"| {rows:,} | {path.stat().st_size / 2**20:,.0f} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "
                   f"{r['rows_scored']:,} | {r['rows_rejected']:,} | {r['peak_rss_mib']:.0f} |")
+            for workers in a.dask_workers:
+                dask_run(path, rows, workers, a, Path(tmp) / f"dask{workers}")
             for p in Path(tmp).glob("people_*"):
                 p.unlink()
+
+
+def dask_run(path: Path, rows: int, workers: int, a, out: Path) -> None:
+    "Score the file on a LocalCluster of `workers` processes; print one table row (start-up included)."
+    from census_income.batch import score_dask
+
+    t = time.perf_counter()
+    r = score_dask(str(path), out, a.model_dir, a.chunk_bytes, a.partition_bytes, n_workers=workers)
+    secs = time.perf_counter() - t
+    print(f"| {rows:,} on Dask, {workers} worker(s), {r['partitions']} partitions | | {secs:.1f} | {rows / secs:,.0f} | "
+          f"{r['rows_scored']:,} | {r['rows_rejected']:,} | |")
 
 
 if __name__ == "__main__":

@@ -59,11 +59,18 @@ def read_header(
         raise CensusDataError(name, problems)
     return header
 
-# %% ../nbs/01_clean.ipynb #8be06e92
-def _blocks(f, block_bytes: int, first_line: int) -> Iterator[tuple[bytes, int, list[dict]]]:
+# %% ../nbs/01_clean.ipynb #6f75ad8b
+def _blocks(f, block_bytes: int, first_line: int, size: int | None) -> Iterator[tuple[bytes, int, list[dict]]]:
     "Blocks of whole lines (each ending with a newline), the line number each starts at, and the overlong lines cut out."
-    carry, line, skipping = b"", first_line, False
-    while chunk := f.read(block_bytes):
+    carry, line, skipping, left = b"", first_line, False, size
+
+    def read() -> bytes:
+        nonlocal left
+        chunk = f.read(block_bytes if left is None else min(block_bytes, left))
+        left = None if left is None else left - len(chunk)
+        return chunk
+
+    while chunk := read():
         data = carry + chunk
         if skipping:  # inside an overlong line: drop bytes up to its end
             end = data.find(b"\n")
@@ -123,11 +130,12 @@ def _as_text(table: pa.Table, lines: np.ndarray, first_line: int) -> tuple[pa.Ta
     text = pa.table({n: pc.utf8_trim_whitespace(pc.cast(table[n], pa.string())) for n in table.column_names})
     return text, lines, rejects
 
-# %% ../nbs/01_clean.ipynb #09bf326f
+# %% ../nbs/01_clean.ipynb #ff18b928
 def read_blocks(
     source,  # path of a census CSV, or a binary file object
     required: Sequence[str],  # columns the file must have
     block_bytes: int,  # bytes read at a time (whole lines)
+    byte_range: tuple[int, int, int] | None = None,  # (start, end, line number at start): one part of the file
 ) -> Iterator[tuple[pd.DataFrame, list[dict]]]:  # per block: stripped text rows indexed by line, and the rejects
     "Stream a census CSV in blocks: good rows as text, every bad line as a reject with its line number and reason."
     name = str(getattr(source, "name", source))
@@ -135,7 +143,9 @@ def read_blocks(
         raise CensusDataError(name, [f"no such file: {source}"])
     with open(source, "rb") if isinstance(source, (str, os.PathLike)) else contextlib.nullcontext(source) as f:
         header = read_header(f, name, required)
-        for block, first_line, overlong in _blocks(f, block_bytes, first_line=2):
+        start, size, line = (f.tell(), None, 2) if byte_range is None else (byte_range[0], byte_range[1] - byte_range[0], byte_range[2])
+        f.seek(start)
+        for block, first_line, overlong in _blocks(f, block_bytes, line, size):
             block, too_long = _drop_overlong(block, first_line)
             overlong = overlong + too_long
             try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Literal
@@ -139,9 +138,6 @@ async def read_body(
         raise HTTPException(400, "the client disconnected before sending the whole body") from None
 
 
-_KEY = re.compile(rb'"\s*:')  # the end of a JSON object key
-
-
 def _repeated_keys(body: bytes) -> list[dict]:
     "Errors for keys given twice in one JSON object (a JSON parser would silently keep the last)."
     found = []
@@ -167,8 +163,9 @@ def parse_body(
     body: bytes,  # raw JSON
 ):  # the validated value
     "Validate raw JSON bytes; a failure, or a key given twice in a record, becomes FastAPI's 422."
-    # a record holds 14 keys: only a body with more keys than that per object can repeat one (cheap to count)
-    if len(_KEY.findall(body)) > len(FEATURES) * max(body.count(b"{"), 1) and (repeated := _repeated_keys(body)):
+    # A record holds 14 keys, so only a body with more than 14 colons per object can repeat one; counting bytes
+    # costs 0.1 ms a megabyte (a regex over the keys cost 1.3 ms, a JSON parse with a pairs hook far more)
+    if body.count(b":") > len(FEATURES) * max(body.count(b"{"), 1) and (repeated := _repeated_keys(body)):
         raise RequestValidationError(repeated)
     try:
         return schema.validate_json(body) if isinstance(schema, TypeAdapter) else schema.model_validate_json(body)

@@ -58,7 +58,7 @@ def test_python_example(pipeline_repo):
 
 
 def test_batch_papermill_command(pipeline_repo):
-    cmd = command("papermill -k python3 --cwd nbs nbs/07_batch.ipynb")
+    cmd = command("papermill -k python3 --cwd nbs nbs/07_batch.ipynb /tmp/07_batch.ipynb -p input_path")
     args = shlex.split(cmd)
     args[0] = str(VENV_BIN / "papermill")
     run(args, pipeline_repo, timeout=600)
@@ -66,6 +66,18 @@ def test_batch_papermill_command(pipeline_repo):
     rejects = pd.read_csv(pipeline_repo / "rejects.csv", keep_default_na=False)
     assert len(scored) == 32_561 and rejects.empty
     assert set(scored["prediction"]) == {"<=50K", ">50K"}
+
+
+def test_batch_on_dask_command(pipeline_repo):
+    cmd = command("papermill -k python3 --cwd nbs nbs/07_batch.ipynb /tmp/07_batch_dask.ipynb -p engine dask")
+    args = shlex.split(cmd)
+    args[0] = str(VENV_BIN / "papermill")
+    run(args, pipeline_repo, timeout=600)
+    scored = pd.concat([pd.read_csv(p, keep_default_na=False) for p in (pipeline_repo / "scored").glob("scored-*.csv")])
+    rejects = pd.concat([pd.read_csv(p, keep_default_na=False) for p in (pipeline_repo / "scored").glob("rejects-*.csv")])
+    clean, train, test = (len(pd.read_csv(pipeline_repo / f"data/{n}.csv")) for n in ("census_clean", "train", "test"))
+    raw = 32_561  # data/census.csv: every file matching the glob is scored, each line once
+    assert len(scored) + len(rejects) == raw + clean + train + test and rejects.empty
 
 
 def test_tune_worker_command(pipeline_repo, tmp_path):

@@ -1,0 +1,57 @@
+"""Batch scoring on Dask: a LocalCluster of 2 workers over several files gives what the single-process job gives."""
+
+import glob
+
+import pandas as pd
+import pytest
+
+from census_income.batch import plan_partitions, score_csv, score_dask
+from census_income.predict import Predictor
+
+from .test_csv_faults import GOOD, HEADER, OTHER
+
+pytestmark = pytest.mark.integration  # a Dask cluster of worker processes: not in `make test-fast`
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    "Three census CSVs of different sizes, a few bad lines in each."
+    folder = tmp_path_factory.mktemp("dask-in")
+    for k, n in enumerate((3000, 800, 5000)):
+        lines = [HEADER] + [GOOD if i % 2 else OTHER for i in range(n)]
+        for bad in range(7 + k, n, 997):
+            lines[bad] = lines[bad].replace(b"White", b"Martian")
+        lines[5] = b"39, State-gov"
+        (folder / f"part{k}.csv").write_bytes(b"\n".join(lines) + b"\n")
+    return folder
+
+
+def test_partitions_cover_every_line_once(files):
+    parts = plan_partitions(sorted(glob.glob(str(files / "*.csv"))), partition_bytes=50_000)
+    for path in glob.glob(str(files / "*.csv")):
+        mine = [p for p in parts if p["path"] == path]
+        assert len(mine) > 1 and all(a["end"] == b["start"] for a, b in zip(mine, mine[1:], strict=False))
+        data = open(path, "rb").read()
+        assert mine[-1]["end"] == len(data) and all(data[p["end"] - 1:p["end"]] == b"\n" for p in mine)
+        assert [p["first_line"] for p in mine] == [data[:p["start"]].count(b"\n") + 1 for p in mine]
+
+
+def test_two_workers_score_what_one_process_scores(files, quick_model, tmp_path):
+    report = score_dask(str(files / "*.csv"), tmp_path / "out", quick_model, chunk_bytes=20_000,
+                        partition_bytes=100_000, n_workers=2)
+    assert report["workers"] == 2 and report["partitions"] > 3 and report["files"] == 3
+    assert report["rows_read"] == 8800 == report["rows_scored"] + report["rows_rejected"]
+    predictor = Predictor.load(quick_model)
+    for k in range(3):
+        single = tmp_path / f"single{k}"
+        score_csv(files / f"part{k}.csv", single / "s.csv", single / "r.csv", predictor, chunk_bytes=20_000)
+        want = pd.read_csv(single / "s.csv", dtype=str).set_index("line")
+        got = pd.concat([pd.read_csv(p, dtype=str) for p in sorted(glob.glob(str(tmp_path / "out" / f"scored-part{k}-*.csv")))])
+        pd.testing.assert_frame_equal(got.set_index("line").sort_index(key=lambda s: s.astype(int)), want)
+        rejects = pd.concat([pd.read_csv(p) for p in glob.glob(str(tmp_path / "out" / f"rejects-part{k}-*.csv"))])
+        assert sorted(rejects["line"]) == sorted(pd.read_csv(single / "r.csv")["line"])
+
+
+def test_an_output_folder_among_the_inputs_is_refused(files, quick_model):
+    with pytest.raises(ValueError, match="holds input files"):
+        score_dask(str(files / "*.csv"), files, quick_model, chunk_bytes=20_000, partition_bytes=100_000)
