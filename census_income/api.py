@@ -7,6 +7,7 @@ __all__ = ['log', 'app', 'lifespan', 'OneLineStartupError', 'get_model', 'valida
            'predict', 'predict_batch']
 
 # %% ../nbs/06_serve.ipynb #fec3271c
+import asyncio
 import gc
 import logging
 from contextlib import asynccontextmanager
@@ -18,8 +19,9 @@ from pydantic_core import to_json
 from threadpoolctl import threadpool_limits
 
 from .predict import ModelFilesError, Predictor
-from .serving import (BatchPrediction, ErrorMessage, Prediction, Readiness, ServingModel, SettingsError,
-                                   ValidationErrors, Welcome, error_detail, parse_body, read_body, read_settings)
+from .serving import (BatchPrediction, BodyDeadlines, ErrorMessage, Prediction, Readiness, ServingModel,
+                                   SettingsError, ValidationErrors, Welcome, error_detail, parse_body, read_body,
+                                   read_settings)
 from .validation import Record
 
 # %% ../nbs/06_serve.ipynb #4b9c5b4c
@@ -36,10 +38,13 @@ async def lifespan(app: FastAPI):
         app.state.startup_error = f"census-income cannot serve: {err}"
         raise
     blas = threadpool_limits(settings.threads, user_api="blas")
+    bodies = BodyDeadlines(settings.body_timeout)
+    watcher = asyncio.create_task(bodies.watch())
     gc.collect()
     gc.freeze()
     log.info("model %s loaded from %s", model.version, settings.model_dir)
-    yield {"model": model, "settings": settings}
+    yield {"model": model, "settings": settings, "bodies": bodies}
+    watcher.cancel()
     blas.restore_original_limits()
 
 # %% ../nbs/06_serve.ipynb #82c2807f
@@ -124,7 +129,8 @@ def _json_body(schema: dict) -> dict:
 async def predict(request: Request) -> Prediction:
     "Score one record: the label, the probability of >50K and the model's version."
     model = get_model(request)
-    record = parse_body(Record, await read_body(request, request.state.settings))
+    state = request.state
+    record = parse_body(Record, await read_body(request, state.settings.max_body_bytes, state.bodies))
     return await model.score_one(record)
 
 
@@ -136,5 +142,6 @@ _BATCH_BODY = {"type": "array", "items": Record.model_json_schema(), "minItems":
 async def predict_batch(request: Request) -> Response:
     "Score a list of records (at least 1, at most CENSUS_MAX_BATCH); results come in the same order."
     model = get_model(request)
-    records = parse_body(model.batch, await read_body(request, request.state.settings))
+    state = request.state
+    records = parse_body(model.batch, await read_body(request, state.settings.max_body_bytes, state.bodies))
     return Response(to_json(model.score_many(records)), media_type="application/json")

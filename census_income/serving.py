@@ -25,8 +25,8 @@ from .validation import Record, RecordRow, describe_error
 
 # %% auto #0
 __all__ = ['log', 'ERRORS_SHOWN', 'ROW_VALUES', 'Settings', 'SettingsError', 'read_settings', 'Prediction', 'Scored',
-           'BatchPrediction', 'Welcome', 'Readiness', 'ErrorMessage', 'FieldError', 'ValidationErrors', 'read_body',
-           'parse_body', 'error_detail', 'ServingModel']
+           'BatchPrediction', 'Welcome', 'Readiness', 'ErrorMessage', 'FieldError', 'ValidationErrors', 'BodyDeadlines',
+           'read_body', 'parse_body', 'error_detail', 'ServingModel']
 
 # %% ../nbs/06a_serving.ipynb #4c168f37
 class Settings(BaseSettings):
@@ -116,23 +116,52 @@ async def _chunks(request: Request, limit: int, too_large: HTTPException) -> lis
     return chunks
 
 
+class BodyDeadlines:
+    "The request bodies still arriving, and one watcher that cuts off those past `timeout` seconds."
+
+    def __init__(self, timeout: float):  # seconds a body may take (CENSUS_BODY_TIMEOUT)
+        self.timeout, self.reading, self.late = timeout, {}, set()
+
+    async def watch(self) -> None:
+        "Run for the app's life: a few times per timeout, cancel the reads that have taken too long."
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.timeout / 4)
+            for task, started in list(self.reading.items()):
+                if loop.time() - started > self.timeout and task not in self.late:
+                    self.late.add(task)
+                    task.cancel()
+
+    async def read(self, request: Request, limit: int, too_large: HTTPException) -> bytes:
+        "The body, or a 408 when the watcher cut it off."
+        task = asyncio.current_task()
+        self.reading[task] = asyncio.get_running_loop().time()
+        try:
+            return b"".join(await _chunks(request, limit, too_large))
+        except asyncio.CancelledError:
+            if task not in self.late:  # cancelled for another reason (shut-down): not ours to answer
+                raise
+            task.uncancel()
+            raise HTTPException(408, f"the request body did not arrive within {self.timeout:g} s (CENSUS_BODY_TIMEOUT)",
+                                headers={"Connection": "close"}) from None
+        finally:
+            self.reading.pop(task, None)
+            self.late.discard(task)
+
+
 async def read_body(
     request: Request,  # the incoming request
-    settings: Settings,  # max_body_bytes and body_timeout
+    limit: int,  # most bytes accepted (CENSUS_MAX_BODY_BYTES)
+    deadlines: BodyDeadlines,  # the app's watch over bodies still arriving
 ) -> bytes:  # the whole body
     "The request body: 413 when it is (or claims to be) too large, 408 when it does not arrive in time."
-    limit = settings.max_body_bytes
     too_large = HTTPException(413, f"request body larger than {limit} bytes: send fewer records per request "
                                    f"(the limit is set by CENSUS_MAX_BODY_BYTES)")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     try:
-        async with asyncio.timeout(settings.body_timeout):
-            return b"".join(await _chunks(request, limit, too_large))
-    except TimeoutError:
-        raise HTTPException(408, f"the request body did not arrive within {settings.body_timeout:g} s "
-                                 "(CENSUS_BODY_TIMEOUT)", headers={"Connection": "close"}) from None
+        return await deadlines.read(request, limit, too_large)
     except ClientDisconnect:
         log.info("a client went away before sending its whole request body")
         raise HTTPException(400, "the client disconnected before sending the whole body") from None
