@@ -10,8 +10,6 @@ __all__ = ['split_chunk', 'score_rows', 'check_paths', 'score_blocks', 'score_cs
 import csv
 import functools
 import glob
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .clean import MAX_LINE_BYTES, CensusDataError, find_problems, read_blocks
+from .clean import MAX_LINE_BYTES, CensusDataError, atomic_file, find_problems, read_blocks
 from .predict import Predictor
 from .schema import CATEGORICAL, CONTINUOUS, FEATURES
 from .validation import as_numbers
@@ -58,25 +56,16 @@ def check_paths(
         if paths[a] == paths[b]:
             raise ValueError(f"the {a} path {paths[a]} is the {b} path: choose another file for the {a}")
 
-# %% ../nbs/07_batch.ipynb #71c6c4f6
-def _temporary(path: Path) -> Path:
-    "A new empty file beside `path` (its folder created), to be renamed onto it when complete."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
+# %% ../nbs/07_batch.ipynb #6694f7f7
 def score_blocks(
     blocks,  # (text rows, malformed lines) per block, as `read_blocks` yields them
     outs: list[Path],  # the scored file and the reject file to write, atomically
     predictor: Predictor,  # the loaded model
 ) -> dict:  # rows read, scored and rejected, and the model's version
     "Check, score and write every block: the one scoring loop of the batch job, in one process or on Dask."
-    tmps = [_temporary(p) for p in outs]
     report = {"rows_read": 0, "rows_scored": 0, "rows_rejected": 0, "model_version": predictor.version}
-    try:
-        with open(tmps[0], "wb") as scored, open(tmps[1], "w", newline="", encoding="utf-8") as rejects:
+    with atomic_file(outs[0]) as scored_tmp, atomic_file(outs[1]) as rejects_tmp:  # both renamed, or neither
+        with open(scored_tmp, "wb") as scored, open(rejects_tmp, "w", newline="", encoding="utf-8") as rejects:
             reject_rows, writer = csv.writer(rejects, lineterminator="\n"), None
             reject_rows.writerow(["line", "reason", "row"])
             for df, malformed in blocks:
@@ -90,11 +79,6 @@ def score_blocks(
                 report["rows_rejected"] += len(bad) + len(malformed)
             if writer:
                 writer.close()
-        for tmp, out in zip(tmps, outs, strict=True):
-            os.replace(tmp, out)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
     return report
 
 

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MAX_LINE_BYTES', 'BOM', 'CensusDataError', 'read_header', 'read_blocks', 'read_census', 'find_problems', 'to_typed',
-           'drop_duplicates', 'clean_census', 'write_csv', 'read_clean', 'run_clean']
+           'drop_duplicates', 'clean_census', 'atomic_file', 'write_csv', 'read_clean', 'run_clean']
 
 # %% ../nbs/01_clean.ipynb #72403ece
 import contextlib
@@ -252,22 +252,30 @@ def clean_census(
     return typed.reset_index(drop=True), report
 
 # %% ../nbs/01_clean.ipynb #b24587ef
+@contextlib.contextmanager
+def atomic_file(
+    path,  # the file to write; its folder is created
+) -> Iterator[Path]:  # a temporary file beside it, to write into
+    "Write a file atomically: into a temporary file beside it, renamed onto it only if the block succeeds."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_csv(
     df: pd.DataFrame,  # rows to write
     path,  # target file; its folder is created
 ) -> Path:  # the path written
-    "Write a CSV atomically: a temporary file, then a rename."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            df.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    "Write a CSV atomically."
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False, encoding="utf-8")
+    return Path(path)
 
 # %% ../nbs/01_clean.ipynb #63e445c2
 def read_clean(

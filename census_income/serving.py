@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 
 from .features import ROW_ORDER
 from .predict import Predictor
-from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES
+from .schema import CLASSES, FEATURES
 from .validation import Record, RecordRow, describe_error
 
 # %% auto #0
@@ -218,7 +218,6 @@ def error_detail(
 
 # %% ../nbs/06a_serving.ipynb #bc92c797
 ROW_VALUES = itemgetter(*(c.replace("-", "_") for c in ROW_ORDER))  # a validated record's values in ROW_ORDER
-_COLUMNS = CATEGORICAL + CONTINUOUS  # == ROW_ORDER, in the schema's spelling
 
 
 class ServingModel:
@@ -256,5 +255,5 @@ class ServingModel:
 
     def score_many(self, rows: list[RecordRow]) -> dict:
         "Score validated records together, in order: a dict shaped as `BatchPrediction`."
-        cols = dict(zip(_COLUMNS, zip(*map(ROW_VALUES, rows), strict=True), strict=True))
+        cols = dict(zip(ROW_ORDER, zip(*map(ROW_VALUES, rows), strict=True), strict=True))
         return {"model_version": self.version, "predictions": self.predictor.answers(self.predictor.predict_proba(cols))}

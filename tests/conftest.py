@@ -82,15 +82,27 @@ def params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def _repo_outputs() -> dict:
+    return {p: p.stat().st_mtime_ns for d in ("data", "model", "metrics", "reports") if (ROOT / d).is_dir()
+            for p in (ROOT / d).iterdir()}
+
+
 @pytest.fixture(scope="session")
-def quick_model(tmp_path_factory) -> Path:
-    "A small real model (the stages up to train, on params.yaml's quick sample), built in seconds: its folder."
+def quick_run(tmp_path_factory) -> tuple[dict, dict]:
+    "Every stage, in order, on params.yaml's quick sample, in a temporary folder: the params and what each stage returned."
     from census_income.pipeline import STAGES, load_params, stage_function
 
-    params = load_params(ROOT / "params.yaml", quick=True, workdir=tmp_path_factory.mktemp("quick-model"))
-    for stage in list(STAGES)[:list(STAGES).index("train") + 1]:
-        stage_function(stage)(params)
-    return Path(params["paths"]["model_dir"])
+    before = _repo_outputs()
+    params = load_params(ROOT / "params.yaml", quick=True, workdir=tmp_path_factory.mktemp("quick"))
+    results = {stage: stage_function(stage)(params) for stage in STAGES}
+    assert _repo_outputs() == before, "a quick run wrote into the repository's data/, model/, metrics/ or reports/"
+    return params, results
+
+
+@pytest.fixture(scope="session")
+def quick_model(quick_run) -> Path:
+    "A small real model, trained in seconds by the quick run: its folder."
+    return Path(quick_run[0]["paths"]["model_dir"])
 
 
 @pytest.fixture(scope="session")

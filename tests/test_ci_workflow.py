@@ -10,6 +10,7 @@ import pytest
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.integration  # external tools, several seconds: not in `make test-fast`
 BIN = Path(sys.executable).parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 

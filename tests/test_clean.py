@@ -82,8 +82,8 @@ def test_clean_stage_writes_nothing_for_a_bad_file(tmp_path):
 
 def test_write_csv_leaves_no_temporary_file_on_failure(tmp_path):
     class Boom:
-        def to_csv(self, f, index):
-            f.write("partial")
+        def to_csv(self, path, **kwargs):
+            Path(path).write_text("partial")
             raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
