@@ -114,10 +114,11 @@ def test_a_body_that_never_comes_is_dropped_after_the_timeout(served):
     started = time.perf_counter()
     answer = conn.recv(65536)
     waited = time.perf_counter() - started
+    while chunk := conn.recv(65536):  # the rest of the answer, until the server closes (a timeout here fails the test)
+        answer += chunk
+    conn.close()
     assert answer.startswith(b"HTTP/1.1 408") and b"CENSUS_BODY_TIMEOUT" in answer, answer
     assert float(BODY_TIMEOUT) * 0.9 < waited < float(BODY_TIMEOUT) + 5  # the setting decides when, not the client
-    assert conn.recv(65536) == b"", "the connection stays open after the 408"
-    conn.close()
     assert httpx.get(f"{base}/health").status_code == 200
 
 
