@@ -30,17 +30,12 @@ class Encoder:
         cont = state["continuous"]
         self.mean = np.array([cont[c]["mean"] for c in CONTINUOUS], dtype=np.float64)
         self.scale = np.array([cont[c]["scale"] for c in CONTINUOUS], dtype=np.float64)
-        self.edges = {c: np.asarray(cont[c]["edges"], dtype=np.float64) for c in CONTINUOUS if cont[c].get("edges")}
         self.classes = list(state["label"]["classes"])
         sizes = [len(self.categories[c]) for c in CATEGORICAL]
         self.n_onehot = sum(sizes)
         starts = np.cumsum([0] + sizes[:-1]).tolist()
         self._hot = [self._lookup(self.categories[c], at) for c, at in zip(CATEGORICAL, starts, strict=True)]
-        bins = [(j, self.edges[c]) for j, c in enumerate(CONTINUOUS) if c in self.edges]
-        self._src = np.concatenate([np.arange(len(CONTINUOUS))] + [np.full(len(e) - 1, j) for j, e in bins])
-        self._lo = np.concatenate([self.mean] + [e[:-1] for _, e in bins])
-        self._den = np.concatenate([self.scale] + [np.diff(e) for _, e in bins])
-        self.n_features = self.n_onehot + len(self._src)
+        self.n_features = self.n_onehot + len(CONTINUOUS)
 
     @staticmethod
     def _lookup(cats: list[str], at: int) -> dict:
@@ -51,11 +46,8 @@ class Encoder:
         return lut
 
     def _dense(self, x: np.ndarray, out: np.ndarray) -> None:
-        "Fill the standardised numbers and the PLE bins of `out` from raw numbers `x` (n, 6)."
-        dense = (x[:, self._src] - self._lo) / self._den
-        ple = dense[:, len(CONTINUOUS):]
-        np.minimum(np.maximum(ple, 0.0, out=ple), 1.0, out=ple)  # np.clip, at a third of its cost on few rows
-        out[:, self.n_onehot:] = dense
+        "Fill the standardised numbers of `out` from raw numbers `x` (n, 6)."
+        out[:, self.n_onehot:] = (x - self.mean) / self.scale
 
     def transform(
         self,
@@ -84,17 +76,16 @@ class Encoder:
         return out
 
     def check(self) -> list[str]:  # what makes the state unusable; empty when it is sound
-        "A state to refuse: a non-finite mean or edge, or a scale or bin width that is not positive."
-        if np.isfinite(self._lo).all() and np.isfinite(self._den).all() and (self._den > 0).all():
+        "A state to refuse: a non-finite mean, or a scale that is not a positive number."
+        if np.isfinite(self.mean).all() and np.isfinite(self.scale).all() and (self.scale > 0).all():
             return []
-        return ["encoder.json holds a non-finite mean or edge, or a scale or bin width that is not positive"]
+        return ["encoder.json holds a non-finite mean, or a scale that is not a positive number"]
 
     @property
     def feature_names(self) -> list[str]:
         "Names of the model's input columns, in order."
         names = [f"{c}={v}" for c in CATEGORICAL for v in self.categories[c]]
-        names += [f"{c}:z" for c in CONTINUOUS]
-        return names + [f"{c}:ple{t}" for c in CONTINUOUS if c in self.edges for t in range(len(self.edges[c]) - 1)]
+        return names + [f"{c}:z" for c in CONTINUOUS]
 
     def encode_label(
         self,

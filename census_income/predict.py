@@ -14,36 +14,59 @@ import numpy as np
 from safetensors.numpy import load as load_tensors
 
 from .features import Encoder
-from .metrics import decide
-from .schema import CLASSES
+from .metrics import decide, sigmoid
+from .schema import CLASSES, CONTINUOUS
 from .validation import record_columns
 
 # %% auto #0
-__all__ = ['load_layers', 'forward', 'ModelFilesError', 'content_hash', 'check_model', 'Predictor', 'predict']
+__all__ = ['load_network', 'forward', 'ModelFilesError', 'content_hash', 'check_model', 'random_network', 'Predictor', 'predict']
 
 # %% ../nbs/04a_predict.ipynb #bfa92aa9
-def load_layers(
-    data: bytes,  # the bytes of weights.safetensors written by `save_model`
-) -> list[tuple[np.ndarray, np.ndarray]]:  # (W transposed, b) of each Linear layer, in order
-    "Read the Linear layers of an `IncomeMLP` from safetensors (tensors only: nothing runs) as float32 arrays."
+def load_network(
+    data: bytes,  # the bytes of weights.safetensors written by `census_income.train.save_model`
+) -> dict:  # the members' arrays stacked along a first axis, ready for `forward`
+    "Read an `IncomeEnsemble` from safetensors (tensors only: nothing runs) as stacked float32 arrays."
     tensors = load_tensors(data)
-    idx = sorted({int(k.split(".")[1]) for k in tensors if k.endswith(".weight")})
-    return [(np.ascontiguousarray(tensors[f"net.{i}.weight"].T), tensors[f"net.{i}.bias"]) for i in idx]
+    n = 1 + max(int(k.split(".")[1]) for k in tensors if k.startswith("members."))
+
+    def stack(name: str) -> np.ndarray:
+        return np.stack([tensors[f"members.{m}.{name}"] for m in range(n)])
+
+    idx = sorted({int(k.split(".")[3]) for k in tensors if k.startswith("members.0.net.") and k.endswith(".weight")})
+    net = {"members": n, "temperature": tensors["temperature"].astype(np.float32).reshape(()),
+           "weights": [np.ascontiguousarray(stack(f"net.{i}.weight").transpose(0, 2, 1)) for i in idx],  # (members, in, out)
+           "biases": [stack(f"net.{i}.bias")[:, None, :] for i in idx]}  # (members, 1, out)
+    if "members.0.embed.frequencies" in tensors:  # 2π c as torch computes it, in float32
+        net |= {"frequencies": np.float32(2 * np.pi) * stack("embed.frequencies"),  # (members, numbers, k)
+                "embed_weight": stack("embed.weight"), "embed_bias": stack("embed.bias")[:, :, None, :]}
+    return net
 
 
 def forward(
-    layers: list[tuple[np.ndarray, np.ndarray]],  # from `load_layers`
-    X: np.ndarray,  # encoded rows, float32
-) -> np.ndarray:  # probability of >50K per row
-    "The MLP in eval mode: ReLU between layers, sigmoid at the end."
-    h = X
-    for W, b in layers[:-1]:
-        h = h @ W
-        h += b
+    net: dict,  # from `load_network`
+    X: np.ndarray,  # encoded rows, float32 (one-hot columns, then the standardised numbers)
+    n_onehot: int,  # the encoder's one-hot width
+) -> np.ndarray:  # calibrated probability of >50K per row
+    "The ensemble in eval mode: embeddings, ReLU between layers, mean logit over members, temperature, sigmoid."
+    n = len(X)
+    x = X[:, n_onehot:]
+    W0, b0 = net["weights"][0], net["biases"][0]
+    if "frequencies" in net:
+        v = net["frequencies"][:, :, None, :] * x.T[None, :, :, None]  # (members, numbers, rows, k)
+        e = np.matmul(np.concatenate([np.cos(v), np.sin(v)], -1), net["embed_weight"])  # (members, numbers, rows, d)
+        e += net["embed_bias"]
+        np.maximum(e, 0, out=e)
+        x = e.transpose(0, 2, 1, 3).reshape(net["members"], n, -1)  # (members, rows, numbers * d), torch's flatten order
+    h = np.matmul(X[:, :n_onehot], W0[:, :n_onehot]) + np.matmul(x, W0[:, n_onehot:])
+    h += b0
+    for W, b in zip(net["weights"][1:], net["biases"][1:], strict=True):
         np.maximum(h, 0, out=h)
-    W, b = layers[-1]
-    z = (h @ W + b).ravel()
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -80, 80)))  # no overflow warning; p stays in (0, 1) all the same
+        if W.shape[2] == 1:  # the logit layer as a product and a row sum: a matrix-vector product's result
+            h = (h * W[:, None, :, 0]).sum(-1, keepdims=True)  # would depend on how many rows came with the row
+        else:
+            h = np.matmul(h, W)
+        h += b
+    return sigmoid(h[:, :, 0].mean(0) / net["temperature"])
 
 # %% ../nbs/04a_predict.ipynb #5913b7ab
 class ModelFilesError(RuntimeError):
@@ -64,32 +87,65 @@ def content_hash(
 # %% ../nbs/04a_predict.ipynb #7a54677b
 def check_model(
     encoder: Encoder,  # the fitted encoder
-    layers: list[tuple[np.ndarray, np.ndarray]],  # from `load_layers`
+    net: dict,  # from `load_network`
     threshold: float,  # the decision threshold
 ) -> list[str]:  # what is wrong; empty when the model is sound
-    "Shapes that chain, finite numbers, positive scales and a threshold inside (0, 1)."
-    problems, width = [], encoder.n_features
-    for k, (W, b) in enumerate(layers, 1):
-        if W.ndim != 2 or W.shape[0] != width or b.shape != (W.shape[1],):
-            problems.append(f"layer {k} has weights {W.shape} and bias {b.shape} but takes {width} inputs")
+    "Shapes that fit together, finite numbers, positive scales and temperature, a threshold inside (0, 1)."
+    problems, m, f = [], net["members"], len(CONTINUOUS)
+    width = f
+    if "frequencies" in net:
+        c, w, b = net["frequencies"], net["embed_weight"], net["embed_bias"]
+        k, d = c.shape[-1], w.shape[-1]
+        if c.shape != (m, f, k) or w.shape != (m, f, 2 * k, d) or b.shape != (m, f, 1, d):
+            problems.append(f"the embeddings have shapes {c.shape}, {w.shape}, {b.shape}; expected {m} members of {f} numbers")
+        if not all(np.isfinite(a).all() for a in (c, w, b)):
+            problems.append("the embeddings hold a non-finite number")
+        width = f * d
+    width += encoder.n_onehot
+    for k, (W, b) in enumerate(zip(net["weights"], net["biases"], strict=True), 1):
+        if W.ndim != 3 or W.shape[:2] != (m, width) or b.shape != (m, 1, W.shape[2]):
+            problems.append(f"layer {k} has weights {W.shape} and bias {b.shape} but takes {width} inputs in each of {m} members")
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             problems.append(f"layer {k} holds a non-finite weight or bias")
-        width = W.shape[1] if W.ndim == 2 else width
-    if not layers or width != 1:
-        problems.append(f"the last layer gives {width} outputs, not one probability")
+        width = W.shape[2] if W.ndim == 3 else width
+    if not net["weights"] or width != 1:
+        problems.append(f"the last layer gives {width} outputs, not one logit")
+    t = float(net["temperature"])
+    if not (np.isfinite(t) and t > 0):
+        problems.append(f"the temperature {t!r} is not a positive number")
     problems += encoder.check()
     if not (isinstance(threshold, float) and 0 < threshold < 1):
         problems.append(f"the threshold {threshold!r} is not strictly between 0 and 1")
     return problems
 
+# %% ../nbs/04a_predict.ipynb #e4c0a002
+def random_network(
+    n_onehot: int,  # the encoder's one-hot width
+    members: int = 2,  # members of the ensemble
+    n_frequencies: int = 3, d_embedding: int = 2, hidden: int = 4,  # a tiny architecture (one hidden layer)
+    temperature: float = 1.5,  # the calibration temperature
+    seed: int = 0,  # seed of the random weights
+) -> dict:  # as `load_network` returns it
+    "A random `IncomeEnsemble` as numpy arrays (for examples and tests), loaded through safetensors as a trained one is."
+    from safetensors.numpy import save as save_tensors
+
+    rng, f = np.random.default_rng(seed), len(CONTINUOUS)
+    w = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
+    tensors = {"temperature": np.array(temperature, np.float32)}
+    for m in range(members):
+        tensors |= {f"members.{m}.embed.frequencies": w(f, n_frequencies), f"members.{m}.embed.weight": w(f, 2 * n_frequencies, d_embedding),
+                    f"members.{m}.embed.bias": w(f, d_embedding), f"members.{m}.net.0.weight": w(hidden, n_onehot + f * d_embedding),
+                    f"members.{m}.net.0.bias": w(hidden), f"members.{m}.net.3.weight": w(1, hidden), f"members.{m}.net.3.bias": w(1)}
+    return load_network(save_tensors(tensors))
+
 # %% ../nbs/04a_predict.ipynb #9e8ded03
 class Predictor:
-    "A saved model ready to score records: encoder, numpy network and threshold."
+    "A saved model ready to score records: encoder, numpy ensemble (calibrated) and threshold."
 
-    def __init__(self, encoder: Encoder, layers: list, manifest: dict):
-        self.encoder, self.layers, self.manifest = encoder, layers, manifest
+    def __init__(self, encoder: Encoder, net: dict, manifest: dict):
+        self.encoder, self.net, self.manifest = encoder, net, manifest
         self.threshold, self.version = manifest["threshold"], manifest["version"]
-        problems = check_model(encoder, layers, self.threshold)
+        problems = check_model(encoder, net, self.threshold)
         if problems or not isinstance(self.version, str):
             raise ModelFilesError("; ".join(problems or [f"the version {self.version!r} is not a content hash"]))
 
@@ -104,7 +160,7 @@ class Predictor:
             if actual != manifest["version"]:
                 raise ModelFilesError(f"the files hash to {actual} but manifest.json says version {manifest['version']!r}: "
                                       "a file was changed, or the files come from different runs (run `dvc checkout`)")
-            predictor = cls(Encoder(json.loads(encoder)), load_layers(weights), manifest)
+            predictor = cls(Encoder(json.loads(encoder)), load_network(weights), manifest)
             predictor.check_known_record()
             return predictor
         except FileNotFoundError as err:
@@ -129,7 +185,7 @@ class Predictor:
         columns: Mapping[str, Sequence],  # column name → values, schema spelling, already validated
     ) -> np.ndarray:  # probability of >50K per row
         "Probabilities for rows given as columns (a dict of lists or a DataFrame)."
-        return forward(self.layers, self.encoder.transform(columns))
+        return forward(self.net, self.encoder.transform(columns), self.encoder.n_onehot)
 
     def labels(
         self,
@@ -152,7 +208,7 @@ class Predictor:
         rows: Sequence[Sequence],  # a few records, each its 14 values in `census_income.features.ROW_ORDER`
     ) -> np.ndarray:  # probability of >50K per row
         "Probabilities for a few validated records (one request, or a coalesced flush)."
-        return forward(self.layers, self.encoder.encode_rows(rows))
+        return forward(self.net, self.encoder.encode_rows(rows), self.encoder.n_onehot)
 
     def predict_records(
         self,

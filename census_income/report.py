@@ -12,18 +12,19 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'INDEX_CSS', 'load_results', 'num', 'pct', 'with_ci', 'ci_label', 'table', 'model_details',
-           'intended_use', 'factors', 'metrics_section', 'data_sections', 'overall_table', 'disparity_table',
-           'quantitative_analyses', 'ethics_and_caveats', 'model_card', 'notebook_title', 'index_html', 'run_report']
+           'intended_use', 'factors', 'metrics_section', 'data_sections', 'overall_table', 'gap_sentence',
+           'calibration_sentence', 'disparity_table', 'quantitative_analyses', 'ethics_and_caveats', 'model_card',
+           'notebook_title', 'index_html', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
-RESULT_FILES = {"test": "test.json", "dev": "dev.json", "baselines": "baselines.json",
-                "slices": "slices.json", "disparity": "disparity.json"}
+RESULT_FILES = {"test": "test.json", "dev": "dev.json", "baselines": "baselines.json", "calibration": "calibration.json",
+                "comparison": "comparison.json", "slices": "slices.json", "disparity": "disparity.json"}
 
 
 def load_results(
     model_dir,  # folder with manifest.json
-    metrics_dir,  # folder with test, dev, baselines, slices and disparity JSON files
-) -> dict:  # {"manifest", "test", "dev", "baselines", "slices", "disparity"}
+    metrics_dir,  # folder with the test, dev (out-of-fold), baselines, calibration, comparison, slices and disparity JSON files
+) -> dict:  # {"manifest", "test", "dev", "baselines", "calibration", "comparison", "slices", "disparity"}
     "Everything the model card and the index are made from."
     out = {"manifest": json.loads(Path(model_dir, "manifest.json").read_text())}
     for key, name in RESULT_FILES.items():
@@ -71,10 +72,11 @@ def model_details(res: dict) -> str:  # results from `load_results`
     "Model details: what the model is and how it was made."
     m, arch, prm = res["manifest"], res["manifest"]["architecture"], res["manifest"]["params"]
     return f"""## Model details
-- **Model:** a multilayer perceptron (`{arch['class']}`), version `{m['version']}` (a content hash of its weights, encoder and threshold).
-- **Architecture:** {arch['depth']} hidden layers of {arch['hidden']} units with ReLU and dropout {num(arch['dropout'])}, one logit for `>50K`; {arch['n_in']} input features (one-hot categories, standardised numbers and a piecewise-linear encoding of each continuous column with bin edges from a decision tree).
-- **Training:** AdamW, learning rate {prm['lr']:.6f}, weight decay {prm['weight_decay']:.4f}, batch size {prm['batch_size']}, binary cross-entropy; early stopping on the dev log-loss (patience {prm['patience']}, at most {prm['max_epochs']} epochs; it stopped after {m['metrics']['epochs']}); seed {prm['seed']}. Hyper-parameters from an Optuna search on the training split.
-- **Decision threshold:** predicts `>50K` when the probability is at least {num(m['threshold'])}, the threshold that maximises F1 on the dev split.
+- **Model:** an ensemble of {arch['members']} multilayer perceptrons (`{arch['class']}`), version `{m['version']}` (a content hash of its weights, temperature, encoder and threshold).
+- **Architecture of each member:** each of the {arch['n_numeric']} numbers through periodic embeddings ({arch['n_frequencies']} learnt frequencies, initial spread {num(arch['sigma'], 2)}, then a linear layer to {arch['d_embedding']} units and ReLU), beside the one-hot categories; then {arch['depth']} hidden layers of {arch['hidden']} units with ReLU and dropout {num(arch['dropout'])}, one logit for `>50K`. The members' logits are averaged and divided by the temperature {num(arch['temperature'])}.
+- **Training:** one member per stratified fold of the training split ({prm['n_folds']} folds), each trained on the other folds and early-stopped on its own fold's log-loss (patience {prm['patience']}, at most {prm['max_epochs']} epochs; they stopped after {", ".join(str(e) for e in m['metrics']['epochs'])}); AdamW, learning rate {prm['lr']:.6f}, weight decay {prm['weight_decay']:.6f}, batch size {prm['batch_size']}, binary cross-entropy; seed {prm['seed']}. Hyper-parameters from an Optuna search on the training split.
+- **Calibration:** the temperature minimises the log-loss of the out-of-fold predictions (each training row scored by the member that did not train on it).
+- **Decision threshold:** predicts `>50K` when the probability is at least {num(m['threshold'])}, the threshold that maximises F1 on the calibrated out-of-fold predictions.
 - **Files:** `weights.safetensors` (tensors only) and `manifest.json`, `encoder.json` (JSON): loading them runs no code. The numpy `Predictor` serves them without torch.
 - **Developed by** the census-income team, as a worked example of a reproducible pipeline (nbdev notebooks, DVC, FastAPI). Licence: Apache.
 """
@@ -105,7 +107,8 @@ def metrics_section(res: dict) -> str:  # results from `load_results`
     st = res["slices"]["settings"]
     return f"""## Metrics
 - **Performance measures:** precision, recall and F1 of `>50K` at the decision threshold, accuracy, and the threshold-free ROC AUC and log-loss. Per slice also the false-positive and false-negative rates and the selection rate (share predicted `>50K`).
-- **Decision threshold:** {num(st['threshold'])}, chosen on the dev split to maximise F1; F1 weighs a missed high earner and a false alarm equally.
+- **Calibration measures:** the Brier score and the expected calibration error (ECE: {res['calibration']['n_bins']} equal-width bins of the probability, the gap between mean probability and share of `>50K` in each, weighed by its rows).
+- **Decision threshold:** {num(st['threshold'])}, chosen on the out-of-fold predictions of the training split to maximise F1; F1 weighs a missed high earner and a false alarm equally.
 - **Uncertainty:** {100 * st['ci_level']:g}% percentile bootstrap intervals from {st['n_boot']} resamples of the test split (seed {st['seed']}); every slice and every gap is computed on the same resamples.
 - **Too small to judge:** a slice with fewer than {st['min_support']} rows or fewer than {st['min_class']} rows of either class is flagged and left out of the rankings and gaps.
 """
@@ -114,12 +117,13 @@ def metrics_section(res: dict) -> str:  # results from `load_results`
 def data_sections(res: dict) -> str:  # results from `load_results`
     "Evaluation data and training data."
     o, dev, prm = res["slices"]["overall"], res["dev"], res["manifest"]["params"]
+    arch = res["manifest"]["architecture"]
     return f"""## Evaluation data
 - **Data:** the held-out test split: {o['n']} rows of the cleaned census file, stratified on the label, never seen in training, tuning or threshold choice; {pct(o['share_positive'])} of them earn `>50K`.
 - **Preprocessing:** the same cleaning as training (spaces stripped, exact duplicates dropped, `?` kept as its own category in the three columns that have it) and the encoder fitted on the training split.
 
 ## Training data
-- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), stratified on the label. Of it, {pct(prm['dev_size'])} ({dev['n']} rows) is held out as the dev split for early stopping and the choice of threshold; the hyper-parameter search also scored its trials on a dev split of the training rows, never on the test split.
+- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), {dev['n']} rows, cut into {prm['n_folds']} stratified folds: each of the {arch['members']} members trains on all folds but one and is early-stopped on that one, whose out-of-fold predictions choose the temperature and the threshold. The hyper-parameter search scored its trials on a dev split of the training rows, never on the test split. The encoder is fitted on the training rows without their labels.
 - **Label:** `salary`, `>50K` or `<=50K`.
 """
 
@@ -131,9 +135,32 @@ def overall_table(res: dict) -> str:  # results from `load_results`
     rows = [["ROC AUC", num(t["roc_auc"]), num(dev["roc_auc"]), num(lr.get("roc_auc")), num(gb.get("roc_auc"))]]
     for m, name in (("f1", "F1"), ("precision", "precision"), ("recall", "recall"), ("accuracy", "accuracy")):
         rows.append([name, with_ci(o, m), num(dev[m]), num(lr.get(m)), num(gb.get(m))])
-    rows.append(["log-loss", num(t["log_loss"]), num(dev["log_loss"]), num(lr.get("log_loss")), num(gb.get("log_loss"))])
-    rows.append(["threshold", num(t["threshold"]), num(dev["threshold"]), num(lr.get("threshold")), num(gb.get("threshold"))])
-    return table(["metric", f"MLP, test [{ci_label(res)} CI]", "MLP, dev", "logistic regression, test", "gradient boosting, test"], rows)
+    for m, name in (("log_loss", "log-loss"), ("brier", "Brier score"), ("ece", "ECE"), ("threshold", "threshold")):
+        rows.append([name, num(t[m]), num(dev[m]), num(lr.get(m)), num(gb.get(m))])
+    return table(["metric", f"MLP, test [{ci_label(res)} CI]", "MLP, out of fold", "logistic regression, test",
+                  "gradient boosting, test"], rows)
+
+
+def gap_sentence(res: dict) -> str:  # results from `load_results`
+    "The MLP's ROC AUC gap to gradient boosting, with its interval, in words."
+    g = res["comparison"].get("auc_gap", {}).get("hist_gradient_boosting")
+    if not g:
+        return "The baselines were not fitted in this run."
+    verdict = ("ahead of" if g["low"] > 0 else "behind" if g["high"] < 0 else "level with (the interval spans zero)")
+    return (f"The gradient-boosting baseline, fitted on the same folds, is the bar to clear: the MLP's ROC AUC is "
+            f"{num(res['test']['roc_auc'])} against its {num(res['baselines']['hist_gradient_boosting']['roc_auc'])}, a gap of "
+            f"{g['gap']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}] ({100 * g['level']:g}% paired bootstrap interval, "
+            f"{g['n_boot']} resamples of the test split): the MLP is {verdict} gradient boosting.")
+
+
+def calibration_sentence(res: dict) -> str:  # results from `load_results`
+    "What the temperature did to calibration, in words."
+    c = res["calibration"]
+    b, a = c["test"]["before"], c["test"]["after"]
+    return (f"The temperature {num(c['temperature'])} moves the expected calibration error on the test split from "
+            f"{num(b['ece'])} to {num(a['ece'])} and the Brier score from {num(b['brier'], 4)} to {num(a['brier'], 4)} "
+            f"(out of fold, where it was fitted: ECE {num(c['out_of_fold']['before']['ece'])} to "
+            f"{num(c['out_of_fold']['after']['ece'])}); the ROC AUC does not change. The reliability diagram is in the training report.")
 
 
 def disparity_table(res: dict) -> str:  # results from `load_results`
@@ -159,7 +186,10 @@ def quantitative_analyses(res: dict) -> str:  # results from `load_results`
 ### Overall, beside the baselines
 {overall_table(res)}
 
-The gradient-boosting baseline, fitted on the same training rows, is the bar to clear: a ROC AUC of {num(res['baselines']['hist_gradient_boosting']['roc_auc'])} against the MLP's {num(res['test']['roc_auc'])}.
+{gap_sentence(res)}
+
+### Calibration
+{calibration_sentence(res)}
 
 ### Disparities between groups
 {disparity_table(res)}

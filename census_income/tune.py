@@ -63,9 +63,12 @@ def suggest_params(
 ) -> dict:  # keyword arguments for `fit_mlp`
     "The hyper-parameters of one trial."
     return {
+        "n_frequencies": trial.suggest_int("n_frequencies", 8, 32, log=True),
+        "sigma": trial.suggest_float("sigma", 0.3, 300.0, log=True),
+        "d_embedding": trial.suggest_int("d_embedding", 4, 16, log=True),  # wider costs serving speed (benchmarks/bench_predict.py)
         "depth": trial.suggest_int("depth", 1, 4),
         "hidden": trial.suggest_int("hidden", 16, 128, log=True),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.7),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
         "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512, 1024]),
         "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
@@ -75,6 +78,7 @@ def suggest_params(
 def make_objective(
     X: np.ndarray, y: np.ndarray,  # tuning-train rows and labels
     X_dev: np.ndarray, y_dev: np.ndarray,  # dev rows and labels
+    n_onehot: int,  # the encoder's one-hot width
     max_epochs: int,  # epochs at most per trial
     patience: int,  # early-stopping patience per trial
     seed: int,  # training seed of every trial
@@ -86,7 +90,7 @@ def make_objective(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        _, history = fit_mlp(X, y, X_dev, y_dev, **suggest_params(trial), max_epochs=max_epochs,
+        _, history = fit_mlp(X, y, X_dev, y_dev, n_onehot, **suggest_params(trial), max_epochs=max_epochs,
                              patience=patience, seed=seed, on_epoch=report, progress=False)
         return max(h["dev_auc"] for h in history)
     return objective
@@ -149,7 +153,7 @@ def search(
     fit_rows, dev = split_data(read_clean(paths["train_csv"]), p["dev_size"], p["seed"])
     objective = make_objective(encoder.transform(fit_rows), encoder.encode_label(fit_rows[LABEL]),
                                encoder.transform(dev), encoder.encode_label(dev[LABEL]),
-                               p["max_epochs"], p["patience"], p["seed"])
+                               encoder.n_onehot, p["max_epochs"], p["patience"], p["seed"])
     return run_study(study, objective, p["n_trials"], p["timeout"])
 
 # %% ../nbs/03_tune.ipynb #2122ede6

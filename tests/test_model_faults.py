@@ -38,7 +38,12 @@ def edit_weights(d: Path, change) -> None:
 
 
 def last(tensors: dict) -> int:
-    return max(int(k.split(".")[1]) for k in tensors)
+    "Index of the last Linear layer in each member's `net`."
+    return max(int(k.split(".")[3]) for k in tensors if k.startswith("members.0.net."))
+
+
+def members(tensors: dict) -> range:
+    return range(1 + max(int(k.split(".")[1]) for k in tensors if k.startswith("members.")))
 
 
 def flip_bytes(d):
@@ -55,22 +60,40 @@ def swap_sex(state):
 def set_last_width(width: int):
     def change(t):
         k = last(t)
-        t[f"net.{k}.weight"] = np.zeros((width, t[f"net.{k}.weight"].shape[1]), np.float32)
-        t[f"net.{k}.bias"] = np.zeros(width, np.float32)
+        for m in members(t):
+            t[f"members.{m}.net.{k}.weight"] = np.zeros((width, t[f"members.{m}.net.{k}.weight"].shape[1]), np.float32)
+            t[f"members.{m}.net.{k}.bias"] = np.zeros(width, np.float32)
     return change
 
 
 def nan_weight(t):
-    t["net.0.weight"][0, 0] = np.nan
+    t["members.0.net.0.weight"][0, 0] = np.nan
+
+
+def nan_frequency(t):
+    t["members.1.embed.frequencies"][2, 0] = np.nan
 
 
 def bias_nudge(t):
-    t["net.0.bias"][0] += 0.5
+    t["members.0.net.0.bias"][0] += 0.5
 
 
 def inner_mismatch(t):
-    t["net.0.weight"] = t["net.0.weight"][:-1]
-    t["net.0.bias"] = t["net.0.bias"][:-1]
+    for m in members(t):
+        t[f"members.{m}.net.0.weight"] = t[f"members.{m}.net.0.weight"][:-1]
+        t[f"members.{m}.net.0.bias"] = t[f"members.{m}.net.0.bias"][:-1]
+
+
+def drop_last_member(t):
+    gone = max(members(t))
+    for k in [k for k in t if k.startswith(f"members.{gone}.")]:
+        del t[k]
+
+
+def set_temperature(value: float):
+    def change(t):
+        t["temperature"] = np.array(value, np.float32)
+    return change
 
 
 CASES = {  # name: (how to break a copy, rehash?, what the refusal says)
@@ -84,8 +107,14 @@ CASES = {  # name: (how to break a copy, rehash?, what the refusal says)
     "a last layer of width 0": (lambda d: edit_weights(d, set_last_width(0)), True, "the last layer gives 0 outputs"),
     "a NaN weight": (lambda d: edit_weights(d, nan_weight), True, "layer 1 holds a non-finite weight or bias"),
     "an inner layer that does not chain": (lambda d: edit_weights(d, inner_mismatch), True, "layer 2 has weights"),
+    "a NaN frequency in one member's embeddings": (lambda d: edit_weights(d, nan_frequency), True,
+                                                  "the embeddings hold a non-finite number"),
+    "a member missing": (lambda d: edit_weights(d, drop_last_member), True, "the known record scores"),
+    "a temperature of 0": (lambda d: edit_weights(d, set_temperature(0.0)), True, "the temperature 0.0 is not a positive number"),
+    "a NaN temperature": (lambda d: edit_weights(d, set_temperature(float("nan"))), True,
+                          "the temperature nan is not a positive number"),
     "an encoder scale of 0": (lambda d: edit_json(d, "encoder.json", lambda s: s["continuous"]["age"].update(scale=0.0)),
-                              True, "scale or bin width that is not positive"),
+                              True, "a scale that is not a positive number"),
     "a threshold of 2.0": (lambda d: edit_json(d, "manifest.json", lambda m: m.update(threshold=2.0)), True,
                            "the threshold 2.0 is not strictly between 0 and 1"),
     "a NaN threshold": (lambda d: edit_json(d, "manifest.json", lambda m: m.update(threshold=float("nan"))), True,

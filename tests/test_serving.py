@@ -14,7 +14,7 @@ class Faulty(Predictor):
     "A loaded model whose scoring breaks in a chosen way."
 
     def __init__(self, base: Predictor, fault: str):
-        super().__init__(base.encoder, base.layers, base.manifest)
+        super().__init__(base.encoder, base.net, base.manifest)
         self.fault = fault
 
     def predict_rows(self, rows):

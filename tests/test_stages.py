@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from census_income.clean import read_clean, run_clean
+from census_income.model import ARCH
 from census_income.pipeline import STAGES, load_params, prepare, stage_function
 from census_income.predict import Predictor
 from census_income.preprocess import run_preprocess
@@ -40,13 +41,13 @@ def test_every_stage_is_a_function_of_the_params(ran, quick):
     paths = quick["paths"]
     assert ran["clean"]["rows_written"] == quick["clean"]["sample_rows"] == len(read_clean(paths["clean_csv"]))
     assert ran["preprocess"]["train_rows"] + ran["preprocess"]["test_rows"] == ran["clean"]["rows_written"]
-    assert set(ran["tune"]["params"]) == {"depth", "hidden", "dropout", "lr", "batch_size", "weight_decay"}
+    assert set(ran["tune"]["params"]) == {*ARCH, "lr", "batch_size", "weight_decay"}
     assert json.loads(Path(paths["best_params_json"]).read_text())["params"] == ran["tune"]["params"]
-    assert ran["train"]["epochs"] <= quick["train"]["max_epochs"]
+    assert len(ran["train"]["epochs"]) == quick["train"]["n_folds"] and max(ran["train"]["epochs"]) <= quick["train"]["max_epochs"]
     assert Predictor.load(paths["model_dir"]).version == ran["train"]["manifest"]["version"]
-    for name in ("test", "dev", "baselines"):
+    for name in ("test", "dev", "baselines", "calibration", "comparison"):
         assert json.loads(Path(paths["metrics_dir"], f"{name}.json").read_text()) == ran["train"][name]
-    assert len(pd.read_csv(Path(paths["metrics_dir"], "training_curve.csv"))) == ran["train"]["epochs"]
+    assert len(pd.read_csv(Path(paths["metrics_dir"], "training_curve.csv"))) == sum(ran["train"]["epochs"])
     assert ran["slices"]["report"]["overall"]["n"] == ran["preprocess"]["test_rows"]
     assert ran["slices"]["report"]["settings"]["n_boot"] == quick["slices"]["n_boot"]
     assert Path(paths["card_md"]).read_text() == ran["report"]["card"]

@@ -8,6 +8,7 @@ import time
 import optuna
 import pytest
 
+from census_income.model import ARCH
 from census_income.tune import best_params, load_study
 
 from .conftest import tool_env
@@ -24,7 +25,7 @@ WORKER = textwrap.dedent("""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 6)).astype(np.float32)
     y = (X[:, 0] - X[:, 1] > 0).astype(np.float32)
-    objective = make_objective(X[:1500], y[:1500], X[1500:], y[1500:], max_epochs=3, patience=2, seed=0)
+    objective = make_objective(X[:1500], y[:1500], X[1500:], y[1500:], n_onehot=2, max_epochs=3, patience=2, seed=0)
 
     def tagged(trial):
         trial.set_user_attr("pid", os.getpid())
@@ -63,7 +64,7 @@ def check_shared_study(study: optuna.Study, pids: set[int], n_trials: int) -> No
     assert n_trials <= len(done) <= n_trials + 2  # the shared budget, give or take one trial in flight per process
     best = best_params(study)
     assert best["dev_auc"] == max(t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-    assert set(best["params"]) == {"depth", "hidden", "dropout", "lr", "batch_size", "weight_decay"}
+    assert set(best["params"]) == {*ARCH, "lr", "batch_size", "weight_decay"}
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

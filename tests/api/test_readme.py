@@ -88,7 +88,7 @@ def test_tune_worker_command(pipeline_repo, tmp_path):
     (pipeline_repo / "params-worker.yaml").write_text(yaml.safe_dump(params))
     args = [str(VENV_BIN / "census-tune-worker"), *shlex.split(cmd)[1:], "--params", "params-worker.yaml"]
     out = run(args, pipeline_repo, timeout=600).stderr
-    assert "study census-mlp: 2 finished" in out, out
+    assert f"study {params['tune']['study_name']}: 2 finished" in out, out
     assert (tmp_path / "optuna.journal").stat().st_size > 0
 
 

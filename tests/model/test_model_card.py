@@ -69,14 +69,19 @@ def toy_results() -> dict:
     w = bootstrap_weights(800, 200, 0)
     disp = {a: disparity(df, y, pred, a, table, w, level=0.95) for a in ("sex", "race")}
     m = {"accuracy": 0.8123, "precision": 0.6234, "recall": 0.7345, "f1": 0.6745, "roc_auc": 0.8812, "log_loss": 0.3456,
-         "threshold": 0.4123, "n": 800}
+         "brier": 0.1123, "ece": 0.0211, "threshold": 0.4123, "n": 800}
     return {
         "manifest": {"version": "abc123def456", "threshold": 0.4123,
-                     "architecture": {"class": "IncomeMLP", "n_in": 31, "depth": 2, "hidden": 17, "dropout": 0.1234},
+                     "architecture": {"class": "IncomeEnsemble", "members": 4, "n_in": 31, "n_numeric": 6, "temperature": 1.3456,
+                                      "n_frequencies": 12, "sigma": 7.89, "d_embedding": 5, "depth": 2, "hidden": 17, "dropout": 0.1234},
                      "params": {"lr": 0.0012345, "weight_decay": 0.00012, "batch_size": 256, "patience": 6, "max_epochs": 23,
-                                "seed": 3, "dev_size": 0.25}, "metrics": {"epochs": 9}},
+                                "seed": 3, "n_folds": 4}, "metrics": {"epochs": [9, 11, 8, 10]}},
         "test": m, "dev": m | {"n": 150, "f1": 0.6611}, "baselines": {"logistic_regression": m | {"roc_auc": 0.8711},
                                                                       "hist_gradient_boosting": m | {"roc_auc": 0.9011}},
+        "calibration": {"temperature": 1.3456, "n_bins": 15, "test": {"before": m | {"ece": 0.0567, "brier": 0.1187}, "after": m},
+                        "out_of_fold": {"before": m | {"ece": 0.0432}, "after": m | {"ece": 0.0101}}},
+        "comparison": {"auc_gap": {"hist_gradient_boosting": {"gap": -0.0199, "low": -0.0312, "high": -0.0088, "level": 0.95,
+                                                              "n_boot": 200}}},
         "slices": slices_report(table, disp, {"threshold": 0.4123, "n_boot": 200, "seed": 0, "ci_level": 0.95,
                                               "min_support": 50, "min_class": 10}),
         "disparity": {},
