@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PORT ?= 8000
 
-.PHONY: install moto pipeline test test-fast test-slow lint export lab serve bench check-reports
+.PHONY: install moto pipeline test test-fast test-slow lint export lab serve bench check-reports docs
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ $(MOTO_SERVER): constraints-moto.txt
 moto: $(MOTO_SERVER)  ## moto_server (local S3) in .venv-moto
 
 pipeline: install  ## run every DVC stage that is out of date
-	dvc repro
+	dvc repro --quiet
 
 # Tests in two tiers. The fast tier (the editing loop, under a minute on 2 cores): unit tests, every stage's
 # function on a sample, and every notebook at its quick defaults (nbval, a real kernel each), two at a time.
@@ -47,8 +47,11 @@ test: install moto  ## the whole default test suite
 test-slow: install moto  ## the slow suite (minutes)
 	pytest -m slow
 
+docs: install  ## the chapters: every notebook run at its quick defaults, with its code, as pages in _docs/ (index: _docs/index.html)
+	python tools/build_docs.py --out _docs
+
 lint: install
-	ruff check census_income tests benchmarks api_requests.py
+	ruff check census_income tests benchmarks tools api_requests.py
 
 export: install  ## notebooks → package, and strip notebook outputs
 	nbdev_export && nbdev_clean

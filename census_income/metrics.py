@@ -9,7 +9,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['RATES', 'LOG_LOSS_EPS', 'decide', 'confusion_counts', 'rates_from_counts', 'roc_auc', 'log_loss', 'best_threshold',
-           'reliability', 'calibration_error', 'brier', 'sigmoid', 'fit_temperature', 'auc_gap', 'binary_metrics']
+           'reliability', 'calibration_error', 'brier', 'sigmoid', 'fit_temperature', 'curves', 'auc_gap',
+           'binary_metrics']
 
 # %% ../nbs/02a_metrics.ipynb #1d2c726c
 def decide(
@@ -150,6 +151,21 @@ def fit_temperature(
         if abs(step) < 1e-10 * beta:
             break
     return float(1.0 / beta)
+
+# %% ../nbs/02a_metrics.ipynb #cb2c0002
+def curves(
+    y: np.ndarray,  # true labels, 1 for >50K
+    p: np.ndarray,  # probabilities of >50K
+    max_points: int = 200,  # cut-offs at most
+) -> dict[str, np.ndarray]:  # threshold, fpr, tpr (= recall), precision, per cut-off, ascending
+    "ROC and precision-recall points at quantile cut-offs."
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=np.float64)
+    cuts = np.unique(np.quantile(p, np.linspace(0, 1, max_points)))
+    pos, neg = np.sort(p[y]), np.sort(p[~y])
+    tp = len(pos) - np.searchsorted(pos, cuts, side="left")
+    fp = len(neg) - np.searchsorted(neg, cuts, side="left")
+    return {"threshold": cuts, "fpr": fp / max(len(neg), 1), "tpr": tp / max(len(pos), 1),
+            "precision": tp / np.maximum(tp + fp, 1)}
 
 # %% ../nbs/02a_metrics.ipynb #ca1b0005
 def auc_gap(

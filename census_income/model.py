@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .metrics import log_loss, roc_auc, sigmoid
 

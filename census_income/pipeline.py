@@ -9,6 +9,8 @@ import argparse
 import atexit
 import importlib
 import logging
+import os
+import re
 import shutil
 import sys
 import tempfile
@@ -18,7 +20,8 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['STAGES', 'INPUTS', 'log', 'stage_function', 'load_params', 'prepare', 'render_html', 'run_stage', 'main']
+__all__ = ['STAGES', 'INPUTS', 'log', 'REPORT_FROM', 'stage_function', 'load_params', 'prepare', 'offline_html',
+           'strip_run_metadata', 'report_cells', 'render_html', 'run_stage', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #a0e9338f
 STAGES: dict[str, tuple[str, str]] = {  # stage → (notebook in nbs/, "module:function" that does its work)
@@ -82,19 +85,65 @@ def prepare(
 
 # %% ../nbs/00b_pipeline.ipynb #4387ca7a
 log = logging.getLogger("census_income.pipeline")
+REPORT_FROM = "## Run the stage"  # the heading where a stage notebook's report begins
+_CDN_SCRIPTS = re.compile(r'<script src="https://[^"]*"[^>]*>\s*</script>|<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->'
+                          r'|<script type="module">(?:(?!</script>).)*mermaid(?:(?!</script>).)*</script>', re.S)
+
+
+def offline_html(
+    body: str,  # a page nbconvert rendered
+) -> str:  # the same page without the template's CDN scripts
+    "Remove MathJax, require.js and mermaid, which nbconvert's template loads from a CDN and these notebooks never use."
+    return _CDN_SCRIPTS.sub("", body)
+
+
+def strip_run_metadata(
+    nb,  # an executed notebook (nbformat)
+) -> None:
+    "Remove what changes from run to run but says nothing about the results: timings, papermill's bookkeeping, random ids."
+    nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill gives the cell it adds a random id
+
+
+def report_cells(
+    nb,  # an executed stage notebook (nbformat)
+) -> list:  # the cells of the report
+    "The title cell, then every cell after the `## Run the stage` heading but the parameters, without stderr output."
+    cells = nb.cells
+    start = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.lstrip().startswith(REPORT_FROM)), None)
+    if start is None:
+        return list(cells)
+    title = [c for c in cells[:start] if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")][:1]
+    keep = title + [c for c in cells[start + 1:]
+                         if not {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    for cell in keep:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    return [c for c in keep if c.cell_type == "markdown" or c.outputs]
 
 
 def render_html(
     notebook,  # an executed notebook
 ) -> Path:  # the HTML page written beside it
-    "Render an executed notebook to standalone HTML without its code."
+    "Render an executed stage notebook's report (see `report_cells`) to standalone HTML that needs no network."
+    import copy
+
+    import nbformat
     from nbconvert import HTMLExporter
 
     path = Path(notebook)
+    nb = nbformat.read(path, as_version=4)
+    report = copy.deepcopy(nb)
+    report.cells = report_cells(report)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_filename(str(path))
+    body, _ = exporter.from_notebook_node(report, resources={"metadata": {"name": path.stem}})
     out = path.with_suffix(".html")
-    out.write_text(body, encoding="utf-8")
+    out.write_text(offline_html(body), encoding="utf-8")
     return out
 
 # %% ../nbs/00b_pipeline.ipynb #e47f9409
@@ -102,7 +151,8 @@ def run_stage(
     stage: str,  # a key of STAGES
     params_file="params.yaml",  # the pipeline's params, relative to the current folder
 ) -> Path:  # the rendered report
-    "Execute a stage's notebook with papermill (params file only) and render it to HTML."
+    "Execute a stage's notebook with papermill (params file only), strip its timings and render its report."
+    import nbformat
     import papermill
 
     params = load_params(params_file)
@@ -110,9 +160,25 @@ def run_stage(
     notebook = STAGES[stage][0] + ".ipynb"
     reports.mkdir(parents=True, exist_ok=True)
     relative = Path(params_file).resolve().relative_to(nbs.parent)  # ../params.yaml, as seen from nbs/
-    papermill.execute_notebook(nbs / notebook, reports / notebook, cwd=str(nbs), kernel_name="python3",
-                               parameters={"params_file": str(Path("..") / relative), "quick": False},
-                               progress_bar=False, log_output=False)
+    with tempfile.TemporaryFile() as chatter:  # the kernel's stderr (start-up warnings): shown only on failure
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(chatter.fileno(), 2)
+        try:
+            papermill.execute_notebook(nbs / notebook, reports / notebook, cwd=str(nbs), kernel_name="python3",
+                                       parameters={"params_file": str(Path("..") / relative), "quick": False},
+                                       progress_bar=False, log_output=False)
+        except BaseException:
+            os.dup2(saved, 2)
+            chatter.seek(0)
+            sys.stderr.write(chatter.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    nb = nbformat.read(reports / notebook, as_version=4)
+    strip_run_metadata(nb)
+    nbformat.write(nb, reports / notebook)
     return render_html(reports / notebook)
 
 # %% ../nbs/00b_pipeline.ipynb #d893e102
@@ -124,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:  # exit status
     args = ap.parse_args(argv)
     started = time.perf_counter()
     sys.stderr.write(f"stage {args.stage}: running nbs/{STAGES[args.stage][0]}.ipynb\n")
+    sys.stderr.flush()
     page = run_stage(args.stage, args.params)
-    sys.stderr.write(f"stage {args.stage}: done in {time.perf_counter() - started:.1f} s ({page.name})\n")
+    sys.stderr.write(f"stage {args.stage}: done in {time.perf_counter() - started:.1f} s (reports/{page.name})\n")
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 __all__ = ['RESULT_FILES', 'INDEX_CSS', 'load_results', 'num', 'pct', 'with_ci', 'ci_label', 'table', 'model_details',
            'intended_use', 'factors', 'metrics_section', 'data_sections', 'overall_table', 'gap_sentence',
            'calibration_sentence', 'disparity_table', 'quantitative_analyses', 'ethics_and_caveats', 'model_card',
-           'notebook_title', 'index_html', 'run_report']
+           'notebook_title', 'reliability_png', 'index_html', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 RESULT_FILES = {"test": "test.json", "dev": "dev.json", "baselines": "baselines.json", "calibration": "calibration.json",
@@ -146,11 +146,12 @@ def gap_sentence(res: dict) -> str:  # results from `load_results`
     g = res["comparison"].get("auc_gap", {}).get("hist_gradient_boosting")
     if not g:
         return "The baselines were not fitted in this run."
-    verdict = ("ahead of" if g["low"] > 0 else "behind" if g["high"] < 0 else "level with (the interval spans zero)")
+    verdict = ("ahead of gradient boosting" if g["low"] > 0 else "behind gradient boosting" if g["high"] < 0
+               else "level with gradient boosting (the interval spans zero)")
     return (f"The gradient-boosting baseline, fitted on the same folds, is the bar to clear: the MLP's ROC AUC is "
             f"{num(res['test']['roc_auc'])} against its {num(res['baselines']['hist_gradient_boosting']['roc_auc'])}, a gap of "
             f"{g['gap']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}] ({100 * g['level']:g}% paired bootstrap interval, "
-            f"{g['n_boot']} resamples of the test split): the MLP is {verdict} gradient boosting.")
+            f"{g['n_boot']} resamples of the test split): the MLP is {verdict}.")
 
 
 def calibration_sentence(res: dict) -> str:  # results from `load_results`
@@ -253,11 +254,34 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc
 th{background:#f3f3f3}li{margin:.3rem 0}.muted{color:#666}"""
 
 
+def reliability_png(res: dict) -> str:  # results from `load_results` → a data: URL
+    "The test split's reliability diagram, before and after the temperature, as an inline PNG."
+    import base64
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = res["calibration"]
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect")
+    for when, style in (("before", "o-"), ("after", "s-")):
+        r = c["reliability"][when]
+        ax.plot(r["mean_probability"], r["share_positive"], style, ms=4, label=f"{when} temperature (ECE {num(c['test'][when]['ece'])})")
+    ax.set(xlabel="predicted probability of >50K", ylabel="observed share of >50K", title="Reliability, test split")
+    ax.legend(loc="upper left", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def index_html(
     res: dict,  # results from `load_results`
     pages: Sequence[tuple[str, str, str]],  # (href, title, summary) of each report
 ) -> str:  # the page
-    "The reports' index: key numbers and links."
+    "The reports' index: key numbers, the comparison with the baselines, the reliability diagram, and links."
     e, o, t = html.escape, res["slices"]["overall"], res["test"]
     rows = [("ROC AUC", num(t["roc_auc"]))] + [(m, with_ci(o, m.lower())) for m in ("F1", "precision", "recall", "accuracy")]
     rows += [("threshold", num(res["manifest"]["threshold"])), ("test rows", str(o["n"]))]
@@ -268,11 +292,18 @@ def index_html(
     def trs(pairs):
         return "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in pairs)
     links = "".join(f'<li><a href="{e(h)}">{e(ti)}</a> <span class="muted">— {e(su)}</span></li>' for h, ti, su in pages)
+    models = [("MLP ensemble", t)] + [(n.replace("_", " "), m) for n, m in res["baselines"].items()]
+    cols = (("roc_auc", "ROC AUC"), ("f1", "F1"), ("accuracy", "accuracy"), ("ece", "ECE"), ("brier", "Brier"))
+    compare = ("<tr><th>model (test split)</th>" + "".join(f"<th>{h}</th>" for _, h in cols) + "</tr>"
+               + "".join(f"<tr><th>{e(n)}</th>" + "".join(f"<td>{num(m.get(k))}</td>" for k, _ in cols) + "</tr>" for n, m in models))
     level = ci_label(res)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>census-income reports</title>'
             f'<style>{INDEX_CSS}</style></head><body><h1>census-income reports</h1>'
             f'<p>Model <code>{e(res["manifest"]["version"])}</code> on the held-out test split ({level} bootstrap intervals).</p>'
             f'<h2>Reports</h2><ul id="reports">{links}</ul><h2>Key metrics</h2><table id="metrics">{trs(rows)}</table>'
+            f'<h2>Beside the baselines</h2><table id="comparison">{compare}</table><p>{e(gap_sentence(res))}</p>'
+            f'<h2>Calibration</h2><p>{e(calibration_sentence(res))}</p>'
+            f'<img id="reliability" alt="reliability diagram of the test split" src="{reliability_png(res)}">'
             f'<h2>Largest gaps between groups</h2><table id="gaps">{trs(gaps)}</table>'
             f'<h2>Worst slices by F1</h2><table id="worst">{trs(worst)}</table></body></html>')
 

@@ -163,11 +163,12 @@ def run_tune(
     "The tune stage: search the MLP's hyper-parameters on the training split, or take the stored ones."
     p, paths = params["tune"], params["paths"]
     if p["enabled"]:
+        if not p["storage"]:  # the run's own SQLite study starts afresh, as a shared storage's study does not
+            Path(paths["optuna_db"]).unlink(missing_ok=True)
         study = search(params)
         result = best_params(study) | {"source": "optuna", "storage": p["storage"] or Path(paths["optuna_db"]).name,
                                        "study_name": p["study_name"]}
     else:
-        load_study(storage_url(params), p["study_name"], p["seed"])  # the storage exists either way
         study, result = None, {"params": dict(p["stored"]), "source": "params.yaml (tuning skipped)"}
     Path(paths["best_params_json"]).parent.mkdir(parents=True, exist_ok=True)
     Path(paths["best_params_json"]).write_text(json.dumps(result, indent=1))

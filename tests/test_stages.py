@@ -61,7 +61,7 @@ def test_tuning_switched_off_writes_the_stored_params(quick, ran, tmp_path):
                                                  "optuna_db": str(tmp_path / "o.db")}}
     result = run_tune(params)
     assert result["params"] == quick["tune"]["stored"] and result["study"] is None
-    assert (tmp_path / "o.db").exists() and (tmp_path / "h.png").exists()
+    assert not (tmp_path / "o.db").exists() and (tmp_path / "h.png").exists()  # no study when tuning is off
 
 
 def test_prepare_runs_the_upstream_stages_of_a_quick_run():

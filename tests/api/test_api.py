@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,7 +42,11 @@ def test_root_names_the_model_and_points_to_the_docs(client, predictor):
     r = client.get("/")
     assert r.status_code == 200
     assert r.json()["model_version"] == predictor.version and r.json()["docs"] == "/docs"
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+    assert not re.findall(r"""(?:src|href)=["']?https?://""", docs.text), "the docs page loads something from the network"
+    for asset in re.findall(r"""(?:src|href)=["']?(/docs-assets/[^"' >]+)""", docs.text):
+        assert client.get(asset).status_code == 200, asset
 
 
 def test_liveness_and_readiness(client, predictor):

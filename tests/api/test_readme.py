@@ -96,5 +96,9 @@ def test_dvc_metrics_and_plots(pipeline_repo, tmp_path):
     assert "dvc metrics show" in README and "dvc plots show" in README
     metrics = run(["dvc", "metrics", "show", "--json"], pipeline_repo).stdout
     assert "roc_auc" in metrics and "recall" in metrics
-    out = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], pipeline_repo).stdout
-    assert (tmp_path / "plots" / "index.html").is_file(), out
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], pipeline_repo)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    for title in ("ROC curve", "Precision-recall curve", "Confusion matrix", "Reliability", "Training"):
+        assert title in page, f"dvc plots show lost the {title} plot"
+    md = run(["dvc", "metrics", "show", "--md", "metrics/test.json", "metrics/baselines.json"], pipeline_repo).stdout
+    assert md.startswith("|") and "roc_auc" in md and "hist_gradient_boosting" in md

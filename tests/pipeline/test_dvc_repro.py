@@ -1,8 +1,10 @@
 """The DVC pipeline from a fresh copy: it runs, it is idempotent, and it reruns only what changed."""
 
 import json
+import re
 
 import pandas as pd
+import yaml
 
 from ..conftest import run, set_params
 
@@ -56,3 +58,18 @@ def test_tuning_switch_uses_the_stored_params(pipeline_repo, params):
     assert best["params"] == params["tune"]["stored"]
     manifest = json.loads((pipeline_repo / "model/manifest.json").read_text())
     assert {k: manifest["params"][k] for k in best["params"]} == best["params"]
+
+
+def test_a_forced_repro_writes_the_same_bytes_and_one_line_per_stage_event(pipeline_repo):
+    "Every stage run again from scratch: `dvc.lock` keeps every hash (`git status` stays clean), and `dvc repro --quiet`"
+    " (what `make pipeline` runs) prints only when each stage starts and ends, with its time."
+    run(["git", "add", "-A"], pipeline_repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the first repro"], pipeline_repo)
+    proc = run(["dvc", "repro", "--force", "--quiet"], pipeline_repo, timeout=1800)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    stages = list(yaml.safe_load((pipeline_repo / "dvc.yaml").read_text())["stages"])
+    assert [line.split(":")[0] for line in lines] == [f"stage {s}" for s in stages for _ in range(2)], lines
+    for line in lines:
+        assert re.fullmatch(r"stage \w+: (running nbs/\w+\.ipynb|done in [0-9.]+ s \(reports/\w+\.html\))", line), line
+    status = run(["git", "status", "--porcelain"], pipeline_repo).stdout
+    assert status == "", f"a rerun changed outputs' hashes:\n{status}\n{run(['git', 'diff'], pipeline_repo).stdout[-3000:]}"

@@ -22,8 +22,11 @@ def test_repro_renders_every_notebook_and_the_index_links_them(pipeline_repo):
         html = (reports / f"{name}.html").read_text()
         assert len(html) > 10_000 and "<h1" in html, name
         assert "hl-ipython3" not in html, f"{name}.html shows code cells"
-    for name in ("05_slices", "05a_report"):
-        assert STDERR not in (reports / f"{name}.html").read_text(), f"{name}.html shows warnings or errors"
+    for name in pages(pipeline_repo):
+        html = (reports / f"{name}.html").read_text()
+        assert STDERR not in html, f"{name}.html shows warnings, log lines or errors"
+        assert not re.findall(r"""<(?:script|link|img)[^>]+(?:src|href)=["']?https?://""", html), f"{name}.html loads from the network"
+        assert "Run the stage" not in html and "By default a quick run" not in html, f"{name}.html shows the chapter's quick-run notes"
     index = (reports / "index.html").read_text()
     links = re.findall(r'<a href="([^"]+)"', index)
     assert {f"{p}.html" for p in pages(pipeline_repo)} | {"model_card.md", "slice_output.txt"} <= set(links)

@@ -1,0 +1,154 @@
+"""Every page a reader opens, in a real headless Chromium with the network cut off: the rendered reports, the index,
+and the API's /docs. A page fails on any failed request, HTTP error, console error or uncaught exception, or image
+that did not load. A full-page screenshot of each is kept in test-artifacts/screenshots/ (git-ignored)."""
+
+import base64
+import functools
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from websockets.sync.client import connect
+
+from ..conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+NO_NETWORK = ["--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"]  # only this machine answers
+
+
+class Browser:
+    "Headless Chromium driven over the DevTools protocol (one page at a time)."
+
+    def __init__(self):
+        self.profile = tempfile.mkdtemp()
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+             "--remote-debugging-port=0", f"--user-data-dir={self.profile}", *NO_NETWORK, "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for line in self.proc.stderr:
+            if m := re.search(r"DevTools listening on (ws://\S+)", line):
+                break
+        else:
+            raise AssertionError("chromium did not start")
+        self.ws = connect(m.group(1), max_size=None)
+        self.next_id = 0
+
+    def send(self, method: str, session: str | None = None, **params) -> dict:
+        "Send a command and return its result; the events that arrive meanwhile are kept in `self.events`."
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params} | ({"sessionId": session} if session else {})
+        self.ws.send(json.dumps(msg))
+        while True:
+            reply = json.loads(self.ws.recv(timeout=60))
+            if reply.get("id") == self.next_id:
+                assert "error" not in reply, (method, reply["error"])
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def drain(self, seconds: float) -> None:
+        "Collect events for a while."
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                self.events.append(json.loads(self.ws.recv(timeout=left)))
+            except TimeoutError:
+                return
+
+    def visit(self, url: str, shot: Path) -> dict:
+        "Open a page, wait for it to load and settle; its requests, problems and a screenshot."
+        self.events = []
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        s = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Network", "Runtime", "Log"):
+            self.send(f"{domain}.enable", s)
+        self.send("Page.navigate", s, url=url)
+        deadline = time.monotonic() + 60
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events) and time.monotonic() < deadline:
+            self.drain(0.2)
+        self.drain(1.5)  # late requests (Swagger UI fetches the OpenAPI document after load)
+        broken = self.send("Runtime.evaluate", s, returnByValue=True, expression=(
+            "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src.slice(0, 80))"))
+        size = self.send("Page.getLayoutMetrics", s)["cssContentSize"]
+        self.send("Emulation.setDeviceMetricsOverride", s, width=1200, height=min(int(size["height"]) + 1, 12000),
+                  deviceScaleFactor=1, mobile=False)
+        shot.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", s, format="png")["data"]))
+        self.send("Target.closeTarget", targetId=target)
+        ev = [e for e in self.events if e.get("sessionId") == s and not self.favicon(e)]
+        return {
+            "requests": sum(e["method"] == "Network.requestWillBeSent" for e in ev),
+            "failed": [e["params"].get("errorText") for e in ev if e["method"] == "Network.loadingFailed"],
+            "http_errors": [(e["params"]["response"]["status"], e["params"]["response"]["url"][:80]) for e in ev
+                            if e["method"] == "Network.responseReceived" and e["params"]["response"]["status"] >= 400],
+            "console_errors": [e["params"]["entry"]["text"][:200] for e in ev
+                               if e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
+                              + [str(e["params"]["args"])[:200] for e in ev
+                                 if e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"],
+            "exceptions": [e["params"]["exceptionDetails"].get("text") for e in ev if e["method"] == "Runtime.exceptionThrown"],
+            "broken_images": broken["result"].get("value", []),
+            "height": int(size["height"]),
+        }
+
+    @staticmethod
+    def favicon(event: dict) -> bool:
+        "The browser's own request for /favicon.ico, which no page asks for."
+        p = event.get("params", {})
+        url = p.get("response", {}).get("url") or p.get("entry", {}).get("url") or p.get("request", {}).get("url") or ""
+        return url.endswith("/favicon.ico")
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM:
+        pytest.fail("chromium is not installed: `apt-get install chromium` (.ci/run installs it)")
+    b = Browser()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def reports_url(artifacts):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(artifacts / "reports"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def check(result: dict, page: str) -> None:
+    problems = {k: v for k, v in result.items() if k not in ("requests", "height") and v}
+    assert not problems, f"{page}: {problems}"
+    assert result["requests"] >= 1 and result["height"] > 300, f"{page} is empty: {result}"
+
+
+def test_the_reports_and_the_index_work_offline(browser, reports_url, artifacts):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pages = ["index", *yaml.safe_load((artifacts / "params.yaml").read_text())["report"]["pages"]]
+    seen = {}
+    for page in pages:
+        seen[page] = browser.visit(f"{reports_url}/{page}.html", SHOTS / f"{page}.png")
+        check(seen[page], page)
+    (SHOTS / "reports.json").write_text(json.dumps(seen, indent=1))
+    assert seen["05_slices"]["requests"] >= 1
+
+
+def test_the_api_docs_work_offline(browser, server):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    result = browser.visit(f"{server}/docs", SHOTS / "api-docs.png")
+    check(result, "/docs")
+    assert result["requests"] >= 4, "the page, Swagger UI's script and style, and the OpenAPI document"
+    (SHOTS / "api-docs.json").write_text(json.dumps(result, indent=1))
