@@ -11,14 +11,15 @@ import asyncio
 import gc
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic_core import to_json
-from swagger_ui_bundle import swagger_ui_path
 from threadpoolctl import threadpool_limits
 
 from .predict import ModelFilesError, Predictor
@@ -79,8 +80,8 @@ app = FastAPI(
     redoc_url=None,
 )
 app.add_middleware(OneLineStartupError)
-DOCS_ASSETS = "/docs-assets"  # Swagger UI's JavaScript and CSS, from the swagger-ui-bundle package
-app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's JavaScript and CSS, as the fastapi-offline package ships them
+app.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-assets")
 
 
 @app.get("/docs", include_in_schema=False)
@@ -89,7 +90,7 @@ async def docs() -> HTMLResponse:
     return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: API docs",
                                swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                                swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                               swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+                               swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
 
 
 def get_model(request: Request) -> ServingModel:
