@@ -22,8 +22,8 @@ from .predict import Predictor
 from .schema import CATEGORICAL, CLASSES, LABEL, POSITIVE
 
 # %% auto #0
-__all__ = ['bootstrap_weights', 'group_counts', 'percentile_ci', 'slice_metrics', 'disparity', 'slice_lines', 'slices_report',
-           'plot_feature_slices', 'plot_confusion', 'plot_curves', 'disparity_summary', 'run_slices']
+__all__ = ['bootstrap_weights', 'group_counts', 'percentile_ci', 'slice_metrics', 'disparity', 'slice_lines', 'slice_header',
+           'slices_report', 'plot_feature_slices', 'plot_confusion', 'plot_curves', 'disparity_summary', 'run_slices']
 
 # %% ../nbs/05_slices.ipynb #a90e9493
 def bootstrap_weights(
@@ -138,13 +138,28 @@ def slice_lines(
     table: pd.DataFrame,  # from `slice_metrics`
     metrics: Sequence[str] = ("precision", "recall", "f1", "accuracy", "fpr", "fnr"),  # metrics to print
 ) -> list[str]:  # one line per slice
-    "One line per slice: feature=value, support, and each metric with its interval."
+    "One line per slice: feature=value, support, and each metric with its interval (n/a where it is undefined)."
+    def fmt(x: float) -> str:
+        return "n/a" if np.isnan(x) else f"{x:.3f}"
+
     lines = []
     for r in table.itertuples(index=False):
         parts = [f"{r.feature}={r.value}", f"n={r.n}", f"pos={r.share_positive:.3f}"]
-        parts += [f"{m}={getattr(r, m):.3f} [{getattr(r, m + '_lo'):.3f}, {getattr(r, m + '_hi'):.3f}]" for m in metrics]
+        parts += [f"{m}={fmt(getattr(r, m))} [{fmt(getattr(r, m + '_lo'))}, {fmt(getattr(r, m + '_hi'))}]" for m in metrics]
         lines.append("  ".join(parts) + ("  SMALL" if r.small else ""))
     return lines
+
+
+def slice_header(
+    settings: dict,  # the slices report's settings
+) -> list[str]:  # comment lines that open slice_output.txt
+    "What the listing is and how to read it."
+    return [f"# Every slice of the test split: model {settings['model_version']} at threshold {settings['threshold']:.4f}, "
+            f"{settings['test_rows']} rows.",
+            "# feature=value  n=rows  pos=share of >50K  metric=value [low, high]: a "
+            f"{100 * settings['ci_level']:g}% percentile bootstrap interval ({settings['n_boot']} resamples).",
+            "# fpr, fnr: false-positive and false-negative rates. n/a: undefined (no row to divide by). "
+            f"SMALL: fewer than {settings['min_support']} rows or fewer than {settings['min_class']} of a class; not judged."]
 
 # %% ../nbs/05_slices.ipynb #f187e560
 def _clean(x):
@@ -282,7 +297,7 @@ def run_slices(
     report = slices_report(table, disparities, settings)
     for key in ("slice_txt", "slices_json"):
         Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
-    Path(paths["slice_txt"]).write_text("\n".join(slice_lines(table)) + "\n")
+    Path(paths["slice_txt"]).write_text("\n".join(slice_header(settings) + slice_lines(table)) + "\n")
     Path(paths["slices_json"]).write_text(json.dumps(report, indent=1, allow_nan=False))
     Path(paths["disparity_json"]).write_text(json.dumps(disparity_summary(report), indent=1, allow_nan=False))
     return {"table": table, "disparities": disparities, "report": report, "test": test, "y": y, "p": p, "pred": pred,
