@@ -100,12 +100,14 @@ def offline_html(
 def strip_run_metadata(
     nb,  # an executed notebook (nbformat)
 ) -> None:
-    "Remove what changes from run to run but says nothing about the results: timings, papermill's bookkeeping, random ids."
-    nb.metadata.pop("papermill", None)
+    "Remove what changes from run to run or machine to machine but says nothing about the results."
+    nb.metadata.pop("papermill", None)  # timings and bookkeeping
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":  # warnings quote the absolute path of the library that raised them
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.id = "injected-parameters"  # papermill gives the cell it adds a random id
 

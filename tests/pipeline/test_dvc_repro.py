@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import yaml
 
-from ..conftest import run, set_params
+from ..conftest import ROOT, run, set_params
 
 
 def test_repro_builds_every_declared_output(pipeline_repo):
@@ -73,3 +73,11 @@ def test_a_forced_repro_writes_the_same_bytes_and_one_line_per_stage_event(pipel
         assert re.fullmatch(r"stage \w+: (running nbs/\w+\.ipynb|done in [0-9.]+ s \(reports/\w+\.html\))", line), line
     status = run(["git", "status", "--porcelain"], pipeline_repo).stdout
     assert status == "", f"a rerun changed outputs' hashes:\n{status}\n{run(['git', 'diff'], pipeline_repo).stdout[-3000:]}"
+
+
+def test_no_output_depends_on_where_the_repository_lives(pipeline_repo):
+    "A fresh clone anywhere must reproduce the committed hashes: no executed notebook or page may quote an absolute path."
+    for page in sorted((pipeline_repo / "reports").glob("*.*")):
+        if page.suffix in (".ipynb", ".html", ".md", ".txt"):
+            text = page.read_text(errors="replace")
+            assert str(pipeline_repo) not in text and str(ROOT) not in text, f"{page.name} quotes a path of this machine"
