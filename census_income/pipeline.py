@@ -115,7 +115,7 @@ def strip_run_metadata(
 def report_cells(
     nb,  # an executed stage notebook (nbformat)
 ) -> list:  # the cells of the report
-    "The title cell, then every cell after the `## Run the stage` heading but the parameters, without stderr output."
+    "The title cell, then every cell after the `## Run the stage` heading but the parameters (stderr is already gone: `strip_run_metadata`)."
     cells = nb.cells
     start = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.lstrip().startswith(REPORT_FROM)), None)
     if start is None:
@@ -123,9 +123,6 @@ def report_cells(
     title = [c for c in cells[:start] if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")][:1]
     keep = title + [c for c in cells[start + 1:]
                          if not {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
-    for cell in keep:
-        if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
     return [c for c in keep if c.cell_type == "markdown" or c.outputs]
 
 
