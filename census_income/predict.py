@@ -19,7 +19,8 @@ from .schema import CLASSES, CONTINUOUS
 from .validation import record_columns
 
 # %% auto #0
-__all__ = ['load_network', 'forward', 'ModelFilesError', 'content_hash', 'check_model', 'random_network', 'Predictor', 'predict']
+__all__ = ['BLOCK_ROWS', 'FEW_ROWS', 'load_network', 'forward', 'ModelFilesError', 'content_hash', 'check_model',
+           'random_network', 'Predictor', 'predict']
 
 # %% ../nbs/04a_predict.ipynb #bfa92aa9
 def load_network(
@@ -42,31 +43,53 @@ def load_network(
     return net
 
 
+BLOCK_ROWS = 1024  # rows per pass: the activations of one block stay in cache (a 33,000-row pass ran 35% slower)
+FEW_ROWS = 16  # up to this many rows, all members go through in one stacked pass (fewer numpy calls)
+
+
+def _logits(
+    net: dict,  # from `load_network`, or one member's slice of it (`m`)
+    X: np.ndarray, n_onehot: int,  # encoded rows, as `forward` takes them
+    m=slice(None),  # which members: all, stacked along a first axis, or one (an int)
+) -> np.ndarray:  # the logit per member and row (stacked), or per row (one member)
+    x = X[:, n_onehot:]
+    if "frequencies" in net:
+        v = net["frequencies"][m][..., None, :] * x.T[..., None]  # ([members,] numbers, rows, k)
+        e = np.matmul(np.concatenate([np.cos(v), np.sin(v)], -1), net["embed_weight"][m])  # ([members,] numbers, rows, d)
+        e += net["embed_bias"][m]
+        np.maximum(e, 0, out=e)
+        x = np.swapaxes(e, -3, -2).reshape(*e.shape[:-3], len(X), -1)  # ([members,] rows, numbers * d), torch's order
+    W0 = net["weights"][0][m]
+    h = np.matmul(X[:, :n_onehot], W0[..., :n_onehot, :]) + np.matmul(x, W0[..., n_onehot:, :])
+    h += net["biases"][0][m]
+    for W, b in zip(net["weights"][1:], net["biases"][1:], strict=True):
+        np.maximum(h, 0, out=h)
+        if W.shape[2] == 1:  # the logit layer as a product and a row sum: a matrix-vector product's result
+            h = (h * np.swapaxes(W[m], -1, -2)).sum(-1, keepdims=True)  # would depend on how many rows came with the row
+        else:
+            h = np.matmul(h, W[m])
+        h += b[m]
+    return h[..., 0]
+
+
 def forward(
     net: dict,  # from `load_network`
     X: np.ndarray,  # encoded rows, float32 (one-hot columns, then the standardised numbers)
     n_onehot: int,  # the encoder's one-hot width
 ) -> np.ndarray:  # calibrated probability of >50K per row
     "The ensemble in eval mode: embeddings, ReLU between layers, mean logit over members, temperature, sigmoid."
-    n = len(X)
-    x = X[:, n_onehot:]
-    W0, b0 = net["weights"][0], net["biases"][0]
-    if "frequencies" in net:
-        v = net["frequencies"][:, :, None, :] * x.T[None, :, :, None]  # (members, numbers, rows, k)
-        e = np.matmul(np.concatenate([np.cos(v), np.sin(v)], -1), net["embed_weight"])  # (members, numbers, rows, d)
-        e += net["embed_bias"]
-        np.maximum(e, 0, out=e)
-        x = e.transpose(0, 2, 1, 3).reshape(net["members"], n, -1)  # (members, rows, numbers * d), torch's flatten order
-    h = np.matmul(X[:, :n_onehot], W0[:, :n_onehot]) + np.matmul(x, W0[:, n_onehot:])
-    h += b0
-    for W, b in zip(net["weights"][1:], net["biases"][1:], strict=True):
-        np.maximum(h, 0, out=h)
-        if W.shape[2] == 1:  # the logit layer as a product and a row sum: a matrix-vector product's result
-            h = (h * W[:, None, :, 0]).sum(-1, keepdims=True)  # would depend on how many rows came with the row
-        else:
-            h = np.matmul(h, W)
-        h += b
-    return sigmoid(h[:, :, 0].mean(0) / net["temperature"])
+    if len(X) <= FEW_ROWS:  # a request's few records: one stacked pass
+        return sigmoid(_logits(net, X, n_onehot).mean(0) / net["temperature"])
+    z = np.empty(len(X), np.float32)
+    for i in range(0, len(X), BLOCK_ROWS):  # a batch: block by block, member by member, on BLAS's 2-D fast path
+        block = X[i:i + BLOCK_ROWS]
+        if len(block) == 1:  # one row alone in a 2-D product would take BLAS's gemv path, whose sums differ
+            block = np.repeat(block, 2, 0)
+        total = _logits(net, block, n_onehot, 0)
+        for m in range(1, net["members"]):
+            total += _logits(net, block, n_onehot, m)
+        z[i:i + BLOCK_ROWS] = total[: len(X) - i] / np.float32(net["members"])
+    return sigmoid(z / net["temperature"])
 
 # %% ../nbs/04a_predict.ipynb #5913b7ab
 class ModelFilesError(RuntimeError):
