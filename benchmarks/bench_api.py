@@ -1,5 +1,8 @@
 """Load test of the API with wrk: the framework's ceiling, POST /predict, POST /predict/batch, start-up, memory.
 
+The cost of monitoring is measured in the same run: a second app with CENSUS_METRICS=false answers /predict
+alternately with the instrumented one (target: instrumented >= 95% of uninstrumented throughput, issue 15).
+
 One uvicorn worker (httptools + uvloop, no access log) pinned to one core with `taskset`, wrk pinned to the
 other. Every throughput number is the median of `--runs` runs; the ceiling (`bench_api_ceiling.py`, the same
 validation without a model) is measured in the same run as /predict, alternating, so the ratio is fair on a
@@ -125,7 +128,7 @@ def main() -> None:
     env = os.environ | {"CENSUS_MODEL_DIR": str(Path(a.model_dir).resolve()), "CENSUS_THREADS": "1"}
     tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
     one, many = json.dumps(EXAMPLE).encode(), batch_body(Path(a.data), a.batch_size)
-    ports = {"ceiling": free_port(), "predict": free_port()}
+    ports = {"ceiling": free_port(), "predict": free_port(), "no_metrics": free_port()}
     starts = []
     for _ in range(a.runs):  # start-up time: a fresh process each time, median
         proc, secs = start_server("census_income.api:app", ports["predict"], a.server_core, env)
@@ -134,14 +137,15 @@ def main() -> None:
         proc.wait()
     ceiling, _ = start_server("bench_api_ceiling:app", ports["ceiling"], a.server_core, env, app_dir="benchmarks")
     server, _ = start_server("census_income.api:app", ports["predict"], a.server_core, env)
+    bare, _ = start_server("census_income.api:app", ports["no_metrics"], a.server_core, env | {"CENSUS_METRICS": "false"})
     try:
         url = {k: f"http://127.0.0.1:{p}/predict" for k, p in ports.items()}
-        for name in ("ceiling", "predict"):  # warm-up
+        for name in ("ceiling", "predict", "no_metrics"):  # warm-up
             wrk(url[name], one, 16, 3, a.load_core, tmp)
         rss_warm = rss_mib(server.pid)
         rows, results = [], {}
         for conns in (16, 1):
-            runs = {"ceiling": [], "predict": []}
+            runs = {"ceiling": [], "predict": [], "no_metrics": []}
             for _ in range(a.runs):
                 for name in runs:
                     runs[name].append(wrk(url[name], one, conns, a.seconds, a.load_core, tmp))
@@ -152,7 +156,7 @@ def main() -> None:
         soak = wrk(url["predict"], one, 16, a.soak, a.load_core, tmp)
         rss_end = rss_mib(server.pid)
     finally:
-        for proc in (ceiling, server):
+        for proc in (ceiling, server, bare):
             proc.terminate()
             proc.wait()
     c16 = results[("ceiling", 16)]["rps"]
@@ -163,7 +167,8 @@ def main() -> None:
     print("| endpoint | connections | requests/s | records/s | p50 ms | p99 ms | errors | vs ceiling |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (name, conns), r in results.items():
-        label = "ceiling (no model, same validation)" if name == "ceiling" else "POST /predict"
+        label = {"ceiling": "ceiling (no model, same validation)", "predict": "POST /predict",
+                 "no_metrics": "POST /predict, CENSUS_METRICS=false"}[name]
         ratio = f"{r['rps'] / results[('ceiling', conns)]['rps']:.0%}"
         rows.append(f"| {label} | {conns} | {r['rps']:,.0f} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                     f"{r['errors']} | {ratio} |")
@@ -172,6 +177,9 @@ def main() -> None:
     print("\n".join(rows))
     print("\n| measure | value | target |\n| --- | ---: | --- |")
     print(f"| /predict ÷ ceiling at 16 connections | {results[('predict', 16)]['rps'] / c16:.0%} | ≥ 70% |")
+    for conns in (16, 1):
+        print(f"| /predict with metrics ÷ without, {conns} connection(s) | "
+              f"{results[('predict', conns)]['rps'] / results[('no_metrics', conns)]['rps']:.1%} | ≥ 95% |")
     print(f"| start-up to first answered POST /predict (median of {a.runs}) | {statistics.median(starts):.2f} s | < 2 s |")
     print(f"| RSS after warm-up | {rss_warm:.0f} MiB | < 300 MiB |")
     print(f"| {a.soak} s at 16 connections: requests/s, p99, errors | {soak['rps']:,.0f}, {soak['p99']:.2f} ms, "

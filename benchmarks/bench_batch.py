@@ -38,6 +38,13 @@ def generate(data: Path, rows: int, path: Path) -> None:
             out.writerow(row)
 
 
+def drift_inputs(model_dir: str, encoder=None) -> tuple[dict, dict]:
+    "The training profile beside the model and params.yaml's drift thresholds: the job runs its drift checks, as the notebook does."
+    from census_income.drift import load_reference
+
+    return load_reference(Path(model_dir) / "reference.json", encoder), yaml.safe_load(Path("params.yaml").read_text())["batch"]["drift"]
+
+
 def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
     "Score one file in this process; print seconds, report and peak RSS as JSON."
     from threadpoolctl import threadpool_limits
@@ -47,9 +54,11 @@ def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
 
     threadpool_limits(1)
     predictor = Predictor.load(model_dir)
+    reference, thresholds = drift_inputs(model_dir, predictor.encoder)
     out = Path(path).with_suffix(".scored.csv")
     t = time.perf_counter()
-    report = score_csv(path, out, out.with_suffix(".rejects.csv"), predictor, chunk_bytes=chunk_bytes)
+    report = score_csv(path, out, out.with_suffix(".rejects.csv"), predictor, chunk_bytes=chunk_bytes,
+                       reference=reference, thresholds=thresholds)
     secs = time.perf_counter() - t
     print(json.dumps(report | {"seconds": secs, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -68,7 +77,8 @@ def main() -> None:
     if a.worker:
         return worker(a.worker, a.model_dir, a.chunk_bytes)
     a.chunk_bytes = a.chunk_bytes or yaml.safe_load(Path("params.yaml").read_text())["batch"]["chunk_bytes"]
-    print(f"\nscore_csv, blocks of {a.chunk_bytes:,} bytes, 1 BLAS thread on core {a.core}; model {a.model_dir}\n")
+    print(f"\nscore_csv with drift checks, blocks of {a.chunk_bytes:,} bytes, 1 BLAS thread on core {a.core}; "
+          f"model {a.model_dir}\n")
     print("| rows | file MiB | seconds | rows/s | scored | rejected | peak RSS MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         for rows in a.rows:
@@ -91,7 +101,9 @@ def dask_run(path: Path, rows: int, workers: int, a, out: Path) -> None:
     from census_income.batch import score_dask
 
     t = time.perf_counter()
-    r = score_dask(str(path), out, a.model_dir, a.chunk_bytes, a.partition_bytes, n_workers=workers)
+    reference, thresholds = drift_inputs(a.model_dir)
+    r = score_dask(str(path), out, a.model_dir, a.chunk_bytes, a.partition_bytes, n_workers=workers,
+                   reference=reference, thresholds=thresholds)
     secs = time.perf_counter() - t
     print(f"| {rows:,} on Dask, {workers} worker(s), {r['partitions']} partitions | | {secs:.1f} | {rows / secs:,.0f} | "
           f"{r['rows_scored']:,} | {r['rows_rejected']:,} | |")

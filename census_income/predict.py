@@ -19,7 +19,7 @@ from .schema import CLASSES, CONTINUOUS
 from .validation import record_columns
 
 # %% auto #0
-__all__ = ['BLOCK_ROWS', 'FEW_ROWS', 'load_network', 'forward', 'ModelFilesError', 'content_hash', 'check_model',
+__all__ = ['BLOCK_ROWS', 'FEW_ROWS', 'load_network', 'embed_numbers', 'forward', 'ModelFilesError', 'content_hash', 'check_model',
            'random_network', 'Predictor', 'predict']
 
 # %% ../nbs/04a_predict.ipynb #bfa92aa9
@@ -47,18 +47,27 @@ BLOCK_ROWS = 1024  # rows per pass: the activations of one block stay in cache (
 FEW_ROWS = 16  # up to this many rows, all members go through in one stacked pass (fewer numpy calls)
 
 
+def embed_numbers(
+    net: dict,  # from `load_network`
+    x: np.ndarray,  # standardised numbers, (rows, numbers)
+    m=slice(None),  # which members: all, stacked along a first axis, or one (an int)
+) -> np.ndarray:  # what the first layer sees of the numbers: ([members,] rows, numbers * d), torch's order
+    "The periodic embeddings of the numbers (cosines and sines of learnt frequencies, a linear layer, ReLU)."
+    if "frequencies" not in net:  # a plain network sees the numbers themselves
+        return x
+    v = net["frequencies"][m][..., None, :] * x.T[..., None]  # ([members,] numbers, rows, k)
+    e = np.matmul(np.concatenate([np.cos(v), np.sin(v)], -1), net["embed_weight"][m])  # ([members,] numbers, rows, d)
+    e += net["embed_bias"][m]
+    np.maximum(e, 0, out=e)
+    return np.swapaxes(e, -3, -2).reshape(*e.shape[:-3], len(x), -1)
+
+
 def _logits(
-    net: dict,  # from `load_network`, or one member's slice of it (`m`)
+    net: dict,  # from `load_network`
     X: np.ndarray, n_onehot: int,  # encoded rows, as `forward` takes them
     m=slice(None),  # which members: all, stacked along a first axis, or one (an int)
 ) -> np.ndarray:  # the logit per member and row (stacked), or per row (one member)
-    x = X[:, n_onehot:]
-    if "frequencies" in net:
-        v = net["frequencies"][m][..., None, :] * x.T[..., None]  # ([members,] numbers, rows, k)
-        e = np.matmul(np.concatenate([np.cos(v), np.sin(v)], -1), net["embed_weight"][m])  # ([members,] numbers, rows, d)
-        e += net["embed_bias"][m]
-        np.maximum(e, 0, out=e)
-        x = np.swapaxes(e, -3, -2).reshape(*e.shape[:-3], len(X), -1)  # ([members,] rows, numbers * d), torch's order
+    x = embed_numbers(net, X[:, n_onehot:], m)
     W0 = net["weights"][0][m]
     h = np.matmul(X[:, :n_onehot], W0[..., :n_onehot, :]) + np.matmul(x, W0[..., n_onehot:, :])
     h += net["biases"][0][m]
@@ -100,11 +109,14 @@ def content_hash(
     weights: bytes,  # the bytes of weights.safetensors
     encoder: bytes,  # the bytes of encoder.json
     threshold: float,  # the decision threshold
-) -> str:  # 12 hex digits that change whenever any of the three does
-    "The model's version: a content hash of what decides its answers."
+    baseline: Mapping | None = None,  # the baseline record of explanations (`census_income.explain.typical_record`)
+) -> str:  # 12 hex digits that change whenever any of them does
+    "The model's version: a content hash of what decides its answers (and its explanations)."
     h = hashlib.sha256(weights)
     h.update(encoder)
     h.update(repr(float(threshold)).encode())
+    if baseline is not None:
+        h.update(json.dumps(baseline, sort_keys=True).encode())
     return h.hexdigest()[:12]
 
 # %% ../nbs/04a_predict.ipynb #7a54677b
@@ -168,6 +180,7 @@ class Predictor:
     def __init__(self, encoder: Encoder, net: dict, manifest: dict):
         self.encoder, self.net, self.manifest = encoder, net, manifest
         self.threshold, self.version = manifest["threshold"], manifest["version"]
+        self.baseline = manifest.get("baseline")  # the record explanations start from (`census_income.explain`)
         problems = check_model(encoder, net, self.threshold)
         if problems or not isinstance(self.version, str):
             raise ModelFilesError("; ".join(problems or [f"the version {self.version!r} is not a content hash"]))
@@ -179,12 +192,17 @@ class Predictor:
         try:
             manifest = json.loads((d / "manifest.json").read_text())
             weights, encoder = (d / manifest["weights"]).read_bytes(), (d / manifest["encoder"]).read_bytes()
-            actual = content_hash(weights, encoder, manifest["threshold"])
+            actual = content_hash(weights, encoder, manifest["threshold"], manifest.get("baseline"))
             if actual != manifest["version"]:
                 raise ModelFilesError(f"the files hash to {actual} but manifest.json says version {manifest['version']!r}: "
                                       "a file was changed, or the files come from different runs (run `dvc checkout`)")
             predictor = cls(Encoder(json.loads(encoder)), load_network(weights), manifest)
             predictor.check_known_record()
+            if predictor.baseline is not None:
+                try:  # a baseline the schema refuses cannot be explained against
+                    record_columns([predictor.baseline])
+                except ValueError as err:
+                    raise ModelFilesError(f"the baseline record in manifest.json is not a census record: {err}") from None
             return predictor
         except FileNotFoundError as err:
             raise ModelFilesError(f"model file missing in {d}: {err.filename or err} "

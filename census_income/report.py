@@ -11,20 +11,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RESULT_FILES', 'INDEX_CSS', 'load_results', 'num', 'pct', 'with_ci', 'ci_label', 'table', 'model_details',
+__all__ = ['RESULT_FILES', 'VARIANTS', 'INDEX_CSS', 'load_results', 'num', 'pct', 'with_ci', 'ci_label', 'table', 'model_details',
            'intended_use', 'factors', 'metrics_section', 'data_sections', 'overall_table', 'gap_sentence',
-           'calibration_sentence', 'disparity_table', 'quantitative_analyses', 'ethics_and_caveats', 'model_card',
-           'notebook_title', 'reliability_png', 'index_html', 'run_report']
+           'calibration_sentence', 'disparity_table', 'importance_section', 'fairness_section', 'quantitative_analyses',
+           'ethics_and_caveats', 'model_card', 'notebook_title', 'reliability_png', 'index_html', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 RESULT_FILES = {"test": "test.json", "dev": "dev.json", "baselines": "baselines.json", "calibration": "calibration.json",
-                "comparison": "comparison.json", "slices": "slices.json", "disparity": "disparity.json"}
+                "comparison": "comparison.json", "slices": "slices.json", "disparity": "disparity.json",
+                "importance": "importance.json", "fairness": "fairness.json"}
 
 
 def load_results(
     model_dir,  # folder with manifest.json
-    metrics_dir,  # folder with the test, dev (out-of-fold), baselines, calibration, comparison, slices and disparity JSON files
-) -> dict:  # {"manifest", "test", "dev", "baselines", "calibration", "comparison", "slices", "disparity"}
+    metrics_dir,  # folder with the JSON files of `RESULT_FILES`
+) -> dict:  # {"manifest"} and one key per entry of `RESULT_FILES`
     "Everything the model card and the index are made from."
     out = {"manifest": json.loads(Path(model_dir, "manifest.json").read_text())}
     for key, name in RESULT_FILES.items():
@@ -178,6 +179,60 @@ def disparity_table(res: dict) -> str:  # results from `load_results`
                   "groups too small to compare"], rows)
 
 # %% ../nbs/05a_report.ipynb #43176077
+def importance_section(res: dict) -> str:  # results from `load_results`
+    "What the model relies on: permutation importance, and where to get one record's explanation."
+    imp = res["importance"]
+    rows = [[f"`{r['attribute']}`", f"{num(r['auc_drop'])} [{num(r['low'])}, {num(r['high'])}]"] for r in imp["attributes"]]
+    least = [f"`{r['attribute']}`" for r in imp["attributes"] if r["low"] <= 0]
+    base = res["manifest"]["baseline"]
+    return f"""Shuffling one attribute's column of the test split (the other thirteen kept) lowers the ROC AUC by
+this much, averaged over {imp['repeats']} shuffles of bootstrap resamples, with {imp['ci_level']:.0%} intervals:
+
+{table(["attribute", "drop of ROC AUC [interval]"], rows)}
+
+{("The model's use of " + ", ".join(least) + " cannot be told from none (their intervals include zero): other attributes carry the same information, or none. ") if least else ""}A drop measures what the model uses, not what causes income; correlated attributes share their credit.
+
+One record's explanation comes from `POST /explain`: each attribute's contribution to its probability, relative
+to a typical person of the training split ({base['age']} years, {base['education']}, {base['marital-status']},
+{base['occupation']}, {base['sex']}, {base['hours-per-week']} hours a week), by integrated gradients; the
+contributions add up to the difference of the two probabilities.
+"""
+
+
+VARIANTS = {"as_trained": "the model as trained (served)", "one_threshold": "one threshold for all, best accuracy (reference)",
+            "equalized_odds": "ThresholdOptimizer, equalized odds", "demographic_parity": "ThresholdOptimizer, demographic parity"}
+
+
+def fairness_section(res: dict) -> str:  # results from `load_results`
+    "What a post-processing mitigation would cost: the served model beside fairlearn's ThresholdOptimizer, in numbers."
+    f, lvl = res["fairness"], ci_label(res)
+    out = []
+    for attr in f["settings"]["mitigation"]["sensitive"]:
+        v = f[attr]["variants"]
+        rows = [[VARIANTS.get(k, k), with_ci(r, "accuracy"), with_ci(r, "f1"), with_ci(r, "recall_gap"), with_ci(r, "selection_rate_gap")]
+                for k, r in v.items()]
+        a, eo, dp = v["as_trained"], v.get("equalized_odds"), v.get("demographic_parity")
+        words = []
+        if eo:
+            words.append(f"Equalized odds would narrow the largest recall gap between the groups of `{attr}` from {num(a['recall_gap'])} to "
+                         f"{num(eo['recall_gap'])}, at an F1 of {num(eo['f1'])} instead of {num(a['f1'])} (accuracy {num(eo['accuracy'])} "
+                         f"instead of {num(a['accuracy'])}).")
+        if dp:
+            words.append(f"Demographic parity would bring the selection-rate gap from {num(a['selection_rate_gap'])} to "
+                         f"{num(dp['selection_rate_gap'])}, but the recall gap would become {num(dp['recall_gap'])} (F1 {num(dp['f1'])}).")
+        if "one_threshold" in v:
+            words.append(f"The optimizer maximises accuracy, not F1: one threshold for everyone chosen the same way already gives an F1 of "
+                         f"{num(v['one_threshold']['f1'])}, so part of the F1 drop is the objective, not fairness.")
+        out.append(f"""Sensitive attribute `{attr}`; each mitigated decision comes from an optimizer fitted on the other half of the
+test split (cross-fitting), {lvl} intervals:
+
+{table(["variant", "accuracy", "F1", "largest recall gap", "largest selection-rate gap"], rows)}
+
+{" ".join(words)} The mitigated variants are measured, not served: both decide with a threshold per group, so they would need `{attr}` at prediction time.
+""")
+    return "\n".join(out)
+
+
 def quantitative_analyses(res: dict) -> str:  # results from `load_results`
     "Quantitative analyses: overall, disparities, worst slices."
     s = res["slices"]
@@ -192,9 +247,13 @@ def quantitative_analyses(res: dict) -> str:  # results from `load_results`
 ### Calibration
 {calibration_sentence(res)}
 
+### What the model relies on
+{importance_section(res)}
 ### Disparities between groups
 {disparity_table(res)}
 
+### What a mitigation would cost
+{fairness_section(res)}
 ### The slices with the worst F1
 Among the slices large enough to judge ({s['counts']['judged']} of {s['counts']['slices']}; {s['counts']['small']} are flagged too small):
 
@@ -211,15 +270,15 @@ def ethics_and_caveats(res: dict) -> str:  # results from `load_results`
     gap = "".join(f" Of the {g} rows, {pct(base[g]['share_positive'])} earn `>50K` and the model predicts `>50K` for "
                   f"{pct(sel['by_group'][g])}." for g in (sel["min_group"], sel["max_group"])) if sel and base else ""
     return f"""## Ethical considerations
-- `sex` and `race` are inputs of the model, and other inputs stand in for them; no fairness constraint or mitigation was applied. A selection-rate gap partly mirrors different shares of high earners in the groups (the base rates); a recall gap does not: it means the model finds the high earners of one group less often than those of another.{gap}
+- `sex` and `race` are inputs of the model, and other inputs stand in for them; the served model has no fairness constraint or mitigation (what two mitigations would cost is measured above). A selection-rate gap partly mirrors different shares of high earners in the groups (the base rates); a recall gap does not: it means the model finds the high earners of one group less often than those of another.{gap}
 - The census extract is old and its categories (for example of race and sex) are coarse; the labels reflect pay gaps of that time, which a model trained on them reproduces.
 - The data hold no names or addresses, but the rows describe real people.
 
 ## Caveats and recommendations
 - The intervals cover the sampling of the test split only, not the variation between training runs or seeds. A percentile interval collapses to a single point when a metric is perfect (or zero) in nearly every resample, as a precision from a handful of predicted positives can be: read intervals with the slice's counts.
-- Slices flagged too small, and intersections of groups, are not evaluated: absence of evidence there is not evidence of good behaviour.
+- Slices flagged too small, and intersections of groups other than sex × race, are not evaluated: absence of evidence there is not evidence of good behaviour.
 - The threshold maximises F1 overall; a different operating point changes every number here, the disparities included. Re-evaluate the slices after changing it.
-- Before any use beyond teaching: evaluate on current, representative data, decide which errors matter for the use, consider a post-processing mitigation such as fairlearn's `ThresholdOptimizer`, and prefer the gradient-boosting baseline if it keeps its lead.
+- Before any use beyond teaching: evaluate on current, representative data, decide which errors matter for the use, weigh the mitigations measured above against the use, and prefer the gradient-boosting baseline if it keeps its lead.
 """
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
+import time
+from collections import Counter as Tally
 from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +18,7 @@ from typing import Annotated, Literal
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import ClientDisconnect
 
@@ -24,9 +28,10 @@ from .schema import CLASSES, FEATURES
 from .validation import Record, RecordRow, describe_error
 
 # %% auto #0
-__all__ = ['log', 'ERRORS_SHOWN', 'ROW_VALUES', 'Settings', 'SettingsError', 'read_settings', 'Prediction', 'Scored',
-           'BatchPrediction', 'Welcome', 'Readiness', 'ErrorMessage', 'FieldError', 'ValidationErrors', 'BodyDeadlines',
-           'read_body', 'parse_body', 'error_detail', 'ServingModel']
+__all__ = ['log', 'ERRORS_SHOWN', 'LATENCY_BUCKETS', 'ROUTES', 'ROW_VALUES', 'Settings', 'SettingsError', 'read_settings',
+           'Prediction', 'Scored', 'BatchPrediction', 'Contribution', 'Baseline', 'Explanation', 'Welcome', 'Readiness',
+           'ErrorMessage', 'FieldError', 'ValidationErrors', 'BodyDeadlines', 'read_body', 'parse_body', 'error_detail',
+           'Monitor', 'ServingModel']
 
 # %% ../nbs/06a_serving.ipynb #4c168f37
 class Settings(BaseSettings):
@@ -39,6 +44,8 @@ class Settings(BaseSettings):
     threads: int = Field(1, ge=1)  # BLAS threads per worker: 1 suits one worker per core
     coalesce: bool = True  # score concurrent /predict requests in one matrix product
     body_timeout: float = Field(10.0, gt=0)  # seconds a request body may take to arrive, then 408
+    metrics: bool = True  # count requests, latency, answers and rejections for GET /metrics (Prometheus)
+    log_requests: bool = False  # one JSON line per request on stderr: route, status, milliseconds; never the record
 
 
 class SettingsError(ValueError):
@@ -75,6 +82,35 @@ class BatchPrediction(BaseModel):
 
     model_version: str
     predictions: list[Scored]
+
+
+class Contribution(BaseModel):
+    "One census attribute's part in a probability, relative to the baseline record."
+
+    attribute: str  # the census name ("education-num")
+    value: str | int  # the record's value
+    baseline_value: str | int  # the baseline record's value
+    contribution: float  # how much of probability - baseline probability this attribute accounts for
+
+
+class Baseline(BaseModel):
+    "The record explanations start from: the training split's most common category and median number."
+
+    record: dict[str, str | int]
+    probability: float = Field(ge=0, le=1)
+
+
+class Explanation(BaseModel):
+    "Why one record got its probability: every attribute's contribution, largest first."
+
+    prediction: Literal[CLASSES]
+    probability: float = Field(ge=0, le=1)
+    model_version: str
+    baseline: Baseline
+    method: str  # how the contributions were computed, and what they add up to
+    steps: int  # steps of the path integral
+    residual: float  # probability - baseline probability - sum of contributions (float rounding)
+    contributions: list[Contribution]
 
 # %% ../nbs/06a_serving.ipynb #e7f7c6c1
 class Welcome(BaseModel):
@@ -215,6 +251,77 @@ def error_detail(
                        "msg": f"... and {len(errors) - ERRORS_SHOWN} more problem(s), {len(errors)} in all: "
                               f"fix the first {ERRORS_SHOWN} and send the request again"})
     return detail
+
+# %% ../nbs/06a_serving.ipynb #c2239821
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds
+ROUTES = frozenset({"/", "/health", "/ready", "/predict", "/predict/batch", "/explain", "/metrics", "/docs", "/openapi.json"})
+_FIELDS = {name: c for c in FEATURES for name in (c, c.replace("-", "_"))}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class Monitor:
+    "One process's Prometheus metrics and, when asked, a JSON line per request."
+
+    def __init__(self, version: str, log_requests: bool):  # the model's version; write request lines to stderr
+        self.registry, self.version = CollectorRegistry(), version
+        self.requests = Counter("census_requests", "HTTP requests answered, by route, method and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("census_request_duration_seconds", "Time from the request to the end of the response",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.answers = Counter("census_predictions", "Answers given, by endpoint and predicted class",
+                               ["endpoint", "prediction"], registry=self.registry)
+        self.rejected = Counter("census_rejected_inputs", "Invalid inputs, by census field and pydantic error type",
+                                ["field", "reason"], registry=self.registry)
+        Gauge("census_model_info", "The model answering (1 for its version)", ["version"], registry=self.registry).labels(version).set(1)
+        self._series, self.log = {}, None
+        if log_requests:
+            self.log = logging.getLogger("census_income.requests")
+            if not self.log.handlers:
+                handler = logging.StreamHandler(sys.stderr)
+                handler.setFormatter(logging.Formatter("%(message)s"))
+                self.log.addHandler(handler)
+            self.log.setLevel(logging.INFO)
+            self.log.propagate = False
+
+    @staticmethod
+    def route(path: str) -> str:
+        "The route label of a request path: one of the app's routes, or `other`."
+        return path if path in ROUTES else "/docs-assets" if path.startswith("/docs-assets/") else "other"
+
+    def observe(self, method: str, path: str, status: int, seconds: float) -> None:
+        "Count one answered request and its duration (and log it, if asked)."
+        key = (path, method, status)
+        series = self._series.get(key)
+        if series is None:  # the label lookups, once per distinct (route, method, status)
+            route = self.route(path)
+            labels = (route, method if method in _METHODS else "other", str(status))
+            series = self._series[key] = (self.requests.labels(*labels), self.latency.labels(route))
+            if len(self._series) > 10_000:  # many distinct unknown paths: keep the cache bounded too
+                self._series.clear()
+        series[0].inc()
+        series[1].observe(seconds)
+        if self.log is not None:
+            self.log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": method,
+                                      "route": self.route(path), "status": status, "ms": round(seconds * 1000, 3),
+                                      "model_version": self.version}))
+
+    def answered(self, endpoint: str, predictions: list[str]) -> None:
+        "Count answers per class."
+        for label, n in Tally(predictions).items():
+            self.answers.labels(endpoint, label).inc(n)
+
+    def reject(self, errors: list[dict]) -> None:
+        "Count a request's invalid inputs per census field and error type."
+        tally = Tally()
+        for e in errors:
+            field = next((_FIELDS.get(part, "(unknown field)") for part in e.get("loc", ())[1:] if isinstance(part, str)), "(record)")
+            tally[field, str(e.get("type", "unknown"))[:40]] += 1
+        for (field, reason), n in tally.items():
+            self.rejected.labels(field, reason).inc(n)
+
+    def exposition(self) -> bytes:
+        "The metrics in Prometheus' text format."
+        return generate_latest(self.registry)
 
 # %% ../nbs/06a_serving.ipynb #bc92c797
 ROW_VALUES = itemgetter(*(c.replace("-", "_") for c in ROW_ORDER))  # a validated record's values in ROW_ORDER

@@ -23,6 +23,7 @@ from sklearn.base import clone
 from .metrics import (auc_gap, best_threshold, binary_metrics, curves, decide, fit_temperature,
                                    reliability, sigmoid)
 from .model import ARCH, IncomeEnsemble, fit_folds, predict_logits
+from .explain import permutation_importance, typical_record
 from .predict import Predictor, content_hash, load_network
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES, LABEL, POSITIVE
 from .validation import EXAMPLE
@@ -59,6 +60,7 @@ def save_model(
     threshold: float,  # decision threshold on the probability of >50K
     params: dict,  # every hyper-parameter that made the model
     metrics: dict,  # test (and dev) metrics to carry along
+    baseline: dict,  # the record explanations start from (`census_income.explain.typical_record` of the training split)
 ) -> dict:  # the manifest written
     "Write the weights as safetensors and a manifest that rebuilds, describes and checks the model."
     out = Path(out_dir)
@@ -67,7 +69,7 @@ def save_model(
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     encoder_bytes = Path(encoder_json).read_bytes()
     manifest = {
-        "version": content_hash(weights.read_bytes(), encoder_bytes, threshold),
+        "version": content_hash(weights.read_bytes(), encoder_bytes, threshold, baseline),
         "threshold": float(threshold),
         "positive_class": POSITIVE,
         "architecture": {"class": "IncomeEnsemble", "members": len(model.members), "n_in": len(feature_names),
@@ -77,6 +79,7 @@ def save_model(
         "feature_names": feature_names,
         "params": params,
         "metrics": metrics,
+        "baseline": baseline,
     }
     # the known record that loading scores again: the numpy replay of these very files, as served
     served = Predictor(Encoder(json.loads(encoder_bytes)), load_network(weights.read_bytes()), manifest)
@@ -176,12 +179,17 @@ def run_train(
     made_by = hp | {k: p[k] for k in ("n_folds", "max_epochs", "patience", "seed")}
     epochs = [len(h) for h in run["histories"]]
     manifest = save_model(run["model"], paths["model_dir"], paths["encoder_json"], encoder.feature_names,
-                          run["threshold"], made_by, {"test": test_metrics, "out_of_fold": run["oof"], "epochs": epochs})
+                          run["threshold"], made_by, {"test": test_metrics, "out_of_fold": run["oof"], "epochs": epochs},
+                          typical_record(train))
+    served = Predictor.load(paths["model_dir"])  # global importance of the model as served, on the test split
+    importance = {"metric": "roc_auc drop", "repeats": p["importance_repeats"], "ci_level": params["slices"]["ci_level"],
+                  "attributes": permutation_importance(served.predict_proba, test, y_test, p["importance_repeats"],
+                                                       p["seed"], params["slices"]["ci_level"])}
     write_metrics(paths["metrics_dir"], test=test_metrics, dev=run["oof"], baselines=baselines,
-                  calibration=calibration, comparison=comparison)
+                  calibration=calibration, comparison=comparison, importance=importance)
     history = pd.concat([pd.DataFrame(h).assign(member=k) for k, h in enumerate(run["histories"])])
     history[["member", "epoch", "train_loss", "dev_loss", "dev_auc"]].to_csv(Path(paths["metrics_dir"], "training_curve.csv"), index=False)
     write_plots(Path(paths["metrics_dir"], "plots"), y_test, p_test, run["threshold"], calibration["reliability"]["after"])
     return {"params": hp, "epochs": epochs, "seconds": seconds, "test": test_metrics, "dev": run["oof"],
-            "baselines": baselines, "calibration": calibration, "comparison": comparison,
+            "baselines": baselines, "calibration": calibration, "comparison": comparison, "importance": importance,
             "histories": run["histories"], "manifest": manifest}

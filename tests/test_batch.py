@@ -1,4 +1,4 @@
-"""Batch scoring through papermill, as documented: 100,000 rows with bad ones mixed in."""
+"""Batch scoring through papermill, as documented: 100,000 rows with bad ones mixed in; drift against the training split."""
 
 import csv
 import json
@@ -10,10 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from census_income.batch import drift_path, score_csv
+from census_income.clean import read_clean, write_csv
+from census_income.drift import load_reference, tally
 from census_income.predict import Predictor
 from census_income.schema import CATEGORICAL, CONTINUOUS
 
 from .conftest import ROOT, VENV_BIN, run
+from .test_drift import shifted
 
 N_ROWS = 100_000
 
@@ -73,9 +77,13 @@ def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, genera
     run([str(VENV_BIN / "papermill"), "-k", "python3", "--log-level", "WARNING", "--no-progress-bar", "07_batch.ipynb",
          str(executed), "-p", "input_path", str(path), "-p", "output_path", str(scored), "-p", "reject_path",
          str(rejects), "-p", "model_dir", str(artifacts / "model"), "-p", "chunk_bytes", "300000"], ROOT / "nbs")
-    printed = "".join(t for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", []) for t in o.get("text", []))
+    outputs = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
+    printed = "".join(t for o in outputs for t in o.get("text", []))
     assert f"{N_ROWS} rows read, {len(good)} scored" in printed and f"{len(bad)} rejected" in printed
     assert len(bad) == N_ROWS // 100
+    shown = "".join("".join(o.get("data", {}).get("text/markdown", [])) + "".join(o.get("data", {}).get("text/html", []))
+                    for o in outputs)
+    assert "no attribute flagged" in shown and "<th>PSI</th>" in shown and "<th>native-country</th>" in shown  # the drift table
 
     out = pd.read_csv(scored, dtype=str, keep_default_na=False)
     assert out["line"].astype(int).tolist() == sorted(good)  # every good row, in file order, none lost
@@ -92,3 +100,41 @@ def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, genera
     p = predictor.predict_proba(cols)
     assert np.abs(out["probability"].astype(float).to_numpy() - p).max() < 1e-6  # float32 products in other chunkings
     assert out["prediction"].tolist() == predictor.labels(p)
+
+    # drift.json beside the scores: the scored rows counted in the training profile's cells, the rejects per attribute
+    drift = json.loads(drift_path(scored).read_text())
+    reference = load_reference(artifacts / "model" / "reference.json")
+    checked = len(good) + sum(not r.startswith("expected") for r in bad.values())  # a malformed line has no attributes
+    assert (drift["rows_scored"], drift["rows_checked"], drift["flagged"]) == (len(good), checked, [])
+    for col, a in drift["attributes"].items():
+        assert [b for _, b in a["cells"].values()] == tally(reference, typed.astype({c: int for c in CONTINUOUS}))["cells"][col]
+        wrong = sum(r.startswith(f"{col}: ") for r in bad.values())
+        assert a["rejected_share"] == pytest.approx(wrong / checked, abs=1e-6) and (wrong > 0) == (col in ("age", "race", "hours-per-week"))
+
+
+def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, params, tmp_path):
+    "The test split raises no flag; the test split with ages +15 years and Craft-repair's share doubled flags age and occupation."
+    predictor = Predictor.load(artifacts / "model")
+    reference = load_reference(artifacts / "model" / "reference.json", predictor.encoder)
+    test = artifacts / "data" / "test.csv"
+    moved = write_csv(shifted(read_clean(test)), tmp_path / "moved.csv")
+    flagged = {}
+    for name, path in (("test", test), ("moved", moved)):
+        report = score_csv(path, tmp_path / name / "scored.csv", tmp_path / name / "rejects.csv", predictor,
+                           params["batch"]["chunk_bytes"] // 64, reference, params["batch"]["drift"])  # many blocks
+        assert json.loads((tmp_path / name / "scored.drift.json").read_text()) == report["drift"]
+        assert report["drift"]["rows_scored"] == report["rows_scored"] == 6508 and report["drift"]["judged"]
+        flagged[name] = {c: a["reasons"] for c, a in report["drift"]["attributes"].items() if a["flag"]}
+    assert flagged["test"] == {}
+    assert list(flagged["moved"]) == ["age", "occupation"]
+    assert flagged["moved"]["age"][0].startswith("PSI ") and "'Craft-repair' holds" in " ".join(flagged["moved"]["occupation"])
+
+
+def test_a_profile_of_another_model_is_refused_before_any_work(artifacts, quick_run, params, tmp_path):
+    "The quick run's profile (3,000 rows) with the pipeline's model: refused, nothing written."
+    predictor = Predictor.load(artifacts / "model")
+    other = load_reference(quick_run[0]["paths"]["reference_json"])
+    with pytest.raises(ValueError, match="does not fit the model .*the encoder was fitted on"):
+        score_csv(artifacts / "data" / "test.csv", tmp_path / "out" / "scored.csv", tmp_path / "rejects.csv", predictor,
+                  params["batch"]["chunk_bytes"], other, params["batch"]["drift"])
+    assert not list(tmp_path.iterdir())

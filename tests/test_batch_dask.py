@@ -1,11 +1,14 @@
 """Batch scoring on Dask: a LocalCluster of 2 workers over several files gives what the single-process job gives."""
 
 import glob
+import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from census_income.batch import plan_partitions, score_csv, score_dask
+from census_income.drift import load_reference
 from census_income.predict import Predictor
 
 from .test_csv_faults import GOOD, HEADER, OTHER
@@ -40,6 +43,7 @@ def test_two_workers_score_what_one_process_scores(files, quick_model, tmp_path)
     report = score_dask(str(files / "*.csv"), tmp_path / "out", quick_model, chunk_bytes=20_000,
                         partition_bytes=100_000, n_workers=2)
     assert report["workers"] == 2 and report["partitions"] > 3 and report["files"] == 3
+    assert "drift" not in report and not (tmp_path / "out" / "drift.json").exists()  # no profile given, no drift report
     assert report["rows_read"] == 8800 == report["rows_scored"] + report["rows_rejected"]
     predictor = Predictor.load(quick_model)
     for k in range(3):
@@ -50,6 +54,24 @@ def test_two_workers_score_what_one_process_scores(files, quick_model, tmp_path)
         pd.testing.assert_frame_equal(got.set_index("line").sort_index(key=lambda s: s.astype(int)), want)
         rejects = pd.concat([pd.read_csv(p) for p in glob.glob(str(tmp_path / "out" / f"rejects-part{k}-*.csv"))])
         assert sorted(rejects["line"]) == sorted(pd.read_csv(single / "r.csv")["line"])
+
+
+def test_dask_and_one_process_write_the_same_drift_report(files, quick_run, quick_model, params, tmp_path):
+    "drift.json of the partitions added up on Dask is, to the byte, the single-process one of the same rows in one file."
+    reference = load_reference(quick_run[0]["paths"]["reference_json"])
+    thresholds = params["batch"]["drift"]
+    report = score_dask(str(files / "*.csv"), tmp_path / "out", quick_model, chunk_bytes=20_000, partition_bytes=100_000,
+                        n_workers=2, reference=reference, thresholds=thresholds)
+    assert report["partitions"] > 3 and json.loads((tmp_path / "out" / "drift.json").read_text()) == report["drift"]
+    data = [line for k in range(3) for line in (files / f"part{k}.csv").read_bytes().splitlines()[1:]]
+    (tmp_path / "all.csv").write_bytes(b"\n".join([HEADER, *data]) + b"\n")
+    single = score_csv(tmp_path / "all.csv", tmp_path / "one" / "s.csv", tmp_path / "one" / "r.csv", Predictor.load(quick_model),
+                       chunk_bytes=7_000, reference=reference, thresholds=thresholds)
+    assert (tmp_path / "out" / "drift.json").read_bytes() == (tmp_path / "one" / "s.drift.json").read_bytes()
+    drift = single["drift"]
+    assert drift["rows_checked"] == 8800 - 3 and drift["rows_scored"] == single["rows_scored"]  # line 5 of each file: 2 fields
+    assert drift["attributes"]["race"]["rejected_share"] == round((single["rows_rejected"] - 3) / drift["rows_checked"], 6)
+    assert not list(Path(tmp_path).rglob("*.tmp"))
 
 
 def test_an_output_folder_among_the_inputs_is_refused(files, quick_model):

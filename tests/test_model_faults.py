@@ -21,7 +21,7 @@ def rehash(d: Path) -> None:
     "Recompute the manifest's version from the files, as a training run that wrote them would have."
     manifest = json.loads((d / "manifest.json").read_text())
     manifest["version"] = content_hash((d / "weights.safetensors").read_bytes(), (d / "encoder.json").read_bytes(),
-                                       manifest["threshold"])
+                                       manifest["threshold"], manifest.get("baseline"))
     (d / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -123,6 +123,11 @@ CASES = {  # name: (how to break a copy, rehash?, what the refusal says)
         lambda d: edit_json(d, "manifest.json", lambda m: m["check"].update(probability=m["check"]["probability"] / 2)),
         False, "the known record scores"),
     "no known record": (lambda d: edit_json(d, "manifest.json", lambda m: m.pop("check")), False, "no known record"),
+    "a baseline record edited": (lambda d: edit_json(d, "manifest.json", lambda m: m["baseline"].update(age=90)), False,
+                                 "the files hash to"),
+    "a baseline with an unknown category, rehashed": (
+        lambda d: edit_json(d, "manifest.json", lambda m: m["baseline"].update(race="Martian")), True,
+        "the baseline record in manifest.json is not a census record: record 0: race: 'Martian' is not an allowed value"),
     "weights that are not safetensors": (lambda d: (d / "weights.safetensors").write_bytes(b"\x00garbage" * 10), True,
                                          "unusable: SafetensorError"),
     "a truncated manifest": (lambda d: (d / "manifest.json").write_text('{"version": '), False, "JSONDecodeError"),

@@ -65,7 +65,7 @@ def test_manifest_describes_and_rebuilds_the_model(model_dir, predictor):
     from census_income.predict import content_hash
 
     assert man["version"] == content_hash((model_dir / "weights.safetensors").read_bytes(), (model_dir / "encoder.json").read_bytes(),
-                                       man["threshold"])
+                                       man["threshold"], man["baseline"])
 
 
 def test_numpy_predictor_equals_the_torch_model_on_the_whole_test_split(model_dir, predictor, test_split):

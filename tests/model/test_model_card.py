@@ -75,7 +75,9 @@ def toy_results() -> dict:
                      "architecture": {"class": "IncomeEnsemble", "members": 4, "n_in": 31, "n_numeric": 6, "temperature": 1.3456,
                                       "n_frequencies": 12, "sigma": 7.89, "d_embedding": 5, "depth": 2, "hidden": 17, "dropout": 0.1234},
                      "params": {"lr": 0.0012345, "weight_decay": 0.00012, "batch_size": 256, "patience": 6, "max_epochs": 23,
-                                "seed": 3, "n_folds": 4}, "metrics": {"epochs": [9, 11, 8, 10]}},
+                                "seed": 3, "n_folds": 4}, "metrics": {"epochs": [9, 11, 8, 10]},
+                     "baseline": {"age": 37, "education": "HS-grad", "marital-status": "Married-civ-spouse",
+                                  "occupation": "Prof-specialty", "sex": "Male", "hours-per-week": 40}},
         "test": m, "dev": m | {"n": 150, "f1": 0.6611}, "baselines": {"logistic_regression": m | {"roc_auc": 0.8711},
                                                                       "hist_gradient_boosting": m | {"roc_auc": 0.9011}},
         "calibration": {"temperature": 1.3456, "n_bins": 15, "test": {"before": m | {"ece": 0.0567, "brier": 0.1187}, "after": m},
@@ -86,6 +88,14 @@ def toy_results() -> dict:
         "slices": slices_report(table, disp, {"threshold": 0.4123, "n_boot": 200, "seed": 0, "ci_level": 0.95,
                                               "min_support": 50, "min_class": 10}),
         "disparity": {},
+        "importance": {"metric": "roc_auc drop", "repeats": 7, "ci_level": 0.95,
+                       "attributes": [{"attribute": "capital-gain", "auc_drop": 0.0612, "low": 0.0534, "high": 0.0701},
+                                      {"attribute": "race", "auc_drop": 0.0003, "low": -0.0004, "high": 0.0009}]},
+        "fairness": {"settings": {"mitigation": {"sensitive": ["sex"]}},
+                   "sex": {"variants": {k: {key: x for m, v in zip(("accuracy", "f1", "recall_gap", "selection_rate_gap"), vals, strict=True)
+                                            for key, x in ((m, v), (f"{m}_ci", [round(v - 0.0211, 4), round(v + 0.0123, 4)]))}
+                                        for k, vals in {"as_trained": (0.8512, 0.7401, 0.0874, 0.2489), "one_threshold": (0.8756, 0.7151, 0.0959, 0.1709),
+                                                        "equalized_odds": (0.8663, 0.6737, 0.0166, 0.0987), "demographic_parity": (0.8581, 0.6622, 0.3251, 0.0031)}.items()}}},
     }
 
 

@@ -130,7 +130,8 @@ def test_pipeline_slice_output_lists_every_slice(pipeline_repo):
     text = (pipeline_repo / "reports/slice_output.txt").read_text()
     header = [ln for ln in text.splitlines() if ln.startswith("#")]
     lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
-    assert len(header) == 3 and "n/a: undefined" in header[2] and "nan" not in text
+    assert len(header) == 4 and "n/a: undefined" in header[2] and "nan" not in text
+    assert header[3].startswith("# Intersections: ") and all(f in header[3] for f in report["settings"]["intersections"])
     assert len(lines) == 1 + report["counts"]["slices"]
     listed = {ln.split("  ")[0] for ln in lines[1:]}
     assert listed == {f"{f}={v}" for f, vals in report["slices"].items() for v in vals}

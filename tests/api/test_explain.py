@@ -1,0 +1,92 @@
+"""POST /explain and `census_income.explain`: the contributions' guarantees on the pipeline's model, over a real uvicorn."""
+
+import numpy as np
+import pytest
+
+from census_income.explain import STEPS, explain
+from census_income.predict import Predictor
+from census_income.schema import FEATURES
+from census_income.validation import EXAMPLE
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir) -> Predictor:
+    return Predictor.load(model_dir)
+
+
+def test_explain_answers_the_example_over_http(client):
+    why = client.post("/explain", json=EXAMPLE)
+    assert why.status_code == 200, why.text
+    why = why.json()
+    scored = client.post("/predict", json=EXAMPLE).json()
+    assert why["model_version"] == scored["model_version"] and why["prediction"] == scored["prediction"]
+    assert why["probability"] == pytest.approx(scored["probability"], abs=1e-6)
+    names = [c["attribute"] for c in why["contributions"]]
+    assert sorted(names) == sorted(FEATURES)
+    sizes = [abs(c["contribution"]) for c in why["contributions"]]
+    assert sizes == sorted(sizes, reverse=True)  # largest first
+    total = sum(c["contribution"] for c in why["contributions"])
+    assert total == pytest.approx(why["probability"] - why["baseline"]["probability"], abs=1e-6)
+    assert "integrated gradients" in why["method"] and why["steps"] == STEPS
+    for c in why["contributions"]:  # what the record shares with the baseline explains nothing
+        if c["value"] == c["baseline_value"]:
+            assert c["contribution"] == 0
+
+
+def test_docs_name_the_method(client):
+    operation = client.get("/openapi.json").json()["paths"]["/explain"]["post"]
+    assert "integrated gradients" in operation["description"]
+    assert "Explanation" in str(operation["responses"]["200"])
+
+
+def test_explain_refuses_a_bad_record_as_predict_does(client):
+    bad = client.post("/explain", json=EXAMPLE | {"occupation": "Wizard"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["msg"].startswith("occupation: 'Wizard' is not an allowed value")
+
+
+def test_contributions_add_up_on_the_test_split(predictor, test_records):
+    worst = 0.0
+    for record in test_records[:400]:
+        why = explain(predictor, record)
+        worst = max(worst, abs(why["residual"]))
+        assert why["probability"] == pytest.approx(predictor.predict_records([record])[0]["probability"], abs=1e-6)
+    assert worst < 1e-3, f"contributions miss p - p(baseline) by {worst}"
+
+
+def test_thirty_two_steps_are_close_to_the_limit(predictor, test_records):
+    "The discretisation barely moves any contribution: 32 steps against 512."
+    def vec(record, steps):
+        return np.array([c["contribution"] for c in sorted(explain(predictor, record, steps)["contributions"],
+                                                             key=lambda c: c["attribute"])])
+    gap = max(np.abs(vec(r, STEPS) - vec(r, 512)).max() for r in test_records[:60])
+    assert gap < 0.01, gap
+
+
+def test_an_attribute_the_model_cannot_see_gets_nothing(predictor):
+    "Zero the first layer's weights of race in every member: race's contribution is exactly 0."
+    from census_income.explain import attribute_columns
+
+    cols = attribute_columns(predictor.encoder, predictor.net)["race"]
+    weights = [w.copy() for w in predictor.net["weights"]]
+    weights[0][:, cols] = 0
+    blind = Predictor(predictor.encoder, predictor.net | {"weights": weights}, predictor.manifest)
+    record = EXAMPLE | {"race": "Black"}  # not the baseline's race, so a seeing model would credit it
+    seeing = {c["attribute"]: c["contribution"] for c in explain(predictor, record)["contributions"]}
+    why = {c["attribute"]: c["contribution"] for c in explain(blind, record)["contributions"]}
+    assert seeing["race"] != 0 and why["race"] == 0
+
+
+def test_a_tampered_baseline_is_refused(model_dir, tmp_path):
+    import json
+    import shutil
+
+    from census_income.predict import ModelFilesError
+
+    d = tmp_path / "model"
+    shutil.copytree(model_dir, d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["baseline"]["age"] = 99
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFilesError, match="manifest.json says version"):
+        Predictor.load(d)

@@ -1,0 +1,182 @@
+"""Drift checks on the real data: the training split's profile, counts that add up, and flags where a batch moved.
+
+The splits are made as the preprocess stage makes them (the clean file, split with params.yaml's seed), so these
+tests need no pipeline run: the test split here is data/test.csv row for row.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from census_income.clean import clean_census
+from census_income.drift import (
+    ReferenceFileError,
+    add_tallies,
+    check_reference,
+    compare,
+    fit_reference,
+    load_reference,
+    reference_counts,
+    save_reference,
+    tally,
+)
+from census_income.preprocess import fit_encoder, split_data
+from census_income.schema import CATEGORICAL, CONTINUOUS, FEATURES
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def split(params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "The training and test splits of the preprocess stage."
+    census, _ = clean_census(ROOT / "data" / "census.csv")
+    return split_data(census, params["split"]["test_size"], params["split"]["seed"])
+
+
+@pytest.fixture(scope="module")
+def reference(split) -> dict:
+    return fit_reference(split[0])
+
+
+@pytest.fixture(scope="module")
+def thresholds(params) -> dict:
+    return params["batch"]["drift"]
+
+
+def shifted(test: pd.DataFrame, occupation: str = "Craft-repair", years: int = 15, seed: int = 0) -> pd.DataFrame:
+    "The test split with every age `years` older and one occupation's share doubled (its rows twice, as many others dropped)."
+    mine = test[test["occupation"] == occupation]
+    others = test[test["occupation"] != occupation].sample(len(test) - 2 * len(mine), random_state=seed)
+    return pd.concat([others, mine, mine]).assign(age=lambda d: d["age"] + years)
+
+
+def test_the_profile_counts_every_training_row_in_every_attribute(split, reference):
+    train = split[0]
+    assert reference["rows"] == len(train) and check_reference(reference, fit_encoder(train)) == []
+    for col in FEATURES:
+        assert sum(reference_counts(reference, col)) == len(train), col
+    assert reference["numbers"]["capital-gain"]["cuts"] == [0]  # 92% zeros: the deciles collapse to one cut
+    assert len(reference["numbers"]["age"]["cuts"]) == 9
+    assert reference["categories"]["occupation"]["?"] == (train["occupation"] == "?").sum() > 0
+    shuffled = train.sample(frac=1, random_state=1)
+    assert json.dumps(fit_reference(shuffled)) == json.dumps(reference)  # the rows' order does not matter, to the byte
+
+
+def test_counts_of_blocks_add_up_to_the_counts_of_the_whole(split, reference):
+    test = split[1]
+    rng = np.random.default_rng(3)
+    cuts = np.sort(rng.choice(np.arange(1, len(test)), size=6, replace=False))
+    blocks = [test.iloc[a:b] for a, b in zip([0, *cuts], [*cuts, len(test)], strict=True)]
+    rejected = [{"race": int(k), "age": 1} for k in rng.integers(0, 5, len(blocks))]
+    parts = [tally(reference, b, len(b) + sum(r.values()), r) for b, r in zip(blocks, rejected, strict=True)]
+    rng.shuffle(parts)
+    whole = tally(reference, test, len(test) + sum(sum(r.values()) for r in rejected),
+                  {"race": sum(r["race"] for r in rejected), "age": len(blocks)})
+    assert add_tallies(parts) == whole
+    assert whole["cells"]["age"] != reference_counts(reference, "age")  # counts of the test rows, not of training
+
+
+def test_the_unshifted_test_split_raises_no_flag(split, reference, thresholds):
+    report = compare(reference, tally(reference, split[1]), thresholds)
+    assert report["judged"] and report["rows_scored"] == len(split[1]) == 6508
+    assert report["flagged"] == []
+    for col, a in report["attributes"].items():
+        assert a["psi"] < thresholds["psi_flag"] / 3 and a["unseen_share"] == 0, (col, a)
+        assert 1 / thresholds["ratio_flag"] < a["share_ratio"] < thresholds["ratio_flag"], (col, a)
+
+
+def test_older_people_and_one_occupation_doubled_flag_age_and_occupation(split, reference, thresholds):
+    report = compare(reference, tally(reference, shifted(split[1])), thresholds)
+    assert report["flagged"] == ["age", "occupation"]
+    age, occupation = report["attributes"]["age"], report["attributes"]["occupation"]
+    assert age["psi"] > 1 and age["psi_band"] == "major" and age["reasons"][0].startswith("PSI ")
+    assert occupation["share_ratio_cell"] == "Craft-repair" and occupation["share_ratio"] == pytest.approx(2, rel=0.02)
+    assert any("'Craft-repair' holds" in r for r in occupation["reasons"])
+    # each shift alone flags its attribute alone
+    assert compare(reference, tally(reference, shifted(split[1], years=0)), thresholds)["flagged"] == ["occupation"]
+    older = split[1].assign(age=split[1]["age"] + 15)
+    assert compare(reference, tally(reference, older), thresholds)["flagged"] == ["age"]
+
+
+def test_a_sample_too_small_to_judge_flags_only_values_the_model_never_saw(split, reference, thresholds):
+    small = shifted(split[1]).iloc[:500]
+    report = compare(reference, tally(reference, small, 500 + 50, {"race": 50}), thresholds)
+    assert not report["judged"] and "fewer than 2000" in report["note"]
+    assert report["flagged"] == ["age", "race"]  # not occupation: doubled, but in too few rows to judge
+    race, age = report["attributes"]["race"], report["attributes"]["age"]
+    assert race["unseen_share"] == pytest.approx(50 / 550, abs=1e-6) and "not in the schema, rejected" in race["reasons"][0]
+    assert age["psi"] > 1 and len(age["reasons"]) == 1  # its PSI is shown, not judged; ages above 90 are new to the model
+    assert "outside the training range 17..90" in age["reasons"][0] and age["untrained_share"] > 0.01
+
+
+def test_numbers_outside_the_training_range_count_as_unseen(split, reference, thresholds):
+    hi = reference["numbers"]["hours-per-week"]["hi"]
+    test = split[1].assign(**{"hours-per-week": np.where(np.arange(len(split[1])) % 20 == 0, hi + 1, split[1]["hours-per-week"])})
+    a = compare(reference, tally(reference, test), thresholds)["attributes"]["hours-per-week"]
+    assert a["flag"] and a["untrained_share"] == pytest.approx(0.05, abs=0.001)
+    assert f"outside the training range 1..{hi}" in a["reasons"][-1]
+
+
+def damaged(reference: dict, how: str) -> str:
+    "The profile as JSON text, damaged one way."
+    bad = json.loads(json.dumps(reference))
+    if how == "not JSON":
+        return json.dumps(bad)[:-2]
+    if how == "a count changed":
+        bad["categories"]["sex"]["Male"] += 1
+    elif how == "a count moved":  # every sum still right: only the checksum tells
+        bad["categories"]["sex"]["Male"] += 1
+        bad["categories"]["sex"]["Female"] -= 1
+    elif how == "a category renamed":
+        bad["categories"]["race"]["Martian"] = bad["categories"]["race"].pop("Other")
+    elif how == "an attribute missing":
+        del bad["numbers"]["fnlgt"]
+    elif how == "cuts out of order":
+        bad["numbers"]["age"]["cuts"].reverse()
+    elif how == "a list":
+        bad = [bad]
+    return json.dumps(bad)
+
+
+@pytest.mark.parametrize(("how", "says"), [
+    ("not JSON", "not JSON"),
+    ("a count changed", "sex: the counts are not whole numbers summing to the"),
+    ("a count moved", "the checksum does not match the content"),
+    ("a category renamed", "race: the categories are not the schema's"),
+    ("an attribute missing", "the attributes are not the schema's"),
+    ("cuts out of order", "age: the bins are not whole numbers rising from lo to hi"),
+    ("a list", "not a profile as fit_reference writes it"),
+])
+def test_a_malformed_or_tampered_profile_is_one_clear_error(reference, tmp_path, how, says):
+    path = tmp_path / "reference.json"
+    path.write_text(damaged(reference, how))
+    with pytest.raises(ReferenceFileError) as err:
+        load_reference(path)
+    assert f"reference profile {path} is unusable: " in str(err.value) and says in str(err.value)
+
+
+def test_the_profile_round_trips_and_must_fit_the_models_encoder(split, reference, tmp_path):
+    save_reference(reference, tmp_path / "model" / "reference.json")
+    assert load_reference(tmp_path / "model" / "reference.json", fit_encoder(split[0])) == reference
+    with pytest.raises(ReferenceFileError, match="reference profile not found: .*nowhere.json"):
+        load_reference(tmp_path / "nowhere.json")
+    other = fit_encoder(split[0].iloc[:3000])  # another training split: other rows, fewer categories seen
+    problems = check_reference(reference, other)
+    assert any(f"profiles {len(split[0])} training rows but the encoder was fitted on 3000" in p for p in problems)
+    assert any("native-country" in p for p in problems) and "different runs" in problems[-1]
+
+
+def test_thresholds_are_checked(reference, split, thresholds):
+    counts = tally(reference, split[1].iloc[:10])
+    with pytest.raises(ValueError, match=r"\['unseen_flag'\] are missing"):
+        compare(reference, counts, {k: v for k, v in thresholds.items() if k != "unseen_flag"})
+    with pytest.raises(ValueError, match=r"\['ratio_flag'\] must be numbers"):
+        compare(reference, counts, thresholds | {"ratio_flag": 0.5})
+
+
+def test_counting_refuses_values_outside_the_schema(reference, split):
+    with pytest.raises(ValueError, match=r"race: \['Martian'\] not in the schema"):
+        tally(reference, split[1].assign(race="Martian"))
+    assert set(CATEGORICAL) | set(CONTINUOUS) == set(tally(reference, split[1].iloc[:3])["cells"])
