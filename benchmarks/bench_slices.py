@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
 
-from census_income.metrics import rates_from_counts
+from census_income.metrics import percentile_ci, rates_from_counts
 from census_income.schema import CATEGORICAL, LABEL
-from census_income.slices import bootstrap_weights, group_counts, percentile_ci
+from census_income.slices import bootstrap_weights, group_counts
 from tests.test_metrics import FAIRLEARN  # the slice metrics as fairlearn + scikit-learn compute them
 
 

@@ -20,12 +20,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Mount
 from pydantic_core import to_json
 from threadpoolctl import threadpool_limits
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .explain import METHOD, explain as explain_record
+from .explain import METHOD, ExplainError, explain as explain_record
 from .predict import ModelFilesError, Predictor
 from .serving import (BatchPrediction, BodyDeadlines, ErrorMessage, Explanation, Monitor, Prediction,
                                    Readiness, ServingModel, SettingsError, ValidationErrors, Welcome, error_detail,
@@ -51,7 +52,9 @@ async def lifespan(app: FastAPI):
     gc.collect()
     gc.freeze()
     log.info("model %s loaded from %s", model.version, settings.model_dir)
-    monitor = Monitor(model.version, settings.log_requests) if settings.metrics else None
+    mounted = [r.path for r in app.routes if isinstance(r, Mount)]
+    monitor = Monitor(model.version, settings.log_requests, [r.path for r in app.routes if r.path not in mounted],
+                      mounted) if settings.metrics else None
     yield {"model": model, "settings": settings, "bodies": bodies, "monitor": monitor}
     watcher.cancel()
     blas.restore_original_limits()
@@ -211,7 +214,10 @@ async def explain(request: Request) -> Response:
     model = get_model(request)
     state = request.state
     record = parse_body(Record, await read_body(request, state.settings.max_body_bytes, state.bodies))
-    answer = explain_record(model.predictor, record.__dict__) | {"model_version": model.version}
+    try:
+        answer = explain_record(model.predictor, record.__dict__) | {"model_version": model.version}
+    except ExplainError as err:  # a model folder saved without a baseline record
+        raise HTTPException(503, str(err)) from None
     if state.monitor is not None:
         state.monitor.answered("/explain", [answer["prediction"]])
     return Response(to_json(answer), media_type="application/json")

@@ -262,7 +262,7 @@ def compare(
             "statistics": {"psi": "population stability index over the cells, shares floored at psi_floor",
                            "share_ratio": "batch share over training share of the cell that moved most",
                            "unseen_share": "checked rows rejected for this attribute's value, or holding a value absent from training"},
-            "psi_floor": PSI_FLOOR, "psi_bands": "below 0.1 no change, 0.1 to 0.25 moderate, 0.25 and above major",
+            "psi_floor": PSI_FLOOR, "psi_bands": PSI_BANDS | {"major": "the rest"},
             "thresholds": t, "judged": judged,
             "note": "" if judged else f"{counts['rows_scored']} scored rows, fewer than {t['min_rows']}: PSI and share ratios "
                                       "are shown but not judged (sampling noise)",

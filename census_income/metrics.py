@@ -5,12 +5,14 @@
 # %% ../nbs/02a_metrics.ipynb #c23986aa
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 # %% auto #0
 __all__ = ['RATES', 'LOG_LOSS_EPS', 'decide', 'confusion_counts', 'rates_from_counts', 'roc_auc', 'log_loss', 'best_threshold',
-           'reliability', 'calibration_error', 'brier', 'sigmoid', 'fit_temperature', 'curves', 'auc_gap',
-           'binary_metrics']
+           'reliability', 'calibration_error', 'brier', 'sigmoid', 'fit_temperature', 'curves', 'percentile_ci',
+           'auc_gap', 'binary_metrics']
 
 # %% ../nbs/02a_metrics.ipynb #1d2c726c
 def decide(
@@ -168,6 +170,18 @@ def curves(
             "precision": tp / np.maximum(tp + fp, 1)}
 
 # %% ../nbs/02a_metrics.ipynb #ca1b0005
+def percentile_ci(
+    samples: np.ndarray,  # (n_boot, ...) resampled values, NaN where undefined
+    level: float,  # e.g. 0.95
+) -> tuple[np.ndarray, np.ndarray]:  # lower and upper bounds
+    "Percentile bootstrap interval, ignoring resamples where the metric is undefined."
+    q = (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": a metric undefined in every resample
+        lo, hi = np.nanquantile(samples, [q, 1 - q], axis=0)
+    return lo, hi
+
+
 def auc_gap(
     y: np.ndarray,  # true labels, 1 for >50K
     p_a: np.ndarray,  # scores of model A
@@ -183,7 +197,7 @@ def auc_gap(
     for _ in range(n_boot):
         i = rng.integers(0, len(y), len(y))
         gaps.append(roc_auc(y[i], p_a[i]) - roc_auc(y[i], p_b[i]))
-    low, high = np.nanpercentile(gaps, [50 * (1 - level), 50 * (1 + level)])
+    low, high = percentile_ci(np.array(gaps), level)
     return {"gap": roc_auc(y, p_a) - roc_auc(y, p_b), "low": float(low), "high": float(high), "level": level, "n_boot": n_boot}
 
 # %% ../nbs/02a_metrics.ipynb #f1627517

@@ -88,11 +88,13 @@ def forward(
 ) -> np.ndarray:  # calibrated probability of >50K per row
     "The ensemble in eval mode: embeddings, ReLU between layers, mean logit over members, temperature, sigmoid."
     if len(X) <= FEW_ROWS:  # a request's few records: one stacked pass
+        if len(X) == 1:  # one row alone would take BLAS's matrix-vector path (gemv), whose sums differ by an ulp
+            return sigmoid(_logits(net, np.repeat(X, 2, 0), n_onehot)[:, :1].mean(0) / net["temperature"])
         return sigmoid(_logits(net, X, n_onehot).mean(0) / net["temperature"])
     z = np.empty(len(X), np.float32)
     for i in range(0, len(X), BLOCK_ROWS):  # a batch: block by block, member by member, on BLAS's 2-D fast path
         block = X[i:i + BLOCK_ROWS]
-        if len(block) == 1:  # one row alone in a 2-D product would take BLAS's gemv path, whose sums differ
+        if len(block) == 1:  # as above
             block = np.repeat(block, 2, 0)
         total = _logits(net, block, n_onehot, 0)
         for m in range(1, net["members"]):

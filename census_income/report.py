@@ -223,8 +223,9 @@ def fairness_section(res: dict) -> str:  # results from `load_results`
         if "one_threshold" in v:
             words.append(f"The optimizer maximises accuracy, not F1: one threshold for everyone chosen the same way already gives an F1 of "
                          f"{num(v['one_threshold']['f1'])}, so part of the F1 drop is the objective, not fairness.")
-        out.append(f"""Sensitive attribute `{attr}`; each mitigated decision comes from an optimizer fitted on the other half of the
-test split (cross-fitting), {lvl} intervals:
+        folds = f["settings"]["mitigation"]["folds"]
+        out.append(f"""Sensitive attribute `{attr}`; each mitigated decision comes from an optimizer fitted on the other
+{"half" if folds == 2 else "folds"} of the test split ({folds}-fold cross-fitting), {lvl} intervals:
 
 {table(["variant", "accuracy", "F1", "largest recall gap", "largest selection-rate gap"], rows)}
 

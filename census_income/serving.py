@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections import Counter as Tally
+from collections.abc import Iterable
 from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,12 +25,12 @@ from starlette.requests import ClientDisconnect
 
 from .features import ROW_ORDER
 from .predict import Predictor
-from .schema import CLASSES, FEATURES
-from .validation import Record, RecordRow, describe_error
+from .schema import CLASSES, FEATURES, canonical_name
+from .validation import Record, RecordRow, describe_error, error_field
 
 # %% auto #0
-__all__ = ['log', 'ERRORS_SHOWN', 'LATENCY_BUCKETS', 'ROUTES', 'ROW_VALUES', 'Settings', 'SettingsError', 'read_settings',
-           'Prediction', 'Scored', 'BatchPrediction', 'Contribution', 'Baseline', 'Explanation', 'Welcome', 'Readiness',
+__all__ = ['log', 'ERRORS_SHOWN', 'LATENCY_BUCKETS', 'ROW_VALUES', 'Settings', 'SettingsError', 'read_settings', 'Prediction',
+           'Scored', 'BatchPrediction', 'Contribution', 'Baseline', 'Explanation', 'Welcome', 'Readiness',
            'ErrorMessage', 'FieldError', 'ValidationErrors', 'BodyDeadlines', 'read_body', 'parse_body', 'error_detail',
            'Monitor', 'ServingModel']
 
@@ -88,8 +89,8 @@ class Contribution(BaseModel):
     "One census attribute's part in a probability, relative to the baseline record."
 
     attribute: str  # the census name ("education-num")
-    value: str | int  # the record's value
-    baseline_value: str | int  # the baseline record's value
+    value: str | int | None  # the record's value (null where the census value is missing: `?`)
+    baseline_value: str | int | None  # the baseline record's value
     contribution: float  # how much of probability - baseline probability this attribute accounts for
 
 
@@ -254,16 +255,21 @@ def error_detail(
 
 # %% ../nbs/06a_serving.ipynb #c2239821
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds
-ROUTES = frozenset({"/", "/health", "/ready", "/predict", "/predict/batch", "/explain", "/metrics", "/docs", "/openapi.json"})
-_FIELDS = {name: c for c in FEATURES for name in (c, c.replace("-", "_"))}
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Monitor:
     "One process's Prometheus metrics and, when asked, a JSON line per request."
 
-    def __init__(self, version: str, log_requests: bool):  # the model's version; write request lines to stderr
+    def __init__(
+        self,
+        version: str,  # the model's version
+        log_requests: bool,  # write one JSON line per request to stderr
+        routes: Iterable[str],  # the app's route paths
+        mounts: Iterable[str] = (),  # paths of mounted folders: their requests count under the mount's path
+    ):
         self.registry, self.version = CollectorRegistry(), version
+        self.routes, self.mounts = frozenset(routes), tuple(m.rstrip("/") + "/" for m in mounts)
         self.requests = Counter("census_requests", "HTTP requests answered, by route, method and status",
                                 ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram("census_request_duration_seconds", "Time from the request to the end of the response",
@@ -283,26 +289,24 @@ class Monitor:
             self.log.setLevel(logging.INFO)
             self.log.propagate = False
 
-    @staticmethod
-    def route(path: str) -> str:
+    def route(self, path: str) -> str:
         "The route label of a request path: one of the app's routes, or `other`."
-        return path if path in ROUTES else "/docs-assets" if path.startswith("/docs-assets/") else "other"
+        if path in self.routes:
+            return path
+        return next((m[:-1] for m in self.mounts if path.startswith(m)), "other")
 
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:
         "Count one answered request and its duration (and log it, if asked)."
-        key = (path, method, status)
+        route = self.route(path)
+        key = (route, method if method in _METHODS else "other", status)  # bounded: so is this cache
         series = self._series.get(key)
-        if series is None:  # the label lookups, once per distinct (route, method, status)
-            route = self.route(path)
-            labels = (route, method if method in _METHODS else "other", str(status))
-            series = self._series[key] = (self.requests.labels(*labels), self.latency.labels(route))
-            if len(self._series) > 10_000:  # many distinct unknown paths: keep the cache bounded too
-                self._series.clear()
+        if series is None:  # the label look-ups, once per distinct (route, method, status)
+            series = self._series[key] = (self.requests.labels(key[0], key[1], str(status)), self.latency.labels(route))
         series[0].inc()
         series[1].observe(seconds)
         if self.log is not None:
             self.log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": method,
-                                      "route": self.route(path), "status": status, "ms": round(seconds * 1000, 3),
+                                      "route": route, "status": status, "ms": round(seconds * 1000, 3),
                                       "model_version": self.version}))
 
     def answered(self, endpoint: str, predictions: list[str]) -> None:
@@ -314,7 +318,8 @@ class Monitor:
         "Count a request's invalid inputs per census field and error type."
         tally = Tally()
         for e in errors:
-            field = next((_FIELDS.get(part, "(unknown field)") for part in e.get("loc", ())[1:] if isinstance(part, str)), "(record)")
+            name = error_field(e)
+            field = "(record)" if name is None else canonical_name(name) or "(unknown field)"
             tally[field, str(e.get("type", "unknown"))[:40]] += 1
         for (field, reason), n in tally.items():
             self.rejected.labels(field, reason).inc(n)

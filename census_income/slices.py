@@ -19,16 +19,15 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from .clean import read_clean
-from .metrics import RATES, binary_metrics, calibration_error, decide, rates_from_counts
+from .metrics import RATES, binary_metrics, calibration_error, decide, percentile_ci, rates_from_counts
 from .predict import Predictor
 from .schema import CATEGORICAL, CLASSES, LABEL, POSITIVE
 
 # %% auto #0
-__all__ = ['CROSS', 'CALIBRATION', 'bootstrap_weights', 'group_counts', 'percentile_ci', 'slice_metrics', 'disparity',
-           'add_intersections', 'group_calibration', 'ServedScores', 'stratified_folds', 'cross_fit_thresholds',
-           'variant_summary', 'mitigation_decisions', 'fairness_comparison', 'slice_lines', 'slice_header',
-           'slices_report', 'plot_feature_slices', 'plot_confusion', 'plot_curves', 'disparity_summary', 'write_slices',
-           'run_slices']
+__all__ = ['CROSS', 'CALIBRATION', 'bootstrap_weights', 'group_counts', 'slice_metrics', 'disparity', 'add_intersections',
+           'group_calibration', 'ServedScores', 'stratified_folds', 'cross_fit_thresholds', 'variant_summary',
+           'mitigation_decisions', 'fairness_comparison', 'slice_lines', 'slice_header', 'slices_report',
+           'plot_feature_slices', 'plot_confusion', 'plot_curves', 'disparity_summary', 'write_slices', 'run_slices']
 
 # %% ../nbs/05_slices.ipynb #a90e9493
 def bootstrap_weights(
@@ -58,18 +57,6 @@ def group_counts(
     return tuple(np.rint(counts[..., k]) for k in range(4))
 
 # %% ../nbs/05_slices.ipynb #fb0e832a
-def percentile_ci(
-    samples: np.ndarray,  # (n_boot, ...) resampled values, NaN where undefined
-    level: float,  # e.g. 0.95
-) -> tuple[np.ndarray, np.ndarray]:  # lower and upper bounds
-    "Percentile bootstrap interval, ignoring resamples where the metric is undefined."
-    q = (1 - level) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": a metric undefined in every resample
-        lo, hi = np.nanquantile(samples, [q, 1 - q], axis=0)
-    return lo, hi
-
-
 def _feature_rows(feature, groups, y, pred, weights, level) -> pd.DataFrame:
     "The rows of one feature's slices (or the overall row when `feature` is None)."
     values = sorted(set(np.asarray(groups).tolist())) if feature else ["all"]

@@ -20,7 +20,7 @@ from .schema import (CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LAB
 # %% auto #0
 __all__ = ['EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'show_value', 'category_error', 'range_error', 'whole_error', 'missing_error',
            'unknown_field_error', 'twice_error', 'as_numbers', 'column_problems', 'RecordError', 'record_columns',
-           'Record', 'describe_error']
+           'Record', 'error_field', 'describe_error']
 
 # %% ../nbs/00a_validation.ipynb #7712885e
 def show_value(value, limit: int = 60) -> str:
@@ -251,12 +251,19 @@ def _message(field: str | None, kind: str, err: dict, in_batch: bool) -> str:
     return f"{field}: {err['msg']}" if field else err["msg"]
 
 # %% ../nbs/00a_validation.ipynb #d0acf302
+def error_field(
+    err: dict,  # one error from pydantic's `ValidationError.errors()` (its loc may start with "body")
+) -> str | None:  # the field it is about, as the client named it; None for the record or the list itself
+    "Which field an error is about: the last name in its location."
+    return next((p for p in reversed(err.get("loc", ())) if isinstance(p, str) and p != "body"), None)
+
+
 def describe_error(
     err: dict,  # one error from pydantic's `ValidationError.errors()`
 ) -> dict:  # {"loc", "msg", "type"} with a message naming the field
     "Rewrite one validation error so that it says which field is wrong and what is allowed."
     loc, kind = [p for p in err["loc"] if p != "body"], err["type"]
-    field = next((p for p in reversed(loc) if isinstance(p, str)), None)
+    field = error_field(err)
     in_batch = bool(loc) and isinstance(loc[0], int)
     msg = _message(field, kind, err, in_batch)
     return {"loc": ["body", *loc], "msg": f"record {loc[0]}: {msg}" if in_batch else msg, "type": kind}

@@ -123,7 +123,7 @@ def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, params, tm
         report = score_csv(path, tmp_path / name / "scored.csv", tmp_path / name / "rejects.csv", predictor,
                            params["batch"]["chunk_bytes"] // 64, reference, params["batch"]["drift"])  # many blocks
         assert json.loads((tmp_path / name / "scored.drift.json").read_text()) == report["drift"]
-        assert report["drift"]["rows_scored"] == report["rows_scored"] == 6508 and report["drift"]["judged"]
+        assert report["drift"]["rows_scored"] == report["rows_scored"] == len(read_clean(path)) and report["drift"]["judged"]
         flagged[name] = {c: a["reasons"] for c, a in report["drift"]["attributes"].items() if a["flag"]}
     assert flagged["test"] == {}
     assert list(flagged["moved"]) == ["age", "occupation"]

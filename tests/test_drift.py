@@ -80,7 +80,7 @@ def test_counts_of_blocks_add_up_to_the_counts_of_the_whole(split, reference):
 
 def test_the_unshifted_test_split_raises_no_flag(split, reference, thresholds):
     report = compare(reference, tally(reference, split[1]), thresholds)
-    assert report["judged"] and report["rows_scored"] == len(split[1]) == 6508
+    assert report["judged"] and report["rows_scored"] == len(split[1])
     assert report["flagged"] == []
     for col, a in report["attributes"].items():
         assert a["psi"] < thresholds["psi_flag"] / 3 and a["unseen_share"] == 0, (col, a)
@@ -101,7 +101,7 @@ def test_older_people_and_one_occupation_doubled_flag_age_and_occupation(split, 
 
 
 def test_a_sample_too_small_to_judge_flags_only_values_the_model_never_saw(split, reference, thresholds):
-    small = shifted(split[1]).iloc[:500]
+    small = shifted(split[1], years=30).sample(500, random_state=0)  # a shift, in a sample too small to judge
     report = compare(reference, tally(reference, small, 500 + 50, {"race": 50}), thresholds)
     assert not report["judged"] and "fewer than 2000" in report["note"]
     assert report["flagged"] == ["age", "race"]  # not occupation: doubled, but in too few rows to judge

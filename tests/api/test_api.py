@@ -148,3 +148,12 @@ def test_without_a_loaded_model_the_app_is_not_ready_and_scores_nothing():
     r = tc.post("/predict", json=EXAMPLE)
     assert r.status_code == 503 and "not loaded" in r.json()["detail"]
     assert tc.get("/health").status_code == 200
+
+
+def test_a_record_alone_scores_the_same_bits_as_in_any_batch(predictor, test_records):
+    "One record alone, in a small request, in a block of a batch: the same probability to the last bit."
+    records = test_records[:2100]
+    together = [a["probability"] for a in predictor.predict_records(records)]
+    alone = [predictor.predict_records([r])[0]["probability"] for r in records[:300]]
+    small = [a["probability"] for i in range(0, 300, 7) for a in predictor.predict_records(records[i:i + 7])]
+    assert alone == together[:300] and small[:300] == together[:300]

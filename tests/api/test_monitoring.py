@@ -30,6 +30,8 @@ def test_metrics_count_requests_answers_and_rejections(client):
     answers = [client.post("/predict", json=EXAMPLE).json()["prediction"] for _ in range(3)]
     batch = client.post("/predict/batch", json=[EXAMPLE, EXAMPLE | {"age": 70}]).json()["predictions"]
     assert client.post("/predict", json=EXAMPLE | {"age": 300}).status_code == 422
+    explained = client.post("/explain", json=EXAMPLE).json()["prediction"]
+    assert client.head("/health").status_code == 200
     after = samples(client)
     assert delta(before, after, "census_requests_total", route="/predict", method="POST", status="200") == 3
     assert delta(before, after, "census_requests_total", route="/predict", method="POST", status="422") == 1
@@ -39,6 +41,8 @@ def test_metrics_count_requests_answers_and_rejections(client):
         assert delta(before, after, "census_predictions_total", endpoint="/predict/batch", prediction=label) == \
             sum(b["prediction"] == label for b in batch)
     assert delta(before, after, "census_rejected_inputs_total", field="age", reason="less_than_equal") == 1
+    assert delta(before, after, "census_predictions_total", endpoint="/explain", prediction=explained) == 1
+    assert delta(before, after, "census_requests_total", route="/health", method="HEAD", status="200") == 1
     version = client.get("/ready").json()["model_version"]
     assert after[("census_model_info", (("version", version),))] == 1
 

@@ -91,7 +91,7 @@ def toy_results() -> dict:
         "importance": {"metric": "roc_auc drop", "repeats": 7, "ci_level": 0.95,
                        "attributes": [{"attribute": "capital-gain", "auc_drop": 0.0612, "low": 0.0534, "high": 0.0701},
                                       {"attribute": "race", "auc_drop": 0.0003, "low": -0.0004, "high": 0.0009}]},
-        "fairness": {"settings": {"mitigation": {"sensitive": ["sex"]}},
+        "fairness": {"settings": {"mitigation": {"sensitive": ["sex"], "folds": 2}},
                    "sex": {"variants": {k: {key: x for m, v in zip(("accuracy", "f1", "recall_gap", "selection_rate_gap"), vals, strict=True)
                                             for key, x in ((m, v), (f"{m}_ci", [round(v - 0.0211, 4), round(v + 0.0123, 4)]))}
                                         for k, vals in {"as_trained": (0.8512, 0.7401, 0.0874, 0.2489), "one_threshold": (0.8756, 0.7151, 0.0959, 0.1709),
