@@ -10,7 +10,10 @@ import json
 import logging
 import sys
 import time
+from bisect import bisect_left
 from collections import Counter as Tally
+from collections import defaultdict
+from itertools import accumulate
 from collections.abc import Iterable
 from operator import itemgetter
 from pathlib import Path
@@ -19,7 +22,8 @@ from typing import Annotated, Literal
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import ClientDisconnect
 
@@ -268,18 +272,16 @@ class Monitor:
         routes: Iterable[str],  # the app's route paths
         mounts: Iterable[str] = (),  # paths of mounted folders: their requests count under the mount's path
     ):
-        self.registry, self.version = CollectorRegistry(), version
+        self.version = version
         self.routes, self.mounts = frozenset(routes), tuple(m.rstrip("/") + "/" for m in mounts)
-        self.requests = Counter("census_requests", "HTTP requests answered, by route, method and status",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("census_request_duration_seconds", "Time from the request to the end of the response",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.answers = Counter("census_predictions", "Answers given, by endpoint and predicted class",
-                               ["endpoint", "prediction"], registry=self.registry)
-        self.rejected = Counter("census_rejected_inputs", "Invalid inputs, by census field and pydantic error type",
-                                ["field", "reason"], registry=self.registry)
-        Gauge("census_model_info", "The model answering (1 for its version)", ["version"], registry=self.registry).labels(version).set(1)
-        self._series, self.log = {}, None
+        # plain counts, bumped on the event loop's thread (no locks), read by `collect` when Prometheus scrapes
+        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)  # (route, method, status) → requests
+        self.latency: dict[str, list] = {}  # route → [count per bucket (the last: above every bound), sum of seconds]
+        self.answers: dict[tuple[str, str], int] = defaultdict(int)  # (endpoint, prediction) → answers
+        self.rejected: dict[tuple[str, str], int] = defaultdict(int)  # (field, error type) → invalid inputs
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+        self.log = None
         if log_requests:
             self.log = logging.getLogger("census_income.requests")
             if not self.log.handlers:
@@ -298,12 +300,12 @@ class Monitor:
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:
         "Count one answered request and its duration (and log it, if asked)."
         route = self.route(path)
-        key = (route, method if method in _METHODS else "other", status)  # bounded: so is this cache
-        series = self._series.get(key)
-        if series is None:  # the label look-ups, once per distinct (route, method, status)
-            series = self._series[key] = (self.requests.labels(key[0], key[1], str(status)), self.latency.labels(route))
-        series[0].inc()
-        series[1].observe(seconds)
+        self.requests[route, method if method in _METHODS else "other", str(status)] += 1  # bounded labels
+        hist = self.latency.get(route)
+        if hist is None:
+            hist = self.latency[route] = [[0] * (len(LATENCY_BUCKETS) + 1), 0.0]
+        hist[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        hist[1] += seconds
         if self.log is not None:
             self.log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": method,
                                       "route": route, "status": status, "ms": round(seconds * 1000, 3),
@@ -311,18 +313,40 @@ class Monitor:
 
     def answered(self, endpoint: str, predictions: list[str]) -> None:
         "Count answers per class."
+        if len(predictions) == 1:
+            self.answers[endpoint, predictions[0]] += 1
+            return
         for label, n in Tally(predictions).items():
-            self.answers.labels(endpoint, label).inc(n)
+            self.answers[endpoint, label] += n
 
     def reject(self, errors: list[dict]) -> None:
         "Count a request's invalid inputs per census field and error type."
-        tally = Tally()
         for e in errors:
             name = error_field(e)
             field = "(record)" if name is None else canonical_name(name) or "(unknown field)"
-            tally[field, str(e.get("type", "unknown"))[:40]] += 1
-        for (field, reason), n in tally.items():
-            self.rejected.labels(field, reason).inc(n)
+            self.rejected[field, str(e.get("type", "unknown"))[:40]] += 1
+
+    def collect(self):
+        "The metric families, built from the counts when Prometheus scrapes (`prometheus_client`'s collector protocol)."
+        families = [(CounterMetricFamily("census_requests", "HTTP requests answered, by route, method and status",
+                                         labels=["route", "method", "status"]), self.requests),
+                    (CounterMetricFamily("census_predictions", "Answers given, by endpoint and predicted class",
+                                         labels=["endpoint", "prediction"]), self.answers),
+                    (CounterMetricFamily("census_rejected_inputs", "Invalid inputs, by census field and pydantic error type",
+                                         labels=["field", "reason"]), self.rejected)]
+        for family, counts in families:
+            for labels, n in list(counts.items()):
+                family.add_metric(list(labels), n)
+            yield family
+        latency = HistogramMetricFamily("census_request_duration_seconds", "Time from the request to the end of the response",
+                                        labels=["route"])
+        for route, (counts, total) in list(self.latency.items()):
+            cumulative = list(accumulate(counts))
+            latency.add_metric([route], [(str(b), c) for b, c in zip([*LATENCY_BUCKETS, "+Inf"], cumulative, strict=True)], total)
+        yield latency
+        info = GaugeMetricFamily("census_model_info", "The model answering (1 for its version)", labels=["version"])
+        info.add_metric([self.version], 1)
+        yield info
 
     def exposition(self) -> bytes:
         "The metrics in Prometheus' text format."
