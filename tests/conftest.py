@@ -34,6 +34,19 @@ def run(cmd: list[str], cwd: Path, timeout: int = 900, **env: str) -> subprocess
     return proc
 
 
+def exit_report(proc: subprocess.Popen, what: str = "process", tail: int = 30) -> str:
+    "For a process that ended early: its exit code and the last lines it printed (stderr, then stdout, if piped)."
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        out = err = None
+    text = "".join(part if isinstance(part, str) else part.decode(errors="replace")
+                   for part in (err, out) if part)
+    lines = text.rstrip().splitlines()[-tail:]
+    shown = "\n".join(f"  | {ln}" for ln in lines) if lines else "  (it printed nothing)"
+    return f"{what} exited ({proc.returncode}); the last {len(lines)} lines it printed:\n{shown}"
+
+
 def copy_repo(dest: Path) -> Path:
     "Copy the files git knows or would add (what a clone has, plus uncommitted work) to dest, as a new git repo."
     listed = subprocess.run(

@@ -13,7 +13,7 @@ import pytest
 
 from census_income.schema import CONTINUOUS
 
-from ..conftest import ROOT, VENV_BIN, tool_env
+from ..conftest import ROOT, VENV_BIN, exit_report, tool_env
 
 
 def free_port() -> int:
@@ -34,7 +34,7 @@ def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"uvicorn exited with {proc.returncode}:\n{proc.stderr.read()}")
+            raise AssertionError(exit_report(proc, "uvicorn"))
         try:
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                 return

@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT, exit_report, run
 
 MOTO_SERVER = ROOT / ".venv-moto" / "bin" / "moto_server"
 BUCKET = "census-income-dvc"  # the bucket of the S3 remote named in .dvc/config
@@ -29,7 +29,7 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) before listening on {port}")
+            raise AssertionError(f"nothing listens on {port}: " + exit_report(proc))
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return time.perf_counter() - t0
