@@ -40,7 +40,8 @@ PARALLEL := -n 2 --dist loadfile --nbval-lax
 test-fast: install  ## unit tests, stage functions on samples, notebooks at quick defaults (< 1 min)
 	pytest $(PARALLEL) -m "$(FAST)" tests nbs
 
-test: install moto  ## the whole default test suite
+test: install moto  ## the whole default test suite (tools/system-deps installs Chromium and PostgreSQL if missing)
+	bash tools/system-deps
 	pytest $(PARALLEL) -m "not slow and not pipeline" tests nbs
 	pytest -m "pipeline and not slow" tests
 

@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
+
 from census_income.schema import CONTINUOUS as NUMBERS
 from census_income.validation import EXAMPLE
 
@@ -188,4 +190,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(blas_line())
     main()

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import yaml
+from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
 
 def generate(data: Path, rows: int, path: Path) -> None:
@@ -117,4 +118,5 @@ def dask_run(path: Path, rows: int, workers: int, a, out: Path) -> None:
 
 
 if __name__ == "__main__":
+    print(blas_line())
     main()

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pandas as pd
+from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
 from census_income.explain import explain
 from census_income.predict import Predictor
@@ -26,6 +27,7 @@ def per_call(fn, repeat: int) -> list[float]:
 
 
 if __name__ == "__main__":
+    print(blas_line())
     model_dir = sys.argv[1] if len(sys.argv) > 1 else "model"
     test_csv = sys.argv[2] if len(sys.argv) > 2 else "data/test.csv"
     predictor = Predictor.load(model_dir)

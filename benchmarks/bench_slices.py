@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
+from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
 from census_income.metrics import percentile_ci, rates_from_counts
 from census_income.schema import CATEGORICAL, LABEL
@@ -66,4 +67,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(blas_line())
     main()

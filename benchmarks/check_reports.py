@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
@@ -113,4 +115,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    print(blas_line())
     sys.exit(main())

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
 from census_income.pipeline import load_params
 from census_income.train import run_train
@@ -39,6 +40,7 @@ def train_once(params: dict, seed: int, hp: dict, folder: str, baselines: bool) 
 
 
 if __name__ == "__main__":
+    print(blas_line())
     seeds = [int(s) for s in sys.argv[1:]] or [0, 1, 2]
     params = load_params("params.yaml")
     hp = json.loads(Path(params["paths"]["best_params_json"]).read_text())["params"]

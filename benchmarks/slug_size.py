@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1_000_000
 
@@ -135,4 +137,5 @@ def main():
 
 
 if __name__ == "__main__":
+    print(blas_line())
     main()

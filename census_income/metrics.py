@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 
 # %% auto #0
-__all__ = ['RATES', 'LOG_LOSS_EPS', 'decide', 'confusion_counts', 'rates_from_counts', 'roc_auc', 'log_loss', 'best_threshold',
-           'reliability', 'calibration_error', 'brier', 'sigmoid', 'fit_temperature', 'curves', 'percentile_ci',
-           'auc_gap', 'binary_metrics']
+__all__ = ['RATES', 'LOG_LOSS_EPS', 'DIGITS', 'FLOAT_FORMAT', 'decide', 'confusion_counts', 'rates_from_counts', 'roc_auc',
+           'log_loss', 'best_threshold', 'reliability', 'calibration_error', 'brier', 'sigmoid', 'fit_temperature',
+           'curves', 'percentile_ci', 'auc_gap', 'binary_metrics', 'readable']
 
 # %% ../nbs/02a_metrics.ipynb #1d2c726c
 def decide(
@@ -211,3 +211,24 @@ def binary_metrics(
     at = {m: float(np.nan_to_num(rates[m])) for m in ("accuracy", "precision", "recall", "f1")}
     return at | {"roc_auc": roc_auc(y, p), "log_loss": log_loss(y, p), "brier": brier(y, p),
                  "ece": calibration_error(y, p), "threshold": float(threshold), "n": int(len(y))}
+
+# %% ../nbs/02a_metrics.ipynb #9ccc8f78
+DIGITS = 4  # significant digits of every number written for readers
+FLOAT_FORMAT = f"%.{DIGITS}g"  # the same precision for CSV tables (pandas' `float_format`)
+
+
+def readable(
+    value,  # a number, or a dict, list or tuple of them (nested), as written to JSON
+    digits: int = DIGITS,  # significant digits kept
+):  # the same structure with every float rounded to `digits` significant digits (ints, strings, None kept)
+    "Round the floats of a JSON-able structure for a reader (and for files that do not change with the CPU)."
+    if isinstance(value, dict):
+        return {k: readable(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [readable(v, digits) for v in value]
+    if isinstance(value, np.ndarray):
+        return readable(value.tolist(), digits)
+    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, (int, np.integer, str)):
+        return value.item() if isinstance(value, (np.integer, np.bool_)) else value
+    f = float(value)
+    return float(f"{f:.{digits}g}") if np.isfinite(f) else f

@@ -19,14 +19,14 @@ from .schema import CLASSES, CONTINUOUS
 from .validation import record_columns
 
 # %% auto #0
-__all__ = ['BLOCK_ROWS', 'FEW_ROWS', 'load_network', 'embed_numbers', 'forward', 'ModelFilesError', 'content_hash', 'check_model',
-           'random_network', 'Predictor', 'predict']
+__all__ = ['BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'load_network', 'embed_numbers', 'forward64', 'forward', 'ModelFilesError',
+           'content_hash', 'check_model', 'random_network', 'Predictor', 'predict']
 
 # %% ../nbs/04a_predict.ipynb #bfa92aa9
 def load_network(
     data: bytes,  # the bytes of weights.safetensors written by `census_income.train.save_model`
 ) -> dict:  # the members' arrays stacked along a first axis, ready for `forward`
-    "Read an `IncomeEnsemble` from safetensors (tensors only: nothing runs) as stacked float32 arrays."
+    "Read an `IncomeEnsemble` from safetensors (tensors only: nothing runs) as stacked arrays, float64 where BLAS sums."
     tensors = load_tensors(data)
     n = 1 + max(int(k.split(".")[1]) for k in tensors if k.startswith("members."))
 
@@ -34,17 +34,19 @@ def load_network(
         return np.stack([tensors[f"members.{m}.{name}"] for m in range(n)])
 
     idx = sorted({int(k.split(".")[3]) for k in tensors if k.startswith("members.0.net.") and k.endswith(".weight")})
-    net = {"members": n, "temperature": tensors["temperature"].astype(np.float32).reshape(()),
-           "weights": [np.ascontiguousarray(stack(f"net.{i}.weight").transpose(0, 2, 1)) for i in idx],  # (members, in, out)
-           "biases": [stack(f"net.{i}.bias")[:, None, :] for i in idx]}  # (members, 1, out)
+    wide = lambda a: np.ascontiguousarray(a, np.float64)  # noqa: E731 -- every float32 weight is exact in float64
+    net = {"members": n, "temperature": tensors["temperature"].astype(np.float64).reshape(()),
+           "weights": [wide(stack(f"net.{i}.weight").transpose(0, 2, 1)) for i in idx],  # (members, in, out)
+           "biases": [wide(stack(f"net.{i}.bias")[:, None, :]) for i in idx]}  # (members, 1, out)
     if "members.0.embed.frequencies" in tensors:  # 2π c as torch computes it, in float32
         net |= {"frequencies": np.float32(2 * np.pi) * stack("embed.frequencies"),  # (members, numbers, k)
-                "embed_weight": stack("embed.weight"), "embed_bias": stack("embed.bias")[:, :, None, :]}
+                "embed_weight": wide(stack("embed.weight")), "embed_bias": wide(stack("embed.bias")[:, :, None, :])}
     return net
 
 
 BLOCK_ROWS = 1024  # rows per pass: the activations of one block stay in cache (a 33,000-row pass ran 35% slower)
 FEW_ROWS = 16  # up to this many rows, all members go through in one stacked pass (fewer numpy calls)
+TOLERANCE = 1e-7  # a record's probability agrees within this wherever it is scored (one float32 step is at most 2**-24)
 
 
 def embed_numbers(
@@ -52,11 +54,12 @@ def embed_numbers(
     x: np.ndarray,  # standardised numbers, (rows, numbers)
     m=slice(None),  # which members: all, stacked along a first axis, or one (an int)
 ) -> np.ndarray:  # what the first layer sees of the numbers: ([members,] rows, numbers * d), torch's order
-    "The periodic embeddings of the numbers (cosines and sines of learnt frequencies, a linear layer, ReLU)."
+    "The periodic embeddings of the numbers (cosines and sines of learnt frequencies, a linear layer, ReLU), in float64."
     if "frequencies" not in net:  # a plain network sees the numbers themselves
-        return x
-    v = net["frequencies"][m][..., None, :] * x.T[..., None]  # ([members,] numbers, rows, k)
-    e = np.matmul(np.concatenate([np.cos(v), np.sin(v)], -1), net["embed_weight"][m])  # ([members,] numbers, rows, d)
+        return x.astype(np.float64)
+    v = net["frequencies"][m][..., None, :] * x.T[..., None]  # ([members,] numbers, rows, k), float32 as in torch
+    cs = np.concatenate([np.cos(v), np.sin(v)], -1).astype(np.float64)  # numpy's own float32 cos and sin
+    e = np.matmul(cs, net["embed_weight"][m])  # ([members,] numbers, rows, d)
     e += net["embed_bias"][m]
     np.maximum(e, 0, out=e)
     return np.swapaxes(e, -3, -2).reshape(*e.shape[:-3], len(x), -1)
@@ -73,34 +76,36 @@ def _logits(
     h += net["biases"][0][m]
     for W, b in zip(net["weights"][1:], net["biases"][1:], strict=True):
         np.maximum(h, 0, out=h)
-        if W.shape[2] == 1:  # the logit layer as a product and a row sum: a matrix-vector product's result
-            h = (h * np.swapaxes(W[m], -1, -2)).sum(-1, keepdims=True)  # would depend on how many rows came with the row
-        else:
-            h = np.matmul(h, W[m])
+        h = np.matmul(h, W[m])
         h += b[m]
     return h[..., 0]
+
+
+def forward64(
+    net: dict,  # from `load_network`
+    X: np.ndarray,  # encoded rows, float32 (one-hot columns, then the standardised numbers)
+    n_onehot: int,  # the encoder's one-hot width
+) -> np.ndarray:  # calibrated probability of >50K per row, float64 (`forward` rounds it)
+    "The ensemble in eval mode: embeddings, ReLU between layers, mean logit over members, temperature, sigmoid."
+    z = np.empty(len(X))
+    for i in range(0, len(X), BLOCK_ROWS):  # a batch: block by block, member by member, on BLAS's 2-D fast path
+        block = X[i:i + BLOCK_ROWS]
+        few = len(block) <= FEW_ROWS  # a request's few records: all members in one stacked pass
+        logits = _logits(net, block, n_onehot) if few else None
+        total = logits[0].copy() if few else _logits(net, block, n_onehot, 0)
+        for m in range(1, net["members"]):  # the members' sum in one order on both paths
+            total += logits[m] if few else _logits(net, block, n_onehot, m)
+        z[i:i + BLOCK_ROWS] = total / net["members"]
+    return sigmoid(z / net["temperature"])
 
 
 def forward(
     net: dict,  # from `load_network`
     X: np.ndarray,  # encoded rows, float32 (one-hot columns, then the standardised numbers)
     n_onehot: int,  # the encoder's one-hot width
-) -> np.ndarray:  # calibrated probability of >50K per row
-    "The ensemble in eval mode: embeddings, ReLU between layers, mean logit over members, temperature, sigmoid."
-    if len(X) <= FEW_ROWS:  # a request's few records: one stacked pass
-        if len(X) == 1:  # one row alone would take BLAS's matrix-vector path (gemv), whose sums differ by an ulp
-            return sigmoid(_logits(net, np.repeat(X, 2, 0), n_onehot)[:, :1].mean(0) / net["temperature"])
-        return sigmoid(_logits(net, X, n_onehot).mean(0) / net["temperature"])
-    z = np.empty(len(X), np.float32)
-    for i in range(0, len(X), BLOCK_ROWS):  # a batch: block by block, member by member, on BLAS's 2-D fast path
-        block = X[i:i + BLOCK_ROWS]
-        if len(block) == 1:  # as above
-            block = np.repeat(block, 2, 0)
-        total = _logits(net, block, n_onehot, 0)
-        for m in range(1, net["members"]):
-            total += _logits(net, block, n_onehot, m)
-        z[i:i + BLOCK_ROWS] = total[: len(X) - i] / np.float32(net["members"])
-    return sigmoid(z / net["temperature"])
+) -> np.ndarray:  # calibrated probability of >50K per row, float32: what every caller gets
+    "The served probabilities: `forward64` rounded to float32 (within `TOLERANCE` wherever a row is scored)."
+    return forward64(net, X, n_onehot).astype(np.float32)
 
 # %% ../nbs/04a_predict.ipynb #5913b7ab
 class ModelFilesError(RuntimeError):

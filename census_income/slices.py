@@ -19,7 +19,8 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from .clean import read_clean
-from .metrics import RATES, binary_metrics, calibration_error, decide, percentile_ci, rates_from_counts
+from .metrics import (RATES, binary_metrics, calibration_error, decide, percentile_ci, rates_from_counts,
+                                   readable)
 from .predict import Predictor
 from .schema import CATEGORICAL, CLASSES, LABEL, POSITIVE
 
@@ -452,14 +453,15 @@ def write_slices(
     table: pd.DataFrame,  # from `slice_metrics`
     report: dict,  # from `slices_report`
     fairness: dict,  # settings and one `fairness_comparison` per sensitive attribute
-) -> None:
-    "Write the listing, the slices JSON, the disparity summary and the fairness comparison."
+) -> tuple[dict, dict]:  # the report and the fairness comparison as written (`census_income.metrics.readable`)
+    "Write the listing, the slices JSON, the disparity summary and the fairness comparison, numbers for readers."
     for key in ("slice_txt", "slices_json", "disparity_json", "fairness_json"):
         Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
     Path(paths["slice_txt"]).write_text("\n".join(slice_header(report["settings"]) + slice_lines(table)) + "\n", encoding="utf-8")
-    Path(paths["slices_json"]).write_text(json.dumps(report, indent=1, allow_nan=False))
-    Path(paths["disparity_json"]).write_text(json.dumps(disparity_summary(report), indent=1, allow_nan=False))
-    Path(paths["fairness_json"]).write_text(json.dumps(fairness, indent=1, allow_nan=False))
+    report, fairness = readable(report), readable(fairness)
+    for key, values in (("slices_json", report), ("disparity_json", disparity_summary(report)), ("fairness_json", fairness)):
+        Path(paths[key]).write_text(json.dumps(values, indent=1, allow_nan=False))
+    return report, fairness
 
 # %% ../nbs/05_slices.ipynb #3675a84b
 def run_slices(
@@ -485,7 +487,7 @@ def run_slices(
     fairness = {"settings": settings | {"mitigation": s["mitigation"]}}
     fairness |= {a: fairness_comparison(test, y, p, pred, a, table, weights, level, s["mitigation"], s["seed"])
                  for a in s["mitigation"]["sensitive"]}
-    write_slices(paths, table, report, fairness)
+    report, fairness = write_slices(paths, table, report, fairness)  # what the files hold, what the report shows
     return {"table": table, "disparities": disparities, "calibration": calibration, "report": report, "fairness": fairness,
             "test": test, "y": y, "p": p, "pred": pred, "threshold": predictor.threshold, "version": predictor.version,
             "seconds": time.perf_counter() - started}

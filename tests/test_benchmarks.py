@@ -18,3 +18,19 @@ def test_the_api_ceiling_app_answers_like_the_real_endpoint(monkeypatch):
     assert client.post("/predict", json=EXAMPLE).status_code == 200
     r = client.post("/predict", json=EXAMPLE | {"race": "Martian"})
     assert r.status_code == 422  # it validates like the real endpoint, so the ratio is fair
+
+
+def test_every_benchmark_says_what_it_ran_on(monkeypatch):
+    "Each script in benchmarks/ prints the CPU and the BLAS library, kernel and threads (`machine.blas_line`)."
+    scripts = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if p.name not in ("machine.py", "bench_api_ceiling.py")]
+    assert len(scripts) >= 8
+    for path in scripts:
+        text = path.read_text()
+        assert "from machine import blas_line" in text and "print(blas_line())" in text, path.name
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from machine import blas_line
+    from threadpoolctl import threadpool_info
+
+    line = blas_line()
+    kernel = next(i["architecture"] for i in threadpool_info() if i["internal_api"] == "openblas")
+    assert f"kernel {kernel}," in line and "threads" in line and "cores" in line, line

@@ -1,5 +1,5 @@
 """Integrated gradients checked against an independent computation: central finite differences of the served
-`forward`, on a random network three layers deep, in float64."""
+`forward64` (the served probability before its rounding to float32), on a random network three layers deep, in float64."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from safetensors.numpy import save as save_tensors
 
 from census_income.explain import attribute_columns, integrated_gradients
 from census_income.features import Encoder
-from census_income.predict import forward, load_network
+from census_income.predict import forward64, load_network
 from census_income.schema import CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS
 from census_income.validation import EXAMPLE, record_columns
 
@@ -35,7 +35,7 @@ def deep_network(seed: int, members: int = 2, k: int = 4, d: int = 3, hidden: in
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_contributions_equal_a_finite_difference_integral(seed):
     # the record and the baseline differ in categories only, so the straight path in the encoded input is the
-    # path integrated gradients takes (the embedded numbers stay put), and finite differences of `forward` apply
+    # path integrated gradients takes (the embedded numbers stay put), and finite differences of `forward64` apply
     record = EXAMPLE | {"workclass": "Private", "education": "HS-grad", "sex": "Female", "race": "Black", "occupation": "Sales"}
     X = ENCODER.transform(record_columns([record, EXAMPLE])).astype(np.float64)
     net, groups = deep_network(seed), list(attribute_columns(ENCODER, deep_network(seed)).values())
@@ -52,14 +52,14 @@ def test_contributions_equal_a_finite_difference_integral(seed):
             shifted = points.copy()
             shifted[:, j] += sign * h
             rows.append(shifted)
-    p = forward(net, np.concatenate(rows), ENCODER.n_onehot).reshape(len(moved), 2, steps)
+    p = forward64(net, np.concatenate(rows), ENCODER.n_onehot).reshape(len(moved), 2, steps)
     grad = (p[:, 0] - p[:, 1]) / (2 * h)  # (moved inputs, steps)
     reference = np.zeros(len(groups))
     for j, g in zip(moved, grad, strict=True):
         owner = next(a for a, cols in enumerate(groups) if j in cols)
         reference[owner] += delta[j] * g.mean()
 
-    p_record, p_base = forward(net, X, ENCODER.n_onehot)
+    p_record, p_base = forward64(net, X, ENCODER.n_onehot)
     assert abs(p_record - p_base) > 0.01  # the network does tell the two apart
     assert phi.sum() == pytest.approx(p_record - p_base, abs=1e-9)
     np.testing.assert_allclose(phi, reference, atol=2e-4)
