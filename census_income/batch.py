@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['split_chunk', 'score_rows', 'check_paths', 'drift_path', 'score_block', 'score_blocks', 'check_drift_inputs',
-           'score_csv', 'plan_partitions', 'score_partition', 'score_dask']
+           'score_csv', 'plan_partitions', 'score_partition', 'score_dask', 'run_batch', 'main']
 
 # %% ../nbs/07_batch.ipynb #bd104a35
 import contextlib
@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .clean import MAX_LINE_BYTES, CensusDataError, atomic_file, read_blocks
-from .drift import ReferenceFileError, add_tallies, check_reference, check_thresholds, compare, tally
+from .drift import (ReferenceFileError, add_tallies, check_reference, check_thresholds, compare,
+                                 load_reference, tally)
 from .predict import Predictor
 from .schema import CATEGORICAL, CONTINUOUS, FEATURES
 from .validation import as_numbers, column_problems
@@ -251,3 +252,66 @@ def _drift_of_partitions(reports: pd.DataFrame, reference: dict | None, threshol
     counts = add_tallies([tally(reference, {c: [] for c in FEATURES})] + [json.loads(t) for t in reports["drift_counts"]])
     with atomic_file(out / "drift.json") as tmp:
         return _drift_outputs(counts, reference, thresholds, [tmp])
+
+# %% ../nbs/07_batch.ipynb #ae285893
+def run_batch(
+    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it (its `batch` section and `paths`)
+    input_path: str,  # a census CSV (engine "dask": a file, a folder or a glob)
+    output_path: str,  # the scored rows (engine "dask": a folder)
+    reject_path: str = "",  # the rejected rows; empty: rejects.csv beside the output (not used by "dask")
+    model_dir: str = "",  # the model folder; empty: the params file's paths.model_dir
+    reference_path: str = "",  # the training profile; empty: the model folder's file named as paths.reference_json
+    chunk_bytes: int = 0,  # bytes read, checked and scored at a time; 0: batch.chunk_bytes
+    engine: str = "local",  # "local": this process; "dask": one task per partition on a Dask cluster
+    scheduler: str = "",  # engine "dask": the scheduler's address; empty starts a LocalCluster
+    n_workers: int = 2,  # engine "dask" without a scheduler: the LocalCluster's worker processes
+) -> dict:  # the job's report (rows read, scored, rejected, drift), with "outputs": the files written
+    "The batch job: check the model and the profile, then score the input with one process or on Dask."
+    if engine not in ("local", "dask"):
+        raise ValueError(f"engine {engine!r} is not one of 'local', 'dask'")
+    knobs = params["batch"]
+    model_dir = model_dir or params["paths"]["model_dir"]
+    predictor = Predictor.load(model_dir)  # raises ModelFilesError before any work when the folder is unusable
+    reference = load_reference(reference_path or Path(model_dir) / Path(params["paths"]["reference_json"]).name)
+    chunk_bytes = int(chunk_bytes) or knobs["chunk_bytes"]
+    if engine == "dask":
+        report = score_dask(input_path, output_path, model_dir, chunk_bytes, knobs["partition_bytes"], scheduler,
+                            int(n_workers), reference=reference, thresholds=knobs["drift"])
+        return report | {"outputs": [f"{output_path}/scored-*.csv", f"{output_path}/rejects-*.csv",
+                                     str(Path(output_path) / "drift.json")]}
+    reject_path = reject_path or str(Path(output_path).with_name("rejects.csv"))
+    report = score_csv(input_path, output_path, reject_path, predictor, chunk_bytes=chunk_bytes, reference=reference,
+                       thresholds=knobs["drift"])
+    return report | {"outputs": [str(output_path), str(reject_path), str(drift_path(output_path))]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 refused (one line on stderr)
+    "`census-batch INPUT --output PATH [...]`: score census CSV files with the pipeline's model."
+    import argparse
+    import sys
+
+    from .pipeline import load_params
+
+    ap = argparse.ArgumentParser(prog="census-batch", description="Score census CSV files with the pipeline's model.")
+    ap.add_argument("input", help="a census CSV (engine dask: a file, a folder or a glob)")
+    ap.add_argument("--output", required=True, help="the scored rows' CSV (engine dask: a folder)")
+    ap.add_argument("--rejects", default="", help="the rejected rows' CSV (default: rejects.csv beside the output)")
+    ap.add_argument("--model-dir", default="", help="the model folder (default: the params file's paths.model_dir)")
+    ap.add_argument("--reference", default="", help="the training profile (default: the one in the model folder)")
+    ap.add_argument("--chunk-bytes", type=int, default=0, help="bytes scored at a time (default: batch.chunk_bytes)")
+    ap.add_argument("--engine", choices=("local", "dask"), default="local")
+    ap.add_argument("--scheduler", default="", help="engine dask: a scheduler's address (default: a LocalCluster)")
+    ap.add_argument("--n-workers", type=int, default=2, help="engine dask: the LocalCluster's workers")
+    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    a = ap.parse_args(argv)
+    try:
+        report = run_batch(load_params(a.params), a.input, a.output, a.rejects, a.model_dir, a.reference,
+                           a.chunk_bytes, a.engine, a.scheduler, a.n_workers)
+    except (OSError, ValueError, RuntimeError) as err:  # ModelFilesError, CensusDataError, ReferenceFileError among them
+        sys.stderr.write(f"census-batch: {type(err).__name__}: {err}\n")
+        return 2
+    flagged = report.get("drift", {}).get("flagged", [])
+    sys.stderr.write(f"census-batch: {report['rows_read']:,} rows read, {report['rows_scored']:,} scored, "
+                     f"{report['rows_rejected']:,} rejected by model {report['model_version']}; drift flags: "
+                     f"{', '.join(flagged) or 'none'}; wrote {', '.join(report['outputs'])}\n")
+    return 0

@@ -1,0 +1,62 @@
+"""The batch job as a function (`run_batch`) and as a command (`census-batch`), on the quick run's model."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from census_income.batch import run_batch
+from census_income.pipeline import load_params
+from census_income.predict import ModelFilesError
+
+from .conftest import ROOT, VENV_BIN, tool_env
+
+
+def census_batch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "census-batch"), *args], cwd=ROOT, env=tool_env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_run_batch_scores_with_the_params_knobs_and_the_models_profile(quick_run, tmp_path):
+    params = quick_run[0]
+    report = run_batch(params, params["paths"]["test_csv"], str(tmp_path / "out" / "scored.csv"))
+    assert report["rows_read"] == report["rows_scored"] + report["rows_rejected"] > 0
+    assert report["outputs"] == [str(tmp_path / "out" / n) for n in ("scored.csv", "rejects.csv", "scored.drift.json")]
+    assert all(Path(p).is_file() for p in report["outputs"])
+    assert json.loads(Path(report["outputs"][2]).read_text()) == report["drift"]
+    assert report["drift"]["thresholds"] == params["batch"]["drift"]
+
+
+def test_a_folder_without_a_model_is_refused_before_any_work(quick_run, tmp_path):
+    params = quick_run[0]
+    with pytest.raises(ModelFilesError, match="manifest.json"):
+        run_batch(params, params["paths"]["test_csv"], str(tmp_path / "out" / "scored.csv"), model_dir=str(tmp_path))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="engine 'spark'"):
+        run_batch(params, params["paths"]["test_csv"], str(tmp_path / "s.csv"), engine="spark")
+
+
+def test_the_command_scores_and_says_what_it_wrote(quick_run, quick_model, tmp_path):
+    params = quick_run[0]
+    out = tmp_path / "scored.csv"
+    proc = census_batch(params["paths"]["test_csv"], "--output", str(out), "--model-dir", str(quick_model),
+                        "--chunk-bytes", "20000")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr.startswith("census-batch: ") and len(proc.stderr.splitlines()) == 1
+    rows = len(Path(params["paths"]["test_csv"]).read_text().splitlines()) - 1
+    assert f"{rows:,} rows read" in proc.stderr and str(out) in proc.stderr
+    assert out.is_file() and (tmp_path / "rejects.csv").is_file() and (tmp_path / "scored.drift.json").is_file()
+
+
+def test_the_command_refuses_a_missing_model_in_one_line(quick_run, tmp_path):
+    proc = census_batch(quick_run[0]["paths"]["test_csv"], "--output", str(tmp_path / "s.csv"),
+                        "--model-dir", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("census-batch: ModelFilesError: model file missing")
+    assert str(tmp_path / "nowhere") in proc.stderr and not (tmp_path / "s.csv").exists()
+
+
+def test_the_params_file_names_what_the_job_reads():
+    params = load_params(ROOT / "params.yaml")
+    assert {"chunk_bytes", "partition_bytes", "drift"} <= set(params["batch"])
