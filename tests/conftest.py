@@ -143,3 +143,12 @@ def pipeline_repo(tmp_path_factory) -> Path:
     proc = run(["dvc", "repro"], repo, timeout=1800)
     (repo / "repro.log").write_text(proc.stdout + proc.stderr)
     return repo
+
+
+@pytest.fixture
+def own_pipeline_repo(pipeline_repo, tmp_path) -> Path:
+    "A copy of the pipeline run for this test alone (git history, DVC cache, outputs): a test that changes a repo"
+    " changes this one, so the shared `pipeline_repo` stays as `dvc repro` left it, whatever order the tests run in."
+    dest = tmp_path / "repo"
+    shutil.copytree(pipeline_repo, dest, symlinks=True)
+    return dest

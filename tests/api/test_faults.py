@@ -118,7 +118,8 @@ def test_a_body_that_never_comes_is_dropped_after_the_timeout(served):
         answer += chunk
     conn.close()
     assert answer.startswith(b"HTTP/1.1 408") and b"CENSUS_BODY_TIMEOUT" in answer, answer
-    assert float(BODY_TIMEOUT) * 0.9 < waited < float(BODY_TIMEOUT) + 5  # the setting decides when, not the client
+    # not before the setting's time (a slow machine only waits longer); the socket's 10 s timeout bounds it above
+    assert waited > float(BODY_TIMEOUT) * 0.9
     assert httpx.get(f"{base}/health").status_code == 200
 
 
@@ -137,7 +138,7 @@ def test_a_client_that_hangs_up_mid_body_costs_one_log_line(quick_model):
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     logged = [ln for ln in (out + err).splitlines() if "went away" in ln or "Traceback" in ln or "ClientDisconnect" in ln]
-    assert len(logged) <= 3 and all("went away" in ln for ln in logged), out + err
+    assert len(logged) == 3 and all("went away" in ln for ln in logged), out + err  # one line per client
 
 
 def test_shutdown_is_not_held_up_by_a_client_that_sends_nothing(quick_model):
@@ -146,8 +147,14 @@ def test_shutdown_is_not_held_up_by_a_client_that_sends_nothing(quick_model):
     wait_ready(proc, f"http://127.0.0.1:{port}")
     conn = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\n")
     time.sleep(0.3)
-    started = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
-    conn.close()
-    assert time.perf_counter() - started < 12, "SIGTERM waited for the silent client past --timeout-graceful-shutdown"
+    # the silent client would hold a server that waits for it until CENSUS_BODY_TIMEOUT (60 s): exiting within 30 s
+    # means --timeout-graceful-shutdown (10 s) ended it, however loaded the machine
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("SIGTERM waited for the silent client past --timeout-graceful-shutdown") from None
+    finally:
+        conn.close()
+    assert proc.returncode is not None

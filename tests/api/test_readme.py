@@ -44,50 +44,46 @@ def test_make_serve_with_another_port(model_dir):
         proc.wait(timeout=20)
 
 
-def test_python_example(pipeline_repo):
+def test_python_example(pipeline_repo, monkeypatch):
     code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
     code = code.replace("predictor.predict_records(", "result = predictor.predict_records(")
     scope: dict = {}
-    cwd = os.getcwd()
-    os.chdir(pipeline_repo)
-    try:
-        exec(code, scope)  # noqa: S102 - the README's own snippet
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(pipeline_repo)  # undone after the test, whatever happens
+    exec(code, scope)  # noqa: S102 - the README's own snippet
     assert scope["result"][0]["prediction"] == "<=50K"
 
 
-def test_batch_papermill_command(pipeline_repo):
+def test_batch_papermill_command(own_pipeline_repo):
     cmd = command("papermill -k python3 --cwd nbs nbs/07_batch.ipynb /tmp/07_batch.ipynb -p input_path")
     args = shlex.split(cmd)
     args[0] = str(VENV_BIN / "papermill")
-    run(args, pipeline_repo, timeout=600)
-    scored = pd.read_csv(pipeline_repo / "scored.csv", keep_default_na=False)
-    rejects = pd.read_csv(pipeline_repo / "rejects.csv", keep_default_na=False)
+    run(args, own_pipeline_repo, timeout=600)
+    scored = pd.read_csv(own_pipeline_repo / "scored.csv", keep_default_na=False)
+    rejects = pd.read_csv(own_pipeline_repo / "rejects.csv", keep_default_na=False)
     assert len(scored) == 32_561 and rejects.empty
     assert set(scored["prediction"]) == {"<=50K", ">50K"}
 
 
-def test_batch_on_dask_command(pipeline_repo):
+def test_batch_on_dask_command(own_pipeline_repo):
     cmd = command("papermill -k python3 --cwd nbs nbs/07_batch.ipynb /tmp/07_batch_dask.ipynb -p engine dask")
     args = shlex.split(cmd)
     args[0] = str(VENV_BIN / "papermill")
-    run(args, pipeline_repo, timeout=600)
-    scored = pd.concat([pd.read_csv(p, keep_default_na=False) for p in (pipeline_repo / "scored").glob("scored-*.csv")])
-    rejects = pd.concat([pd.read_csv(p, keep_default_na=False) for p in (pipeline_repo / "scored").glob("rejects-*.csv")])
-    clean, train, test = (len(pd.read_csv(pipeline_repo / f"data/{n}.csv")) for n in ("census_clean", "train", "test"))
+    run(args, own_pipeline_repo, timeout=600)
+    scored = pd.concat([pd.read_csv(p, keep_default_na=False) for p in (own_pipeline_repo / "scored").glob("scored-*.csv")])
+    rejects = pd.concat([pd.read_csv(p, keep_default_na=False) for p in (own_pipeline_repo / "scored").glob("rejects-*.csv")])
+    clean, train, test = (len(pd.read_csv(own_pipeline_repo / f"data/{n}.csv")) for n in ("census_clean", "train", "test"))
     raw = 32_561  # data/census.csv: every file matching the glob is scored, each line once
     assert len(scored) + len(rejects) == raw + clean + train + test and rejects.empty
 
 
-def test_tune_worker_command(pipeline_repo, tmp_path):
+def test_tune_worker_command(own_pipeline_repo, tmp_path):
     cmd = command("census-tune-worker --storage journal:model/optuna.journal")
     cmd = cmd.replace("journal:model/optuna.journal", f"journal:{tmp_path}/optuna.journal").replace("60", "2")
-    params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
+    params = yaml.safe_load((own_pipeline_repo / "params.yaml").read_text())
     params["tune"] |= {"max_epochs": 2}  # two short trials: the command is what is tested, not the search
-    (pipeline_repo / "params-worker.yaml").write_text(yaml.safe_dump(params))
+    (own_pipeline_repo / "params-worker.yaml").write_text(yaml.safe_dump(params))
     args = [str(VENV_BIN / "census-tune-worker"), *shlex.split(cmd)[1:], "--params", "params-worker.yaml"]
-    out = run(args, pipeline_repo, timeout=600).stderr
+    out = run(args, own_pipeline_repo, timeout=600).stderr
     assert f"study {params['tune']['study_name']}: 2 finished" in out, out
     assert (tmp_path / "optuna.journal").stat().st_size > 0
 

@@ -40,7 +40,9 @@ def test_quality_floors_on_the_test_split(pipeline_repo):
 
 def test_calibration_is_reported_before_and_after(pipeline_repo):
     c = json.loads((pipeline_repo / "metrics/calibration.json").read_text())
-    assert c["temperature"] > 0 and c["n_bins"] == 15
+    rel = c["reliability"]["after"]
+    assert c["temperature"] > 0 and 1 <= len(rel["rows"]) <= c["n_bins"]  # no more bins than the setting, none empty
+    assert sum(rel["rows"]) == c["test"]["after"]["n"] and min(rel["rows"]) > 0
     for where in ("out_of_fold", "test"):
         before, after = c[where]["before"], c[where]["after"]
         assert abs(before["roc_auc"] - after["roc_auc"]) < 1e-4, "a temperature must not reorder the rows"

@@ -27,27 +27,21 @@ def test_second_repro_does_nothing(pipeline_repo):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], pipeline_repo).stdout
 
 
-def test_changed_split_seed_reruns_preprocess_but_not_clean(pipeline_repo, tmp_path):
-    saved = {name: (pipeline_repo / name).read_text() for name in ("params.yaml", "dvc.lock")}
-    set_params(pipeline_repo, split={"seed": 7})
-    try:
-        out = run(["dvc", "repro", "preprocess"], pipeline_repo).stdout
-        assert "Running stage 'preprocess'" in out
-        assert "Running stage 'clean'" not in out and "Stage 'clean' didn't change" in out
-    finally:
-        for name, text in saved.items():
-            (pipeline_repo / name).write_text(text)
-        run(["dvc", "checkout"], pipeline_repo)  # outputs back to the seed-42 run, from the cache
-    assert "Data and pipelines are up to date" in run(["dvc", "status"], pipeline_repo).stdout
+def test_changed_split_seed_reruns_preprocess_but_not_clean(own_pipeline_repo):
+    repo = own_pipeline_repo
+    set_params(repo, split={"seed": 7})
+    out = run(["dvc", "repro", "preprocess"], repo).stdout
+    assert "Running stage 'preprocess'" in out
+    assert "Running stage 'clean'" not in out and "Stage 'clean' didn't change" in out
 
 
-def test_same_params_give_the_same_model_and_metrics(pipeline_repo):
+def test_same_params_give_the_same_model_and_metrics(own_pipeline_repo):
     "Every random process takes its seed from params.yaml: retraining reproduces the weights bit for bit."
     files = ["model/weights.safetensors", "model/manifest.json", "metrics/test.json", "metrics/baselines.json"]
-    before = {f: (pipeline_repo / f).read_bytes() for f in files}
-    out = run(["dvc", "repro", "--force", "--single-item", "train"], pipeline_repo).stdout
+    before = {f: (own_pipeline_repo / f).read_bytes() for f in files}
+    out = run(["dvc", "repro", "--force", "--single-item", "train"], own_pipeline_repo).stdout
     assert "Running stage 'train'" in out
-    changed = [f for f in files if (pipeline_repo / f).read_bytes() != before[f]]
+    changed = [f for f in files if (own_pipeline_repo / f).read_bytes() != before[f]]
     assert not changed, f"a second training run with the same params changed {changed}"
 
 
@@ -60,19 +54,19 @@ def test_tuning_switch_uses_the_stored_params(pipeline_repo, params):
     assert {k: manifest["params"][k] for k in best["params"]} == best["params"]
 
 
-def test_a_forced_repro_writes_the_same_bytes_and_one_line_per_stage_event(pipeline_repo):
+def test_a_forced_repro_writes_the_same_bytes_and_one_line_per_stage_event(own_pipeline_repo):
     "Every stage run again from scratch: `dvc.lock` keeps every hash (`git status` stays clean), and `dvc repro --quiet`"
     " (what `make pipeline` runs) prints only when each stage starts and ends, with its time."
-    run(["git", "add", "-A"], pipeline_repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the first repro"], pipeline_repo)
-    proc = run(["dvc", "repro", "--force", "--quiet"], pipeline_repo, timeout=1800)
+    run(["git", "add", "-A"], own_pipeline_repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the first repro"], own_pipeline_repo)
+    proc = run(["dvc", "repro", "--force", "--quiet"], own_pipeline_repo, timeout=1800)
     lines = (proc.stdout + proc.stderr).splitlines()
-    stages = list(yaml.safe_load((pipeline_repo / "dvc.yaml").read_text())["stages"])
+    stages = list(yaml.safe_load((own_pipeline_repo / "dvc.yaml").read_text())["stages"])
     assert [line.split(":")[0] for line in lines] == [f"stage {s}" for s in stages for _ in range(2)], lines
     for line in lines:
         assert re.fullmatch(r"stage \w+: (running nbs/\w+\.ipynb|done in [0-9.]+ s \(reports/\w+\.html\))", line), line
-    status = run(["git", "status", "--porcelain"], pipeline_repo).stdout
-    assert status == "", f"a rerun changed outputs' hashes:\n{status}\n{run(['git', 'diff'], pipeline_repo).stdout[-3000:]}"
+    status = run(["git", "status", "--porcelain"], own_pipeline_repo).stdout
+    assert status == "", f"a rerun changed outputs' hashes:\n{status}\n{run(['git', 'diff'], own_pipeline_repo).stdout[-3000:]}"
 
 
 def test_no_output_depends_on_where_the_repository_lives(pipeline_repo):

@@ -1,0 +1,27 @@
+"""nbval runs each notebook's cells as test items: they must run top to bottom and together (nbval starts a
+kernel for a notebook's first cell and stops it when pytest moves on to another file), whatever order
+pytest-randomly gives the rest of the suite (it shuffles a notebook's cells like a module's tests)."""
+
+import re
+
+import pytest
+
+_CELL = re.compile(r"^(.*\.ipynb)::Cell (\d+)$")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    "Each notebook's cells, in their order, where the shuffle put the first of them; every other item as shuffled."
+    cells: dict[str, list] = {}
+    for item in items:
+        if m := _CELL.match(item.nodeid):
+            cells.setdefault(m.group(1), []).append(item)
+    ordered, placed = [], set()
+    for item in items:
+        m = _CELL.match(item.nodeid)
+        if m is None:
+            ordered.append(item)
+        elif m.group(1) not in placed:
+            placed.add(m.group(1))
+            ordered += sorted(cells[m.group(1)], key=lambda it: int(_CELL.match(it.nodeid).group(2)))
+    items[:] = ordered
