@@ -11,26 +11,32 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RESULT_FILES', 'VARIANTS', 'INDEX_CSS', 'load_results', 'num', 'pct', 'with_ci', 'ci_label', 'table', 'model_details',
-           'intended_use', 'factors', 'metrics_section', 'data_sections', 'overall_table', 'gap_sentence',
-           'calibration_sentence', 'disparity_table', 'importance_section', 'fairness_section', 'quantitative_analyses',
-           'ethics_and_caveats', 'model_card', 'notebook_title', 'reliability_png', 'index_html', 'run_report']
+__all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'VARIANTS', 'INDEX_CSS', 'result_files', 'load_results', 'num', 'pct', 'with_ci',
+           'ci_label', 'table', 'model_details', 'intended_use', 'factors', 'metrics_section', 'data_sections',
+           'overall_table', 'gap_sentence', 'calibration_sentence', 'disparity_table', 'importance_section',
+           'fairness_section', 'quantitative_analyses', 'ethics_and_caveats', 'model_card', 'notebook_title',
+           'reliability_png', 'index_html', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
-RESULT_FILES = {"test": "test.json", "dev": "dev.json", "baselines": "baselines.json", "calibration": "calibration.json",
-                "comparison": "comparison.json", "slices": "slices.json", "disparity": "disparity.json",
-                "importance": "importance.json", "fairness": "fairness.json"}
+TRAIN_RESULTS = ("test", "dev", "baselines", "calibration", "comparison", "importance")  # metrics_dir/NAME.json
+SLICE_RESULTS = {"slices": "slices_json", "disparity": "disparity_json", "fairness": "fairness_json"}  # params.yaml paths
+
+
+def result_files(
+    paths: dict,  # params.yaml's paths (as `census_income.pipeline.load_params` gives them)
+) -> dict[str, Path]:  # result name → the file it is read from
+    "Where each result lives: `paths.metrics_dir`/NAME.json for the train stage's (`write_metrics`), `paths` for the rest."
+    files = {"manifest": Path(paths["model_dir"], "manifest.json")}
+    files |= {key: Path(paths["metrics_dir"], f"{key}.json") for key in TRAIN_RESULTS}
+    return files | {key: Path(paths[name]) for key, name in SLICE_RESULTS.items()}
 
 
 def load_results(
-    model_dir,  # folder with manifest.json
-    metrics_dir,  # folder with the JSON files of `RESULT_FILES`
-) -> dict:  # {"manifest"} and one key per entry of `RESULT_FILES`
+    paths: dict,  # params.yaml's paths
+) -> dict:  # one key per entry of `result_files`
     "Everything the model card and the index are made from."
-    out = {"manifest": json.loads(Path(model_dir, "manifest.json").read_text())}
-    for key, name in RESULT_FILES.items():
-        out[key] = json.loads(Path(metrics_dir, name).read_text())
-    return out
+    return {key: json.loads(path.read_text()) for key, path in result_files(paths).items()}
+
 
 # %% ../nbs/05a_report.ipynb #3af0a7e5
 def num(
@@ -373,7 +379,7 @@ def run_report(
 ) -> dict:  # the card (Markdown), the results it was built from, and the linked pages
     "The report stage: the model card and the reports' index, from the manifest and the metrics files."
     paths = params["paths"]
-    res = load_results(paths["model_dir"], paths["metrics_dir"])
+    res = load_results(paths)
     card = model_card(res)
     links = [(f"{p}.html", *notebook_title(Path(paths["nbs_dir"], f"{p}.ipynb"))) for p in params["report"]["pages"]]
     links += [("model_card.md", "Model card (Markdown)", "the model card as a file; the Report page shows it rendered"),

@@ -179,8 +179,7 @@ def run_train(
     if p["baselines"]:
         fitted = fit_baselines(train, test, run["folds"], encoder, p["seed"])
         baselines = {name: b["test"] for name, b in fitted.items()}
-        s = params["slices"]
-        comparison["auc_gap"] = {name: auc_gap(y_test, p_test, b["p_test"], s["n_boot"], s["seed"], s["ci_level"])
+        comparison["auc_gap"] = {name: auc_gap(y_test, p_test, b["p_test"], p["n_boot"], p["seed"], p["ci_level"])
                                  for name, b in fitted.items()}
     made_by = hp | {k: p[k] for k in ("n_folds", "max_epochs", "patience", "seed")}
     epochs = [len(h) for h in run["histories"]]
@@ -188,9 +187,9 @@ def run_train(
                           run["threshold"], made_by, {"test": test_metrics, "out_of_fold": run["oof"], "epochs": epochs},
                           typical_record(train))
     served = Predictor.load(paths["model_dir"])  # global importance of the model as served, on the test split
-    importance = {"metric": "roc_auc drop", "repeats": p["importance_repeats"], "ci_level": params["slices"]["ci_level"],
+    importance = {"metric": "roc_auc drop", "repeats": p["importance_repeats"], "ci_level": p["ci_level"],
                   "attributes": permutation_importance(served.predict_proba, test, y_test, p["importance_repeats"],
-                                                       p["seed"], params["slices"]["ci_level"])}
+                                                       p["seed"], p["ci_level"])}
     w = write_metrics(paths["metrics_dir"], test=test_metrics, dev=run["oof"], baselines=baselines,
                       calibration=calibration, comparison=comparison, importance=importance)
     history = pd.concat([pd.DataFrame(h).assign(member=k) for k, h in enumerate(run["histories"])])

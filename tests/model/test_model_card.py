@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from census_income.report import RESULT_FILES, load_results, model_card
+from census_income.pipeline import load_params
+from census_income.report import load_results, model_card, result_files
 from census_income.slices import bootstrap_weights, disparity, slice_metrics, slices_report
 
 SECTIONS = ("Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",
@@ -127,9 +128,10 @@ def test_number_parser_skips_identifiers():
 
 def test_pipeline_model_card_matches_the_metrics_files(pipeline_repo):
     card = (pipeline_repo / "reports/model_card.md").read_text()
-    res = load_results(pipeline_repo / "model", pipeline_repo / "metrics")
+    paths = load_params(pipeline_repo / "params.yaml")["paths"]
+    res = load_results(paths)
     assert untraced(card, sources_of(res)) == []
-    assert set(RESULT_FILES.values()) <= {p.name for p in (pipeline_repo / "metrics").iterdir()}
+    assert all(path.is_relative_to(pipeline_repo) and path.is_file() for path in result_files(paths).values())
     for s in SECTIONS:
         assert f"\n## {s}\n" in card, s
     # the headline table, cell by cell, against the files themselves
