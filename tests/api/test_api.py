@@ -97,7 +97,7 @@ def test_batch_returns_one_result_per_record_in_order(client, one_of_each, predi
     assert [p["prediction"] for p in r.json()["predictions"]][:2] == [">50K", "<=50K"]
 
 
-def test_the_whole_test_split_scores_as_the_prediction_function_does(client, server, test_records, model_dir):
+def test_the_whole_test_split_scores_as_the_prediction_function_does(client, server, test_records, model_dir, predictor):
     expected = predict(test_records, model_dir)  # the package's prediction function, one product over the split
     batched = []
     for i in range(0, len(test_records), 1000):
