@@ -63,6 +63,13 @@ def assert_same_answers(got, want, threshold: float, got_labels=None, want_label
         assert not (flipped & ~near).any(), f"{what}: labels differ at rows {np.flatnonzero(flipped & ~near)[:10]}"
 
 
+def openblas_kernel() -> str:
+    "The OpenBLAS kernel numpy runs in this process (after `OPENBLAS_CORETYPE`, or the CPU, chose it)."
+    from threadpoolctl import threadpool_info
+
+    return next(i["architecture"] for i in threadpool_info() if i["internal_api"] == "openblas")
+
+
 def copy_repo(dest: Path) -> Path:
     "Copy the files git knows or would add (what a clone has, plus uncommitted work) to dest, as a new git repo."
     listed = subprocess.run(

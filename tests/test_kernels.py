@@ -23,14 +23,13 @@ KERNELS = ["Prescott", "Nehalem", "Sandybridge", "Haswell", "SkylakeX", "Zen"]
 PROBE = r"""
 import json, sys
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
-from census_income.features import Encoder
+from threadpoolctl import threadpool_limits
 from census_income.predict import BLOCK_ROWS, FEW_ROWS, forward, random_network
-from census_income.schema import CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS
+from census_income.schema import CATEGORICAL, CATEGORIES, CONTINUOUS
+from tests.conftest import openblas_kernel
+from tests.test_explain import ENCODER as enc  # the toy encoder of every category
 
 threads = int(sys.argv[2])
-enc = Encoder({"categorical": {c: list(CATEGORIES[c]) for c in CATEGORICAL}, "label": {"classes": list(CLASSES)},
-               "continuous": {c: {"mean": 0.0, "scale": 1.0} for c in CONTINUOUS}})
 net = random_network(enc.n_onehot, members=3, n_frequencies=8, d_embedding=8, hidden=128, seed=1)
 for k in range(len(net["weights"])):  # weights of a trained model's size, so that probabilities are not all 0 or 1
     net["weights"][k] *= 2.5 * net["weights"][k].shape[1] ** -0.5
@@ -48,8 +47,7 @@ with threadpool_limits(threads):
     runs = {"batch": forward(net, X, enc.n_onehot),
             "alone": np.concatenate([forward(net, X[i:i + 1], enc.n_onehot) for i in range(0, n, 7)]),
             "requests": np.concatenate([forward(net, X[i:i + FEW_ROWS], enc.n_onehot) for i in range(0, n, FEW_ROWS)])}
-    info = [i for i in threadpool_info() if i["internal_api"] == "openblas"]
-json.dump({"kernel": info[0]["architecture"], "threads": threads, **{k: v.tolist() for k, v in runs.items()}},
+json.dump({"kernel": openblas_kernel(), "threads": threads, **{k: v.tolist() for k, v in runs.items()}},
           sys.stdout)
 """
 

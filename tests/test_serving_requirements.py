@@ -16,6 +16,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.conftest import ROOT
 
@@ -23,11 +24,6 @@ PACKAGE = "census_income"
 # Commands, not imports: the Procfile execs uvicorn, and census_income.deploy runs `dvc pull` as a subprocess.
 # Both are checked against the Procfile and deploy's code below, so this list cannot go stale silently.
 COMMANDS = {"uvicorn": "uvicorn", "dvc": "dvc"}
-
-
-def canonical(name: str) -> str:
-    "A distribution's name as PEP 503 compares them."
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def requirement_names(path: Path) -> set[str]:
@@ -40,7 +36,7 @@ def requirement_names(path: Path) -> set[str]:
         if line.startswith(("-r ", "--requirement ")):
             names |= requirement_names(path.parent / line.split(maxsplit=1)[1])
         elif not line.startswith("-"):
-            names.add(canonical(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line).group(0)))
+            names.add(canonicalize_name(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line).group(0)))
     return names
 
 
@@ -108,10 +104,10 @@ def missing_requirements(package_dir: Path, requirements: Path, procfile: Path) 
         if not owners:
             missing[name] = f"imported by {', '.join(sorted(where))} but installed by no distribution here"
             continue
-        if not named & {canonical(d) for d in owners}:
-            missing[canonical(owners[0])] = f"`import {name}` in {', '.join(sorted(where))}"
+        if not named & {canonicalize_name(d) for d in owners}:
+            missing[canonicalize_name(owners[0])] = f"`import {name}` in {', '.join(sorted(where))}"
     for dist, why in COMMANDS.items():
-        if canonical(dist) not in named:
+        if canonicalize_name(dist) not in named:
             missing[dist] = f"the command `{why}` run by the Procfile or the start step"
     return missing
 
@@ -139,7 +135,7 @@ def test_serving_requirements_name_every_import_of_the_serving_path():
 
 def test_every_serving_requirement_is_pinned():
     "Each name in requirements-serve.txt has an exact pin in constraints.txt (what the dyno installs is known)."
-    pins = {canonical(ln.split("==")[0]) for ln in (ROOT / "constraints.txt").read_text().splitlines() if "==" in ln}
+    pins = {canonicalize_name(ln.split("==")[0]) for ln in (ROOT / "constraints.txt").read_text().splitlines() if "==" in ln}
     assert requirement_names(ROOT / "requirements.txt") - pins == set()
 
 
@@ -147,7 +143,7 @@ def test_every_serving_requirement_is_pinned():
 def test_a_dropped_requirement_is_named(tmp_path, dropped):
     "Fault injection: the serving requirements without one of them (prometheus-client is what broke the dyno)."
     text = (ROOT / "requirements-serve.txt").read_text()
-    kept = [ln for ln in text.splitlines() if canonical(ln.split("[")[0].strip()) != dropped]
+    kept = [ln for ln in text.splitlines() if canonicalize_name(ln.split("[")[0].strip()) != dropped]
     assert len(kept) == len(text.splitlines()) - 1, f"{dropped} is not a line of requirements-serve.txt"
     (tmp_path / "requirements.txt").write_text("\n".join(kept).replace("-c constraints.txt", "") + "\n")
     missing = missing_requirements(ROOT / PACKAGE, tmp_path / "requirements.txt", ROOT / "Procfile")
