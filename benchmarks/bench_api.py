@@ -33,6 +33,7 @@ from pathlib import Path
 
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
+from census_income.predict import MANIFEST
 from census_income.schema import CONTINUOUS as NUMBERS
 from census_income.validation import EXAMPLE
 
@@ -162,7 +163,7 @@ def main() -> None:
             proc.terminate()
             proc.wait()
     c16 = results[("ceiling", 16)]["rps"]
-    arch = json.loads((Path(a.model_dir) / "manifest.json").read_text())
+    arch = json.loads((Path(a.model_dir) / MANIFEST).read_text())
     shape = f"{arch['version']}, {arch['architecture']['depth']}×{arch['architecture']['hidden']} hidden"
     print(f"\nwrk {a.seconds} s runs, median of {a.runs}; uvicorn 1 worker on core {a.server_core}, wrk -t1 on core "
           f"{a.load_core}; model {a.model_dir} ({shape}); load average before: {os.getloadavg()[0]:.2f}\n")

@@ -42,8 +42,8 @@ if __name__ == "__main__":
     p50 = statistics.median(single) * 1e3
     p99 = sorted(single)[int(0.99 * len(single))] * 1e3
     rate = 10_000 / statistics.median(batches)
-    print(f"model {predictor.version}: {predictor.encoder.n_features} features, {predictor.net['members']} members, "
-          f"layers {[w.shape for w in predictor.net['weights']]}")
+    print(f"model {predictor.version}: {predictor.encoder.n_features} features, {predictor.net.members} members, "
+          f"layers {[w.shape for w in predictor.net.weights]}")
     print("| measure | value | target | met |\n| --- | ---: | ---: | --- |")
     print(f"| one record, median | {p50:.3f} ms | < 0.2 ms | {'yes' if p50 < 0.2 else 'NO'} |")
     print(f"| one record, p99 | {p99:.3f} ms | | |")

@@ -19,7 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .clean import MAX_LINE_BYTES, CensusDataError, atomic_file, read_blocks
+from .clean import MAX_LINE_BYTES, CensusDataError, read_blocks
+from .fileio import atomic_file
 from .drift import (ReferenceFileError, add_tallies, check_reference, check_thresholds, compare,
                                  load_reference, tally)
 from .predict import Predictor
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
     import argparse
     import sys
 
-    from .pipeline import load_params
+    from .config import load_params
 
     ap = argparse.ArgumentParser(prog="census-batch", description="Score census CSV files with the pipeline's model.")
     ap.add_argument("input", help="a census CSV (engine dask: a file, a folder or a glob)")

@@ -15,11 +15,26 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import yaml
+
+from .config import load_params
+from .predict import MANIFEST, WEIGHTS
+
 # %% auto #0
-__all__ = ['MODEL_FILES', 'on_dyno', 'error_line', 'PullError', 'pull_model', 'main']
+__all__ = ['model_files', 'on_dyno', 'error_line', 'PullError', 'pull_model', 'main']
 
 # %% ../nbs/08_deploy.ipynb #0f812b55
-MODEL_FILES = ("model/manifest.json", "model/encoder.json", "model/weights.safetensors")  # what the API loads
+def model_files(
+    root: Path,  # the app's checkout, with its params.yaml
+) -> list[str]:  # relative to root: the model folder's manifest and weights, and the encoder
+    "What the API loads, as the checkout's params.yaml names it (`paths.model_dir`, `paths.encoder_json`)."
+    try:
+        paths = load_params(Path(root) / "params.yaml")["paths"]
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise PullError(f"cannot tell which model files to pull: {err}") from None
+    here = Path(root).resolve()
+    rel = lambda p: str(Path(p).relative_to(here))  # noqa: E731
+    return [rel(Path(paths["model_dir"]) / MANIFEST), rel(paths["encoder_json"]), rel(Path(paths["model_dir"]) / WEIGHTS)]
 
 
 def on_dyno(
@@ -64,12 +79,13 @@ def _run_bounded(cmd: Sequence[str], cwd: Path, timeout: float) -> tuple[int, st
 # %% ../nbs/08_deploy.ipynb #c2fd4eb2
 def pull_model(
     root: Path,  # the app's checkout, with .dvc/ and dvc.lock
-    targets: Sequence[str] = MODEL_FILES,  # DVC outputs to pull, relative to root
+    targets: Sequence[str] | None = None,  # DVC outputs to pull, relative to root; None: `model_files(root)`
     timeout: float = 40.0,  # seconds the whole pull may take
     dvc: Sequence[str] = ("dvc",),  # how to call DVC
 ) -> float:  # seconds the pull took
     "`dvc pull` the targets into root; raise `PullError` (one line) if DVC fails, overruns or leaves a file missing."
     root, t0 = Path(root), time.perf_counter()
+    targets = model_files(root) if targets is None else list(targets)
     if not (root / ".git").exists():  # a Heroku slug has no .git
         code, out = _run_bounded([*dvc, "config", "--local", "core.no_scm", "true"], root, timeout)
         if code:
@@ -100,7 +116,7 @@ def main(
     except PullError as e:
         sys.stderr.write(f"census_income.deploy: cannot serve, the model was not pulled: {e}\n")
         return 1
-    sys.stderr.write(f"census_income.deploy: pulled {', '.join(MODEL_FILES)} in {took:.1f} s\n")
+    sys.stderr.write(f"census_income.deploy: pulled {', '.join(model_files(args.root))} in {took:.1f} s\n")
     return 0
 
 

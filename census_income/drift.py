@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .clean import atomic_file
+from .fileio import atomic_file
 from .schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, MISSING, NULLABLE
 
 # %% auto #0

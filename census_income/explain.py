@@ -11,14 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .features import Encoder
-from .metrics import percentile_ci, roc_auc, sigmoid
-from .predict import Predictor, embed_numbers, forward
+from .metrics import percentile_ci, roc_auc
+from .predict import Network, Predictor
 from .schema import CATEGORICAL, CONTINUOUS, FEATURES
 from .validation import record_columns
 
 # %% auto #0
-__all__ = ['STEPS', 'METHOD', 'typical_record', 'attribute_columns', 'integrated_gradients', 'ExplainError', 'explain',
-           'permutation_importance']
+__all__ = ['STEPS', 'METHOD', 'typical_record', 'attribute_columns', 'integrated_gradients', 'ExplainError', 'explain_columns',
+           'explain', 'permutation_importance']
 
 # %% ../nbs/04b_explain.ipynb #5a966411
 def typical_record(
@@ -45,44 +45,41 @@ METHOD = ("integrated gradients of the calibrated probability from the baseline 
 
 def attribute_columns(
     encoder: Encoder,  # the model's encoder
-    net: dict,  # from `census_income.predict.load_network`
+    net: Network,  # the loaded network
 ) -> dict[str, np.ndarray]:  # census attribute → its columns in what the first layer sees
     "Which first-layer inputs carry each attribute: its one-hot columns, or its number's embedding columns."
-    d = net["embed_weight"].shape[-1] if "frequencies" in net else 1  # `embed_numbers` puts each number's d together
+    d = net.d_embedding  # `Network.embed` puts each number's d columns together
     owner = [name.split("=")[0] for name in encoder.feature_names[:encoder.n_onehot]]  # "workclass=Private" → workclass
     cols = {c: np.flatnonzero(np.array(owner) == c) for c in CATEGORICAL}
     cols |= {c: encoder.n_onehot + np.arange(j * d, (j + 1) * d) for j, c in enumerate(CONTINUOUS)}
     return {c: cols[c] for c in FEATURES}
 
 
-def _first_inputs(net: dict, X: np.ndarray, n_onehot: int) -> np.ndarray:
+def _first_inputs(net: Network, X: np.ndarray) -> np.ndarray:
     "What each member's first layer sees of the rows: (members, rows, one-hot + embedded numbers)."
-    e = embed_numbers(net, X[:, n_onehot:])
+    n, m = net.n_onehot, net.members
+    e = net.embed(X[:, n:])
     if e.ndim == 2:  # a plain network: every member sees the numbers themselves
-        e = np.broadcast_to(e, (net["members"], *e.shape))
-    return np.concatenate([np.broadcast_to(X[:, :n_onehot], (net["members"], len(X), n_onehot)), e], -1)
+        e = np.broadcast_to(e, (m, *e.shape))
+    return np.concatenate([np.broadcast_to(X[:, :n], (m, len(X), n)), e], -1)
 
 
 def integrated_gradients(
-    net: dict,  # from `census_income.predict.load_network`
+    net: Network,  # the loaded network
     X: np.ndarray,  # two encoded rows: the record, then the baseline
-    n_onehot: int,  # the encoder's one-hot width
     groups: Sequence[np.ndarray],  # the first-layer input columns of each attribute (`attribute_columns`)
     steps: int = STEPS,  # trapezoid-rule steps
 ) -> np.ndarray:  # per group: its share of p(record) - p(baseline)
     "Integrated gradients of the calibrated probability along the straight path from the baseline to the record."
-    z = _first_inputs(net, X, n_onehot)  # (members, 2, width)
+    z = _first_inputs(net, X)  # (members, 2, width)
     delta = z[:, 0] - z[:, 1]
-    W, b = net["weights"], net["biases"]
+    W = net.weights
     alphas = np.arange(steps + 1, dtype=np.float32) / steps
-    start, slope = z[:, 1:] @ W[0] + b[0], delta[:, None] @ W[0]  # the first layer is linear along the path
+    start, slope = z[:, 1:] @ W[0] + net.biases[0], delta[:, None] @ W[0]  # the first layer is linear along the path
     h = start + alphas[None, :, None] * slope  # (members, steps + 1, hidden): the ends of the steps
-    masks = []
-    for Wl, bl in zip(W[1:], b[1:], strict=True):  # the forward pass, keeping where each ReLU lets through
-        masks.append(h > 0)
-        h = np.maximum(h, 0) @ Wl + bl
-    m, t = net["members"], net["temperature"]
-    p = sigmoid(h[..., 0].mean(0) / t)
+    masks = []  # where each ReLU lets through: the forward pass of prediction, asked for its masks
+    p = net.calibrate(net.hidden(h, masks=masks))
+    m, t = net.members, net.temperature
     g = np.broadcast_to((p * (1 - p) / (t * m))[None, :, None], (m, steps + 1, 1))  # dp / d(member logit)
     for Wl, mask in zip(W[:0:-1], masks[::-1], strict=True):  # back through the layers
         g = (g @ np.swapaxes(Wl, 1, 2)) * mask  # dp / d(first layer's output)
@@ -104,24 +101,31 @@ class ExplainError(ValueError):
     "The model folder cannot explain (it has no baseline record)."
 
 
-_GROUPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per loaded model: `attribute_columns`, made once
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per loaded model: its baseline's columns and groups
 
 
-def explain(
-    predictor: Predictor,  # the loaded model (its manifest holds the baseline record)
-    record: Mapping,  # one census record keyed by census names, in either spelling (validated here)
-    steps: int = STEPS,  # trapezoid-rule steps of the path integral
-) -> dict:  # probability, prediction, baseline, method, residual, contributions (largest first)
-    "Each census attribute's contribution to one record's probability of >50K, relative to the baseline record."
+def _prepared(predictor: Predictor) -> tuple[dict, list]:
+    "The baseline as columns and `attribute_columns`, made once per loaded model (0.1 ms a request otherwise)."
     if not isinstance(predictor.baseline, Mapping):
         raise ExplainError("this model has no baseline record in manifest.json to explain against: retrain it (`make pipeline`)")
-    columns = record_columns([record, predictor.baseline])  # raises RecordError, worded as the API words it
+    made = _PREPARED.get(predictor)
+    if made is None:  # `Predictor.load` has checked the baseline already; a model built in memory gets it checked here
+        made = _PREPARED[predictor] = (record_columns([predictor.baseline]),
+                                       list(attribute_columns(predictor.encoder, predictor.net).values()))
+    return made
+
+
+def explain_columns(
+    predictor: Predictor,  # the loaded model (its manifest holds the baseline record)
+    record: Mapping[str, Sequence],  # one validated record as columns (`record_columns`, or `validated_columns` in the API)
+    steps: int = STEPS,  # trapezoid-rule steps of the path integral
+) -> dict:  # probability, prediction, baseline, method, residual, contributions (largest first)
+    "Each census attribute's contribution to one validated record's probability of >50K, relative to the baseline record."
+    base, groups = _prepared(predictor)
+    columns = {c: [record[c][0], base[c][0]] for c in FEATURES}
     X = predictor.encoder.transform(columns)
-    p, p_base = forward(predictor.net, X, predictor.encoder.n_onehot).tolist()
-    groups = _GROUPS.get(predictor)
-    if groups is None:  # 0.1 ms a request otherwise: a tenth of the explanation
-        groups = _GROUPS[predictor] = list(attribute_columns(predictor.encoder, predictor.net).values())
-    phi = integrated_gradients(predictor.net, X, predictor.encoder.n_onehot, groups, steps)
+    p, p_base = predictor.net.forward(X).tolist()
+    phi = integrated_gradients(predictor.net, X, groups, steps)
     contributions = sorted(({"attribute": c, "value": columns[c][0], "baseline_value": columns[c][1],
                              "contribution": float(v)} for c, v in zip(FEATURES, phi.tolist(), strict=True)),
                            key=lambda r: -abs(r["contribution"]))
@@ -130,6 +134,16 @@ def explain(
             "method": METHOD, "steps": steps,
             "residual": (p - p_base) - sum(r["contribution"] for r in contributions),
             "contributions": contributions}
+
+
+def explain(
+    predictor: Predictor,  # the loaded model (its manifest holds the baseline record)
+    record: Mapping,  # one census record keyed by census names, in either spelling (validated here)
+    steps: int = STEPS,  # trapezoid-rule steps of the path integral
+) -> dict:  # as `explain_columns`
+    "Check one record (raising `RecordError`, worded as the API words it) and explain its probability."
+    _prepared(predictor)  # a model without a baseline says so before the record is judged
+    return explain_columns(predictor, record_columns([record]), steps)
 
 # %% ../nbs/04b_explain.ipynb #aad05c58
 def permutation_importance(

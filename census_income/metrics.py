@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 
 # %% auto #0
-__all__ = ['RATES', 'LOG_LOSS_EPS', 'DIGITS', 'FLOAT_FORMAT', 'decide', 'confusion_counts', 'rates_from_counts', 'roc_auc',
-           'log_loss', 'best_threshold', 'reliability', 'calibration_error', 'brier', 'sigmoid', 'fit_temperature',
-           'curves', 'percentile_ci', 'auc_gap', 'binary_metrics', 'readable']
+__all__ = ['RATES', 'LOG_LOSS_EPS', 'N_BINS', 'DIGITS', 'FLOAT_FORMAT', 'decide', 'confusion_counts', 'rates_from_counts',
+           'roc_auc', 'log_loss', 'best_threshold', 'reliability', 'calibration_error', 'brier', 'sigmoid',
+           'fit_temperature', 'curves', 'percentile_ci', 'auc_gap', 'binary_metrics', 'readable']
 
 # %% ../nbs/02a_metrics.ipynb #1d2c726c
 def decide(
@@ -97,10 +97,13 @@ def best_threshold(
     return float(cuts[int(np.argmax(f1))])
 
 # %% ../nbs/02a_metrics.ipynb #ca1b0002
+N_BINS = 15  # equal-width probability bins of the reliability diagram and of ECE: part of what "ece" means in every file
+
+
 def reliability(
     y: np.ndarray,  # true labels, 1 for >50K
     p: np.ndarray,  # probabilities of >50K
-    n_bins: int = 15,  # equal-width bins of [0, 1]
+    n_bins: int = N_BINS,  # equal-width bins of [0, 1]
 ) -> dict[str, np.ndarray]:  # per non-empty bin: mean probability, share of >50K, rows
     "The reliability diagram's points: predicted against observed, bin by bin."
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
@@ -115,7 +118,7 @@ def reliability(
 def calibration_error(
     y: np.ndarray,  # true labels, 1 for >50K
     p: np.ndarray,  # probabilities of >50K
-    n_bins: int = 15,  # equal-width bins of [0, 1]
+    n_bins: int = N_BINS,  # equal-width bins of [0, 1]
 ) -> float:  # expected calibration error
     "ECE: the row-weighted mean gap between predicted and observed in each probability bin."
     r = reliability(y, p, n_bins)

@@ -16,10 +16,11 @@ from sklearn.model_selection import StratifiedKFold
 from torch import nn
 from tqdm import tqdm
 
+from .config import HYPER_PARAMS, HyperParams  # noqa: F401 -- HYPER_PARAMS: the key set, re-exported
 from .metrics import log_loss, roc_auc, sigmoid
 
 # %% ../nbs/02b_model.ipynb #38af4923
-ARCH = ("n_frequencies", "sigma", "d_embedding", "depth", "hidden", "dropout")
+ARCH = ("n_frequencies", "sigma", "d_embedding", "depth", "hidden", "dropout")  # the `HyperParams` that shape the network
 
 
 class PeriodicEmbeddings(nn.Module):
@@ -121,9 +122,7 @@ def fit_mlp(
     X: np.ndarray, y: np.ndarray,  # training rows (float32) and labels (0/1)
     X_dev: np.ndarray, y_dev: np.ndarray,  # held-out rows for early stopping
     n_onehot: int,  # one-hot columns at the start of X (the encoder's `n_onehot`)
-    n_frequencies: int, sigma: float, d_embedding: int,  # the numbers' embedding
-    depth: int, hidden: int, dropout: float,  # the MLP
-    lr: float, weight_decay: float, batch_size: int,  # optimiser
+    hp: HyperParams,  # the network's shape and the optimiser's settings
     max_epochs: int,  # upper bound on epochs
     patience: int,  # stop after this many epochs without a better held-out log-loss
     seed: int,  # seed of weights, dropout and batch order
@@ -132,8 +131,8 @@ def fit_mlp(
 ) -> tuple[IncomeMLP, list[dict]]:  # the best epoch's network, and the history of every epoch
     "Train one MLP with AdamW; early-stop on the held-out log-loss and keep the best weights."
     gen = seed_everything(seed)
-    model = IncomeMLP(n_onehot, X.shape[1] - n_onehot, n_frequencies, sigma, d_embedding, depth, hidden, dropout)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model = IncomeMLP(n_onehot, X.shape[1] - n_onehot, **{k: getattr(hp, k) for k in ARCH})
+    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.float32))
     best, best_state, history, wait = np.inf, None, [], 0
@@ -141,7 +140,7 @@ def fit_mlp(
     for epoch in bar:
         model.train()
         total = 0.0
-        for idx in torch.randperm(len(Xt), generator=gen).split(batch_size):
+        for idx in torch.randperm(len(Xt), generator=gen).split(hp.batch_size):
             opt.zero_grad()
             loss = loss_fn(model(Xt[idx]), yt[idx])
             loss.backward()
@@ -166,7 +165,7 @@ def fit_mlp(
 def fit_folds(
     X: np.ndarray, y: np.ndarray,  # the training split, encoded, and its labels
     n_onehot: int,  # the encoder's one-hot width
-    params: dict,  # the `ARCH` keys plus lr, weight_decay, batch_size
+    hp: HyperParams,  # every member's hyper-parameters
     n_folds: int,  # members (folds)
     max_epochs: int,  # epochs at most per member
     patience: int,  # early-stopping patience per member
@@ -177,7 +176,7 @@ def fit_folds(
     folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(X, y)
     members, histories, held, oof = [], [], [], np.zeros(len(y), dtype=np.float32)
     for k, (fit_idx, out_idx) in enumerate(folds):
-        member, history = fit_mlp(X[fit_idx], y[fit_idx], X[out_idx], y[out_idx], n_onehot, **params,
+        member, history = fit_mlp(X[fit_idx], y[fit_idx], X[out_idx], y[out_idx], n_onehot, hp,
                                   max_epochs=max_epochs, patience=patience, seed=seed + k, progress=progress)
         oof[out_idx] = predict_logits(member, X[out_idx])
         members.append(member)

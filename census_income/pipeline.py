@@ -6,22 +6,20 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import importlib
 import logging
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from .config import load_params
 
 # %% auto #0
-__all__ = ['STAGES', 'INPUTS', 'log', 'REPORT_FROM', 'stage_function', 'load_params', 'prepare', 'offline_html',
-           'strip_run_metadata', 'report_cells', 'render_html', 'run_stage', 'main']
+__all__ = ['STAGES', 'log', 'REPORT_FROM', 'stage_function', 'prepare', 'offline_html', 'strip_run_metadata', 'report_cells',
+           'render_html', 'run_stage', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #a0e9338f
 STAGES: dict[str, tuple[str, str]] = {  # stage → (notebook in nbs/, "module:function" that does its work)
@@ -32,41 +30,12 @@ STAGES: dict[str, tuple[str, str]] = {  # stage → (notebook in nbs/, "module:f
     "slices": ("05_slices", "census_income.slices:run_slices"),
     "report": ("05a_report", "census_income.report:run_report"),
 }
-INPUTS = ("raw_csv", "nbs_dir")  # paths a quick run reads from the repository; every other path is an output
 
 
 def stage_function(stage: str):
     "The function that does a stage's work (imported on demand: the stages need torch, this module does not)."
     module, name = STAGES[stage][1].split(":")
     return getattr(importlib.import_module(module), name)
-
-# %% ../nbs/00b_pipeline.ipynb #78f5eef3
-def _absolute_storage(url: str, root: Path) -> str:
-    "An Optuna storage URL whose file path (sqlite:///PATH, journal:PATH) is made absolute against root."
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix) and not Path(url.removeprefix(prefix)).is_absolute():
-            return prefix + str(root / url.removeprefix(prefix))
-    return url
-
-
-def load_params(
-    path,  # params.yaml
-    quick: bool = False,  # apply its `quick:` section and write every output into `workdir`
-    workdir=None,  # where a quick run writes; None: a new temporary folder, removed when the process ends
-) -> dict:  # the sections, every path absolute
-    "Read params.yaml; make its paths absolute; for a quick run, apply the overrides and redirect the outputs."
-    path = Path(path).resolve()
-    params = yaml.safe_load(path.read_text())
-    overrides, root, out = params.pop("quick", {}), path.parent, path.parent
-    if quick:
-        for section, values in overrides.items():
-            params[section] = params[section] | values
-        out = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="census-quick-"))
-        if workdir is None:
-            atexit.register(shutil.rmtree, out, True)
-    params["paths"] = {k: str((root if k in INPUTS else out) / v) for k, v in params["paths"].items()}
-    params["tune"]["storage"] = _absolute_storage(params["tune"]["storage"], root)
-    return params
 
 # %% ../nbs/00b_pipeline.ipynb #b48a9dcb
 def prepare(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,99 +20,177 @@ from .schema import CLASSES, CONTINUOUS
 from .validation import record_columns
 
 # %% auto #0
-__all__ = ['BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'load_network', 'embed_numbers', 'forward64', 'forward', 'ModelFilesError',
-           'content_hash', 'check_model', 'random_network', 'Predictor', 'predict']
+__all__ = ['MANIFEST', 'WEIGHTS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'ModelFilesError', 'layer_name', 'tensor_names',
+           'Network', 'content_hash', 'check_model', 'Predictor', 'predict']
+
+# %% ../nbs/04a_predict.ipynb #37a4fde8
+MANIFEST, WEIGHTS = "manifest.json", "weights.safetensors"  # a model folder's own files (the encoder's is named in the manifest)
+
+
+class ModelFilesError(RuntimeError):
+    "Model files missing or unusable: the message says which file and what to do."
+
+
+def layer_name(k: int) -> str:
+    "torch's name for a member's k-th Linear layer: `IncomeMLP.net` stacks Linear, ReLU, Dropout per hidden layer."
+    return f"net.{3 * k}"
+
+
+def tensor_names(
+    members: int,  # members of the ensemble
+    depth: int,  # hidden layers per member
+    embedded: bool,  # whether the numbers go through periodic embeddings
+) -> list[str]:  # the tensors in weights.safetensors, as `IncomeEnsemble.state_dict` names them
+    "Every tensor a saved ensemble holds, in order."
+    names = ["temperature"]
+    for m in range(members):
+        names += [f"members.{m}.embed.{p}" for p in ("frequencies", "weight", "bias") if embedded]
+        names += [f"members.{m}.{layer_name(k)}.{p}" for k in range(depth + 1) for p in ("weight", "bias")]
+    return names
 
 # %% ../nbs/04a_predict.ipynb #bfa92aa9
-def load_network(
-    data: bytes,  # the bytes of weights.safetensors written by `census_income.train.save_model`
-) -> dict:  # the members' arrays stacked along a first axis, ready for `forward`
-    "Read an `IncomeEnsemble` from safetensors (tensors only: nothing runs) as stacked arrays, float64 where BLAS sums."
-    tensors = load_tensors(data)
-    n = 1 + max(int(k.split(".")[1]) for k in tensors if k.startswith("members."))
+@dataclass(frozen=True, eq=False)
+class Network:
+    "The calibrated ensemble as numpy arrays, members stacked along a first axis: what prediction and explanation run."
+    temperature: float  # the calibration temperature: logits are divided by it
+    weights: tuple[np.ndarray, ...]  # per Linear layer: (members, inputs, outputs), float64
+    biases: tuple[np.ndarray, ...]  # per Linear layer: (members, 1, outputs), float64
+    n_numeric: int  # standardised numbers at the end of each encoded row
+    frequencies: np.ndarray | None = None  # (members, numbers, k): 2π c in float32 as torch computes it; None: no embeddings
+    embed_weight: np.ndarray | None = None  # (members, numbers, 2k, d), float64
+    embed_bias: np.ndarray | None = None  # (members, numbers, 1, d), float64
 
-    def stack(name: str) -> np.ndarray:
-        return np.stack([tensors[f"members.{m}.{name}"] for m in range(n)])
+    @property
+    def members(self) -> int:
+        return len(self.weights[0])
 
-    idx = sorted({int(k.split(".")[3]) for k in tensors if k.startswith("members.0.net.") and k.endswith(".weight")})
-    wide = lambda a: np.ascontiguousarray(a, np.float64)  # noqa: E731 -- every float32 weight is exact in float64
-    net = {"members": n, "temperature": tensors["temperature"].astype(np.float64).reshape(()),
-           "weights": [wide(stack(f"net.{i}.weight").transpose(0, 2, 1)) for i in idx],  # (members, in, out)
-           "biases": [wide(stack(f"net.{i}.bias")[:, None, :]) for i in idx]}  # (members, 1, out)
-    if "members.0.embed.frequencies" in tensors:  # 2π c as torch computes it, in float32
-        net |= {"frequencies": np.float32(2 * np.pi) * stack("embed.frequencies"),  # (members, numbers, k)
-                "embed_weight": wide(stack("embed.weight")), "embed_bias": wide(stack("embed.bias")[:, :, None, :])}
-    return net
+    @property
+    def d_embedding(self) -> int:
+        "Columns per number in what the first layer sees (1: the number itself)."
+        return 1 if self.frequencies is None else self.embed_weight.shape[-1]
 
+    @property
+    def n_onehot(self) -> int:
+        "One-hot columns at the start of each encoded row."
+        return self.weights[0].shape[1] - self.n_numeric * self.d_embedding
 
-BLOCK_ROWS = 1024  # rows per pass: the activations of one block stay in cache (a 33,000-row pass ran 35% slower)
-FEW_ROWS = 16  # up to this many rows, all members go through in one stacked pass (fewer numpy calls)
-TOLERANCE = 1e-7  # a record's probability agrees within this wherever it is scored (one float32 step is at most 2**-24)
+    @classmethod
+    def load(
+        cls,
+        data: bytes,  # the bytes of weights.safetensors
+        architecture: Mapping,  # the manifest's: members, depth, n_frequencies (0: no embeddings), n_numeric
+    ) -> Network:
+        "Read the ensemble's tensors (nothing runs), float64 wherever BLAS sums (every float32 is exact in float64)."
+        tensors = load_tensors(data)
+        m, depth, embedded = architecture["members"], architecture["depth"], architecture["n_frequencies"] > 0
+        expected = tensor_names(m, depth, embedded)
+        if set(tensors) != set(expected):
+            missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+            raise ModelFilesError(f"{WEIGHTS} does not hold the {m}-member ensemble of {depth} hidden layers that {MANIFEST} "
+                                  f"describes: missing {missing[:3]}, unexpected {extra[:3]}")
+        stack = lambda name: np.stack([tensors[f"members.{i}.{name}"] for i in range(m)])  # noqa: E731
+        wide = lambda a: np.ascontiguousarray(a, np.float64)  # noqa: E731
+        layers = [layer_name(k) for k in range(depth + 1)]
+        embedding = {"frequencies": np.float32(2 * np.pi) * stack("embed.frequencies"),  # 2π c, as torch computes it
+                     "embed_weight": wide(stack("embed.weight")),
+                     "embed_bias": wide(stack("embed.bias")[:, :, None, :])} if embedded else {}
+        return cls(temperature=float(tensors["temperature"]), n_numeric=architecture["n_numeric"],
+                   weights=tuple(wide(stack(f"{k}.weight").transpose(0, 2, 1)) for k in layers),
+                   biases=tuple(wide(stack(f"{k}.bias")[:, None, :]) for k in layers), **embedding)
 
-
-def embed_numbers(
-    net: dict,  # from `load_network`
+# %% ../nbs/04a_predict.ipynb #c02c6222
+def _embed(
+    self: Network,
     x: np.ndarray,  # standardised numbers, (rows, numbers)
-    m=slice(None),  # which members: all, stacked along a first axis, or one (an int)
+    m=slice(None),  # which members: all (stacked along a first axis) or one (an int)
 ) -> np.ndarray:  # what the first layer sees of the numbers: ([members,] rows, numbers * d), torch's order
-    "The periodic embeddings of the numbers (cosines and sines of learnt frequencies, a linear layer, ReLU), in float64."
-    if "frequencies" not in net:  # a plain network sees the numbers themselves
+    "The periodic embeddings of the numbers (cosines and sines of learnt frequencies, a linear map, ReLU), in float64."
+    if self.frequencies is None:  # a plain network sees the numbers themselves
         return x.astype(np.float64)
-    v = net["frequencies"][m][..., None, :] * x.T[..., None]  # ([members,] numbers, rows, k), float32 as in torch
+    v = self.frequencies[m][..., None, :] * x.T[..., None]  # ([members,] numbers, rows, k), float32 as in torch
     cs = np.concatenate([np.cos(v), np.sin(v)], -1).astype(np.float64)  # numpy's own float32 cos and sin
-    e = np.matmul(cs, net["embed_weight"][m])  # ([members,] numbers, rows, d)
-    e += net["embed_bias"][m]
+    e = np.matmul(cs, self.embed_weight[m])  # ([members,] numbers, rows, d)
+    e += self.embed_bias[m]
     np.maximum(e, 0, out=e)
     return np.swapaxes(e, -3, -2).reshape(*e.shape[:-3], len(x), -1)
 
 
-def _logits(
-    net: dict,  # from `load_network`
-    X: np.ndarray, n_onehot: int,  # encoded rows, as `forward` takes them
-    m=slice(None),  # which members: all, stacked along a first axis, or one (an int)
-) -> np.ndarray:  # the logit per member and row (stacked), or per row (one member)
-    x = embed_numbers(net, X[:, n_onehot:], m)
-    W0 = net["weights"][0][m]
-    h = np.matmul(X[:, :n_onehot], W0[..., :n_onehot, :]) + np.matmul(x, W0[..., n_onehot:, :])
-    h += net["biases"][0][m]
-    for W, b in zip(net["weights"][1:], net["biases"][1:], strict=True):
+def _first_layer(
+    self: Network,
+    X: np.ndarray,  # encoded rows, float32: one-hot columns, then the standardised numbers
+    m=slice(None),  # which members: all (stacked) or one
+) -> np.ndarray:  # the first Linear layer's output before its ReLU: ([members,] rows, hidden)
+    "The first layer: the one-hot columns and the embedded numbers through their two blocks of the first weights."
+    n, W0 = self.n_onehot, self.weights[0][m]
+    h = np.matmul(X[:, :n], W0[..., :n, :]) + np.matmul(self.embed(X[:, n:], m), W0[..., n:, :])
+    h += self.biases[0][m]
+    return h
+
+
+def _hidden(
+    self: Network,
+    h: np.ndarray,  # a first-layer output ([members,] points, hidden), float64; overwritten
+    m=slice(None),  # which members: all (stacked) or one
+    masks: list | None = None,  # if a list: each ReLU's mask (where it lets through) is appended, in order
+) -> np.ndarray:  # the logit per [member and] point
+    "The rest of the network: ReLU then Linear, layer after layer, to one logit."
+    for W, b in zip(self.weights[1:], self.biases[1:], strict=True):
+        if masks is not None:
+            masks.append(h > 0)
         np.maximum(h, 0, out=h)
         h = np.matmul(h, W[m])
         h += b[m]
     return h[..., 0]
 
 
-def forward64(
-    net: dict,  # from `load_network`
-    X: np.ndarray,  # encoded rows, float32 (one-hot columns, then the standardised numbers)
-    n_onehot: int,  # the encoder's one-hot width
-) -> np.ndarray:  # calibrated probability of >50K per row, float64 (`forward` rounds it)
-    "The ensemble in eval mode: embeddings, ReLU between layers, mean logit over members, temperature, sigmoid."
-    z = np.empty(len(X))
-    for i in range(0, len(X), BLOCK_ROWS):  # a batch: block by block, member by member, on BLAS's 2-D fast path
+Network.embed, Network.first_layer, Network.hidden = _embed, _first_layer, _hidden
+
+# %% ../nbs/04a_predict.ipynb #ce42310a
+BLOCK_ROWS = 1024  # rows per pass: the activations of one block stay in cache (a 33,000-row pass ran 35% slower)
+FEW_ROWS = 16  # up to this many rows, all members go through in one stacked pass (fewer numpy calls)
+TOLERANCE = 1e-7  # a record's probability agrees within this wherever it is scored (one float32 step is at most 2**-24)
+
+
+def _calibrate(
+    self: Network,
+    z: np.ndarray,  # logits, members first: (members, ...)
+) -> np.ndarray:  # the calibrated probability of >50K, float64
+    "The ensemble's answer: the members' mean logit (summed in member order), over the temperature, through a sigmoid."
+    total = z[0].copy()
+    for m in range(1, self.members):
+        total += z[m]
+    return sigmoid(total / self.members / self.temperature)
+
+
+def _member_logits(
+    self: Network,
+    X: np.ndarray,  # encoded rows, float32
+) -> np.ndarray:  # (members, rows) logits, float64
+    "Every member's logit per row: a few rows stacked, more block by block and member by member."
+    z = np.empty((self.members, len(X)))
+    for i in range(0, len(X), BLOCK_ROWS):
         block = X[i:i + BLOCK_ROWS]
-        few = len(block) <= FEW_ROWS  # a request's few records: all members in one stacked pass
-        logits = _logits(net, block, n_onehot) if few else None
-        total = logits[0].copy() if few else _logits(net, block, n_onehot, 0)
-        for m in range(1, net["members"]):  # the members' sum in one order on both paths
-            total += logits[m] if few else _logits(net, block, n_onehot, m)
-        z[i:i + BLOCK_ROWS] = total / net["members"]
-    return sigmoid(z / net["temperature"])
+        if len(block) <= FEW_ROWS:  # a request's few records: all members in one stacked pass
+            z[:, i:i + len(block)] = self.hidden(self.first_layer(block))
+        else:
+            for m in range(self.members):
+                z[m, i:i + len(block)] = self.hidden(self.first_layer(block, m), m)
+    return z
 
 
-def forward(
-    net: dict,  # from `load_network`
-    X: np.ndarray,  # encoded rows, float32 (one-hot columns, then the standardised numbers)
-    n_onehot: int,  # the encoder's one-hot width
-) -> np.ndarray:  # calibrated probability of >50K per row, float32: what every caller gets
+def _forward64(self: Network, X: np.ndarray) -> np.ndarray:
+    "Calibrated probability of >50K per encoded row, float64 (`forward` rounds it)."
+    return self.calibrate(self.member_logits(X))
+
+
+def _forward(self: Network, X: np.ndarray) -> np.ndarray:
     "The served probabilities: `forward64` rounded to float32 (within `TOLERANCE` wherever a row is scored)."
-    return forward64(net, X, n_onehot).astype(np.float32)
+    return self.forward64(X).astype(np.float32)
+
+
+Network.calibrate, Network.member_logits, Network.forward64, Network.forward = _calibrate, _member_logits, _forward64, _forward
 
 # %% ../nbs/04a_predict.ipynb #5913b7ab
-class ModelFilesError(RuntimeError):
-    "Model files missing or unusable: the message says which file and what to do."
-
-
 def content_hash(
     weights: bytes,  # the bytes of weights.safetensors
     encoder: bytes,  # the bytes of encoder.json
@@ -129,14 +208,14 @@ def content_hash(
 # %% ../nbs/04a_predict.ipynb #7a54677b
 def check_model(
     encoder: Encoder,  # the fitted encoder
-    net: dict,  # from `load_network`
+    net: Network,  # the loaded network
     threshold: float,  # the decision threshold
 ) -> list[str]:  # what is wrong; empty when the model is sound
     "Shapes that fit together, finite numbers, positive scales and temperature, a threshold inside (0, 1)."
-    problems, m, f = [], net["members"], len(CONTINUOUS)
+    problems, m, f = [], net.members, len(CONTINUOUS)
     width = f
-    if "frequencies" in net:
-        c, w, b = net["frequencies"], net["embed_weight"], net["embed_bias"]
+    if net.frequencies is not None:
+        c, w, b = net.frequencies, net.embed_weight, net.embed_bias
         k, d = c.shape[-1], w.shape[-1]
         if c.shape != (m, f, k) or w.shape != (m, f, 2 * k, d) or b.shape != (m, f, 1, d):
             problems.append(f"the embeddings have shapes {c.shape}, {w.shape}, {b.shape}; expected {m} members of {f} numbers")
@@ -144,15 +223,15 @@ def check_model(
             problems.append("the embeddings hold a non-finite number")
         width = f * d
     width += encoder.n_onehot
-    for k, (W, b) in enumerate(zip(net["weights"], net["biases"], strict=True), 1):
+    for k, (W, b) in enumerate(zip(net.weights, net.biases, strict=True), 1):
         if W.ndim != 3 or W.shape[:2] != (m, width) or b.shape != (m, 1, W.shape[2]):
             problems.append(f"layer {k} has weights {W.shape} and bias {b.shape} but takes {width} inputs in each of {m} members")
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             problems.append(f"layer {k} holds a non-finite weight or bias")
         width = W.shape[2] if W.ndim == 3 else width
-    if not net["weights"] or width != 1:
+    if not net.weights or width != 1:
         problems.append(f"the last layer gives {width} outputs, not one logit")
-    t = float(net["temperature"])
+    t = float(net.temperature)
     if not (np.isfinite(t) and t > 0):
         problems.append(f"the temperature {t!r} is not a positive number")
     problems += encoder.check()
@@ -160,31 +239,11 @@ def check_model(
         problems.append(f"the threshold {threshold!r} is not strictly between 0 and 1")
     return problems
 
-# %% ../nbs/04a_predict.ipynb #e4c0a002
-def random_network(
-    n_onehot: int,  # the encoder's one-hot width
-    members: int = 2,  # members of the ensemble
-    n_frequencies: int = 3, d_embedding: int = 2, hidden: int = 4,  # a tiny architecture (one hidden layer)
-    temperature: float = 1.5,  # the calibration temperature
-    seed: int = 0,  # seed of the random weights
-) -> dict:  # as `load_network` returns it
-    "A random `IncomeEnsemble` as numpy arrays (for examples and tests), loaded through safetensors as a trained one is."
-    from safetensors.numpy import save as save_tensors
-
-    rng, f = np.random.default_rng(seed), len(CONTINUOUS)
-    w = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
-    tensors = {"temperature": np.array(temperature, np.float32)}
-    for m in range(members):
-        tensors |= {f"members.{m}.embed.frequencies": w(f, n_frequencies), f"members.{m}.embed.weight": w(f, 2 * n_frequencies, d_embedding),
-                    f"members.{m}.embed.bias": w(f, d_embedding), f"members.{m}.net.0.weight": w(hidden, n_onehot + f * d_embedding),
-                    f"members.{m}.net.0.bias": w(hidden), f"members.{m}.net.3.weight": w(1, hidden), f"members.{m}.net.3.bias": w(1)}
-    return load_network(save_tensors(tensors))
-
 # %% ../nbs/04a_predict.ipynb #9e8ded03
 class Predictor:
     "A saved model ready to score records: encoder, numpy ensemble (calibrated) and threshold."
 
-    def __init__(self, encoder: Encoder, net: dict, manifest: dict):
+    def __init__(self, encoder: Encoder, net: Network, manifest: dict):
         self.encoder, self.net, self.manifest = encoder, net, manifest
         self.threshold, self.version = manifest["threshold"], manifest["version"]
         self.baseline = manifest.get("baseline")  # the record explanations start from (`census_income.explain`)
@@ -197,13 +256,17 @@ class Predictor:
         "Load a model folder and make it prove itself: content hash, structure, and the known record's score."
         d = Path(model_dir)
         try:
-            manifest = json.loads((d / "manifest.json").read_text())
+            manifest = json.loads((d / MANIFEST).read_text())
+            missing = [k for k in ("version", "threshold", "weights", "encoder", "architecture") if k not in manifest]
+            if missing:
+                raise ModelFilesError(f"{MANIFEST} lacks {', '.join(missing)}: it was not written by this version's "
+                                      "train stage (retrain: `make pipeline`)")
             weights, encoder = (d / manifest["weights"]).read_bytes(), (d / manifest["encoder"]).read_bytes()
             actual = content_hash(weights, encoder, manifest["threshold"], manifest.get("baseline"))
             if actual != manifest["version"]:
                 raise ModelFilesError(f"the files hash to {actual} but manifest.json says version {manifest['version']!r}: "
                                       "a file was changed, or the files come from different runs (run `dvc checkout`)")
-            predictor = cls(Encoder(json.loads(encoder)), load_network(weights), manifest)
+            predictor = cls(Encoder(json.loads(encoder)), Network.load(weights, manifest["architecture"]), manifest)
             predictor.check_known_record()
             if predictor.baseline is not None:
                 try:  # a baseline the schema refuses cannot be explained against
@@ -233,7 +296,7 @@ class Predictor:
         columns: Mapping[str, Sequence],  # column name → values, schema spelling, already validated
     ) -> np.ndarray:  # probability of >50K per row
         "Probabilities for rows given as columns (a dict of lists or a DataFrame)."
-        return forward(self.net, self.encoder.transform(columns), self.encoder.n_onehot)
+        return self.net.forward(self.encoder.transform(columns))
 
     def labels(
         self,
@@ -256,7 +319,7 @@ class Predictor:
         rows: Sequence[Sequence],  # a few records, each its 14 values in `census_income.features.ROW_ORDER`
     ) -> np.ndarray:  # probability of >50K per row
         "Probabilities for a few validated records (one request, or a coalesced flush)."
-        return forward(self.net, self.encoder.encode_rows(rows), self.encoder.n_onehot)
+        return self.net.forward(self.encoder.encode_rows(rows))
 
     def predict_records(
         self,

@@ -101,11 +101,13 @@ def intended_use(res: dict) -> str:  # results from `load_results`
 def factors(res: dict) -> str:  # results from `load_results`
     "Factors: the groups the evaluation is broken down by."
     s = res["slices"]
-    feats = ", ".join(f"`{f}`" for f in s["slices"])
+    crossed = list(s["settings"].get("intersections", []))  # "sex×race"
+    feats = ", ".join(f"`{f}`" for f in s["slices"] if "×" not in f)
     return f"""## Factors
 - **Relevant groups:** every value of every categorical column ({feats}): {s['counts']['slices']} slices in all. `sex` and `race` are protected attributes; `relationship` (husband, wife) and `marital-status` carry much of the same information as `sex`, so they act as proxies.
 - **Evaluation factors:** each slice's metrics with intervals, and for `sex` and `race` the largest gap between groups in recall (equal opportunity) and in selection rate (demographic parity).
-- **Not evaluated:** intersections of groups (for example women of one race), the continuous columns (age, hours) and anything the census does not record.
+- **Intersections:** {", ".join(crossed) or "none"}, sliced like a feature (each pair of values a slice, with its gaps and calibration); other intersections are not evaluated.
+- **Not evaluated:** intersections other than those, the continuous columns (age, hours) as slices, and anything the census does not record.
 """
 
 

@@ -18,7 +18,7 @@ from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from .clean import read_clean
+from .fileio import read_clean
 from .metrics import (RATES, binary_metrics, calibration_error, decide, percentile_ci, rates_from_counts,
                                    readable)
 from .predict import Predictor

@@ -7,8 +7,11 @@ __all__ = ['open_storage', 'load_study', 'suggest_params', 'make_objective', 'ru
            'plot_history', 'search', 'run_tune', 'worker_main']
 
 # %% ../nbs/03_tune.ipynb #0916ca58
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 from optuna.storages import JournalStorage
@@ -16,14 +19,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-import json
-
-import matplotlib.pyplot as plt
-
-from .clean import read_clean
 from .features import load_encoder
+from .fileio import read_clean
+from .config import HyperParams, Pruner, Range, TuneConfig
 from .model import fit_mlp
-from .preprocess import split_data
+from .split import split_data
 from .schema import LABEL
 
 # %% ../nbs/03_tune.ipynb #e86fda70
@@ -46,6 +46,7 @@ def load_study(
     storage: str | None,  # storage URL, see `open_storage`
     name: str,  # study name; processes with the same storage and name share the study
     seed: int,  # seed of the TPE sampler
+    pruner: Pruner | None = None,  # params.yaml's tune.pruner (`MedianPruner`'s arguments); None: no pruning
 ) -> optuna.Study:  # a new study, or the existing one of that name
     "Create the study, or join it if another process already has."
     return optuna.create_study(
@@ -53,35 +54,32 @@ def load_study(
         storage=open_storage(storage),
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3),
+        pruner=optuna.pruners.NopPruner() if pruner is None else optuna.pruners.MedianPruner(**pruner.model_dump()),
         load_if_exists=True,
     )
 
 # %% ../nbs/03_tune.ipynb #13781c7f
 def suggest_params(
     trial: optuna.Trial,  # the trial that asks
-) -> dict:  # keyword arguments for `fit_mlp`
-    "The hyper-parameters of one trial."
-    return {
-        "n_frequencies": trial.suggest_int("n_frequencies", 8, 32, log=True),
-        "sigma": trial.suggest_float("sigma", 0.3, 300.0, log=True),
-        "d_embedding": trial.suggest_int("d_embedding", 4, 16, log=True),  # wider costs serving speed (benchmarks/bench_predict.py)
-        "depth": trial.suggest_int("depth", 1, 4),
-        "hidden": trial.suggest_int("hidden", 16, 128, log=True),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512, 1024]),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-    }
+    space: Mapping[str, Range],  # params.yaml's tune.space (`TuneConfig` checks it names every hyper-parameter once)
+) -> HyperParams:  # drawn in the order of `space` (the order TPE's seeded draws follow)
+    "The hyper-parameters of one trial, drawn from the search space params.yaml states."
+    out = {}
+    for name, r in space.items():
+        if r.choices is not None:
+            out[name] = trial.suggest_categorical(name, r.choices)
+        elif r.int is not None:
+            out[name] = trial.suggest_int(name, *r.int, log=r.log)
+        else:
+            out[name] = trial.suggest_float(name, *r.float, log=r.log)
+    return HyperParams(**out)
 
 # %% ../nbs/03_tune.ipynb #4d6e5d5f
 def make_objective(
     X: np.ndarray, y: np.ndarray,  # tuning-train rows and labels
     X_dev: np.ndarray, y_dev: np.ndarray,  # dev rows and labels
     n_onehot: int,  # the encoder's one-hot width
-    max_epochs: int,  # epochs at most per trial
-    patience: int,  # early-stopping patience per trial
-    seed: int,  # training seed of every trial
+    cfg: TuneConfig,  # the search space, epochs, patience and training seed of every trial
 ):
     "The function Optuna maximises: the best dev ROC AUC of a trained MLP."
     def objective(trial: optuna.Trial) -> float:
@@ -90,8 +88,8 @@ def make_objective(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        _, history = fit_mlp(X, y, X_dev, y_dev, n_onehot, **suggest_params(trial), max_epochs=max_epochs,
-                             patience=patience, seed=seed, on_epoch=report, progress=False)
+        _, history = fit_mlp(X, y, X_dev, y_dev, n_onehot, suggest_params(trial, cfg.space), max_epochs=cfg.max_epochs,
+                             patience=cfg.patience, seed=cfg.seed, on_epoch=report, progress=False)
         return max(h["dev_auc"] for h in history)
     return objective
 
@@ -147,14 +145,13 @@ def search(
     params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
 ) -> optuna.Study:  # the study, holding (at least) tune.n_trials finished trials of all its workers
     "Add trials to the shared study until it holds `tune.n_trials` (or this process's timeout passes); write nothing."
-    p, paths = params["tune"], params["paths"]
-    study = load_study(storage_url(params), p["study_name"], p["seed"])
+    cfg, paths = TuneConfig.model_validate(params["tune"]), params["paths"]
+    study = load_study(storage_url(params), cfg.study_name, cfg.seed, cfg.pruner)
     encoder = load_encoder(paths["encoder_json"])
-    fit_rows, dev = split_data(read_clean(paths["train_csv"]), p["dev_size"], p["seed"])
+    fit_rows, dev = split_data(read_clean(paths["train_csv"]), cfg.dev_size, cfg.seed)
     objective = make_objective(encoder.transform(fit_rows), encoder.encode_label(fit_rows[LABEL]),
-                               encoder.transform(dev), encoder.encode_label(dev[LABEL]),
-                               encoder.n_onehot, p["max_epochs"], p["patience"], p["seed"])
-    return run_study(study, objective, p["n_trials"], p["timeout"])
+                               encoder.transform(dev), encoder.encode_label(dev[LABEL]), encoder.n_onehot, cfg)
+    return run_study(study, objective, cfg.n_trials, cfg.timeout)
 
 # %% ../nbs/03_tune.ipynb #2122ede6
 def run_tune(
@@ -169,7 +166,7 @@ def run_tune(
         result = best_params(study) | {"source": "optuna", "storage": p["storage"] or Path(paths["optuna_db"]).name,
                                        "study_name": p["study_name"]}
     else:
-        study, result = None, {"params": dict(p["stored"]), "source": "params.yaml (tuning skipped)"}
+        study, result = None, {"params": TuneConfig.model_validate(p).stored.model_dump(), "source": "params.yaml (tuning skipped)"}
     Path(paths["best_params_json"]).parent.mkdir(parents=True, exist_ok=True)
     Path(paths["best_params_json"]).write_text(json.dumps(result, indent=1))
     fig = plot_history(study)
@@ -184,15 +181,20 @@ def worker_main(argv: list[str] | None = None) -> int:  # exit status
     import argparse
     import sys
 
-    from census_income.pipeline import load_params
+    from census_income.config import ParamsError, check_params, load_params  # not from the pipeline (it loads this module)
 
     ap = argparse.ArgumentParser(prog="census-tune-worker", description=worker_main.__doc__)
     ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     ap.add_argument("--storage", help="Optuna storage URL shared by the workers (default: tune.storage)")
     ap.add_argument("--n-trials", type=int, help="trials in the whole study (default: tune.n_trials)")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
-    params["tune"] |= {k: v for k, v in (("storage", args.storage), ("n_trials", args.n_trials)) if v}
+    try:
+        params = load_params(args.params)
+        params["tune"] |= {k: v for k, v in (("storage", args.storage), ("n_trials", args.n_trials)) if v is not None}
+        check_params(params, f"{args.params} with the command's options")
+    except ParamsError as err:
+        sys.stderr.write(f"census-tune-worker: {err}\n")
+        return 2
     study = search(params)
     best = best_params(study)
     sys.stderr.write(f"study {params['tune']['study_name']}: {best['n_trials']} finished, {best['n_pruned']} pruned; "

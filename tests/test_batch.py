@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from census_income.batch import drift_path, score_csv
-from census_income.clean import read_clean, write_csv
 from census_income.drift import load_reference, tally
+from census_income.fileio import read_clean, write_csv
 from census_income.predict import Predictor
 from census_income.schema import CATEGORICAL, CONTINUOUS
 

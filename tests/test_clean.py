@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from census_income.clean import CensusDataError, clean_census, write_csv
+from census_income.clean import CensusDataError, clean_census
+from census_income.fileio import write_csv
 
 from .conftest import ROOT, tool_env
 

@@ -22,8 +22,9 @@ from census_income.drift import (
     save_reference,
     tally,
 )
-from census_income.preprocess import fit_encoder, split_data
+from census_income.preprocess import fit_encoder
 from census_income.schema import CATEGORICAL, CONTINUOUS, FEATURES
+from census_income.split import split_data
 
 from .conftest import ROOT
 

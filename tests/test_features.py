@@ -6,8 +6,9 @@ from sklearn.preprocessing import LabelBinarizer, OneHotEncoder, StandardScaler
 
 from census_income.clean import clean_census
 from census_income.features import ROW_ORDER, load_encoder, save_encoder
-from census_income.preprocess import fit_encoder, split_data
+from census_income.preprocess import fit_encoder
 from census_income.schema import CATEGORICAL, CONTINUOUS, LABEL
+from census_income.split import split_data
 
 
 @pytest.fixture(scope="module")

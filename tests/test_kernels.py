@@ -24,16 +24,15 @@ PROBE = r"""
 import json, sys
 import numpy as np
 from threadpoolctl import threadpool_limits
-from census_income.predict import BLOCK_ROWS, FEW_ROWS, forward, random_network
+from census_income.predict import BLOCK_ROWS, FEW_ROWS
 from census_income.schema import CATEGORICAL, CATEGORIES, CONTINUOUS
+from census_income.toy import toy_encoder, toy_network
 from tests.conftest import openblas_kernel
-from tests.test_explain import ENCODER as enc  # the toy encoder of every category
 
 threads = int(sys.argv[2])
-net = random_network(enc.n_onehot, members=3, n_frequencies=8, d_embedding=8, hidden=128, seed=1)
-for k in range(len(net["weights"])):  # weights of a trained model's size, so that probabilities are not all 0 or 1
-    net["weights"][k] *= 2.5 * net["weights"][k].shape[1] ** -0.5
-net["embed_weight"] *= 0.25
+enc = toy_encoder()
+# weights of a trained model's size (gain), so that probabilities are not all 0 or 1
+net = toy_network(enc.n_onehot, members=3, n_frequencies=8, d_embedding=8, hidden=128, gain=2.5, seed=1)
 rng = np.random.default_rng(0)
 n = 2 * BLOCK_ROWS + 37
 X = np.zeros((n, enc.n_features), np.float32)
@@ -44,9 +43,9 @@ for c in CATEGORICAL:
 X[:, enc.n_onehot:] = rng.normal(size=(n, len(CONTINUOUS)))
 X[-16:] = X[5]  # the same record at other places of the last block
 with threadpool_limits(threads):
-    runs = {"batch": forward(net, X, enc.n_onehot),
-            "alone": np.concatenate([forward(net, X[i:i + 1], enc.n_onehot) for i in range(0, n, 7)]),
-            "requests": np.concatenate([forward(net, X[i:i + FEW_ROWS], enc.n_onehot) for i in range(0, n, FEW_ROWS)])}
+    runs = {"batch": net.forward(X),
+            "alone": np.concatenate([net.forward(X[i:i + 1]) for i in range(0, n, 7)]),
+            "requests": np.concatenate([net.forward(X[i:i + FEW_ROWS]) for i in range(0, n, FEW_ROWS)])}
 json.dump({"kernel": openblas_kernel(), "threads": threads, **{k: v.tolist() for k, v in runs.items()}},
           sys.stdout)
 """

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from census_income.predict import ModelFilesError, Predictor, content_hash
+from census_income.predict import MANIFEST, WEIGHTS, ModelFilesError, Predictor, content_hash, layer_name
 
 
 def rehash(d: Path) -> None:
@@ -32,18 +32,10 @@ def edit_json(d: Path, name: str, change) -> None:
 
 
 def edit_weights(d: Path, change) -> None:
-    tensors = load_file(str(d / "weights.safetensors"))
-    change(tensors)
-    save_file(tensors, str(d / "weights.safetensors"))
-
-
-def last(tensors: dict) -> int:
-    "Index of the last Linear layer in each member's `net`."
-    return max(int(k.split(".")[3]) for k in tensors if k.startswith("members.0.net."))
-
-
-def members(tensors: dict) -> range:
-    return range(1 + max(int(k.split(".")[1]) for k in tensors if k.startswith("members.")))
+    "Change the tensors of weights.safetensors; `change` gets them and the manifest's architecture (members, depth)."
+    tensors = load_file(str(d / WEIGHTS))
+    change(tensors, json.loads((d / MANIFEST).read_text())["architecture"])
+    save_file(tensors, str(d / WEIGHTS))
 
 
 def flip_bytes(d):
@@ -58,40 +50,44 @@ def swap_sex(state):
 
 
 def set_last_width(width: int):
-    def change(t):
-        k = last(t)
-        for m in members(t):
-            t[f"members.{m}.net.{k}.weight"] = np.zeros((width, t[f"members.{m}.net.{k}.weight"].shape[1]), np.float32)
-            t[f"members.{m}.net.{k}.bias"] = np.zeros(width, np.float32)
+    def change(t, arch):
+        last = layer_name(arch["depth"])
+        for m in range(arch["members"]):
+            t[f"members.{m}.{last}.weight"] = np.zeros((width, t[f"members.{m}.{last}.weight"].shape[1]), np.float32)
+            t[f"members.{m}.{last}.bias"] = np.zeros(width, np.float32)
     return change
 
 
-def nan_weight(t):
-    t["members.0.net.0.weight"][0, 0] = np.nan
+def nan_weight(t, arch):
+    t[f"members.0.{layer_name(0)}.weight"][0, 0] = np.nan
 
 
-def nan_frequency(t):
+def nan_frequency(t, arch):
     t["members.1.embed.frequencies"][2, 0] = np.nan
 
 
-def bias_nudge(t):
-    t["members.0.net.0.bias"][0] += 0.5
+def bias_nudge(t, arch):
+    t[f"members.0.{layer_name(0)}.bias"][0] += 0.5
 
 
-def inner_mismatch(t):
-    for m in members(t):
-        t[f"members.{m}.net.0.weight"] = t[f"members.{m}.net.0.weight"][:-1]
-        t[f"members.{m}.net.0.bias"] = t[f"members.{m}.net.0.bias"][:-1]
+def inner_mismatch(t, arch):
+    for m in range(arch["members"]):
+        t[f"members.{m}.{layer_name(0)}.weight"] = t[f"members.{m}.{layer_name(0)}.weight"][:-1]
+        t[f"members.{m}.{layer_name(0)}.bias"] = t[f"members.{m}.{layer_name(0)}.bias"][:-1]
 
 
-def drop_last_member(t):
-    gone = max(members(t))
+def drop_last_member(t, arch):
+    gone = arch["members"] - 1
     for k in [k for k in t if k.startswith(f"members.{gone}.")]:
         del t[k]
 
 
+def extra_layer(t, arch):
+    t[f"members.0.{layer_name(arch['depth'] + 1)}.weight"] = np.zeros((1, 1), np.float32)
+
+
 def set_temperature(value: float):
-    def change(t):
+    def change(t, arch):
         t["temperature"] = np.array(value, np.float32)
     return change
 
@@ -109,7 +105,12 @@ CASES = {  # name: (how to break a copy, rehash?, what the refusal says)
     "an inner layer that does not chain": (lambda d: edit_weights(d, inner_mismatch), True, "layer 2 has weights"),
     "a NaN frequency in one member's embeddings": (lambda d: edit_weights(d, nan_frequency), True,
                                                   "the embeddings hold a non-finite number"),
-    "a member missing": (lambda d: edit_weights(d, drop_last_member), True, "the known record scores"),
+    "a member missing": (lambda d: edit_weights(d, drop_last_member), True,
+                         f"{WEIGHTS} does not hold the 3-member ensemble"),
+    "a tensor the architecture does not have": (lambda d: edit_weights(d, extra_layer), True,
+                                                "unexpected ['members.0.net."),
+    "a manifest without its architecture": (lambda d: edit_json(d, MANIFEST, lambda m: m.pop("architecture")), False,
+                                            f"{MANIFEST} lacks architecture"),
     "a temperature of 0": (lambda d: edit_weights(d, set_temperature(0.0)), True, "the temperature 0.0 is not a positive number"),
     "a NaN temperature": (lambda d: edit_weights(d, set_temperature(float("nan"))), True,
                           "the temperature nan is not a positive number"),

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from census_income.predict import ModelFilesError, Predictor
-from census_income.serving import ServingModel, Settings
+from census_income.serving.scoring import ServingModel
+from census_income.serving.settings import Settings
 from census_income.validation import EXAMPLE, Record
 
 

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from census_income.clean import read_clean, run_clean
-from census_income.model import ARCH
+from census_income.clean import run_clean
+from census_income.config import HYPER_PARAMS
+from census_income.fileio import read_clean
 from census_income.pipeline import STAGES, load_params, prepare, stage_function
 from census_income.predict import Predictor
 from census_income.preprocess import run_preprocess
@@ -41,7 +42,7 @@ def test_every_stage_is_a_function_of_the_params(ran, quick):
     paths = quick["paths"]
     assert ran["clean"]["rows_written"] == quick["clean"]["sample_rows"] == len(read_clean(paths["clean_csv"]))
     assert ran["preprocess"]["train_rows"] + ran["preprocess"]["test_rows"] == ran["clean"]["rows_written"]
-    assert set(ran["tune"]["params"]) == {*ARCH, "lr", "batch_size", "weight_decay"}
+    assert set(ran["tune"]["params"]) == set(HYPER_PARAMS)
     assert json.loads(Path(paths["best_params_json"]).read_text())["params"] == ran["tune"]["params"]
     assert len(ran["train"]["epochs"]) == quick["train"]["n_folds"] and max(ran["train"]["epochs"]) <= quick["train"]["max_epochs"]
     assert Predictor.load(paths["model_dir"]).version == ran["train"]["manifest"]["version"]

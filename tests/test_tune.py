@@ -8,10 +8,10 @@ import time
 import optuna
 import pytest
 
-from census_income.model import ARCH
+from census_income.config import HYPER_PARAMS
 from census_income.tune import best_params, load_study
 
-from .conftest import tool_env
+from .conftest import ROOT, tool_env
 
 pytestmark = pytest.mark.integration  # several real processes on one study: not in `make test-fast`
 
@@ -19,19 +19,23 @@ WORKER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     import numpy as np
+    from census_income.config import TuneConfig
     from census_income.tune import load_study, make_objective, run_study
 
+    import yaml
     storage, barrier, n_trials = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    cfg = TuneConfig.model_validate(yaml.safe_load(Path(sys.argv[4]).read_text())["tune"]
+                                    | {"max_epochs": 3, "patience": 2, "seed": 0})
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 6)).astype(np.float32)
     y = (X[:, 0] - X[:, 1] > 0).astype(np.float32)
-    objective = make_objective(X[:1500], y[:1500], X[1500:], y[1500:], n_onehot=2, max_epochs=3, patience=2, seed=0)
+    objective = make_objective(X[:1500], y[:1500], X[1500:], y[1500:], n_onehot=2, cfg=cfg)
 
     def tagged(trial):
         trial.set_user_attr("pid", os.getpid())
         return objective(trial)
 
-    study = load_study(storage, "shared", seed=os.getpid())
+    study = load_study(storage, "shared", seed=os.getpid(), pruner=cfg.pruner)
     (barrier / f"ready-{os.getpid()}").touch()
     deadline = time.time() + 120
     while len(list(barrier.glob("ready-*"))) < 2:  # start searching together
@@ -48,7 +52,8 @@ def run_two_workers(storage: str, folder, n_trials: int) -> tuple[optuna.Study, 
     script.write_text(WORKER)
     procs = []
     for _ in range(2):
-        procs.append(subprocess.Popen([sys.executable, str(script), storage, str(folder), str(n_trials)], env=tool_env(),
+        procs.append(subprocess.Popen([sys.executable, str(script), storage, str(folder), str(n_trials),
+                                       str(ROOT / "params.yaml")], env=tool_env(),
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         while not list(folder.glob("ready-*")) and procs[0].poll() is None:
             time.sleep(0.05)
@@ -64,7 +69,7 @@ def check_shared_study(study: optuna.Study, pids: set[int], n_trials: int) -> No
     assert n_trials <= len(done) <= n_trials + 2  # the shared budget, give or take one trial in flight per process
     best = best_params(study)
     assert best["dev_auc"] == max(t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-    assert set(best["params"]) == {*ARCH, "lr", "batch_size", "weight_decay"}
+    assert set(best["params"]) == set(HYPER_PARAMS)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

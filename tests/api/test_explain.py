@@ -65,12 +65,14 @@ def test_thirty_two_steps_are_close_to_the_limit(predictor, test_records):
 
 def test_an_attribute_the_model_cannot_see_gets_nothing(predictor):
     "Zero the first layer's weights of race in every member: race's contribution is exactly 0."
+    import dataclasses
+
     from census_income.explain import attribute_columns
 
     cols = attribute_columns(predictor.encoder, predictor.net)["race"]
-    weights = [w.copy() for w in predictor.net["weights"]]
+    weights = [w.copy() for w in predictor.net.weights]
     weights[0][:, cols] = 0
-    blind = Predictor(predictor.encoder, predictor.net | {"weights": weights}, predictor.manifest)
+    blind = Predictor(predictor.encoder, dataclasses.replace(predictor.net, weights=tuple(weights)), predictor.manifest)
     record = EXAMPLE | {"race": "Black"}  # not the baseline's race, so a seeing model would credit it
     seeing = {c["attribute"]: c["contribution"] for c in explain(predictor, record)["contributions"]}
     why = {c["attribute"]: c["contribution"] for c in explain(blind, record)["contributions"]}

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from census_income.config import HYPER_PARAMS
 from census_income.metrics import readable
 from census_income.model import ARCH, IncomeEnsemble, IncomeMLP, predict_proba
 from census_income.predict import ModelFilesError, Predictor, predict
@@ -63,7 +64,7 @@ def test_manifest_describes_and_rebuilds_the_model(model_dir, predictor):
     man = json.loads((model_dir / "manifest.json").read_text())
     assert man["feature_names"] == predictor.encoder.feature_names
     assert man["metrics"]["test"]["threshold"] == readable(man["threshold"]) and 0 < man["threshold"] < 1
-    assert set(man["params"]) >= {*ARCH, "lr", "batch_size", "weight_decay", "seed", "n_folds"}
+    assert set(man["params"]) >= {*HYPER_PARAMS, "seed", "n_folds"}
     assert man["architecture"]["members"] == man["params"]["n_folds"] == len(man["metrics"]["epochs"])
     from census_income.predict import content_hash
 

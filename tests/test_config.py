@@ -1,0 +1,84 @@
+"""params.yaml is checked against one pydantic model per section when it is read: a bad value stops the run at load,
+naming the key and what is allowed, instead of failing deep inside a stage (or, worse, running with it)."""
+
+import shutil
+
+import pytest
+import yaml
+
+from census_income.config import HYPER_PARAMS, HyperParams, ParamsError, TrainConfig, TuneConfig, load_params
+from census_income.model import ARCH
+from tests.conftest import ROOT
+
+
+def params_file(tmp_path, change) -> str:
+    "A copy of params.yaml (beside copies of what it points to) with one change applied to its parsed content."
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    change(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return str(path)
+
+
+def test_the_real_file_and_its_quick_run_load():
+    full, quick = load_params(ROOT / "params.yaml"), load_params(ROOT / "params.yaml", quick=True)
+    assert TrainConfig.model_validate(full["train"]).n_folds == full["train"]["n_folds"]
+    assert TuneConfig.model_validate(quick["tune"]).n_trials == quick["tune"]["n_trials"] < full["tune"]["n_trials"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["train"].update(ci_level=1.5), "train.ci_level: Input should be less than 1 (got 1.5)"),
+    (lambda p: p["train"].update(n_fold=5), "train.n_fold: Extra inputs are not permitted"),
+    (lambda p: p["train"].pop("seed"), "train.seed: Field required"),
+    (lambda p: p["split"].update(test_size=0), "split.test_size: Input should be greater than 0"),
+    (lambda p: p["tune"]["stored"].update(dropout=1.0), "tune.stored.dropout: Input should be less than 1"),
+    (lambda p: p["tune"]["space"].pop("lr"), "tune: Value error, space must give a range for each of n_frequencies"),
+    (lambda p: p["tune"]["space"].update(lr={"float": [0.01, 0.0001], "log": True}),
+     "the range [0.01, 0.0001] must go from low to high"),
+    (lambda p: p["tune"]["space"].update(depth={"int": [1, 4], "choices": [1, 2]}), "give exactly one of int, float or choices"),
+    (lambda p: p["slices"]["mitigation"].update(constraints=["equal_luck"]), "slices.mitigation.constraints.0: Input should be"),
+    (lambda p: p["batch"]["drift"].update(psi_flag="high"), "batch.drift.psi_flag: Input should be a valid number"),
+    (lambda p: p.pop("report"), "report: Field required"),
+])
+def test_a_bad_value_is_refused_at_load_with_its_key(tmp_path, change, message):
+    path = params_file(tmp_path, change)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert message in str(err.value) and str(tmp_path / "params.yaml") in str(err.value)
+
+
+def test_a_quick_override_is_checked_too(tmp_path):
+    path = params_file(tmp_path, lambda p: p["quick"]["train"].update(n_folds=1))
+    load_params(path)  # the full run does not use the override
+    with pytest.raises(ParamsError, match="train.n_folds: Input should be greater than or equal to 2"):
+        load_params(path, quick=True)
+
+
+def test_the_hyper_parameter_key_set_is_one_statement():
+    assert HYPER_PARAMS == tuple(HyperParams.model_fields) and set(ARCH) < set(HYPER_PARAMS)
+    stored = yaml.safe_load((ROOT / "params.yaml").read_text())["tune"]["stored"]
+    assert set(stored) == set(HYPER_PARAMS) == set(yaml.safe_load((ROOT / "params.yaml").read_text())["tune"]["space"])
+
+
+def test_every_stage_reads_params_through_the_check(tmp_path, capsys):
+    "The pipeline's stage runner and the tuning worker read the file with the checking `load_params`."
+    from census_income import pipeline, tune
+
+    assert pipeline.load_params is load_params
+    (tmp_path / "good").mkdir()
+    good = shutil.copy(ROOT / "params.yaml", tmp_path / "good" / "params.yaml")
+    bad = params_file(tmp_path, lambda p: p["tune"].update(n_trials=0))
+    assert tune.worker_main(["--params", bad]) == 2
+    assert tune.worker_main(["--params", str(good), "--n-trials", "0"]) == 2  # an option is checked like the file
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(ln.startswith("census-tune-worker: ") and "tune.n_trials: Input should be greater than"
+                                   in ln for ln in lines)
+
+
+def test_dvc_yaml_names_the_model_files_as_the_predictor_does():
+    "The model folder's file names have one home (census_income.predict); dvc.yaml's outputs must use the same."
+    from census_income.predict import MANIFEST, WEIGHTS
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    outs = set(stages["train"]["outs"])
+    assert {f"${{paths.model_dir}}/{WEIGHTS}", f"${{paths.model_dir}}/{MANIFEST}"} <= outs, outs
