@@ -84,10 +84,15 @@ def save_model(
     out_dir,  # the model folder (paths.model_dir)
     weights: bytes,  # from `package_model`
     manifest: dict,  # from `package_model`, with the metrics added
+    encoder_json,  # the encoder file the model was trained with (paths.encoder_json)
 ) -> Predictor:  # the folder loaded back: it proves itself as the API will load it
-    "Write the weights and the manifest (each whole or not at all), then load the folder."
+    "Write the weights and the manifest (each whole or not at all), the encoder too if it lives elsewhere; load the folder."
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    beside = out / manifest["encoder"]
+    if Path(encoder_json).resolve() != beside.resolve():  # a model folder away from the encoder (a benchmark's): carry it
+        with atomic_file(beside) as tmp:
+            tmp.write_bytes(Path(encoder_json).read_bytes())
     with atomic_file(out / WEIGHTS) as tmp:
         tmp.write_bytes(weights)
     with atomic_file(out / MANIFEST) as tmp:
@@ -204,7 +209,7 @@ def run_train(
                                                        cfg.seed, cfg.ci_level)}
     epochs = [len(h) for h in run["histories"]]
     manifest = served.manifest | {"metrics": readable({"test": m["test"], "out_of_fold": run["oof"], "epochs": epochs})}
-    save_model(paths["model_dir"], weights, manifest)
+    save_model(paths["model_dir"], weights, manifest, paths["encoder_json"])
     w = write_metrics(paths["metrics_dir"], test=m["test"], dev=run["oof"], baselines=baselines,
                       calibration=m["calibration"], comparison=comparison, importance=importance)
     history = pd.concat([pd.DataFrame(h).assign(member=k) for k, h in enumerate(run["histories"])])

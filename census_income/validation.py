@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
@@ -18,9 +19,27 @@ from .schema import (CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LAB
                                   RANGES, canonical_name)
 
 # %% auto #0
-__all__ = ['EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'show_value', 'category_error', 'range_error', 'whole_error', 'missing_error',
-           'unknown_field_error', 'twice_error', 'as_numbers', 'column_problems', 'RecordError', 'record_columns',
-           'validated_columns', 'Record', 'error_field', 'describe_error']
+__all__ = ['RULES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'show_value', 'category_error', 'range_error', 'whole_error',
+           'missing_error', 'unknown_field_error', 'twice_error', 'as_numbers', 'column_problems', 'RecordError',
+           'record_columns', 'validated_columns', 'Record', 'error_field', 'describe_error']
+
+# %% ../nbs/00a_validation.ipynb #8343b9af
+@dataclass(frozen=True)
+class Rule:
+    "What one column allows: whole numbers in [low, high], or the `allowed` categories (None too when `nullable`)."
+    column: str
+    low: int | None = None
+    high: int | None = None
+    allowed: tuple[str, ...] = ()
+    nullable: bool = False
+
+    @property
+    def numeric(self) -> bool:
+        return self.low is not None
+
+
+RULES: dict[str, Rule] = {c: Rule(c, *RANGES[c]) if c in CONTINUOUS else Rule(c, allowed=CATEGORIES[c], nullable=c in NULLABLE)
+                          for c in FEATURES} | {LABEL: Rule(LABEL, allowed=CLASSES)}
 
 # %% ../nbs/00a_validation.ipynb #7712885e
 def show_value(value, limit: int = 60) -> str:
@@ -33,20 +52,19 @@ def show_value(value, limit: int = 60) -> str:
 
 def category_error(field: str, value) -> str:  # the field as the user named it, and what it held
     "An unknown category (or label value)."
-    col = canonical_name(field) or field
-    allowed = CLASSES if col == LABEL else CATEGORIES[col]
+    allowed = RULES[canonical_name(field) or field].allowed
     return f"{field}: {show_value(value)} is not an allowed value; allowed: {', '.join(allowed)}"
 
 
 def range_error(field: str, value) -> str:
     "A whole number outside the schema's range."
-    lo, hi = RANGES[canonical_name(field)]
+    lo, hi = RULES[canonical_name(field)].low, RULES[canonical_name(field)].high
     return f"{field}: {show_value(value)} is outside the allowed range {lo}..{hi}"
 
 
 def whole_error(field: str, value) -> str:
     "Not a whole number (text, a fraction, NaN, infinity, true/false)."
-    lo, hi = RANGES[canonical_name(field)]
+    lo, hi = RULES[canonical_name(field)].low, RULES[canonical_name(field)].high
     return f"{field}: {show_value(value)} is not a whole number (allowed: {lo}..{hi})"
 
 
@@ -81,24 +99,22 @@ def as_numbers(
         return out
 
 # %% ../nbs/00a_validation.ipynb #a937d7bd
-def _number_problems(col: str, values: Sequence) -> list[tuple[int, str, str]]:
+def _number_problems(rule: Rule, values: Sequence) -> list[tuple[int, str, str]]:
     "Problems of one continuous column: missing, not whole (or not a number at all), out of range."
+    col, lo, hi = rule.column, rule.low, rule.high
     x = as_numbers(values)
     whole = np.isfinite(x) & (x == np.round(x))
     if {bool, np.bool_} & set(map(type, values)):  # true/false are no numbers (text, as from a CSV, skips this)
         whole[[i for i, v in enumerate(values) if isinstance(v, (bool, np.bool_))]] = False
-    lo, hi = RANGES[col]
     out = [(i, col, missing_error(col) if values[i] is None else whole_error(col, values[i]))
            for i in np.flatnonzero(~whole).tolist()]
     out += [(i, col, range_error(col, x[i])) for i in np.flatnonzero(whole & ((x < lo) | (x > hi))).tolist()]
     return out
 
 
-def _category_problems(col: str, values: Sequence) -> list[tuple[int, str, str]]:
+def _category_problems(rule: Rule, values: Sequence) -> list[tuple[int, str, str]]:
     "Problems of one categorical column (or the label): unknown values, or a missing one where none may be."
-    allowed = set(CLASSES if col == LABEL else CATEGORIES[col])
-    if col in NULLABLE:
-        allowed.add(None)
+    col, allowed = rule.column, set(rule.allowed) | ({None} if rule.nullable else set())
     return [(i, col, missing_error(col) if v is None else category_error(col, v))
             for i, v in enumerate(values) if v not in allowed]
 
@@ -111,7 +127,8 @@ def column_problems(
     found = []
     for col in FEATURES + ((LABEL,) if with_label else ()):
         values = list(columns[col]) if not isinstance(columns[col], (list, tuple)) else columns[col]
-        found += _number_problems(col, values) if col in CONTINUOUS else _category_problems(col, values)
+        rule = RULES[col]
+        found += _number_problems(rule, values) if rule.numeric else _category_problems(rule, values)
     order = {c: k for k, c in enumerate(FEATURES + (LABEL,))}
     return sorted(found, key=lambda p: (p[0], order[p[1]]))
 
@@ -191,20 +208,18 @@ EXAMPLE = {
 }  # a complete record, as clients send it
 
 
-def _num(col: str):
-    "A whole-number field with the schema's range, checked inside pydantic-core."
-    lo, hi = RANGES[col]
-    doc = {"type": "integer", "minimum": lo, "maximum": hi, "description": f"{col}, a whole number in {lo}..{hi}"}
-    # a JSON number in range (strict: no text, no true), then made an int, which refuses any fraction
-    steps = core_schema.chain_schema([core_schema.float_schema(strict=True, ge=lo, le=hi), core_schema.int_schema()])
-    return Annotated[int, Field(alias=col), GetPydanticSchema(lambda *_: steps), WithJsonSchema(doc)]
-
-
-def _cat(col: str):
-    "A text field restricted to the schema's categories (`?` or null for unknown where `NULLABLE` allows it)."
-    if col in NULLABLE:
-        return Annotated[Literal[CATEGORIES[col]] | None, Field(alias=col, description=f"{col}; `?` or null means unknown")]
-    return Annotated[Literal[CATEGORIES[col]], Field(alias=col, description=col)]
+def _field(col: str):
+    "The pydantic field of one column, made from its rule: checked inside pydantic-core, documented in /docs."
+    rule = RULES[col]
+    if rule.numeric:
+        lo, hi = rule.low, rule.high
+        doc = {"type": "integer", "minimum": lo, "maximum": hi, "description": f"{col}, a whole number in {lo}..{hi}"}
+        # a JSON number in range (strict: no text, no true), then made an int, which refuses any fraction
+        steps = core_schema.chain_schema([core_schema.float_schema(strict=True, ge=lo, le=hi), core_schema.int_schema()])
+        return Annotated[int, Field(alias=col), GetPydanticSchema(lambda *_: steps), WithJsonSchema(doc)]
+    if rule.nullable:  # `?` is one of the categories; null means the same
+        return Annotated[Literal[rule.allowed] | None, Field(alias=col, description=f"{col}; `?` or null means unknown")]
+    return Annotated[Literal[rule.allowed], Field(alias=col, description=col)]
 
 # %% ../nbs/00a_validation.ipynb #b2ca933e
 class Record(BaseModel):
@@ -212,20 +227,20 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True,
                               json_schema_extra={"examples": [EXAMPLE]})
-    age: _num("age")
-    workclass: _cat("workclass")
-    fnlgt: _num("fnlgt")
-    education: _cat("education")
-    education_num: _num("education-num")
-    marital_status: _cat("marital-status")
-    occupation: _cat("occupation")
-    relationship: _cat("relationship")
-    race: _cat("race")
-    sex: _cat("sex")
-    capital_gain: _num("capital-gain")
-    capital_loss: _num("capital-loss")
-    hours_per_week: _num("hours-per-week")
-    native_country: _cat("native-country")
+    age: _field("age")
+    workclass: _field("workclass")
+    fnlgt: _field("fnlgt")
+    education: _field("education")
+    education_num: _field("education-num")
+    marital_status: _field("marital-status")
+    occupation: _field("occupation")
+    relationship: _field("relationship")
+    race: _field("race")
+    sex: _field("sex")
+    capital_gain: _field("capital-gain")
+    capital_loss: _field("capital-loss")
+    hours_per_week: _field("hours-per-week")
+    native_country: _field("native-country")
 
 
 # the same fields validated into a plain dict (attribute spelling): a batch skips making 1,000 model objects
@@ -233,13 +248,20 @@ RecordRow = with_config(Record.model_config)(TypedDict("RecordRow", Record.__ann
 ATTRIBUTES: tuple[str, ...] = tuple(c.replace("-", "_") for c in FEATURES)  # the attribute spelling of FEATURES
 
 # %% ../nbs/00a_validation.ipynb #e34e34c7
+_BROKEN = {  # pydantic's error type on a field → the wording of the rule it broke (the same words the column checks use)
+    "literal_error": category_error,
+    "greater_than_equal": range_error, "less_than_equal": range_error,
+    "float_type": whole_error, "int_from_float": whole_error, "finite_number": whole_error, "float_parsing": whole_error,
+}
+
+
 def _message(field: str | None, kind: str, err: dict, in_batch: bool) -> str:
     "The message of one pydantic error, in this module's wording."
     col = canonical_name(field) if field else None
     if kind == "missing" or (kind == "literal_error" and err.get("input") is None):
         return missing_error(field)
-    if kind == "literal_error" and col in CATEGORIES:
-        return category_error(field, err.get("input"))
+    if col in RULES and kind in _BROKEN:
+        return _BROKEN[kind](field, err.get("input"))
     if kind == "extra_forbidden" and col in FEATURES:  # the alias and the attribute name in one record
         return twice_error(col, col, field)
     if kind == "extra_forbidden":
@@ -251,10 +273,6 @@ def _message(field: str | None, kind: str, err: dict, in_batch: bool) -> str:
         return "the batch is empty; send at least one record"
     if kind == "json_invalid":
         return f"the body is not valid JSON ({err.get('ctx', {}).get('error', err['msg'])})"
-    if col in RANGES and kind in ("greater_than_equal", "less_than_equal"):
-        return range_error(field, err.get("input"))
-    if col in RANGES and kind in ("float_type", "int_from_float", "finite_number", "float_parsing"):
-        return whole_error(field, err.get("input"))
     if field is None and kind in ("model_type", "model_attributes_type", "dict_type"):
         return ("must be a JSON object with the 14 census fields (see /docs)" if in_batch else
                 "the body must be one record: a JSON object with the 14 census fields (see /docs)")
