@@ -256,7 +256,7 @@ def _drift_of_partitions(reports: pd.DataFrame, reference: dict | None, threshol
 
 # %% ../nbs/07_batch.ipynb #ae285893
 def run_batch(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it (its `batch` section and `paths`)
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it (its `batch` section and `paths`)
     input_path: str,  # a census CSV (engine "dask": a file, a folder or a glob)
     output_path: str,  # the scored rows (engine "dask": a folder)
     reject_path: str = "",  # the rejected rows; empty: rejects.csv beside the output (not used by "dask")

@@ -255,7 +255,7 @@ def clean_census(
 
 # %% ../nbs/01_clean.ipynb #bd41fd01
 def run_clean(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> dict:  # what was read, dropped and written
     "The clean stage: raw census file → checked, typed, de-duplicated CSV."
     p, paths = params["clean"], params["paths"]

@@ -198,14 +198,17 @@ def load_params(
     "Read params.yaml; make its paths absolute; for a quick run, apply the overrides and redirect the outputs."
     path = Path(path).resolve()
     params = yaml.safe_load(path.read_text())
+    if not isinstance(params, dict) or not isinstance(params.get("quick", {}), dict):
+        raise ParamsError(f"{path} cannot be used: it must hold the sections of params (a mapping), with `quick:` a mapping too")
     overrides, root, out = params.pop("quick", {}), path.parent, path.parent
     if quick:
         for section, values in overrides.items():
-            params[section] = params[section] | values
+            params[section] = {**(params.get(section) or {}), **(values or {})}
+    check_params(params, str(path))  # every section against its model, before anything is read from it
+    if quick:
         out = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="census-quick-"))
         if workdir is None:
             atexit.register(shutil.rmtree, out, True)
     params["paths"] = {k: str((root if k in INPUTS else out) / v) for k, v in params["paths"].items()}
     params["tune"]["storage"] = _absolute_storage(params["tune"]["storage"], root)
-    check_params(params, str(path))  # every section against its model: a bad value stops here, named
     return params

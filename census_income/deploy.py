@@ -30,11 +30,13 @@ def model_files(
     "What the API loads, as the checkout's params.yaml names it (`paths.model_dir`, `paths.encoder_json`)."
     try:
         paths = load_params(Path(root) / "params.yaml")["paths"]
-    except (OSError, ValueError, yaml.YAMLError) as err:
+        folder, encoder = Path(paths["model_dir"]), Path(paths["encoder_json"])
+        if encoder.parent != folder:  # the API reads the encoder from the model folder, by the name in the manifest
+            raise ValueError(f"paths.encoder_json ({encoder}) is not in paths.model_dir ({folder}), where the API reads it")
+        here = Path(root).resolve()
+        return [str(p.relative_to(here)) for p in (folder / MANIFEST, encoder, folder / WEIGHTS)]
+    except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
         raise PullError(f"cannot tell which model files to pull: {err}") from None
-    here = Path(root).resolve()
-    rel = lambda p: str(Path(p).relative_to(here))  # noqa: E731
-    return [rel(Path(paths["model_dir"]) / MANIFEST), rel(paths["encoder_json"]), rel(Path(paths["model_dir"]) / WEIGHTS)]
 
 
 def on_dyno(
@@ -112,11 +114,12 @@ def main(
     if not (args.force or on_dyno(env, args.root)):
         return 0
     try:
-        took = pull_model(args.root, timeout=args.timeout)
+        targets = model_files(args.root)
+        took = pull_model(args.root, targets, timeout=args.timeout)
     except PullError as e:
         sys.stderr.write(f"census_income.deploy: cannot serve, the model was not pulled: {e}\n")
         return 1
-    sys.stderr.write(f"census_income.deploy: pulled {', '.join(model_files(args.root))} in {took:.1f} s\n")
+    sys.stderr.write(f"census_income.deploy: pulled {', '.join(targets)} in {took:.1f} s\n")
     return 0
 
 

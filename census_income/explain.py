@@ -38,7 +38,7 @@ def typical_record(
 # %% ../nbs/04b_explain.ipynb #9bc46bab
 STEPS = 32  # trapezoid-rule steps of the path integral (under 2 ms a record)
 METHOD = ("integrated gradients of the calibrated probability from the baseline record, over the one-hot and "
-          "periodic-embedding inputs of every ensemble member, summed per census attribute (32-step trapezoid rule, "
+          f"periodic-embedding inputs of every ensemble member, summed per census attribute ({STEPS}-step trapezoid rule, "
           "each step's discretisation error shared in proportion to the attributes' share of that step); "
           "contributions add up to probability - baseline probability")
 

@@ -223,6 +223,8 @@ def check_model(
             problems.append("the embeddings hold a non-finite number")
         width = f * d
     width += encoder.n_onehot
+    if net.n_numeric != f:  # the manifest's architecture is not hashed: check what it says
+        problems.append(f"the architecture says {net.n_numeric} numbers per row; the schema has {f}")
     for k, (W, b) in enumerate(zip(net.weights, net.biases, strict=True), 1):
         if W.ndim != 3 or W.shape[:2] != (m, width) or b.shape != (m, 1, W.shape[2]):
             problems.append(f"layer {k} has weights {W.shape} and bias {b.shape} but takes {width} inputs in each of {m} members")

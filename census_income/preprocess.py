@@ -34,7 +34,7 @@ def fit_encoder(
 
 # %% ../nbs/02_preprocess.ipynb #e61a48db
 def run_preprocess(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> dict:  # sizes and label shares
     "The preprocess stage: split the clean file, fit the encoder and profile the training split, write all four."
     p, paths = params["split"], params["paths"]

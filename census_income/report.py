@@ -23,7 +23,7 @@ SLICE_RESULTS = {"slices": "slices_json", "disparity": "disparity_json", "fairne
 
 
 def result_files(
-    paths: dict,  # params.yaml's paths (as `census_income.pipeline.load_params` gives them)
+    paths: dict,  # params.yaml's paths (as `census_income.config.load_params` gives them)
 ) -> dict[str, Path]:  # result name → the file it is read from
     "Where each result lives: `paths.metrics_dir`/NAME.json for the train stage's (`write_metrics`), `paths` for the rest."
     files = {"manifest": Path(paths["model_dir"], "manifest.json")}
@@ -285,7 +285,7 @@ def ethics_and_caveats(res: dict) -> str:  # results from `load_results`
 
 ## Caveats and recommendations
 - The intervals cover the sampling of the test split only, not the variation between training runs or seeds. A percentile interval collapses to a single point when a metric is perfect (or zero) in nearly every resample, as a precision from a handful of predicted positives can be: read intervals with the slice's counts.
-- Slices flagged too small, and intersections of groups other than sex × race, are not evaluated: absence of evidence there is not evidence of good behaviour.
+- Slices flagged too small, and intersections of groups other than {", ".join(res["slices"]["settings"].get("intersections", [])) or "none"}, are not evaluated: absence of evidence there is not evidence of good behaviour.
 - The threshold maximises F1 overall; a different operating point changes every number here, the disparities included. Re-evaluate the slices after changing it.
 - Before any use beyond teaching: evaluate on current, representative data, decide which errors matter for the use, weigh the mitigations measured above against the use, and prefer the gradient-boosting baseline if it keeps its lead.
 """
@@ -377,7 +377,7 @@ def index_html(
 
 # %% ../nbs/05a_report.ipynb #4a0a7ef2
 def run_report(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> dict:  # the card (Markdown), the results it was built from, and the linked pages
     "The report stage: the model card and the reports' index, from the manifest and the metrics files."
     paths = params["paths"]

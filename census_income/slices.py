@@ -465,7 +465,7 @@ def write_slices(
 
 # %% ../nbs/05_slices.ipynb #3675a84b
 def run_slices(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> dict:  # the tables, disparities, report, fairness comparison, and the scored test rows (y, p, pred, threshold)
     "The slices stage: every slice and intersection with intervals, disparities, calibration by group, mitigation compared."
     s, paths, level = params["slices"], params["paths"], params["slices"]["ci_level"]

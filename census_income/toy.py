@@ -83,8 +83,9 @@ def toy_model_folder(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     encoder = toy_encoder()
-    shape = {"members": 2, "depth": 1, "n_frequencies": 3} | {k: network[k] for k in ("members", "depth", "n_frequencies") if k in network}
     net = toy_network(encoder.n_onehot, **network)
+    shape = {"members": net.members, "depth": len(net.weights) - 1,
+             "n_frequencies": 0 if net.frequencies is None else net.frequencies.shape[-1]}
     tensors = {"temperature": np.array(net.temperature, np.float32)}  # back to torch's layout, float32
     for m in range(net.members):
         if net.frequencies is not None:

@@ -185,7 +185,7 @@ def measure_served(
 
 
 def run_train(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> dict:  # params used, epochs, seconds, test/out-of-fold/baseline metrics, calibration, gap, histories, manifest
     "The train stage: the calibrated ensemble with the tuned params, its test metrics, the baselines, all saved."
     cfg, paths = TrainConfig.model_validate(params["train"]), params["paths"]

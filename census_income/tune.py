@@ -119,7 +119,7 @@ def best_params(
 
 # %% ../nbs/03_tune.ipynb #17dfdd54
 def storage_url(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> str:  # an Optuna storage URL
     "The study's storage: `tune.storage`, or the SQLite file `paths.optuna_db` when that is empty."
     return params["tune"]["storage"] or f"sqlite:///{params['paths']['optuna_db']}"
@@ -142,7 +142,7 @@ def plot_history(
 
 # %% ../nbs/03_tune.ipynb #fdb69886
 def search(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> optuna.Study:  # the study, holding (at least) tune.n_trials finished trials of all its workers
     "Add trials to the shared study until it holds `tune.n_trials` (or this process's timeout passes); write nothing."
     cfg, paths = TuneConfig.model_validate(params["tune"]), params["paths"]
@@ -155,7 +155,7 @@ def search(
 
 # %% ../nbs/03_tune.ipynb #2122ede6
 def run_tune(
-    params: dict,  # params.yaml as `census_income.pipeline.load_params` returns it
+    params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> dict:  # the best params and where they came from; "study" holds the study (None when skipped)
     "The tune stage: search the MLP's hyper-parameters on the training split, or take the stored ones."
     p, paths = params["tune"], params["paths"]

@@ -197,7 +197,7 @@ def validated_columns(
     records: Sequence[Mapping],  # records pydantic has validated (`Record.__dict__`, `RecordRow`): attribute spelling
 ) -> dict[str, list]:  # as `record_columns` returns them: column → values, schema spelling, missing markers as None
     "Records already validated, as columns, without checking them a second time."
-    rows = [_none_for_missing([r[a] for a in _SPELLINGS[1][1]]) for r in records]
+    rows = [_none_for_missing([r[a] for a in ATTRIBUTES]) for r in records]
     return {c: list(v) for c, v in zip(FEATURES, zip(*rows, strict=True), strict=True)} if rows else {c: [] for c in FEATURES}
 
 # %% ../nbs/00a_validation.ipynb #2ac2e5e7
@@ -258,7 +258,7 @@ _BROKEN = {  # pydantic's error type on a field → the wording of the rule it b
 def _message(field: str | None, kind: str, err: dict, in_batch: bool) -> str:
     "The message of one pydantic error, in this module's wording."
     col = canonical_name(field) if field else None
-    if kind == "missing" or (kind == "literal_error" and err.get("input") is None):
+    if kind == "missing" or (kind in _BROKEN and err.get("input") is None):  # null where a value is required
         return missing_error(field)
     if col in RULES and kind in _BROKEN:
         return _BROKEN[kind](field, err.get("input"))

@@ -109,6 +109,9 @@ CASES = {  # name: (how to break a copy, rehash?, what the refusal says)
                          f"{WEIGHTS} does not hold the 3-member ensemble"),
     "a tensor the architecture does not have": (lambda d: edit_weights(d, extra_layer), True,
                                                 "unexpected ['members.0.net."),
+    "an architecture with a wrong count of numbers": (
+        lambda d: edit_json(d, MANIFEST, lambda m: m["architecture"].update(n_numeric=5)), False,
+        "the architecture says 5 numbers per row; the schema has 6"),
     "a manifest without its architecture": (lambda d: edit_json(d, MANIFEST, lambda m: m.pop("architecture")), False,
                                             f"{MANIFEST} lacks architecture"),
     "a temperature of 0": (lambda d: edit_weights(d, set_temperature(0.0)), True, "the temperature 0.0 is not a positive number"),
