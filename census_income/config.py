@@ -6,23 +6,27 @@
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .schema import CATEGORICAL
 
 # %% auto #0
-__all__ = ['HYPER_PARAMS', 'INPUTS', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig', 'Range', 'Pruner', 'TuneConfig',
-           'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig', 'DriftThresholds', 'BatchConfig', 'Params',
-           'ParamsError', 'check_params', 'load_params']
+__all__ = ['HYPER_PARAMS', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
+           'INPUTS', 'STAGING', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig', 'Range', 'Pruner', 'TuneConfig',
+           'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig', 'DriftThresholds', 'BatchConfig', 'Paths',
+           'Params', 'ParamsError', 'check_params', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
     "A section of params.yaml: known keys only, read-only."
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class HyperParams(Section):
@@ -56,8 +60,8 @@ _Int, _Float = int, float  # the field names `int` and `float` below hide the bu
 
 class Range(Section):
     "One hyper-parameter's search range: integers or floats between two bounds (on a log scale), or a list of choices."
-    int: tuple[_Int, _Int] | None = None
-    float: tuple[_Float, _Float] | None = None
+    int: Annotated[list[_Int], Field(min_length=2, max_length=2)] | None = None  # [low, high]
+    float: Annotated[list[_Float], Field(min_length=2, max_length=2)] | None = None
     choices: list[_Int | _Float | str] | None = None
     log: bool = False
 
@@ -72,6 +76,16 @@ class Range(Section):
         return self
 
 
+STORAGES = ("sqlite:///", "journal:", "postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")
+
+
+def _storage_url(url: str) -> str:
+    "An Optuna storage URL this pipeline can open (see `census_income.tune.open_storage`), or empty."
+    if url and not url.startswith(STORAGES) or url in STORAGES:
+        raise ValueError(f"{url!r} is not a storage URL: give one of {', '.join(s + '...' for s in STORAGES)}, or empty")
+    return url
+
+
 class Pruner(Section):
     "Optuna's MedianPruner: trials stopped early when worse than the median of the trials before them."
     n_startup_trials: int = Field(ge=0)  # no pruning before this many trials have finished
@@ -82,7 +96,7 @@ class TuneConfig(Section):
     enabled: bool
     n_trials: int = Field(ge=1)  # trials in the whole study (all processes together)
     timeout: float = Field(gt=0)  # seconds one process may search
-    storage: str  # Optuna storage URL; empty: the SQLite file paths.optuna_db
+    storage: Annotated[str, AfterValidator(_storage_url)]  # Optuna storage URL; empty: the SQLite file paths.optuna_db
     study_name: str = Field(min_length=1)
     dev_size: float = Field(gt=0, lt=1)  # share of the training split the trials are judged on
     max_epochs: int = Field(ge=1)
@@ -111,12 +125,24 @@ class TrainConfig(Section):
     ci_level: float = Field(gt=0, lt=1)  # level of the percentile intervals
 
 # %% ../nbs/00d_config.ipynb #4d99d43c
+Attribute = Literal[CATEGORICAL]  # a categorical attribute of the census schema, by its name
+EQUALIZED_ODDS_OBJECTIVES = ("accuracy_score", "balanced_accuracy_score")  # what fairlearn optimises under equalized odds
+RATE_OBJECTIVES = ("selection_rate", "true_positive_rate", "true_negative_rate")  # ... and, besides, under demographic parity
+
+
 class Mitigation(Section):
-    sensitive: list[str]
-    constraints: list[Literal["equalized_odds", "demographic_parity"]]
-    objective: str
+    sensitive: list[Attribute] = Field(min_length=1)
+    constraints: list[Literal["equalized_odds", "demographic_parity"]] = Field(min_length=1)
+    objective: Literal[EQUALIZED_ODDS_OBJECTIVES + RATE_OBJECTIVES]  # fairlearn's ThresholdOptimizer objective
     folds: int = Field(ge=2)
     grid_size: int = Field(ge=2)
+
+    @model_validator(mode="after")
+    def _objective_fits_the_constraints(self) -> Mitigation:
+        if "equalized_odds" in self.constraints and self.objective not in EQUALIZED_ODDS_OBJECTIVES:
+            raise ValueError(f"objective {self.objective!r} cannot be optimised under equalized_odds: "
+                             f"use one of {', '.join(EQUALIZED_ODDS_OBJECTIVES)}")
+        return self
 
 
 class SlicesConfig(Section):
@@ -125,13 +151,24 @@ class SlicesConfig(Section):
     ci_level: float = Field(gt=0, lt=1)
     min_support: int = Field(ge=1)
     min_class: int = Field(ge=1)
-    protected: list[str]
-    intersections: list[list[str]]
+    protected: list[Attribute]
+    intersections: list[Annotated[list[Attribute], Field(min_length=2)]]
     mitigation: Mitigation
 
 
+STAGES: dict[str, tuple[str, str]] = {  # stage → (notebook in nbs/, "module:function" that does its work), in dvc.yaml's order
+    "clean": ("01_clean", "census_income.clean:run_clean"),
+    "preprocess": ("02_preprocess", "census_income.preprocess:run_preprocess"),
+    "tune": ("03_tune", "census_income.tune:run_tune"),
+    "train": ("04_train", "census_income.train:run_train"),
+    "slices": ("05_slices", "census_income.slices:run_slices"),
+    "report": ("05a_report", "census_income.report:run_report"),
+}
+StagePage = Literal[tuple(notebook for notebook, _ in STAGES.values())]  # a stage's rendered notebook, reports/NAME.html
+
+
 class ReportConfig(Section):
-    pages: list[str]  # rendered notebooks that reports/index.html links, in order
+    pages: list[StagePage] = Field(min_length=1)  # rendered notebooks that reports/index.html links, in order
 
 
 class DriftThresholds(Section):
@@ -149,9 +186,32 @@ class BatchConfig(Section):
     drift: DriftThresholds
 
 
+class Paths(Section):
+    "Where each stage reads and writes, relative to params.yaml's folder: every file and folder of the pipeline, named once."
+    raw_csv: str
+    clean_csv: str
+    train_csv: str
+    test_csv: str
+    encoder_json: str
+    reference_json: str
+    best_params_json: str
+    optuna_db: str
+    tune_history_png: str
+    model_dir: str
+    metrics_dir: str
+    slice_txt: str
+    slices_json: str
+    disparity_json: str
+    fairness_json: str
+    card_md: str
+    index_html: str
+    nbs_dir: str
+    reports_dir: str
+
+
 class Params(Section):
     "The whole of params.yaml (after a quick run's overrides)."
-    paths: dict[str, str]
+    paths: Paths
     clean: CleanConfig
     split: SplitConfig
     tune: TuneConfig
@@ -173,13 +233,14 @@ def check_params(
     try:
         return Params.model_validate(params)
     except ValidationError as err:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] != "missing" else "")
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" + (f" (got {e['input']!r})" if e["type"] != "missing" else "")
                     for e in err.errors(include_url=False)]
         raise ParamsError(f"{source} cannot be used: " + "; ".join(problems[:10])
                           + (f"; ... and {len(problems) - 10} more" if len(problems) > 10 else "")) from None
 
 # %% ../nbs/00d_config.ipynb #571c202b
 INPUTS = ("raw_csv", "nbs_dir")  # paths a quick run reads from the repository; every other path is an output
+STAGING = "PIPELINE_OUTPUT_DIR"  # set by `census-stage` for its stage's kernel: outputs go there, moved into place on success
 
 
 def _absolute_storage(url: str, root: Path) -> str:
@@ -201,14 +262,19 @@ def load_params(
     if not isinstance(params, dict) or not isinstance(params.get("quick", {}), dict):
         raise ParamsError(f"{path} cannot be used: it must hold the sections of params (a mapping), with `quick:` a mapping too")
     overrides, root, out = params.pop("quick", {}), path.parent, path.parent
-    if quick:
-        for section, values in overrides.items():
-            params[section] = {**(params.get(section) or {}), **(values or {})}
     check_params(params, str(path))  # every section against its model, before anything is read from it
+    if not all(isinstance(v, dict) for v in overrides.values()):
+        raise ParamsError(f"{path} cannot be used: quick: each entry must be a section's overrides (a mapping)")
+    with_quick = {**params, **{s: {**(params.get(s) or {}), **v} for s, v in overrides.items()}}
+    check_params(with_quick, f"{path} (its quick: section)")  # a typo in the quick run's overrides is found by every run
+    if quick:
+        params = with_quick
     if quick:
         out = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="census-quick-"))
         if workdir is None:
             atexit.register(shutil.rmtree, out, True)
+    elif os.environ.get(STAGING):  # a stage run by `census_income.pipeline.run_stage`: see there
+        out = Path(os.environ[STAGING])
     params["paths"] = {k: str((root if k in INPUTS else out) / v) for k, v in params["paths"].items()}
     params["tune"]["storage"] = _absolute_storage(params["tune"]["storage"], root)
     return params

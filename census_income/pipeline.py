@@ -6,34 +6,25 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import importlib
 import logging
 import os
 import re
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from .config import load_params
+from .config import INPUTS, STAGES, STAGING, ParamsError, load_params
 
 # %% auto #0
-__all__ = ['STAGES', 'log', 'REPORT_FROM', 'stage_function', 'prepare', 'offline_html', 'strip_run_metadata', 'report_cells',
-           'render_html', 'run_stage', 'main']
+__all__ = ['log', 'REPORT_FROM', 'STAGING_DIR', 'stage_function', 'prepare', 'offline_html', 'strip_run_metadata', 'report_cells',
+           'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #a0e9338f
-STAGES: dict[str, tuple[str, str]] = {  # stage → (notebook in nbs/, "module:function" that does its work)
-    "clean": ("01_clean", "census_income.clean:run_clean"),
-    "preprocess": ("02_preprocess", "census_income.preprocess:run_preprocess"),
-    "tune": ("03_tune", "census_income.tune:run_tune"),
-    "train": ("04_train", "census_income.train:run_train"),
-    "slices": ("05_slices", "census_income.slices:run_slices"),
-    "report": ("05a_report", "census_income.report:run_report"),
-}
-
-
 def stage_function(stage: str):
-    "The function that does a stage's work (imported on demand: the stages need torch, this module does not)."
+    "The function that does a stage's work (`census_income.config.STAGES`; imported on demand: the stages need torch, this module does not)."
     module, name = STAGES[stage][1].split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -115,32 +106,87 @@ def render_html(
     return out
 
 # %% ../nbs/00b_pipeline.ipynb #e47f9409
+STAGING_DIR = ".census-stage"  # beside params.yaml: one folder per running stage, removed when its outputs are in place
+
+
+def stage_outputs(
+    params: dict,  # params.yaml as `load_params` returns it
+    root: Path,  # the params file's folder
+) -> list[Path]:  # every output path of the pipeline under root (files and folders), relative to it
+    "What the stages write (every path but the `INPUTS`), where it lies inside the repository."
+    paths = [Path(v) for k, v in params["paths"].items() if k not in INPUTS]
+    return sorted({p.relative_to(root) for p in paths if p.is_relative_to(root)})
+
+
+def stage_copy(
+    params: dict,  # params.yaml as `load_params` returns it
+    root: Path,  # the params file's folder
+    staging: Path,  # the (new) folder the stage will write into
+) -> None:
+    "Copy what earlier stages wrote into `staging`, where the stage reads its inputs and writes its outputs."
+    for rel in stage_outputs(params, root):
+        if (root / rel).is_dir():
+            shutil.copytree(root / rel, staging / rel, dirs_exist_ok=True)
+        elif (root / rel).is_file():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, staging / rel)
+
+
+def move_into_place(
+    staging: Path,  # the folder a stage wrote into
+    root: Path,  # the params file's folder
+) -> list[Path]:  # the files moved (new or changed), relative to root
+    "Move every file the stage wrote or changed from `staging` to its place under `root` (a rename each)."
+    moved = []
+    for src in sorted(p for p in staging.rglob("*") if p.is_file()):
+        rel = src.relative_to(staging)
+        if rel.parts[0] == "kernel-stderr.log":
+            continue
+        dest = root / rel
+        if not dest.is_file() or not filecmp.cmp(src, dest, shallow=False):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+            moved.append(rel)
+    return moved
+
+
 def run_stage(
     stage: str,  # a key of STAGES
     params_file="params.yaml",  # the pipeline's params, relative to the current folder
 ) -> Path:  # the rendered report
-    "Execute a stage's notebook with papermill (params file only), strip its timings and render its report."
+    "Execute a stage's notebook with papermill (params file only) into a staging folder, render its report, move it all into place."
+    params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
+    root = Path(params_file).resolve().parent
+    staging = root / STAGING_DIR / stage
+    shutil.rmtree(staging, ignore_errors=True)  # what a failed or killed run of the stage left
+    stage_copy(params, root, staging)
+    os.environ[STAGING] = str(staging)  # load_params, in this process and in the stage's kernel, now writes there
+    try:
+        page = _execute(stage, params_file, load_params(params_file), staging / "kernel-stderr.log")
+    finally:
+        del os.environ[STAGING]
+    move_into_place(staging, root)
+    shutil.rmtree(staging)
+    return root / page.relative_to(staging)
+
+
+def _execute(stage: str, params_file, params: dict, chatter: Path) -> Path:
+    "Run the stage's notebook with papermill (the kernel's stderr to `chatter`), strip its timings and render its report."
     import nbformat
     import papermill
 
-    params = load_params(params_file)
     nbs, reports = Path(params["paths"]["nbs_dir"]), Path(params["paths"]["reports_dir"])
     notebook = STAGES[stage][0] + ".ipynb"
     reports.mkdir(parents=True, exist_ok=True)
     relative = Path(params_file).resolve().relative_to(nbs.parent)  # ../params.yaml, as seen from nbs/
-    with tempfile.TemporaryFile() as chatter:  # the kernel's stderr (start-up warnings): shown only on failure
+    with open(chatter, "wb") as log_file:  # the kernel's start-up warnings: kept beside a failed run's notebook
         sys.stderr.flush()
         saved = os.dup(2)
-        os.dup2(chatter.fileno(), 2)
+        os.dup2(log_file.fileno(), 2)
         try:
             papermill.execute_notebook(nbs / notebook, reports / notebook, cwd=str(nbs), kernel_name="python3",
                                        parameters={"params_file": str(Path("..") / relative), "quick": False},
                                        progress_bar=False, log_output=False)
-        except BaseException:
-            os.dup2(saved, 2)
-            chatter.seek(0)
-            sys.stderr.write(chatter.read().decode(errors="replace"))
-            raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -150,8 +196,10 @@ def run_stage(
     return render_html(reports / notebook)
 
 # %% ../nbs/00b_pipeline.ipynb #d893e102
-def main(argv: list[str] | None = None) -> int:  # exit status
+def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the notebook failed, 2 the params refused
     "`census-stage STAGE [--params FILE]`: run one stage's notebook as dvc.yaml does."
+    import papermill
+
     ap = argparse.ArgumentParser(prog="census-stage", description="Run one pipeline stage's notebook and render its report.")
     ap.add_argument("stage", choices=list(STAGES))
     ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
@@ -159,6 +207,15 @@ def main(argv: list[str] | None = None) -> int:  # exit status
     started = time.perf_counter()
     sys.stderr.write(f"stage {args.stage}: running nbs/{STAGES[args.stage][0]}.ipynb\n")
     sys.stderr.flush()
-    page = run_stage(args.stage, args.params)
+    try:
+        page = run_stage(args.stage, args.params)
+    except (ParamsError, OSError) as err:
+        sys.stderr.write(f"census-stage: {args.stage}: {err}\n")
+        return 2
+    except papermill.PapermillExecutionError as err:
+        where = Path(args.params).resolve().parent / STAGING_DIR / args.stage
+        sys.stderr.write(f"census-stage: {args.stage} failed in cell {err.exec_count}: {err.ename}: {next(iter((err.evalue or '').strip().splitlines()), '')}; "
+                         f"the previous outputs are untouched; the executed notebook and the kernel's log are in {where}\n")
+        return 1
     sys.stderr.write(f"stage {args.stage}: done in {time.perf_counter() - started:.1f} s (reports/{page.name})\n")
     return 0

@@ -32,13 +32,30 @@ def test_the_real_file_and_its_quick_run_load():
     (lambda p: p["train"].pop("seed"), "train.seed: Field required"),
     (lambda p: p["split"].update(test_size=0), "split.test_size: Input should be greater than 0"),
     (lambda p: p["tune"]["stored"].update(dropout=1.0), "tune.stored.dropout: Input should be less than 1"),
-    (lambda p: p["tune"]["space"].pop("lr"), "tune: Value error, space must give a range for each of n_frequencies"),
+    (lambda p: p["tune"]["space"].pop("lr"), "tune: space must give a range for each of n_frequencies"),
     (lambda p: p["tune"]["space"].update(lr={"float": [0.01, 0.0001], "log": True}),
      "the range [0.01, 0.0001] must go from low to high"),
     (lambda p: p["tune"]["space"].update(depth={"int": [1, 4], "choices": [1, 2]}), "give exactly one of int, float or choices"),
     (lambda p: p["slices"]["mitigation"].update(constraints=["equal_luck"]), "slices.mitigation.constraints.0: Input should be"),
     (lambda p: p["batch"]["drift"].update(psi_flag="high"), "batch.drift.psi_flag: Input should be a valid number"),
     (lambda p: p.pop("report"), "report: Field required"),
+    # strict types: YAML's own booleans and numbers only (a string or a float where a whole number belongs is refused)
+    (lambda p: p["tune"].update(enabled="false"), "tune.enabled: Input should be a valid boolean (got 'false')"),
+    (lambda p: p["tune"].update(enabled=0), "tune.enabled: Input should be a valid boolean (got 0)"),
+    (lambda p: p["train"].update(seed=4.0), "train.seed: Input should be a valid integer (got 4.0)"),
+    (lambda p: p["split"].update(test_size="0.2"), "split.test_size: Input should be a valid number (got '0.2')"),
+    (lambda p: p["tune"].update(timeout=float("inf")), "tune.timeout: Input should be a finite number (got inf)"),
+    (lambda p: p["train"].update(max_epochs=0), "train.max_epochs: Input should be greater than or equal to 1 (got 0)"),
+    (lambda p: p["train"].update(patience=-1), "train.patience: Input should be greater than or equal to 1 (got -1)"),
+    (lambda p: p["train"].update(max_epoch=5), "train.max_epoch: Extra inputs are not permitted (got 5)"),
+    (lambda p: p.update(trian={"max_epochs": 5}), "trian: Extra inputs are not permitted"),
+    (lambda p: p["paths"].update(modeldir="elsewhere"), "paths.modeldir: Extra inputs are not permitted (got 'elsewhere')"),
+    (lambda p: p["tune"].update(storage="foo://bar"), "tune.storage: 'foo://bar' is not a storage URL: give one of sqlite:///"),
+    (lambda p: p["slices"].update(protected=["sexx"]), "slices.protected.0: Input should be 'workclass', "),
+    (lambda p: p["slices"].update(intersections=[["sex"]]), "slices.intersections.0: List should have at least 2 items"),
+    (lambda p: p["slices"]["mitigation"].update(objective="selection_rate"),
+     "objective 'selection_rate' cannot be optimised under equalized_odds: use one of accuracy_score, balanced_accuracy_score"),
+    (lambda p: p["report"].update(pages=["04_train", "99_nope"]), "report.pages.1: Input should be '01_clean', "),
 ])
 def test_a_bad_value_is_refused_at_load_with_its_key(tmp_path, change, message):
     path = params_file(tmp_path, change)
@@ -47,11 +64,15 @@ def test_a_bad_value_is_refused_at_load_with_its_key(tmp_path, change, message):
     assert message in str(err.value) and str(tmp_path / "params.yaml") in str(err.value)
 
 
-def test_a_quick_override_is_checked_too(tmp_path):
+@pytest.mark.parametrize("quick", [True, False])
+def test_a_quick_override_is_checked_by_every_run(tmp_path, quick):
+    "A typo in the quick section is found by the full run too, though it does not use the overrides."
     path = params_file(tmp_path, lambda p: p["quick"]["train"].update(n_folds=1))
-    load_params(path)  # the full run does not use the override
-    with pytest.raises(ParamsError, match="train.n_folds: Input should be greater than or equal to 2"):
-        load_params(path, quick=True)
+    with pytest.raises(ParamsError, match=r"\(its quick: section\) cannot be used: train.n_folds: Input should be greater than or equal to 2"):
+        load_params(path, quick=quick)
+    path = params_file(tmp_path, lambda p: p["quick"].update(trian={"n_folds": 3}))
+    with pytest.raises(ParamsError, match="trian: Extra inputs are not permitted"):
+        load_params(path, quick=quick)
 
 
 def test_the_hyper_parameters_the_model_trains_with_are_the_key_set():
@@ -88,10 +109,24 @@ def test_every_stage_reads_params_through_the_check(tmp_path, capsys):
     good = shutil.copy(ROOT / "params.yaml", tmp_path / "good" / "params.yaml")
     bad = params_file(tmp_path, lambda p: p["tune"].update(n_trials=0))
     assert tune.worker_main(["--params", bad]) == 2
-    assert tune.worker_main(["--params", str(good), "--n-trials", "0"]) == 2  # an option is checked like the file
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 2 and all(ln.startswith("census-tune-worker: ") and "tune.n_trials: Input should be greater than"
-                                   in ln for ln in lines)
+    assert len(lines) == 1 and lines[0].startswith("census-tune-worker: ") and "tune.n_trials: Input should be greater than" in lines[0]
+
+
+@pytest.mark.parametrize(("options", "line"), [
+    (["--n-trials", "0"], "census-tune-worker: --n-trials 0: Input should be greater than or equal to 1"),
+    (["--n-trials", "-3"], "census-tune-worker: --n-trials -3: Input should be greater than or equal to 1"),
+    (["--storage", "foo://bar"], "census-tune-worker: --storage foo://bar: 'foo://bar' is not a storage URL: give one of"),
+])
+def test_the_tune_workers_options_are_checked_by_the_tune_sections_model(tmp_path, capsys, options, line):
+    "The worker's options override keys of the tune section, and are checked by its model: one line naming the option."
+    from census_income import tune
+
+    (tmp_path / "good").mkdir()
+    good = shutil.copy(ROOT / "params.yaml", tmp_path / "good" / "params.yaml")
+    assert tune.worker_main(["--params", str(good), *options]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), lines
 
 
 def test_dvc_yaml_names_the_model_files_as_the_predictor_does():
