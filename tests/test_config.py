@@ -105,8 +105,6 @@ def test_every_stage_reads_params_through_the_check(tmp_path, capsys):
     from census_income import pipeline, tune
 
     assert pipeline.load_params is load_params
-    (tmp_path / "good").mkdir()
-    good = shutil.copy(ROOT / "params.yaml", tmp_path / "good" / "params.yaml")
     bad = params_file(tmp_path, lambda p: p["tune"].update(n_trials=0))
     assert tune.worker_main(["--params", bad]) == 2
     lines = capsys.readouterr().err.splitlines()
