@@ -28,15 +28,16 @@ __all__ = ['model_files', 'on_dyno', 'error_line', 'PullError', 'pull_model', 'p
 # %% ../nbs/08_deploy.ipynb #0f812b55
 def model_files(
     root: Path,  # the app's checkout, with its params.yaml
-) -> list[str]:  # relative to root: the model folder's manifest and weights, and the encoder
-    "What the API loads, as the checkout's params.yaml names it (`paths.model_dir`, `paths.encoder_json`)."
+) -> list[str]:  # relative to root: the model folder's manifest (first) and weights, the encoder and the training profile
+    "What the API loads and checks, as the checkout's params.yaml names it (`paths.model_dir`, `encoder_json`, `reference_json`)."
     try:
         paths = load_params(Path(root) / "params.yaml")["paths"]
-        folder, encoder = Path(paths["model_dir"]), Path(paths["encoder_json"])
-        if encoder.parent != folder:  # the API reads the encoder from the model folder, by the name in the manifest
-            raise ValueError(f"paths.encoder_json ({encoder}) is not in paths.model_dir ({folder}), where the API reads it")
+        folder, encoder, reference = Path(paths["model_dir"]), Path(paths["encoder_json"]), Path(paths["reference_json"])
+        for key, path in (("encoder_json", encoder), ("reference_json", reference)):
+            if path.parent != folder:  # the API reads (and hashes) them in the model folder, by the names in the manifest
+                raise ValueError(f"paths.{key} ({path}) is not in paths.model_dir ({folder}), where the API reads it")
         here = Path(root).resolve()
-        return [str(p.relative_to(here)) for p in (folder / MANIFEST, encoder, folder / WEIGHTS)]
+        return [str(p.relative_to(here)) for p in (folder / MANIFEST, encoder, reference, folder / WEIGHTS)]
     except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
         raise PullError(f"cannot tell which model files to pull: {err}") from None
 
