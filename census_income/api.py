@@ -45,7 +45,7 @@ async def lifespan(app: FastAPI):
     "Load the model once at start-up and hand it to the requests; release it at shut-down."
     try:
         settings = getattr(app.state, "settings", None) or read_settings()
-        model = ServingModel(Predictor.load(settings.model_dir), settings)
+        model = ServingModel(Predictor.load(settings.model_dir, settings.model_version), settings)
     except (ModelFilesError, SettingsError) as err:
         app.state.startup_error = f"census-income cannot serve: {err}"
         raise
@@ -54,7 +54,8 @@ async def lifespan(app: FastAPI):
     watcher = asyncio.create_task(bodies.watch())
     gc.collect()
     gc.freeze()
-    log.info("model %s loaded from %s", model.version, settings.model_dir)
+    log.info("model %s loaded from %s (%s)", model.version, settings.model_dir,
+             "the version CENSUS_MODEL_VERSION pins" if settings.model_version else "not pinned: CENSUS_MODEL_VERSION unset")
     mounted = [r.path for r in app.routes if isinstance(r, Mount)]
     monitor = Monitor(model.version, settings.log_requests, [r.path for r in app.routes if r.path not in mounted],
                       mounted) if settings.metrics else None

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import signal
@@ -18,23 +20,24 @@ from pathlib import Path
 import yaml
 
 from .config import load_params
-from .predict import MANIFEST, WEIGHTS
+from .predict import JSON_LIMIT, MANIFEST, WEIGHTS, ModelFilesError, model_version, read_model_file
 
 # %% auto #0
-__all__ = ['model_files', 'on_dyno', 'error_line', 'PullError', 'pull_model', 'main']
+__all__ = ['model_files', 'on_dyno', 'error_line', 'PullError', 'pull_model', 'pinned_version', 'main']
 
 # %% ../nbs/08_deploy.ipynb #0f812b55
 def model_files(
     root: Path,  # the app's checkout, with its params.yaml
-) -> list[str]:  # relative to root: the model folder's manifest and weights, and the encoder
-    "What the API loads, as the checkout's params.yaml names it (`paths.model_dir`, `paths.encoder_json`)."
+) -> list[str]:  # relative to root: the model folder's manifest (first) and weights, the encoder and the training profile
+    "What the API loads and checks, as the checkout's params.yaml names it (`paths.model_dir`, `encoder_json`, `reference_json`)."
     try:
         paths = load_params(Path(root) / "params.yaml")["paths"]
-        folder, encoder = Path(paths["model_dir"]), Path(paths["encoder_json"])
-        if encoder.parent != folder:  # the API reads the encoder from the model folder, by the name in the manifest
-            raise ValueError(f"paths.encoder_json ({encoder}) is not in paths.model_dir ({folder}), where the API reads it")
+        folder, encoder, reference = Path(paths["model_dir"]), Path(paths["encoder_json"]), Path(paths["reference_json"])
+        for key, path in (("encoder_json", encoder), ("reference_json", reference)):
+            if path.parent != folder:  # the API reads (and hashes) them in the model folder, by the names in the manifest
+                raise ValueError(f"paths.{key} ({path}) is not in paths.model_dir ({folder}), where the API reads it")
         here = Path(root).resolve()
-        return [str(p.relative_to(here)) for p in (folder / MANIFEST, encoder, folder / WEIGHTS)]
+        return [str(p.relative_to(here)) for p in (folder / MANIFEST, encoder, reference, folder / WEIGHTS)]
     except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
         raise PullError(f"cannot tell which model files to pull: {err}") from None
 
@@ -100,28 +103,60 @@ def pull_model(
         raise PullError(f"dvc pull left {', '.join(missing)} missing")
     return time.perf_counter() - t0
 
+# %% ../nbs/08_deploy.ipynb #9d5e6f70
+def pinned_version(
+    root: Path,  # the app's checkout, with dvc.lock and the model folder
+) -> str:  # the model version the API must serve (CENSUS_MODEL_VERSION)
+    "The version dvc.lock pins: the manifest's bytes checked against DVC's md5 of them, then the version they describe."
+    root = Path(root)
+    target = model_files(root)[0]  # the manifest, relative to root, as dvc.lock spells it
+    try:
+        stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+        md5s = [out.get("md5") for stage in stages.values() for out in stage.get("outs", []) if out.get("path") == target]
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError) as err:
+        raise PullError(f"cannot read the model's pin from dvc.lock: {type(err).__name__}: {err}") from None
+    if not md5s:
+        raise PullError(f"dvc.lock records no {target}: run the pipeline and commit dvc.lock")
+    try:
+        data = read_model_file(root / Path(target).parent, MANIFEST, JSON_LIMIT)
+        found = hashlib.md5(data).hexdigest()
+        if found != md5s[0]:
+            raise PullError(f"{target} has md5 {found} but dvc.lock records {md5s[0]}: it is not the deployed model "
+                            f"(`dvc checkout {target}`, or `dvc pull`)")
+        return model_version(json.loads(data))
+    except (OSError, ValueError, ModelFilesError) as err:
+        raise PullError(f"cannot read {target}: {err}") from None
+
 # %% ../nbs/08_deploy.ipynb #09435c9b
 def main(
     argv: Sequence[str],  # command-line arguments
     env: Mapping[str, str],  # the process environment (DYNO)
-) -> int:  # exit status: 0 = ready to serve
-    "`python -m census_income.deploy`: on a dyno, pull the model; say in one line what went wrong."
+) -> int:  # exit status: 0 = ready to serve; the pinned version on stdout, for CENSUS_MODEL_VERSION
+    "`python -m census_income.deploy`: on a dyno, pull the model; print the version dvc.lock pins; say in one line what went wrong."
     p = argparse.ArgumentParser(prog="python -m census_income.deploy", description=main.__doc__)
     p.add_argument("--root", type=Path, default=Path("."), help="the app's checkout")
     p.add_argument("--timeout", type=float, default=40.0, help="seconds the pull may take (Heroku allows 60 to bind $PORT)")
     p.add_argument("--force", action="store_true", help="pull even when not on a dyno")
     args = p.parse_args(argv)
-    if not (args.force or on_dyno(env, args.root)):
-        return 0
+    pull = args.force or on_dyno(env, args.root)
+    if not (pull or (args.root / "dvc.lock").is_file()):
+        return 0  # no dvc.lock (a scratch folder, a container without DVC): nothing to pull, nothing pins the model
     try:
-        targets = model_files(args.root)
-        took = pull_model(args.root, targets, timeout=args.timeout)
+        if pull:
+            targets = model_files(args.root)
+            took = pull_model(args.root, targets, timeout=args.timeout)
+            sys.stderr.write(f"census_income.deploy: pulled {', '.join(targets)} in {took:.1f} s\n")
     except PullError as e:
         sys.stderr.write(f"census_income.deploy: cannot serve, the model was not pulled: {e}\n")
         return 1
-    sys.stderr.write(f"census_income.deploy: pulled {', '.join(targets)} in {took:.1f} s\n")
+    try:
+        version = pinned_version(args.root)
+    except PullError as e:
+        sys.stderr.write(f"census_income.deploy: cannot serve, the model's version cannot be pinned: {e}\n")
+        return 1
+    sys.stdout.write(f"{version}\n")
+    sys.stderr.write(f"census_income.deploy: model version {version} pinned by dvc.lock\n")
     return 0
-
 
 if __name__ == "__main__" and "__file__" in globals():  # `python -m`, not a notebook kernel
     sys.exit(main(sys.argv[1:], os.environ))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +19,13 @@ from safetensors.numpy import load as load_tensors
 from .features import Encoder
 from .metrics import decide, sigmoid
 from .schema import CLASSES, CONTINUOUS
-from .validation import record_columns
+from .validation import EXAMPLE, record_columns
 
 # %% auto #0
-__all__ = ['MANIFEST', 'WEIGHTS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'ModelFilesError', 'layer_name', 'tensor_names',
-           'Network', 'content_hash', 'check_model', 'Predictor', 'predict']
+__all__ = ['MANIFEST', 'WEIGHTS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'JSON_LIMIT', 'WEIGHTS_LIMIT', 'NAMED_FILES',
+           'ModelFilesError', 'layer_name', 'tensor_names', 'Network', 'file_digest', 'model_version',
+           'read_model_file', 'read_model_folder', 'check_model', 'Predictor', 'seal_model', 'write_model_folder',
+           'predict']
 
 # %% ../nbs/04a_predict.ipynb #37a4fde8
 MANIFEST, WEIGHTS = "manifest.json", "weights.safetensors"  # a model folder's own files (the encoder's is named in the manifest)
@@ -191,19 +195,79 @@ def _forward(self: Network, X: np.ndarray) -> np.ndarray:
 Network.calibrate, Network.member_logits, Network.forward64, Network.forward = _calibrate, _member_logits, _forward64, _forward
 
 # %% ../nbs/04a_predict.ipynb #5913b7ab
-def content_hash(
-    weights: bytes,  # the bytes of weights.safetensors
-    encoder: bytes,  # the bytes of encoder.json
-    threshold: float,  # the decision threshold
-    baseline: Mapping | None = None,  # the baseline record of explanations (`census_income.explain.typical_record`)
-) -> str:  # 12 hex digits that change whenever any of them does
-    "The model's version: a content hash of what decides its answers (and its explanations)."
-    h = hashlib.sha256(weights)
-    h.update(encoder)
-    h.update(repr(float(threshold)).encode())
-    if baseline is not None:
-        h.update(json.dumps(baseline, sort_keys=True).encode())
-    return h.hexdigest()[:12]
+JSON_LIMIT = 4 * 2**20  # most bytes read from the manifest, the encoder or the training profile (each a few KB)
+WEIGHTS_LIMIT = 256 * 2**20  # most bytes read from the weights (the trained ensemble is 1.4 MB)
+NAMED_FILES = {"weights": WEIGHTS_LIMIT, "encoder": JSON_LIMIT, "reference": JSON_LIMIT}  # manifest key → size limit
+
+
+def file_digest(data: bytes) -> str:  # 64 hex digits
+    "The SHA-256 of a model file, as the manifest records it."
+    return hashlib.sha256(data).hexdigest()
+
+
+def model_version(
+    manifest: Mapping,  # a model's manifest: every field but `version` is hashed, the named files' digests among them
+) -> str:  # 32 hex digits (128 bits: no one can make another manifest with the same version)
+    "The model's version: a hash of everything its manifest says, and through the digests, of every file it names."
+    body = {k: v for k, v in manifest.items() if k != "version"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def read_model_file(
+    folder: Path,  # the model folder
+    name,  # a file name as the manifest gives it
+    limit: int,  # most bytes the file may hold
+) -> bytes:  # the file's bytes
+    "Read a model file: a plain name in the folder, a regular file (never a FIFO or a device: nothing blocks), `limit` bytes at most."
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise ModelFilesError(f"{MANIFEST} names the file {name!r}: a model file is a plain name in the model folder, not a path")
+    path, folder = Path(folder) / name, Path(folder).resolve()
+    if path.is_symlink() and path.resolve().parent != folder:
+        raise ModelFilesError(f"{name} is a link to {path.resolve()}, outside the model folder: copy the file in "
+                              "(with DVC, use cache.type copy or reflink, not symlink)")
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:  # O_NONBLOCK: opening a FIFO does not wait
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFilesError(f"{name} is not a regular file (a FIFO, a device or a folder): replace it with the model's file")
+        data = f.read(limit + 1) if info.st_size <= limit else b""  # read no more than the limit, even if the file grows
+    if max(info.st_size, len(data)) > limit:
+        raise ModelFilesError(f"{name} holds more than {limit:,} bytes, the most a model's {name} may hold")
+    return data
+
+
+def read_model_folder(
+    folder,  # the model folder
+    version: str | None = None,  # the version it must hold (None: any version its files hash to)
+) -> tuple[dict, dict[str, bytes]]:  # the manifest, and the bytes of each file it names, by manifest key
+    "Read a model folder's manifest and files, and check the version: the pinned one, the manifest's, each file's digest."
+    d = Path(folder)
+    manifest = json.loads(read_model_file(d, MANIFEST, JSON_LIMIT))
+    if not isinstance(manifest, dict):
+        raise ModelFilesError(f"{MANIFEST} is not a JSON object")
+    missing = [k for k in ("version", "threshold", "weights", "encoder", "architecture", "sha256") if k not in manifest]
+    if missing:
+        raise ModelFilesError(f"{MANIFEST} lacks {', '.join(missing)}: it was not written by this version's "
+                              "train stage (retrain: `make pipeline`)")
+    found = model_version(manifest)
+    if version is not None and found != version:
+        raise ModelFilesError(f"expected model version {version} but the files are version {found}: they were changed or "
+                              "replaced since the deploy step pinned them (restore them: `dvc checkout`, or deploy again)")
+    if found != manifest["version"]:
+        raise ModelFilesError(f"{MANIFEST} hashes to {found} but says version {manifest['version']!r}: it was edited, "
+                              "or the files come from different runs (run `dvc checkout`)")
+    named = {key: manifest[key] for key in NAMED_FILES if key in manifest}
+    digests = manifest["sha256"]
+    if not isinstance(digests, dict) or sorted(digests) != sorted(map(str, named.values())):
+        raise ModelFilesError(f"{MANIFEST} names the files {sorted(map(str, named.values()))} but records the digests of "
+                              f"{sorted(digests) if isinstance(digests, dict) else digests!r}")
+    files = {}
+    for key, name in named.items():
+        files[key] = read_model_file(d, name, NAMED_FILES[key])
+        if (actual := file_digest(files[key])) != digests[name]:
+            raise ModelFilesError(f"{name} hashes to {actual[:16]}… but {MANIFEST} records {str(digests[name])[:16]}…: "
+                                  "a file was changed, or the files come from different runs (run `dvc checkout`)")
+    return manifest, files
+
 
 # %% ../nbs/04a_predict.ipynb #7a54677b
 def check_model(
@@ -223,7 +287,7 @@ def check_model(
             problems.append("the embeddings hold a non-finite number")
         width = f * d
     width += encoder.n_onehot
-    if net.n_numeric != f:  # the manifest's architecture is not hashed: check what it says
+    if net.n_numeric != f:  # the manifest's architecture, hashed but written by the train stage: check it
         problems.append(f"the architecture says {net.n_numeric} numbers per row; the schema has {f}")
     for k, (W, b) in enumerate(zip(net.weights, net.biases, strict=True), 1):
         if W.ndim != 3 or W.shape[:2] != (m, width) or b.shape != (m, 1, W.shape[2]):
@@ -245,7 +309,7 @@ def check_model(
 class Predictor:
     "A saved model ready to score records: encoder, numpy ensemble (calibrated) and threshold."
 
-    def __init__(self, encoder: Encoder, net: Network, manifest: dict):
+    def __init__(self, encoder: Encoder, net: Network, manifest: dict):  # `seal_model` writes a manifest; `load` reads one
         self.encoder, self.net, self.manifest = encoder, net, manifest
         self.threshold, self.version = manifest["threshold"], manifest["version"]
         self.baseline = manifest.get("baseline")  # the record explanations start from (`census_income.explain`)
@@ -254,20 +318,16 @@ class Predictor:
             raise ModelFilesError("; ".join(problems or [f"the version {self.version!r} is not a content hash"]))
 
     @classmethod
-    def load(cls, model_dir) -> Predictor:
-        "Load a model folder and make it prove itself: content hash, structure, and the known record's score."
+    def load(
+        cls,
+        model_dir,  # the model folder
+        version: str | None = None,  # the version it must hold (the API's CENSUS_MODEL_VERSION); None: whatever it holds
+    ) -> Predictor:
+        "Load a model folder and make it prove itself: version (pinned, and of every file), structure, the known record's score."
         d = Path(model_dir)
         try:
-            manifest = json.loads((d / MANIFEST).read_text())
-            missing = [k for k in ("version", "threshold", "weights", "encoder", "architecture") if k not in manifest]
-            if missing:
-                raise ModelFilesError(f"{MANIFEST} lacks {', '.join(missing)}: it was not written by this version's "
-                                      "train stage (retrain: `make pipeline`)")
-            weights, encoder = (d / manifest["weights"]).read_bytes(), (d / manifest["encoder"]).read_bytes()
-            actual = content_hash(weights, encoder, manifest["threshold"], manifest.get("baseline"))
-            if actual != manifest["version"]:
-                raise ModelFilesError(f"the files hash to {actual} but manifest.json says version {manifest['version']!r}: "
-                                      "a file was changed, or the files come from different runs (run `dvc checkout`)")
+            manifest, files = read_model_folder(d, version)
+            weights, encoder = files["weights"], files["encoder"]
             predictor = cls(Encoder(json.loads(encoder)), Network.load(weights, manifest["architecture"]), manifest)
             predictor.check_known_record()
             if predictor.baseline is not None:
@@ -329,6 +389,39 @@ class Predictor:
     ) -> list[dict]:  # per record: prediction (">50K" or "<=50K") and probability of >50K
         "Check each record (raising `RecordError` as the API words it) and score them, in order."
         return self.answers(self.predict_proba(record_columns(records)))
+
+# %% ../nbs/04a_predict.ipynb #c3d9e4f1
+def seal_model(
+    weights: bytes,  # the bytes of weights.safetensors
+    files: Mapping[str, tuple[str, bytes]],  # "encoder" (and "reference", the training profile) → (file name, bytes)
+    fields: Mapping,  # the rest of the manifest: threshold, architecture, baseline, params, metrics, ...
+) -> Predictor:  # the model as served; its manifest names and hashes every file, holds the known record and the version
+    "The manifest that names, hashes, describes and checks a model's files, and the model built from them as `load` builds it."
+    named = {"weights": (WEIGHTS, weights), **files}
+    manifest = {**fields, **{k: name for k, (name, _) in named.items()},
+                "sha256": {name: file_digest(data) for name, data in named.values()}}
+    net, encoder = Network.load(weights, manifest["architecture"]), Encoder(json.loads(named["encoder"][1]))
+    unchecked = Predictor(encoder, net, manifest | {"version": "unsealed"})
+    manifest["check"] = {"record": EXAMPLE, "probability": unchecked.predict_records([EXAMPLE])[0]["probability"]}
+    return Predictor(encoder, net, manifest | {"version": model_version(manifest)})
+
+
+def write_model_folder(
+    out_dir,  # the model folder (created)
+    manifest: Mapping,  # a sealed manifest (`seal_model`), perhaps with fields added since: the version is recomputed
+    files: Mapping[str, bytes],  # file name → bytes, every file the manifest names
+    write=None,  # how to write one file whole: `write(path, data)`; None: `Path.write_bytes`
+) -> Predictor:  # the folder loaded back, as the API and the batch job load it
+    "Write a model's files and, last, its manifest with the version of what it now says; load the folder back."
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write = write or (lambda path, data: Path(path).write_bytes(data))
+    manifest = {**manifest, "version": model_version(manifest)}
+    for name, data in files.items():
+        write(out / name, data)
+    write(out / MANIFEST, json.dumps(manifest, indent=1).encode())
+    return Predictor.load(out, manifest["version"])
+
 
 # %% ../nbs/04a_predict.ipynb #226088ba
 def predict(

@@ -12,7 +12,7 @@ import numpy as np
 from safetensors.numpy import save as save_tensors
 
 from .features import Encoder
-from .predict import MANIFEST, WEIGHTS, Network, Predictor, content_hash, layer_name, tensor_names
+from .predict import WEIGHTS, Network, Predictor, layer_name, seal_model, tensor_names, write_model_folder
 from .schema import CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS
 from .validation import EXAMPLE
 
@@ -96,11 +96,8 @@ def toy_model_folder(
             tensors[f"members.{m}.{layer_name(k)}.weight"] = np.ascontiguousarray(W[m].T, np.float32)  # safetensors writes the buffer
             tensors[f"members.{m}.{layer_name(k)}.bias"] = b[m][0].astype(np.float32)
     weights, encoder_bytes = save_tensors(tensors), json.dumps(encoder.state).encode()
-    manifest = {"version": content_hash(weights, encoder_bytes, threshold, EXAMPLE), "threshold": threshold,
-                "architecture": _architecture(**shape), "weights": WEIGHTS, "encoder": "encoder.json", "baseline": EXAMPLE}
-    served = Predictor(encoder, Network.load(weights, manifest["architecture"]), manifest)
-    manifest["check"] = {"record": EXAMPLE, "probability": served.predict_records([EXAMPLE])[0]["probability"]}
-    (out / WEIGHTS).write_bytes(weights)
-    (out / "encoder.json").write_bytes(encoder_bytes)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    sealed = seal_model(weights, {"encoder": ("encoder.json", encoder_bytes)},
+                        {"threshold": threshold, "architecture": _architecture(**shape), "baseline": EXAMPLE})
+    write_model_folder(out, sealed.manifest, {WEIGHTS: weights, "encoder.json": encoder_bytes})
     return out
+

@@ -25,9 +25,8 @@ from .features import Encoder, load_encoder
 from .metrics import (FLOAT_FORMAT, N_BINS, auc_gap, best_threshold, binary_metrics, curves, decide,
                                    fit_temperature, readable, reliability, sigmoid)
 from .model import ARCH, IncomeEnsemble, fit_folds
-from .predict import MANIFEST, WEIGHTS, Network, Predictor, content_hash
+from .predict import WEIGHTS, Predictor, seal_model, write_model_folder
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES, LABEL, POSITIVE
-from .validation import EXAMPLE
 
 # %% ../nbs/04_train.ipynb #c3858f4f
 def train_ensemble(
@@ -56,48 +55,41 @@ def package_model(
     threshold: float,  # decision threshold on the probability of >50K
     params: dict,  # every hyper-parameter and training setting that made the model
     baseline: dict,  # the record explanations start from (`census_income.explain.typical_record` of the training split)
-) -> tuple[bytes, Predictor]:  # the weights' bytes, and the model as served (its manifest without metrics yet)
-    "The ensemble as safetensors bytes and a manifest that rebuilds, describes and checks it, loaded as the API loads it."
+    reference_json=None,  # the training profile the batch job checks drift against (paths.reference_json); hashed too
+) -> tuple[dict[str, bytes], Predictor]:  # the model folder's files (name → bytes), and the model as served (no metrics yet)
+    "The ensemble as safetensors bytes and a manifest that rebuilds, describes and checks it (`census_income.predict.seal_model`)."
     weights = save_tensors({k: v.contiguous() for k, v in model.state_dict().items()})
     encoder_bytes = Path(encoder_json).read_bytes()
     encoder = Encoder(json.loads(encoder_bytes))
-    manifest = {
-        "version": content_hash(weights, encoder_bytes, threshold, baseline),
+    files = {"encoder": (Path(encoder_json).name, encoder_bytes)}
+    if reference_json is not None:
+        files["reference"] = (Path(reference_json).name, Path(reference_json).read_bytes())
+    served = seal_model(weights, files, {
         "threshold": float(threshold),
         "positive_class": POSITIVE,
         "architecture": {"class": "IncomeEnsemble", "members": len(model.members), "n_in": encoder.n_features,
                          "n_numeric": len(CONTINUOUS), "temperature": float(model.temperature), **{k: params[k] for k in ARCH}},
-        "weights": WEIGHTS,
-        "encoder": Path(encoder_json).name,
         "feature_names": encoder.feature_names,
         "params": params,
-        "metrics": {},  # filled in by the stage once the served model is measured (not part of the version)
+        "metrics": {},  # filled in by the stage once the served model is measured (the version is recomputed on saving)
         "baseline": baseline,
-    }
-    served = Predictor(encoder, Network.load(weights, manifest["architecture"]), manifest)
-    # the known record that loading scores again: the numpy replay of these very bytes, as served
-    manifest["check"] = {"record": EXAMPLE, "probability": served.predict_records([EXAMPLE])[0]["probability"]}
-    return weights, served
+    })
+    return {WEIGHTS: weights, **dict(files.values())}, served
 
 
 def save_model(
     out_dir,  # the model folder (paths.model_dir)
-    weights: bytes,  # from `package_model`
+    files: dict[str, bytes],  # from `package_model`: file name → bytes
     manifest: dict,  # from `package_model`, with the metrics added
-    encoder_json,  # the encoder file the model was trained with (paths.encoder_json)
 ) -> Predictor:  # the folder loaded back: it proves itself as the API will load it
-    "Write the weights and the manifest (each whole or not at all), the encoder too if it lives elsewhere; load the folder."
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    beside = out / manifest["encoder"]
-    if Path(encoder_json).resolve() != beside.resolve():  # a model folder away from the encoder (a benchmark's): carry it
-        with atomic_file(beside) as tmp:
-            tmp.write_bytes(Path(encoder_json).read_bytes())
-    with atomic_file(out / WEIGHTS) as tmp:
-        tmp.write_bytes(weights)
-    with atomic_file(out / MANIFEST) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
-    return Predictor.load(out)
+    "Write the files (each whole or not at all; one already there with these bytes is left alone) and the manifest last; load the folder."
+    def write(path: Path, data: bytes) -> None:
+        if not (path.is_file() and path.read_bytes() == data):  # the encoder and profile are the preprocess stage's
+            with atomic_file(path) as tmp:
+                tmp.write_bytes(data)
+
+    return write_model_folder(out_dir, manifest, files, write)
+
 
 # %% ../nbs/04_train.ipynb #23bf6b9f
 def fit_baselines(
@@ -196,7 +188,8 @@ def run_train(
     run = train_ensemble(train, encoder, hp, cfg, progress=False)
     seconds = time.perf_counter() - started
     made_by = hp.model_dump() | cfg.model_dump(include={"n_folds", "max_epochs", "patience", "seed"})
-    weights, served = package_model(run["model"], paths["encoder_json"], run["threshold"], made_by, typical_record(train))
+    files, served = package_model(run["model"], paths["encoder_json"], run["threshold"], made_by, typical_record(train),
+                                  paths["reference_json"])
     m = measure_served(served, run, test)
     comparison, baselines = {"first_member": m["first_member"]}, {}  # one member alone: what the ensemble adds
     if cfg.baselines:
@@ -209,7 +202,7 @@ def run_train(
                                                        cfg.seed, cfg.ci_level)}
     epochs = [len(h) for h in run["histories"]]
     manifest = served.manifest | {"metrics": readable({"test": m["test"], "out_of_fold": run["oof"], "epochs": epochs})}
-    save_model(paths["model_dir"], weights, manifest, paths["encoder_json"])
+    manifest = save_model(paths["model_dir"], files, manifest).manifest  # its version now covers the metrics too
     w = write_metrics(paths["metrics_dir"], test=m["test"], dev=run["oof"], baselines=baselines,
                       calibration=m["calibration"], comparison=comparison, importance=importance)
     history = pd.concat([pd.DataFrame(h).assign(member=k) for k, h in enumerate(run["histories"])])

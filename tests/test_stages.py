@@ -91,12 +91,14 @@ def test_same_params_give_the_same_bytes(quick, ran, tmp_path):
 
 
 def test_a_model_folder_away_from_the_encoder_is_whole(quick, tmp_path):
-    "The train stage with paths.model_dir elsewhere (as benchmarks/quality_seeds.py runs it) leaves a folder that loads."
+    "The train stage with paths.model_dir elsewhere (as benchmarks/quality_seeds.py runs it) leaves a whole folder that loads."
     from census_income.train import run_train
 
     away = {"model_dir": str(tmp_path / "model"), "metrics_dir": str(tmp_path / "metrics")}
     result = run_train(quick | {"train": quick["train"] | {"baselines": False, "importance_repeats": 1},
                                 "paths": quick["paths"] | away})
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["encoder.json", "manifest.json", "weights.safetensors"]
-    assert (tmp_path / "model" / "encoder.json").read_bytes() == Path(quick["paths"]["encoder_json"]).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["encoder.json", "manifest.json", "reference.json",
+                                                                      "weights.safetensors"]
+    for key in ("encoder_json", "reference_json"):  # carried along, and hashed into the version
+        assert (tmp_path / "model" / Path(quick["paths"][key]).name).read_bytes() == Path(quick["paths"][key]).read_bytes()
     assert Predictor.load(tmp_path / "model").version == result["manifest"]["version"]

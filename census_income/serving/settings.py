@@ -5,35 +5,60 @@
 # %% ../../nbs/06a_settings.ipynb #af5eda95
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # %% auto #0
-__all__ = ['Settings', 'SettingsError', 'read_settings']
+__all__ = ['NOT_SETTINGS', 'Settings', 'SettingsError', 'unknown_setting', 'read_settings']
 
 # %% ../../nbs/06a_settings.ipynb #0feb7862
 class Settings(BaseSettings):
     "Serving settings, read from the environment (`CENSUS_MODEL_DIR`, `CENSUS_MAX_BATCH`, ...)."
 
-    model_config = SettingsConfigDict(env_prefix="CENSUS_", protected_namespaces=())
+    model_config = SettingsConfigDict(env_prefix="CENSUS_", protected_namespaces=(), env_ignore_empty=True)
     model_dir: Path = Path("model")  # folder with manifest.json, encoder.json and weights.safetensors
+    model_version: str | None = Field(None, pattern="^[0-9a-f]{32}$")  # the version the model must be (set by the deploy
+    # step from dvc.lock: `census_income.deploy`); unset or empty: whatever version the folder holds
     max_batch: int = Field(1000, ge=1)  # most records one /predict/batch request may carry
     max_body_bytes: int = Field(1_048_576, ge=1024)  # largest request body accepted, in bytes
     threads: int = Field(1, ge=1)  # BLAS threads per worker: 1 suits one worker per core
     coalesce: bool = True  # score concurrent /predict requests in one matrix product
-    body_timeout: float = Field(10.0, gt=0)  # seconds a request body may take to arrive, then 408
+    body_timeout: float = Field(10.0, ge=0.1, le=3600)  # seconds a request body may take to arrive, then 408; the
+    # watcher (`census_income.serving.body.BodyDeadlines.watch`) wakes every body_timeout / 4 s: at most 40 times a second
     metrics: bool = True  # count requests, latency, answers and rejections for GET /metrics (Prometheus)
     log_requests: bool = False  # one JSON line per request on stderr: route, status, milliseconds; never the record
+
+
+NOT_SETTINGS = frozenset({"CENSUS_TEST_ARTIFACTS"})  # CENSUS_ variables that others read (the test suite), not the app
 
 
 class SettingsError(ValueError):
     "A serving setting that cannot be used: the message names the environment variable."
 
 
-def read_settings() -> Settings:
-    "The settings from the environment; a bad value is one `SettingsError` naming its variable."
+def unknown_setting(
+    env: Mapping[str, str],  # the process environment
+) -> str | None:  # one line naming the first CENSUS_ variable that is no setting, and the closest setting; None: none
+    "A misspelt variable would be ignored silently: find the first `CENSUS_*` name that `Settings` does not have."
+    known = sorted(f"CENSUS_{name.upper()}" for name in Settings.model_fields)
+    for name in sorted(env):
+        if name.upper().startswith("CENSUS_") and name.upper() not in {*known, *NOT_SETTINGS}:
+            close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
+            return f"{name} is not a setting: " + (f"did you mean {close[0]}?" if close else f"the settings are {', '.join(known)}")
+    return None
+
+
+def read_settings(
+    env: Mapping[str, str] | None = None,  # the variables to check for misspelt names; None: the process environment
+) -> Settings:
+    "The settings from the environment; an unknown `CENSUS_*` name or a bad value is one `SettingsError` naming its variable."
+    if problem := unknown_setting(os.environ if env is None else env):
+        raise SettingsError(problem)
     try:
         return Settings()
     except ValidationError as err:

@@ -66,10 +66,10 @@ def test_manifest_describes_and_rebuilds_the_model(model_dir, predictor):
     assert man["metrics"]["test"]["threshold"] == readable(man["threshold"]) and 0 < man["threshold"] < 1
     assert set(man["params"]) >= {*HYPER_PARAMS, "seed", "n_folds"}
     assert man["architecture"]["members"] == man["params"]["n_folds"] == len(man["metrics"]["epochs"])
-    from census_income.predict import content_hash
+    from census_income.predict import file_digest, model_version
 
-    assert man["version"] == content_hash((model_dir / "weights.safetensors").read_bytes(), (model_dir / "encoder.json").read_bytes(),
-                                       man["threshold"], man["baseline"])
+    assert man["version"] == model_version(man)
+    assert man["sha256"] == {man[k]: file_digest((model_dir / man[k]).read_bytes()) for k in ("weights", "encoder", "reference")}
 
 
 def test_numpy_predictor_equals_the_torch_model_on_the_whole_test_split(model_dir, predictor, test_split):

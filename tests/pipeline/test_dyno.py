@@ -87,7 +87,7 @@ def test_dyno_pulls_the_model_then_serves(api_ready, pushed_repo, moto_endpoint,
     proc = start_web(slug, port)
     try:
         bound = wait_for_port(port, 60, proc)  # Heroku's boot timeout
-        for name in ("manifest.json", "encoder.json", "weights.safetensors"):
+        for name in ("manifest.json", "encoder.json", "reference.json", "weights.safetensors"):
             assert (slug / "model" / name).read_bytes() == (pushed_repo / "model" / name).read_bytes()
         status, answer = post(port, "/predict", RECORD)
     finally:
@@ -96,6 +96,7 @@ def test_dyno_pulls_the_model_then_serves(api_ready, pushed_repo, moto_endpoint,
     manifest = json.loads((pushed_repo / "model" / "manifest.json").read_text())
     assert answer["model_version"] == manifest["version"]
     assert "census_income.deploy: pulled" in out, out
+    assert f"census_income.deploy: model version {manifest['version']} pinned by dvc.lock" in out, out
     print(f"\n$PORT bound {bound:.1f} s after start (pull included); /predict → {answer}\n{out}")
 
 
