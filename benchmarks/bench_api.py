@@ -39,6 +39,8 @@ from census_income.validation import EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+sys.path.insert(1, str(ROOT))
+from tests.api.conftest import procfile_flags  # noqa: E402  (the flags the Procfile runs uvicorn with)
 
 
 def free_port() -> int:
@@ -62,9 +64,9 @@ def post(url: str, body: bytes, timeout: float = 5) -> int:
 
 
 def start_server(app: str, port: int, core: int, env: dict, app_dir: str = ".") -> tuple[subprocess.Popen, float]:
-    "Start uvicorn pinned to `core`; return the process and the seconds until it answered a POST /predict."
+    "Start uvicorn pinned to `core`, with the Procfile's flags; return the process and the seconds until it answered a POST /predict."
     cmd = ["taskset", "-c", str(core), str(VENV_BIN / "uvicorn"), app, "--app-dir", app_dir, "--host", "127.0.0.1",
-           "--port", str(port), "--no-access-log", "--log-level", "warning", "--workers", "1"]
+           "--port", str(port), *procfile_flags(), "--log-level", "warning", "--workers", "1"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     body = json.dumps(EXAMPLE).encode()
@@ -164,7 +166,7 @@ def main() -> None:
             proc.wait()
     c16 = results[("ceiling", 16)]["rps"]
     arch = json.loads((Path(a.model_dir) / MANIFEST).read_text())
-    shape = f"{arch['version']}, {arch['architecture']['depth']}×{arch['architecture']['hidden']} hidden"
+    shape = f"{arch['version']}, {arch['architecture']['depth']}×{arch['architecture'].get('hidden', '?')} hidden"
     print(f"\nwrk {a.seconds} s runs, median of {a.runs}; uvicorn 1 worker on core {a.server_core}, wrk -t1 on core "
           f"{a.load_core}; model {a.model_dir} ({shape}); load average before: {os.getloadavg()[0]:.2f}\n")
     print("| endpoint | connections | requests/s | records/s | p50 ms | p99 ms | errors | vs ceiling |")

