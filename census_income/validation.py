@@ -117,10 +117,22 @@ def _is_number(
     return isinstance(v, _NUMBER_TYPES) and not isinstance(v, (bool, np.bool_))
 
 
+def _numbers_at(
+    values: Sequence,  # one continuous column
+    text: bool,  # whether text may hold the numbers
+) -> np.ndarray:  # per value: whether it is a number (`_is_number`)
+    "Which values are numbers, judging each distinct value once (a column of 100,000 rows holds a few thousand)."
+    kinds = set(map(type, values))
+    if not (kinds <= {str} or kinds <= {int, float}):  # 1, 1.0 and True are one set member: judge every value
+        return np.fromiter((_is_number(v, text) for v in values), bool, len(values))
+    bad = {v for v in set(values) if not _is_number(v, text)}
+    return np.fromiter((v not in bad for v in values), bool, len(values)) if bad else np.ones(len(values), bool)
+
+
 def _number_problems(rule: Rule, values: Sequence, text: bool = True) -> list[tuple[int, str, str]]:
     "Problems of one continuous column: missing, not whole (or not a number at all), out of range."
     col, lo, hi = rule.column, rule.low, rule.high
-    number = np.fromiter((_is_number(v, text) for v in values), bool, len(values))
+    number = _numbers_at(values, text)
     x = np.full(len(values), np.nan)
     x[number] = as_numbers(values if number.all() else [v for v, n in zip(values, number, strict=True) if n])
     whole = number & np.isfinite(x) & (x == np.round(x))
@@ -133,7 +145,11 @@ def _number_problems(rule: Rule, values: Sequence, text: bool = True) -> list[tu
 def _category_problems(rule: Rule, values: Sequence) -> list[tuple[int, str, str]]:
     "Problems of one categorical column (or the label): unknown values, or a missing one where none may be."
     col, allowed = rule.column, set(rule.allowed) | ({None} if rule.nullable else set())
-    return [(i, col, missing_error(col) if v is None else category_error(col, v))
+    if set(map(type, values)) <= {str, type(None)}:  # text (and null): one set difference finds the unknown values
+        unknown = set(values) - allowed
+        return [(i, col, missing_error(col) if v is None else category_error(col, v))
+                for i, v in enumerate(values) if v in unknown] if unknown else []
+    return [(i, col, missing_error(col) if v is None else category_error(col, v))  # a list or a number among them
             for i, v in enumerate(values) if not (isinstance(v, str) or v is None) or v not in allowed]
 
 # %% ../nbs/00a_validation.ipynb #4dcde9d9
