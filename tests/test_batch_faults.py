@@ -198,12 +198,20 @@ def census_batch(input_path: Path, out: Path, model: Path) -> subprocess.Popen:
                             text=True)
 
 
+def size(path: Path) -> int:
+    "A file's size; 0 once it is gone (renamed or removed between listing and looking)."
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def kill_mid_run(proc: subprocess.Popen, folder: Path, sig: int) -> list[str]:
     "Wait until the job has written part of its scores, send `sig`, and return the temporaries there were then."
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        tmps = [p for p in folder.glob("*.scored.csv.*.tmp") if p.stat().st_size > 100_000]
-        if tmps:
+        # the scores being written (`atomic_file`'s temporary inside the run's): the job is mid-way, far from its renames
+        if any(size(p) > 100_000 for p in folder.glob("..scored.csv.*.tmp.*.tmp")):
             proc.send_signal(sig)
             proc.communicate(timeout=60)
             return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
@@ -244,6 +252,31 @@ def test_a_terminated_job_removes_its_temporaries_and_keeps_the_previous_run(sig
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rejects.csv", "scored.csv", "scored.done.json",
                                                           "scored.drift.json"]
     assert read_done(done_path(out)) == before
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_papermill_killed_mid_run_leaves_the_previous_run_and_the_next_run_cleans_up(sig, tmp_path, big_input, model):
+    "papermill killed: its kernel dies without cleaning up; the previous record stands and the next run removes the rest."
+    out = tmp_path / "scored.csv"
+    before = first_run(big_input, out, model)
+    proc = subprocess.Popen(["papermill", "--cwd", "nbs", "nbs/07_batch.ipynb", str(tmp_path / "run.ipynb"),
+                             "-p", "input_path", str(big_input), "-p", "output_path", str(out), "-p", "model_dir", str(model),
+                             "-p", "chunk_bytes", "200000"], cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kill_mid_run(proc, tmp_path, sig)
+    assert read_done(done_path(out)) == before
+    deadline = time.monotonic() + 60  # the orphaned kernel notices its parent is gone and exits; then its lock is free
+    while True:
+        try:
+            after = first_run(big_input, out, model)
+            break
+        except AssertionError as err:
+            assert "another batch job" in str(err) and time.monotonic() < deadline, err
+            time.sleep(1)
+    assert after["rows_read"] == BIG_ROWS and after["run"] != before["run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rejects.csv", "run.ipynb", "scored.csv", "scored.done.json",
+                                                          "scored.drift.json"]
 
 
 def test_a_reader_is_told_when_the_outputs_are_not_one_runs(tmp_path, predictor, model, thresholds):
