@@ -207,7 +207,7 @@ def size(path: Path) -> int:
 
 
 def kill_mid_run(proc: subprocess.Popen, folder: Path, sig: int) -> list[str]:
-    "Wait until the job has written part of its scores, send `sig`, and return the temporaries there were then."
+    "Wait until the job has written part of its scores, send `sig`, and return the temporaries left once it ended."
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         # the scores being written (`atomic_file`'s temporary inside the run's): the job is mid-way, far from its renames
