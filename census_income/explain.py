@@ -121,6 +121,8 @@ def explain_columns(
     steps: int = STEPS,  # trapezoid-rule steps of the path integral
 ) -> dict:  # probability, prediction, baseline, method, residual, contributions (largest first)
     "Each census attribute's contribution to one validated record's probability of >50K, relative to the baseline record."
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:  # 0 steps: zeros, all residual
+        raise ValueError(f"steps: {steps!r} is not a whole number of at least 1 (the path integral's steps; default {STEPS})")
     base, groups = _prepared(predictor)
     columns = {c: [record[c][0], base[c][0]] for c in FEATURES}
     X = predictor.encoder.transform(columns)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -88,24 +89,53 @@ def as_numbers(
 ) -> np.ndarray:  # float64; NaN where a value is not a number
     "Values as floats, without raising: what is not a number becomes NaN."
     try:
-        return np.asarray(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        out = np.full(len(values), np.nan)
-        for i, v in enumerate(values):
-            try:
-                out[i] = float(v)
-            except (TypeError, ValueError):
-                pass
-        return out
+        out = np.asarray(values, dtype=np.float64)
+        if out.shape == (len(values),):  # a list inside (`[41]`) would shift the rows
+            return out
+    except (TypeError, ValueError, OverflowError):
+        pass
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return out
 
 # %% ../nbs/00a_validation.ipynb #a937d7bd
-def _number_problems(rule: Rule, values: Sequence) -> list[tuple[int, str, str]]:
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)  # a number as JSON writes it
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
+def _is_number(
+    v,  # one value of a continuous column
+    text: bool,  # whether text may hold the number (a CSV field)
+) -> bool:
+    "A number (true and false are none); with `text`, also a number written as JSON writes it, in ASCII."
+    if isinstance(v, str):
+        return text and _NUMBER_TEXT.fullmatch(v) is not None
+    return isinstance(v, _NUMBER_TYPES) and not isinstance(v, (bool, np.bool_))
+
+
+def _numbers_at(
+    values: Sequence,  # one continuous column
+    text: bool,  # whether text may hold the numbers
+) -> np.ndarray:  # per value: whether it is a number (`_is_number`)
+    "Which values are numbers, judging each distinct value once (a column of 100,000 rows holds a few thousand)."
+    kinds = set(map(type, values))
+    if not (kinds <= {str} or kinds <= {int, float}):  # 1, 1.0 and True are one set member: judge every value
+        return np.fromiter((_is_number(v, text) for v in values), bool, len(values))
+    bad = {v for v in set(values) if not _is_number(v, text)}
+    return np.fromiter((v not in bad for v in values), bool, len(values)) if bad else np.ones(len(values), bool)
+
+
+def _number_problems(rule: Rule, values: Sequence, text: bool = True) -> list[tuple[int, str, str]]:
     "Problems of one continuous column: missing, not whole (or not a number at all), out of range."
     col, lo, hi = rule.column, rule.low, rule.high
-    x = as_numbers(values)
-    whole = np.isfinite(x) & (x == np.round(x))
-    if {bool, np.bool_} & set(map(type, values)):  # true/false are no numbers (text, as from a CSV, skips this)
-        whole[[i for i, v in enumerate(values) if isinstance(v, (bool, np.bool_))]] = False
+    number = _numbers_at(values, text)
+    x = np.full(len(values), np.nan)
+    x[number] = as_numbers(values if number.all() else [v for v, n in zip(values, number, strict=True) if n])
+    whole = number & np.isfinite(x) & (x == np.round(x))
     out = [(i, col, missing_error(col) if values[i] is None else whole_error(col, values[i]))
            for i in np.flatnonzero(~whole).tolist()]
     out += [(i, col, range_error(col, x[i])) for i in np.flatnonzero(whole & ((x < lo) | (x > hi))).tolist()]
@@ -115,20 +145,25 @@ def _number_problems(rule: Rule, values: Sequence) -> list[tuple[int, str, str]]
 def _category_problems(rule: Rule, values: Sequence) -> list[tuple[int, str, str]]:
     "Problems of one categorical column (or the label): unknown values, or a missing one where none may be."
     col, allowed = rule.column, set(rule.allowed) | ({None} if rule.nullable else set())
-    return [(i, col, missing_error(col) if v is None else category_error(col, v))
-            for i, v in enumerate(values) if v not in allowed]
+    if set(map(type, values)) <= {str, type(None)}:  # text (and null): one set difference finds the unknown values
+        unknown = set(values) - allowed
+        return [(i, col, missing_error(col) if v is None else category_error(col, v))
+                for i, v in enumerate(values) if v in unknown] if unknown else []
+    return [(i, col, missing_error(col) if v is None else category_error(col, v))  # a list or a number among them
+            for i, v in enumerate(values) if not (isinstance(v, str) or v is None) or v not in allowed]
 
 # %% ../nbs/00a_validation.ipynb #4dcde9d9
 def column_problems(
     columns: Mapping[str, Sequence],  # column name (schema spelling) → values
     with_label: bool = False,  # check the label column too
+    text: bool = True,  # numbers may be text (a CSV's fields); False: numbers only (records from Python, as the API)
 ) -> list[tuple[int, str, str]]:  # (row position, column, message), by row then column order
     "Every value that breaks the schema, in a few vectorised passes."
     found = []
     for col in FEATURES + ((LABEL,) if with_label else ()):
         values = list(columns[col]) if not isinstance(columns[col], (list, tuple)) else columns[col]
         rule = RULES[col]
-        found += _number_problems(rule, values) if rule.numeric else _category_problems(rule, values)
+        found += _number_problems(rule, values, text) if rule.numeric else _category_problems(rule, values)
     order = {c: k for k, c in enumerate(FEATURES + (LABEL,))}
     return sorted(found, key=lambda p: (p[0], order[p[1]]))
 
@@ -189,7 +224,7 @@ def record_columns(
         problems += found
     _raise_problems(problems)
     columns = {c: list(v) for c, v in zip(FEATURES, zip(*rows, strict=True), strict=True)} if rows else {c: [] for c in FEATURES}
-    _raise_problems(column_problems(columns))
+    _raise_problems(column_problems(columns, text=False))
     return columns
 
 
@@ -214,8 +249,8 @@ def _field(col: str):
     if rule.numeric:
         lo, hi = rule.low, rule.high
         doc = {"type": "integer", "minimum": lo, "maximum": hi, "description": f"{col}, a whole number in {lo}..{hi}"}
-        # a JSON number in range (strict: no text, no true), then made an int, which refuses any fraction
-        steps = core_schema.chain_schema([core_schema.float_schema(strict=True, ge=lo, le=hi), core_schema.int_schema()])
+        # a finite JSON number in range (strict: no text, no true), then made an int, which refuses any fraction
+        steps = core_schema.chain_schema([core_schema.float_schema(strict=True, allow_inf_nan=False, ge=lo, le=hi), core_schema.int_schema()])
         return Annotated[int, Field(alias=col), GetPydanticSchema(lambda *_: steps), WithJsonSchema(doc)]
     if rule.nullable:  # `?` is one of the categories; null means the same
         return Annotated[Literal[rule.allowed] | None, Field(alias=col, description=f"{col}; `?` or null means unknown")]

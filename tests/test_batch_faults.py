@@ -1,0 +1,320 @@
+"""Fault injection for the batch job and the Python doors (issue 22, items 1 and 4): a job never loses a run, and
+`predict_records`, `explain` and the batch job refuse what the HTTP API refuses, in its words.
+
+The model is a toy folder of five members with periodic embeddings (the shape of the trained ensemble, whose empty
+blocks once crashed the job), with a profile for the drift report; the job runs as it runs in production: in this
+process, as the `census-batch` command in a real subprocess (killed with real signals), and as the papermill notebook.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from census_income.batch import done_path, drift_path, job_lock, read_done, score_csv, score_dask
+from census_income.drift import fit_reference, load_reference, save_reference
+from census_income.explain import explain
+from census_income.fileio import atomic_file
+from census_income.predict import Predictor
+from census_income.schema import CATEGORICAL, CATEGORIES, FEATURES, RANGES
+from census_income.toy import toy_model_folder
+from census_income.validation import EXAMPLE, Record, RecordError, category_error, describe_error, whole_error
+
+from .conftest import ROOT, tool_env
+from .test_csv_faults import GOOD, HEADER, OTHER
+
+THRESHOLDS = {"psi_flag": 0.25, "ratio_flag": 2.0, "ratio_min_share": 0.05, "ratio_min_rows": 50, "unseen_flag": 0.05}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    "A toy model folder shaped like the trained one (five members, embeddings) with a training profile beside it."
+    folder = toy_model_folder(tmp_path_factory.mktemp("model"), members=5, n_frequencies=8, d_embedding=8, hidden=16)
+    every = pd.DataFrame({c: (list(CATEGORIES[c]) * 42)[:42] if c in CATEGORICAL else np.linspace(*RANGES[c], 42).round()
+                          for c in FEATURES})
+    save_reference(fit_reference(every), folder / "reference.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def predictor(model) -> Predictor:
+    return Predictor.load(model)
+
+
+@pytest.fixture(scope="module")
+def thresholds() -> dict:
+    import yaml
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["batch"]["drift"]
+
+
+def lines(*rows: bytes) -> bytes:
+    return b"\n".join([HEADER, *rows]) + b"\n"
+
+
+def score(tmp_path: Path, data: bytes, predictor, model, thresholds, chunk_bytes: int = 300) -> tuple[dict, pd.DataFrame]:
+    (tmp_path / "in.csv").write_bytes(data)
+    out = tmp_path / "out" / "scored.csv"
+    report = score_csv(tmp_path / "in.csv", out, tmp_path / "out" / "rejects.csv", predictor, chunk_bytes,
+                       load_reference(model / "reference.json"), thresholds)
+    assert read_done(done_path(out))["rows_read"] == report["rows_read"]
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.lock"))
+    return report, pd.read_csv(tmp_path / "out" / "rejects.csv")
+
+
+NEGATIVE_AGE = GOOD.replace(b"39,", b"-5,", 1)
+NO_VALID_ROW = {  # name: (the file, rows read, scored, rejected)
+    "a header and one row with a negative age": (lines(NEGATIVE_AGE), 1, 0, 1),
+    "a header and blank lines only": (lines(b"", b"", b""), 0, 0, 0),
+    "five bad lines, then good ones, in 300-byte blocks": (lines(*[NEGATIVE_AGE] * 5, *[GOOD, OTHER] * 10), 25, 20, 5),
+    "400 blank lines mid-file in small blocks": (lines(*[GOOD] * 5, *[b""] * 400, *[OTHER] * 5), 10, 10, 0),
+}
+
+
+@pytest.mark.parametrize("name", NO_VALID_ROW)
+def test_a_block_without_a_valid_row_is_an_ordinary_block(name, tmp_path, predictor, model, thresholds):
+    data, read, scored, rejected = NO_VALID_ROW[name]
+    report, rejects = score(tmp_path, data, predictor, model, thresholds)
+    assert (report["rows_read"], report["rows_scored"], report["rows_rejected"]) == (read, scored, rejected)
+    assert report["drift"]["rows_scored"] == scored and len(rejects) == rejected
+    assert len(pd.read_csv(tmp_path / "out" / "scored.csv")) == scored
+
+
+def test_no_records_score_to_no_answers(predictor):
+    assert predictor.predict_records([]) == []
+    p = predictor.predict_proba({c: [] for c in FEATURES})
+    assert p.shape == (0,) and predictor.answers(p) == []
+
+
+# --- item 4: one validation for every door -------------------------------------------------------------------
+
+STRINGS_AND_ODDITIES = ["41", " 41 ", "4_1", "041", "٤١", [41], 10**400, float("inf"), float("nan"), True]
+
+
+@pytest.mark.parametrize("value", STRINGS_AND_ODDITIES, ids=repr)
+def test_predict_records_and_explain_refuse_what_the_api_refuses_in_its_words(value, predictor):
+    with pytest.raises(ValidationError) as api:
+        Record.model_validate(EXAMPLE | {"age": value})
+    words = describe_error(api.value.errors()[0])["msg"]
+    assert words == whole_error("age", value)  # the API's words
+    for door in (lambda r: predictor.predict_records([r]), lambda r: explain(predictor, r)):
+        with pytest.raises(RecordError) as got:
+            door(EXAMPLE | {"age": value})
+        assert str(got.value) == f"record 0: {words}"
+
+
+def test_a_list_as_a_category_is_refused_not_a_type_error(predictor):
+    with pytest.raises(ValidationError) as api:
+        Record.model_validate(EXAMPLE | {"workclass": ["State-gov"]})
+    with pytest.raises(RecordError) as got:
+        predictor.predict_records([EXAMPLE | {"workclass": ["State-gov"]}])
+    assert str(got.value) == f"record 0: {describe_error(api.value.errors()[0])['msg']}"
+    assert category_error("workclass", ["State-gov"]) in str(got.value)
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5, True])
+def test_explain_refuses_a_path_integral_without_steps(steps, predictor):
+    with pytest.raises(ValueError, match=f"steps: {steps!r} is not a whole number of at least 1"):
+        explain(predictor, EXAMPLE, steps=steps)
+    assert explain(predictor, EXAMPLE, steps=1)["steps"] == 1
+
+
+def test_csv_numbers_are_ascii_digits_as_json_writes_them(tmp_path, predictor, model, thresholds):
+    "A CSV field is text: a number written as JSON writes it is a number; `4_1`, `٤١`, `+41`, `041` are not."
+    refused = ["4_1", "٤١", "+41", "041", "41 years", "0x29"]
+    accepted = ["41", "41.0", "4.1e1"]
+    rows = [GOOD.replace(b"39,", v.encode() + b",", 1) for v in accepted + refused]
+    report, rejects = score(tmp_path, lines(*rows), predictor, model, thresholds)
+    assert report["rows_scored"] == len(accepted)
+    assert rejects["line"].tolist() == list(range(2 + len(accepted), 2 + len(rows)))
+    assert rejects["reason"].tolist() == [whole_error("age", v) for v in refused]
+
+
+# --- item 1: outputs all together or not at all --------------------------------------------------------------
+
+def test_an_output_path_that_is_a_folder_is_refused_before_any_work(tmp_path, predictor, model, thresholds):
+    (tmp_path / "in.csv").write_bytes(lines(GOOD, OTHER))
+    (tmp_path / "scored.csv").mkdir()
+    with pytest.raises(ValueError, match=r"the output path .*scored.csv is a folder: give a file name"):
+        score_csv(tmp_path / "in.csv", tmp_path / "scored.csv", tmp_path / "rejects.csv", predictor, 300,
+                  load_reference(model / "reference.json"), thresholds)
+    (tmp_path / "scored.drift.json").mkdir()
+    with pytest.raises(ValueError, match="the drift report path .* is a folder"):
+        score_csv(tmp_path / "in.csv", tmp_path / "scored.txt", tmp_path / "rejects.csv", predictor, 300,
+                  load_reference(model / "reference.json"), thresholds)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "scored.csv", "scored.drift.json"]
+
+
+def test_a_second_job_on_the_same_outputs_is_refused(tmp_path, predictor):
+    (tmp_path / "in.csv").write_bytes(lines(GOOD))
+    with job_lock(tmp_path / ".rejects.csv.lock"):  # another job, writing the same reject file
+        with pytest.raises(RuntimeError, match="another batch job is writing these outputs"):
+            score_csv(tmp_path / "in.csv", tmp_path / "b.csv", tmp_path / "rejects.csv", predictor, 300)
+    assert not (tmp_path / "b.csv").exists() and not (tmp_path / "rejects.csv").exists()
+    score_csv(tmp_path / "in.csv", tmp_path / "b.csv", tmp_path / "rejects.csv", predictor, 300)  # free once it ends
+    assert read_done(tmp_path / "b.done.json")["rows_scored"] == 1
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_keep_the_users_umask(umask, tmp_path, predictor, model, thresholds):
+    old = os.umask(umask)
+    try:
+        (tmp_path / "in.csv").write_bytes(lines(GOOD, OTHER))
+        out = tmp_path / "out" / "scored.csv"
+        score_csv(tmp_path / "in.csv", out, tmp_path / "out" / "rejects.csv", predictor, 300,
+                  load_reference(model / "reference.json"), thresholds)
+        with atomic_file(tmp_path / "weights.safetensors") as tmp:  # what every stage writes through, the model too
+            tmp.write_bytes(b"w")
+    finally:
+        os.umask(old)
+    files = [out, tmp_path / "out" / "rejects.csv", drift_path(out), done_path(out), tmp_path / "weights.safetensors"]
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~umask)}
+
+
+BIG_ROWS = 150_000
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory) -> Path:
+    "A file that takes the job a few seconds: time to kill it mid-run."
+    path = tmp_path_factory.mktemp("big") / "in.csv"
+    path.write_bytes(lines(*[GOOD, OTHER] * (BIG_ROWS // 2)))
+    return path
+
+
+def census_batch(input_path: Path, out: Path, model: Path) -> subprocess.Popen:
+    "The `census-batch` command in a real subprocess, on this worktree's package."
+    code = "import sys; from census_income.batch import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, str(input_path), "--output", str(out), "--model-dir", str(model),
+                             "--chunk-bytes", "200000", "--params", str(ROOT / "params.yaml")],
+                            cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def size(path: Path) -> int:
+    "A file's size; 0 once it is gone (renamed or removed between listing and looking)."
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def kill_mid_run(proc: subprocess.Popen, folder: Path, sig: int) -> list[str]:
+    "Wait until the job has written part of its scores, send `sig`, and return the temporaries left once it ended."
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        # the scores being written (`atomic_file`'s temporary inside the run's): the job is mid-way, far from its renames
+        if any(size(p) > 100_000 for p in folder.glob("..scored.csv.*.tmp.*.tmp")):
+            proc.send_signal(sig)
+            proc.communicate(timeout=60)
+            return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+        time.sleep(0.02)
+    raise AssertionError(f"the job never wrote partial scores (exit {proc.poll()}): {proc.communicate()}")
+
+
+def first_run(big_input: Path, out: Path, model: Path) -> dict:
+    proc = census_batch(big_input, out, model)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert f"recorded in {done_path(out)}" in err
+    return read_done(done_path(out))
+
+
+@pytest.mark.integration
+def test_kill_9_mid_run_leaves_the_record_away_and_the_next_run_cleans_up(tmp_path, big_input, model):
+    out = tmp_path / "scored.csv"
+    before = first_run(big_input, out, model)
+    proc = census_batch(big_input, out, model)
+    left = kill_mid_run(proc, tmp_path, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL and any(".scored.csv." in n for n in left)
+    assert read_done(done_path(out)) == before  # the renames had not begun: the previous run is still whole
+    after = first_run(big_input, out, model)  # the next run removes the dead run's temporaries and lock
+    assert after["run"] != before["run"] and after["rows_read"] == BIG_ROWS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rejects.csv", "scored.csv", "scored.done.json",
+                                                          "scored.drift.json"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_terminated_job_removes_its_temporaries_and_keeps_the_previous_run(sig, tmp_path, big_input, model):
+    out = tmp_path / "scored.csv"
+    before = first_run(big_input, out, model)
+    proc = census_batch(big_input, out, model)
+    kill_mid_run(proc, tmp_path, sig)
+    assert proc.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rejects.csv", "scored.csv", "scored.done.json",
+                                                          "scored.drift.json"]
+    assert read_done(done_path(out)) == before
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_papermill_killed_mid_run_leaves_the_previous_run_and_the_next_run_cleans_up(sig, tmp_path, big_input, model):
+    "papermill killed: its kernel dies without cleaning up; the previous record stands and the next run removes the rest."
+    out = tmp_path / "scored.csv"
+    before = first_run(big_input, out, model)
+    proc = subprocess.Popen(["papermill", "--cwd", "nbs", "nbs/07_batch.ipynb", str(tmp_path / "run.ipynb"),
+                             "-p", "input_path", str(big_input), "-p", "output_path", str(out), "-p", "model_dir", str(model),
+                             "-p", "chunk_bytes", "200000"], cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kill_mid_run(proc, tmp_path, sig)
+    assert read_done(done_path(out)) == before
+    deadline = time.monotonic() + 60  # the orphaned kernel notices its parent is gone and exits; then its lock is free
+    while True:
+        try:
+            after = first_run(big_input, out, model)
+            break
+        except AssertionError as err:
+            assert "another batch job" in str(err) and time.monotonic() < deadline, err
+            time.sleep(1)
+    assert after["rows_read"] == BIG_ROWS and after["run"] != before["run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rejects.csv", "run.ipynb", "scored.csv", "scored.done.json",
+                                                          "scored.drift.json"]
+
+
+def test_a_reader_is_told_when_the_outputs_are_not_one_runs(tmp_path, predictor, model, thresholds):
+    score(tmp_path, lines(GOOD, OTHER), predictor, model, thresholds)
+    out = tmp_path / "out"
+    (out / "rejects.csv").write_text("line,reason,row\n9,age: field required,\n")  # another run's file
+    with pytest.raises(ValueError, match=r"rejects.csv is not the file run .* wrote"):
+        read_done(out / "scored.done.json")
+    (out / "scored.done.json").unlink()  # a job killed among its renames leaves no record
+    with pytest.raises(FileNotFoundError, match="scored.done.json is missing: the outputs beside it are not a finished run"):
+        read_done(out / "scored.done.json")
+
+
+def test_the_notebook_refuses_an_explicit_model_dir_without_a_model(tmp_path):
+    "papermill with `-p model_dir` naming a folder without manifest.json: one clear error, a failed run, no outputs."
+    (tmp_path / "in.csv").write_bytes(lines(GOOD))
+    proc = subprocess.run(["papermill", "--cwd", "nbs", "nbs/07_batch.ipynb", str(tmp_path / "run.ipynb"),
+                           "-p", "input_path", str(tmp_path / "in.csv"), "-p", "output_path", str(tmp_path / "s.csv"),
+                           "-p", "model_dir", str(tmp_path / "empty")], cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"ModelFilesError: model file missing in {tmp_path / 'empty'}" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "run.ipynb"]
+
+
+@pytest.mark.integration
+def test_dask_outputs_replace_the_previous_run_whole(tmp_path, model, thresholds):
+    "A dead run's stage folder is removed, the previous run's partition files replaced, done.json lists the new ones."
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(lines(*[GOOD, OTHER] * 500))
+    out = tmp_path / "out"
+    (out / ".run-4242-dead.tmp").mkdir(parents=True)
+    (out / ".run-4242-dead.tmp" / "scored-a-000000000000.csv").write_text("half")
+    (out / "scored-old-000000000000.csv").write_text("a previous run's partition")
+    report = score_dask(str(tmp_path / "in"), out, model, chunk_bytes=20_000, partition_bytes=40_000, n_workers=1,
+                        reference=load_reference(model / "reference.json"), thresholds=thresholds)
+    done = read_done(out / "done.json")
+    assert done["rows_read"] == report["rows_read"] == 1000
+    assert sorted(Path(p).name for p in done["outputs"]) == sorted(p.name for p in out.iterdir() if p.name != "done.json")
+    assert not (out / "scored-old-000000000000.csv").exists() and not list(out.glob(".*"))
+    assert json.loads((out / "drift.json").read_text()) == report["drift"]
