@@ -328,9 +328,9 @@ def plan_partitions(
 
 # %% ../nbs/07_batch.ipynb #f39f7a3f
 @functools.lru_cache(maxsize=4)
-def _predictor(model_dir: str) -> Predictor:
-    "A worker loads (and checks) the model once, whatever its number of partitions."
-    return Predictor.load(model_dir)
+def _predictor(model_dir: str, version: str | None = None) -> Predictor:
+    "A worker loads (and checks) the model once, whatever its number of partitions: the version the job checked, or none."
+    return Predictor.load(model_dir, version)
 
 
 def score_partition(
@@ -339,12 +339,13 @@ def score_partition(
     out_dir: str,  # where each partition writes scored-*.csv and rejects-*.csv
     chunk_bytes: int,  # bytes read at a time within the partition
     reference: dict | None = None,  # the training profile: count the rows for the drift checks
+    version: str | None = None,  # the model version the job checked: a worker refuses a folder changed since
 ) -> pd.DataFrame:  # one row: the partition's file, start and counts (the drift counts as JSON text, or "")
     "Score one partition with the one scoring loop; its outputs are its own two files."
     name = f"{Path(part['path']).stem}-{part['start']:012d}"
     outs = [Path(out_dir) / f"scored-{name}.csv", Path(out_dir) / f"rejects-{name}.csv"]
     blocks = read_blocks(part["path"], FEATURES, chunk_bytes, (part["start"], part["end"], part["first_line"]))
-    report = score_blocks(blocks, outs, _predictor(model_dir), reference)
+    report = score_blocks(blocks, outs, _predictor(model_dir, version), reference)
     drift = json.dumps(report.pop("drift_counts")) if "drift_counts" in report else ""
     return pd.DataFrame([{"path": part["path"], "start": part["start"]} | report | {"drift_counts": drift}])
 
@@ -359,6 +360,7 @@ def score_dask(
     n_workers: int = 2,  # workers of that LocalCluster (one process, one thread each)
     reference: dict | None = None,  # the training profile: drift.json into out_dir (None: no drift report)
     thresholds: Mapping | None = None,  # the drift thresholds (params.yaml: batch.drift), with a reference
+    model_version: str | None = None,  # the version the model must hold (None: whatever it holds); every worker checks it
 ) -> dict:  # rows read, scored and rejected in all, partitions, workers, model version; with a reference, the drift report
     "Score many or large census CSVs on Dask: one task per partition, each writing its own outputs; drift.json from all."
     paths = sorted(glob.glob(str(Path(inputs) / "*.csv"))) if Path(inputs).is_dir() else sorted(glob.glob(str(inputs)))
@@ -369,7 +371,7 @@ def score_dask(
         raise ValueError(f"the output folder {out} holds input files: choose another folder for the output")
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out} is a file: give a folder for engine dask's outputs")
-    predictor = Predictor.load(model_dir)  # refuse a broken model before any task starts
+    predictor = Predictor.load(model_dir, model_version)  # refuse a broken (or unpinned) model before any task starts
     if reference is not None:
         check_drift_inputs(predictor, reference, thresholds)
     with job_lock(out / ".batch.lock"):  # all outputs or none: a stage folder inside `out`, moved in at the end
@@ -380,7 +382,7 @@ def score_dask(
         stage.mkdir()
         try:
             report = _score_on_dask(paths, stage, model_dir, chunk_bytes, partition_bytes, scheduler, n_workers,
-                                    reference, thresholds)
+                                    reference, thresholds, predictor.version)
             with signals_held():  # written: Ctrl-C and SIGTERM wait for the moves and the record
                 (out / "done.json").unlink(missing_ok=True)  # from here until the new record, the folder may mix two runs
                 for old in [*out.glob("scored-*.csv"), *out.glob("rejects-*.csv"), out / "drift.json"]:
@@ -395,7 +397,7 @@ def score_dask(
 
 
 def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, partition_bytes: int, scheduler: str,
-                   n_workers: int, reference: dict | None, thresholds: Mapping | None) -> dict:
+                   n_workers: int, reference: dict | None, thresholds: Mapping | None, version: str) -> dict:
     "Score the partitions of `paths` on Dask into the folder `out`, and the drift report from all of them."
     from dask import dataframe as dd
     from distributed import Client, LocalCluster
@@ -405,7 +407,8 @@ def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, par
                         {k: pd.Series(dtype="int64") for k in ("rows_read", "rows_scored", "rows_rejected")} |
                         {"model_version": pd.Series(dtype=object), "drift_counts": pd.Series(dtype=object)})
     frame = dd.from_map(score_partition, parts, model_dir=str(Path(model_dir).resolve()), out_dir=str(out),
-                        chunk_bytes=chunk_bytes, reference=reference, meta=meta, enforce_metadata=False)
+                        chunk_bytes=chunk_bytes, reference=reference, version=version, meta=meta,
+                        enforce_metadata=False)
     cluster = None if scheduler else LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=None)
     try:
         with Client(scheduler or cluster) as client:
@@ -439,18 +442,19 @@ def run_batch(
     engine: str = "local",  # "local": this process; "dask": one task per partition on a Dask cluster
     scheduler: str = "",  # engine "dask": the scheduler's address; empty starts a LocalCluster
     n_workers: int = 2,  # engine "dask" without a scheduler: the LocalCluster's worker processes
+    model_version: str = "",  # the version the model must hold (as the API's CENSUS_MODEL_VERSION); empty: whatever it holds
 ) -> dict:  # the job's report (rows read, scored, rejected, drift), with "outputs": the files written, "record": their record
     "The batch job: check the model and the profile, then score the input with one process or on Dask."
     if engine not in ("local", "dask"):
         raise ValueError(f"engine {engine!r} is not one of 'local', 'dask'")
     knobs = params["batch"]
     model_dir = model_dir or params["paths"]["model_dir"]
-    predictor = Predictor.load(model_dir)  # raises ModelFilesError before any work when the folder is unusable
+    predictor = Predictor.load(model_dir, model_version or None)  # ModelFilesError before any work: unusable, or not the pinned version
     reference = load_reference(reference_path or Path(model_dir) / Path(params["paths"]["reference_json"]).name)
     chunk_bytes = int(chunk_bytes) or knobs["chunk_bytes"]
     if engine == "dask":
         report = score_dask(input_path, output_path, model_dir, chunk_bytes, knobs["partition_bytes"], scheduler,
-                            int(n_workers), reference=reference, thresholds=knobs["drift"])
+                            int(n_workers), reference=reference, thresholds=knobs["drift"], model_version=predictor.version)
         return report | {"outputs": [f"{output_path}/scored-*.csv", f"{output_path}/rejects-*.csv",
                                      str(Path(output_path) / "drift.json")], "record": str(Path(output_path) / "done.json")}
     reject_path = reject_path or str(Path(output_path).with_name("rejects.csv"))
@@ -479,12 +483,13 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
     ap.add_argument("--scheduler", default="", help="engine dask: a scheduler's address (default: a LocalCluster)")
     ap.add_argument("--n-workers", type=int, default=2, help="engine dask: the LocalCluster's workers")
     ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    ap.add_argument("--model-version", default="", help="the version the model must hold (default: any; see /ready)")
     a = ap.parse_args(argv)
     # SIGTERM (`kill`, a scheduler's timeout) unwinds like Ctrl-C: the job removes its temporaries and frees its lock
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         report = run_batch(load_params(a.params), a.input, a.output, a.rejects, a.model_dir, a.reference,
-                           a.chunk_bytes, a.engine, a.scheduler, a.n_workers)
+                           a.chunk_bytes, a.engine, a.scheduler, a.n_workers, a.model_version)
     except (OSError, ValueError, RuntimeError) as err:  # ModelFilesError, CensusDataError, ReferenceFileError among them
         sys.stderr.write(f"census-batch: {type(err).__name__}: {err}\n")
         return 2

@@ -318,3 +318,32 @@ def test_dask_outputs_replace_the_previous_run_whole(tmp_path, model, thresholds
     assert sorted(Path(p).name for p in done["outputs"]) == sorted(p.name for p in out.iterdir() if p.name != "done.json")
     assert not (out / "scored-old-000000000000.csv").exists() and not list(out.glob(".*"))
     assert json.loads((out / "drift.json").read_text()) == report["drift"]
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_batch_job_pinned_to_another_version_refuses_the_model_before_any_work(engine, tmp_path, model, predictor):
+    "`--model-version` pins the model as the API's CENSUS_MODEL_VERSION does: any other version, one line, no output."
+    from census_income.batch import main
+
+    source = tmp_path / "in.csv"
+    source.write_bytes(lines(GOOD, OTHER))
+    out = tmp_path / ("scored.csv" if engine == "local" else "scored")
+    pinned = "0" * 32
+    argv = [str(source), "--output", str(out), "--model-dir", str(model), "--engine", engine, "--params", str(ROOT / "params.yaml")]
+    assert main([*argv, "--model-version", pinned]) == 2
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    if engine == "local":  # the version the folder holds is served, pinned or not
+        assert main([*argv, "--model-version", predictor.version]) == 0 and read_done(done_path(out))
+
+
+def test_the_pin_message_names_both_versions(capsys, tmp_path, model, predictor):
+    from census_income.batch import main
+
+    source = tmp_path / "in.csv"
+    source.write_bytes(lines(GOOD))
+    assert main([str(source), "--output", str(tmp_path / "s.csv"), "--model-dir", str(model), "--params",
+                 str(ROOT / "params.yaml"), "--model-version", "f" * 32]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("census-batch: ModelFilesError: model files in ")
+    assert f"expected model version {'f' * 32}" in err[0]
+    assert f"the files are version {predictor.version}" in err[0]
