@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['split_chunk', 'score_rows', 'check_paths', 'drift_path', 'done_path', 'job_lock', 'signals_held', 'run_name',
-           'remove_leftovers', 'all_or_none', 'file_sha256', 'write_done', 'read_done', 'score_block', 'score_blocks',
-           'check_drift_inputs', 'score_csv', 'plan_partitions', 'score_partition', 'score_dask', 'run_batch', 'main']
+           'is_leftover', 'remove_leftovers', 'all_or_none', 'file_sha256', 'write_done', 'read_done', 'score_block',
+           'score_blocks', 'check_drift_inputs', 'score_csv', 'plan_partitions', 'score_partition', 'score_dask',
+           'run_batch', 'main']
 
 # %% ../nbs/07_batch.ipynb #bd104a35
 import contextlib
@@ -16,6 +17,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -74,8 +76,12 @@ def check_paths(
     paths = {"input": input_path, "output": output_path, "rejects": reject_path, "drift report": report_path,
              "completion record": record_path}
     paths = {k: Path(v).resolve() for k, v in paths.items() if v is not None}
-    if not paths["input"].is_file():
+    if not paths["input"].exists():
         raise CensusDataError(str(input_path), [f"no such file: {input_path}"])
+    if not paths["input"].is_file():
+        raise CensusDataError(str(input_path), ["not a regular file (a folder, a FIFO or a device): give a CSV file"])
+    if any(is_leftover(paths["input"], out) for out in list(paths.values())[1:]):
+        raise ValueError(f"the input {paths['input']} is named as a batch run's temporary, which the job removes: rename it")
     names = list(paths)
     for a, b in [(a, b) for i, a in enumerate(names) for b in names[:i]]:
         if paths[a] == paths[b]:
@@ -129,11 +135,11 @@ def job_lock(
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    "Hold Ctrl-C and SIGTERM back until the block ends (then they act): the renames and the record are not cut short."
+    "Hold Ctrl-C, SIGTERM and SIGHUP back until the block ends (then they act): the renames and the record are not cut short."
     if threading.current_thread() is not threading.main_thread():  # Python acts on signals in the main thread only
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         yield
     finally:
@@ -145,15 +151,28 @@ def run_name() -> str:
     return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
+_RUN = r"[0-9]+-[0-9a-f]{8}"  # what `run_name` makes
+
+
+def is_leftover(
+    candidate: Path,  # a file beside an output
+    output: Path,  # the output
+) -> bool:  # whether it is one of the output's temporaries: `.name.<run>.tmp`, or `atomic_file`'s inside that
+    "Whether a file is a temporary a batch run makes for `output`: only these names, nothing else, are ever removed."
+    name = re.escape(output.name)
+    return candidate.parent == output.parent and bool(
+        re.fullmatch(rf"\.{name}\.{_RUN}\.tmp", candidate.name) or re.fullmatch(rf"\.\.{name}\.{_RUN}\.tmp\.[^/]+\.tmp", candidate.name))
+
+
 def remove_leftovers(
     paths: Sequence[Path],  # a job's outputs; call while holding their `job_lock`
 ) -> list[Path]:  # what was removed
-    "Remove the temporaries of these outputs that a killed job left (holding the lock, no live job owns any)."
+    "Remove the temporaries of these outputs that a killed job left (holding the lock, no live job owns any): files only."
     gone = []
-    for p in paths:  # `.name.<run>.tmp`, and `atomic_file`'s `..name.<run>.tmp.<token>.tmp` inside it
-        for pattern in (f".{glob.escape(p.name)}.*.tmp", f"..{glob.escape(p.name)}.*.tmp"):
-            for q in p.parent.glob(pattern):
-                q.unlink(missing_ok=True) if not q.is_dir() else shutil.rmtree(q, ignore_errors=True)
+    for p in paths:
+        for q in p.parent.glob(f".*{glob.escape(p.name)}.*.tmp"):
+            if is_leftover(q, p) and q.is_file() and not q.is_symlink():
+                q.unlink(missing_ok=True)
                 gone.append(q)
     return gone
 
@@ -451,7 +470,7 @@ def run_batch(
     model_dir = model_dir or params["paths"]["model_dir"]
     predictor = Predictor.load(model_dir, model_version or None)  # ModelFilesError before any work: unusable, or not the pinned version
     reference = load_reference(reference_path or Path(model_dir) / Path(params["paths"]["reference_json"]).name)
-    chunk_bytes = int(chunk_bytes) or knobs["chunk_bytes"]
+    chunk_bytes = _checked_chunk_bytes(chunk_bytes, knobs)
     if engine == "dask":
         report = score_dask(input_path, output_path, model_dir, chunk_bytes, knobs["partition_bytes"], scheduler,
                             int(n_workers), reference=reference, thresholds=knobs["drift"], model_version=predictor.version)
@@ -462,6 +481,20 @@ def run_batch(
                        thresholds=knobs["drift"])
     return report | {"outputs": [str(output_path), str(reject_path), str(drift_path(output_path))],
                      "record": str(done_path(output_path))}
+
+
+def _checked_chunk_bytes(chunk_bytes: int, knobs: dict) -> int:
+    "The block size a job asked for (0: the params file's), within the bounds `census_income.config.BatchConfig` sets."
+    from pydantic import ValidationError
+
+    from .config import BatchConfig
+
+    if not chunk_bytes:
+        return knobs["chunk_bytes"]
+    try:
+        return BatchConfig.model_validate(knobs | {"chunk_bytes": chunk_bytes}).chunk_bytes
+    except ValidationError as err:
+        raise ValueError(f"chunk_bytes {chunk_bytes}: {err.errors(include_url=False)[0]['msg']}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 refused (one line on stderr)
@@ -485,8 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
     ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     ap.add_argument("--model-version", default="", help="the version the model must hold (default: any; see /ready)")
     a = ap.parse_args(argv)
-    # SIGTERM (`kill`, a scheduler's timeout) unwinds like Ctrl-C: the job removes its temporaries and frees its lock
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGTERM (`kill`, a scheduler's timeout) and SIGHUP (a closed terminal) unwind like Ctrl-C: the job removes its
+    # temporaries and frees its lock
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     try:
         report = run_batch(load_params(a.params), a.input, a.output, a.rejects, a.model_dir, a.reference,
                            a.chunk_bytes, a.engine, a.scheduler, a.n_workers, a.model_version)

@@ -18,10 +18,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .schema import CATEGORICAL
 
 # %% auto #0
-__all__ = ['HYPER_PARAMS', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
+__all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
            'INPUTS', 'STAGING', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig', 'Range', 'Pruner', 'TuneConfig',
            'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig', 'DriftThresholds', 'BatchConfig', 'Paths',
-           'Params', 'ParamsError', 'check_params', 'load_params']
+           'Params', 'ParamsError', 'check_params', 'read_yaml', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -45,14 +45,17 @@ class HyperParams(Section):
 HYPER_PARAMS: tuple[str, ...] = tuple(HyperParams.model_fields)  # the one key set of the hyper-parameters
 
 # %% ../nbs/00d_config.ipynb #a169dd15
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # a seed numpy, scikit-learn and torch all take
+
+
 class CleanConfig(Section):
     sample_rows: int = Field(ge=0)  # keep only this many rows (a seeded sample); 0 keeps all
-    seed: int
+    seed: Seed
 
 
 class SplitConfig(Section):
     test_size: float = Field(gt=0, lt=1)  # share of rows held out for the test split
-    seed: int
+    seed: Seed
 
 
 _Int, _Float = int, float  # the field names `int` and `float` below hide the builtins inside the class
@@ -101,7 +104,7 @@ class TuneConfig(Section):
     dev_size: float = Field(gt=0, lt=1)  # share of the training split the trials are judged on
     max_epochs: int = Field(ge=1)
     patience: int = Field(ge=1)
-    seed: int
+    seed: Seed
     space: dict[str, Range]  # one range per hyper-parameter, in the order TPE draws them
     pruner: Pruner
     stored: HyperParams  # used when enabled is false
@@ -115,10 +118,10 @@ class TuneConfig(Section):
 
 
 class TrainConfig(Section):
-    n_folds: int = Field(ge=2)  # ensemble members: one per stratified fold of the training split
+    n_folds: int = Field(ge=2, le=20)  # ensemble members: one per stratified fold of the training split (each one is served)
     max_epochs: int = Field(ge=1)
     patience: int = Field(ge=1)
-    seed: int
+    seed: Seed
     baselines: bool  # also fit logistic regression and gradient boosting on the same folds
     importance_repeats: int = Field(ge=1)  # permutation importance: shuffles per attribute
     n_boot: int = Field(ge=1)  # paired-bootstrap resamples for the AUC gap to each baseline
@@ -147,7 +150,7 @@ class Mitigation(Section):
 
 class SlicesConfig(Section):
     n_boot: int = Field(ge=1)
-    seed: int
+    seed: Seed
     ci_level: float = Field(gt=0, lt=1)
     min_support: int = Field(ge=1)
     min_class: int = Field(ge=1)
@@ -181,9 +184,12 @@ class DriftThresholds(Section):
 
 
 class BatchConfig(Section):
-    chunk_bytes: int = Field(ge=65_536)  # at least one longest allowed line
-    partition_bytes: int = Field(ge=65_536)
+    chunk_bytes: int = Field(ge=65_536, le=1 << 30)  # at least one longest allowed line; a block is held in memory whole
+    partition_bytes: int = Field(ge=65_536, le=1 << 40)
     drift: DriftThresholds
+
+
+INPUTS = ("raw_csv", "nbs_dir")  # paths a quick run reads from the repository; every other path is an output
 
 
 class Paths(Section):
@@ -208,6 +214,20 @@ class Paths(Section):
     nbs_dir: str
     reports_dir: str
 
+    @model_validator(mode="after")
+    def _outputs_stay_inside_and_apart(self) -> Paths:
+        outputs = {k: v for k, v in self.model_dump().items() if k not in INPUTS}
+        for key, value in outputs.items():
+            p = Path(value)
+            if p.is_absolute() or ".." in p.parts or not p.parts:
+                raise ValueError(f"{key}: {value!r} must be a path inside the params file's folder (relative, no '..'): "
+                                 "a stage writes it into a staging folder first, and a quick run into a temporary one")
+        named = {}
+        for key, value in self.model_dump().items():
+            if (other := named.setdefault(Path(value), key)) != key:
+                raise ValueError(f"{key} and {other} are the same path {value!r}: each file of the pipeline needs its own")
+        return self
+
 
 class Params(Section):
     "The whole of params.yaml (after a quick run's overrides)."
@@ -225,6 +245,12 @@ class ParamsError(ValueError):
     "params.yaml holds a value the pipeline cannot use: the message names each key and what is allowed."
 
 
+def _cut(value, most: int = 120, quote: bool = True) -> str:
+    "A value as a message quotes it (its repr; with `quote` false, text as it is), cut to `most` characters: a section can be large."
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= most else f"{text[:most]}... ({len(text):,} characters)"
+
+
 def check_params(
     params: dict,  # params.yaml as read (its quick section removed)
     source: str = "params.yaml",  # named in the message
@@ -233,14 +259,41 @@ def check_params(
     try:
         return Params.model_validate(params)
     except ValidationError as err:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" + (f" (got {e['input']!r})" if e["type"] != "missing" else "")
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" + (f" (got {_cut(e['input'])})" if e["type"] != "missing" else "")
                     for e in err.errors(include_url=False)]
         raise ParamsError(f"{source} cannot be used: " + "; ".join(problems[:10])
                           + (f"; ... and {len(problems) - 10} more" if len(problems) > 10 else "")) from None
 
 # %% ../nbs/00d_config.ipynb #571c202b
-INPUTS = ("raw_csv", "nbs_dir")  # paths a quick run reads from the repository; every other path is an output
 STAGING = "PIPELINE_OUTPUT_DIR"  # set by `census-stage` for its stage's kernel: outputs go there, moved into place on success
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    "YAML's safe loader, refusing a key given twice in one mapping (the plain loader keeps the last silently)."
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if twice:
+            raise yaml.constructor.ConstructorError(None, None, f"{', '.join(twice)} given twice in one mapping", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(
+    path: Path,  # a YAML file (params.yaml)
+) -> object:  # its content, plain Python values
+    "Read a YAML file with the safe loader: anything it cannot read is one ParamsError naming the line."
+    try:
+        return yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path} cannot be used: byte {err.start} is not UTF-8") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ParamsError(f"{path} cannot be used: not YAML the pipeline reads{where}: {_cut(what, 200, quote=False)}") from None
+    except ValueError as err:  # an integer of thousands of digits (Python's int limit)
+        raise ParamsError(f"{path} cannot be used: {_cut(err, 200, quote=False)}") from None
 
 
 def _absolute_storage(url: str, root: Path) -> str:
@@ -258,7 +311,7 @@ def load_params(
 ) -> dict:  # the sections, every path absolute
     "Read params.yaml; make its paths absolute; for a quick run, apply the overrides and redirect the outputs."
     path = Path(path).resolve()
-    params = yaml.safe_load(path.read_text())
+    params = read_yaml(path)
     if not isinstance(params, dict) or not isinstance(params.get("quick", {}), dict):
         raise ParamsError(f"{path} cannot be used: it must hold the sections of params (a mapping), with `quick:` a mapping too")
     overrides, root, out = params.pop("quick", {}), path.parent, path.parent

@@ -17,8 +17,8 @@ from .schema import CATEGORICAL, CONTINUOUS, FEATURES
 from .validation import record_columns
 
 # %% auto #0
-__all__ = ['STEPS', 'METHOD', 'typical_record', 'attribute_columns', 'integrated_gradients', 'ExplainError', 'explain_columns',
-           'explain', 'permutation_importance']
+__all__ = ['STEPS', 'MAX_STEPS', 'METHOD', 'typical_record', 'attribute_columns', 'integrated_gradients', 'ExplainError',
+           'explain_columns', 'explain', 'permutation_importance']
 
 # %% ../nbs/04b_explain.ipynb #5a966411
 def typical_record(
@@ -37,8 +37,9 @@ def typical_record(
 
 # %% ../nbs/04b_explain.ipynb #9bc46bab
 STEPS = 32  # trapezoid-rule steps of the path integral (under 2 ms a record)
+MAX_STEPS = 1024  # the most a caller may ask for: the work (and memory) grows with the steps
 METHOD = ("integrated gradients of the calibrated probability from the baseline record, over the one-hot and "
-          f"periodic-embedding inputs of every ensemble member, summed per census attribute ({STEPS}-step trapezoid rule, "
+          "periodic-embedding inputs of every ensemble member, summed per census attribute (trapezoid rule over `steps` steps, "
           "each step's discretisation error shared in proportion to the attributes' share of that step); "
           "contributions add up to probability - baseline probability")
 
@@ -121,8 +122,8 @@ def explain_columns(
     steps: int = STEPS,  # trapezoid-rule steps of the path integral
 ) -> dict:  # probability, prediction, baseline, method, residual, contributions (largest first)
     "Each census attribute's contribution to one validated record's probability of >50K, relative to the baseline record."
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:  # 0 steps: zeros, all residual
-        raise ValueError(f"steps: {steps!r} is not a whole number of at least 1 (the path integral's steps; default {STEPS})")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:  # 0: all residual
+        raise ValueError(f"steps: {steps!r} is not a whole number in 1..{MAX_STEPS} (the path integral's steps; default {STEPS})")
     base, groups = _prepared(predictor)
     columns = {c: [record[c][0], base[c][0]] for c in FEATURES}
     X = predictor.encoder.transform(columns)

@@ -196,6 +196,12 @@ def _execute(stage: str, params_file, params: dict, chatter: Path) -> Path:
     return render_html(reports / notebook)
 
 # %% ../nbs/00b_pipeline.ipynb #d893e102
+def _one_line(text: str | None, most: int = 400) -> str:
+    "An exception's message on one line, cut to `most` characters."
+    text = " ".join((text or "").split())
+    return text if len(text) <= most else text[:most] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the notebook failed, 2 the params refused
     "`census-stage STAGE [--params FILE]`: run one stage's notebook as dvc.yaml does."
     import papermill
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the no
         return 2
     except papermill.PapermillExecutionError as err:
         where = Path(args.params).resolve().parent / STAGING_DIR / args.stage
-        sys.stderr.write(f"census-stage: {args.stage} failed in cell {err.exec_count}: {err.ename}: {next(iter((err.evalue or '').strip().splitlines()), '')}; "
+        sys.stderr.write(f"census-stage: {args.stage} failed in cell {err.exec_count}: {err.ename}: {_one_line(err.evalue)}; "
                          f"the previous outputs are untouched; the executed notebook and the kernel's log are in {where}\n")
         return 1
     sys.stderr.write(f"stage {args.stage}: done in {time.perf_counter() - started:.1f} s (reports/{page.name})\n")

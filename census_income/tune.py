@@ -179,7 +179,7 @@ def run_tune(
 WORKER_OPTIONS = {"storage": "--storage", "n_trials": "--n-trials"}  # the tune section's keys a worker's options override
 
 
-def worker_main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 2 refused (one line on stderr)
+def worker_main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 2 refused, 1 failed (one line on stderr)
     "`census-tune-worker [--params FILE] [--storage URL] [--n-trials N]`: add trials to the shared study."
     import argparse
     import sys
@@ -204,7 +204,20 @@ def worker_main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 2
         e = err.errors(include_url=False)[0]
         sys.stderr.write(f"census-tune-worker: {WORKER_OPTIONS[e['loc'][0]]} {e['input']}: {e['msg'].removeprefix('Value error, ')}\n")
         return 2
-    study = search(params)
+    missing = [params["paths"][k] for k in ("train_csv", "encoder_json") if not Path(params["paths"][k]).is_file()]
+    if missing:  # checked before the study is opened: nothing is created in a storage for a worker that cannot work
+        sys.stderr.write(f"census-tune-worker: {' and '.join(missing)} missing: the training split and the encoder come "
+                         "from the preprocess stage (`dvc pull`, or `dvc repro preprocess`)\n")
+        return 1
+    try:
+        study = search(params)
+    except Exception as err:  # a storage it cannot open or reach (a driver missing, a path it cannot write): one line
+        import re
+
+        where = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", params["tune"]["storage"]) or params["paths"]["optuna_db"]  # no password
+        text = " ".join(str(err).split()).replace(params["tune"]["storage"] or "\0", where)
+        sys.stderr.write(f"census-tune-worker: the study at {where} cannot be used: {type(err).__name__}: {text[:300]}\n")
+        return 1
     best = best_params(study)
     sys.stderr.write(f"study {params['tune']['study_name']}: {best['n_trials']} finished, {best['n_pruned']} pruned; "
                      f"best dev ROC AUC {best['dev_auc']:.4f} (trial {best['trial']})\n")

@@ -119,11 +119,14 @@ def test_a_list_as_a_category_is_refused_not_a_type_error(predictor):
     assert category_error("workclass", ["State-gov"]) in str(got.value)
 
 
-@pytest.mark.parametrize("steps", [0, -3, 2.5, True])
-def test_explain_refuses_a_path_integral_without_steps(steps, predictor):
-    with pytest.raises(ValueError, match=f"steps: {steps!r} is not a whole number of at least 1"):
+@pytest.mark.parametrize("steps", [0, -3, 2.5, True, 1025, 10**7])
+def test_explain_refuses_a_path_integral_without_steps_or_with_too_many(steps, predictor):
+    "No steps gives zeros and leaves all as residual; ten million would ask for gigabytes: both refused at once."
+    from census_income.explain import MAX_STEPS
+
+    with pytest.raises(ValueError, match=f"steps: {steps!r} is not a whole number in 1..{MAX_STEPS}"):
         explain(predictor, EXAMPLE, steps=steps)
-    assert explain(predictor, EXAMPLE, steps=1)["steps"] == 1
+    assert explain(predictor, EXAMPLE, steps=1)["steps"] == 1 and explain(predictor, EXAMPLE, steps=MAX_STEPS)["steps"] == MAX_STEPS
 
 
 def test_csv_numbers_are_ascii_digits_as_json_writes_them(tmp_path, predictor, model, thresholds):
@@ -290,16 +293,25 @@ def test_a_reader_is_told_when_the_outputs_are_not_one_runs(tmp_path, predictor,
         read_done(out / "scored.done.json")
 
 
-def test_the_notebook_refuses_an_explicit_model_dir_without_a_model(tmp_path):
-    "papermill with `-p model_dir` naming a folder without manifest.json: one clear error, a failed run, no outputs."
+@pytest.mark.parametrize("named_by", ["model_dir", "params_file"])
+def test_the_notebook_refuses_a_job_without_a_model(tmp_path, named_by):
+    """papermill with an output and a model folder without manifest.json, named by `-p model_dir` or by the params file's
+    paths.model_dir (a clone before `dvc pull`): one clear error, a failed run, no outputs."""
+    import yaml
+
     (tmp_path / "in.csv").write_bytes(lines(GOOD))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["paths"]["model_dir"] = "empty"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in ("data", "nbs"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    chosen = ["-p", "model_dir", str(tmp_path / "empty")] if named_by == "model_dir" else ["-p", "params_file", str(tmp_path / "params.yaml")]
     proc = subprocess.run(["papermill", "--cwd", "nbs", "nbs/07_batch.ipynb", str(tmp_path / "run.ipynb"),
                            "-p", "input_path", str(tmp_path / "in.csv"), "-p", "output_path", str(tmp_path / "s.csv"),
-                           "-p", "model_dir", str(tmp_path / "empty")], cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)),
-                          capture_output=True, text=True, timeout=300)
+                           *chosen], cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert f"ModelFilesError: model file missing in {tmp_path / 'empty'}" in proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "run.ipynb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "in.csv", "nbs", "params.yaml", "run.ipynb"]
 
 
 @pytest.mark.integration
@@ -347,3 +359,45 @@ def test_the_pin_message_names_both_versions(capsys, tmp_path, model, predictor)
     assert len(err) == 1 and err[0].startswith("census-batch: ModelFilesError: model files in ")
     assert f"expected model version {'f' * 32}" in err[0]
     assert f"the files are version {predictor.version}" in err[0]
+
+
+def test_only_a_runs_own_temporaries_are_ever_removed(tmp_path, predictor):
+    "Leftovers are matched by the exact names a run makes: a user's look-alike files and folders stay, and an input so named is refused."
+    source = tmp_path / "in.csv"
+    source.write_bytes(lines(GOOD, OTHER))
+    out = tmp_path / "s.csv"
+    keep = [tmp_path / ".s.csv.backup.tmp", tmp_path / ".rejects.csv.mydata.tmp", tmp_path / "..s.csv.old.tmp.x.tmp"]
+    for path in keep:
+        path.write_text("mine")
+    (tmp_path / ".s.csv.old.tmp").mkdir()
+    (tmp_path / ".s.csv.old.tmp" / "inside").write_text("mine")
+    leftover = tmp_path / ".s.csv.4242-0123abcd.tmp"
+    leftover.write_text("half a run")
+    score_csv(source, out, tmp_path / "rejects.csv", predictor, chunk_bytes=65_536)
+    assert not leftover.exists()
+    assert all(p.read_text() == "mine" for p in keep) and (tmp_path / ".s.csv.old.tmp" / "inside").exists()
+    named = tmp_path / ".s.csv.4242-0123abcd.tmp"
+    named.write_bytes(lines(GOOD))
+    with pytest.raises(ValueError, match="is named as a batch run's temporary"):
+        score_csv(named, out, tmp_path / "rejects.csv", predictor, chunk_bytes=65_536)
+    assert named.exists()
+
+
+def test_a_fifo_as_input_is_named_as_such(tmp_path, predictor):
+    fifo = tmp_path / "in.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(Exception, match="not a regular file"):
+        score_csv(fifo, tmp_path / "s.csv", tmp_path / "r.csv", predictor, chunk_bytes=65_536)
+
+
+@pytest.mark.parametrize("chunk", ["-1", "100", str(2**70)])
+def test_a_block_size_out_of_bounds_is_one_line(chunk, tmp_path, model, capsys):
+    from census_income.batch import main
+
+    source = tmp_path / "in.csv"
+    source.write_bytes(lines(GOOD))
+    assert main([str(source), "--output", str(tmp_path / "s.csv"), "--model-dir", str(model), "--params",
+                 str(ROOT / "params.yaml"), "--chunk-bytes", chunk]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"census-batch: ValueError: chunk_bytes {chunk}: Input should be")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]

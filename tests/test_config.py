@@ -134,3 +134,70 @@ def test_dvc_yaml_names_the_model_files_as_the_predictor_does():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     outs = set(stages["train"]["outs"])
     assert {f"${{paths.model_dir}}/{WEIGHTS}", f"${{paths.model_dir}}/{MANIFEST}"} <= outs, outs
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("clean: !!python/object/apply:os.system ['true']\n", "not YAML the pipeline reads at line 1, column 8: could not determine a constructor"),
+    ("clean:\n\tseed: 1\n", "not YAML the pipeline reads at line 2, column 1"),
+    ("clean: {seed: 1, seed: 2}\n", "not YAML the pipeline reads at line 1, column 8: seed given twice in one mapping"),
+    ("train: {}\ntrain: {}\n", "train given twice in one mapping"),
+    ("seed: " + "9" * 5000 + "\n", "cannot be used: Exceeds the limit"),
+])
+def test_a_file_the_yaml_reader_refuses_is_one_line(tmp_path, text, message):
+    "Tags, tabs, a key given twice (YAML's reader would keep the last silently), a 5,000-digit number: one ParamsError each."
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError) as err:
+        load_params(tmp_path / "params.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_byte_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_bytes(b"clean:\n  seed: 4\xff2\n")
+    with pytest.raises(ParamsError, match="byte 16 is not UTF-8"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_the_echoed_value_is_cut(tmp_path):
+    "A large unknown section (anchors make a 2 KB file hold megabytes) is quoted in a hundred characters, not in full."
+    path = params_file(tmp_path, lambda p: p.update(extra={f"k{i}": list(range(1000)) for i in range(100)}))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert "extra: Extra inputs are not permitted (got {'k0': [0, 1, 2," in str(err.value) and len(str(err.value)) < 600
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["paths"].update(clean_csv="data/census.csv"), "clean_csv and raw_csv are the same path 'data/census.csv'"),
+    (lambda p: p["paths"].update(test_csv="data/train.csv"), "test_csv and train_csv are the same path"),
+    (lambda p: p["paths"].update(model_dir="/etc"), "model_dir: '/etc' must be a path inside the params file's folder"),
+    (lambda p: p["paths"].update(metrics_dir="../metrics"), "metrics_dir: '../metrics' must be a path inside"),
+    (lambda p: p["train"].update(seed=2**64), "train.seed: Input should be less than 4294967296"),
+    (lambda p: p["clean"].update(seed=-1), "clean.seed: Input should be greater than or equal to 0"),
+    (lambda p: p["train"].update(n_folds=100_000_000), "train.n_folds: Input should be less than or equal to 20"),
+    (lambda p: p["batch"].update(chunk_bytes=2**40), "batch.chunk_bytes: Input should be less than or equal to 1073741824"),
+])
+def test_paths_and_seeds_a_stage_cannot_use_are_refused(tmp_path, change, message):
+    "An output over the raw data or outside the folder (where neither the staging nor a quick run could redirect it)."
+    with pytest.raises(ParamsError) as err:
+        load_params(params_file(tmp_path, change))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("options", "line"), [
+    ([], "census-tune-worker: {tmp}/good/data/train.csv and {tmp}/good/model/encoder.json missing: the training split and the encoder"),
+    (["--storage", "journal:/dev/null/study.journal"], "census-tune-worker: the study at journal:/dev/null/study.journal cannot be used: "),
+    (["--storage", "postgresql://someone:secret@127.0.0.1:1/db"], "census-tune-worker: the study at postgresql://someone:***@127.0.0.1:1/db cannot be used: "),
+])
+def test_a_worker_that_cannot_start_says_why_in_one_line(tmp_path, capsys, options, line):
+    "Inputs not pulled yet, a storage it cannot write or reach: one line, exit status 1, and never the password."
+    from census_income import tune
+
+    (tmp_path / "good").mkdir()
+    good = shutil.copy(ROOT / "params.yaml", tmp_path / "good" / "params.yaml")
+    if options:  # inputs in place (the storage is opened before they are read)
+        for rel in ("data/train.csv", "model/encoder.json"):
+            (tmp_path / "good" / rel).parent.mkdir(exist_ok=True)
+            (tmp_path / "good" / rel).write_text("")
+    assert tune.worker_main(["--params", str(good), *options]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line.format(tmp=tmp_path)), lines
+    assert "secret" not in lines[0]

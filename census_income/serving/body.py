@@ -185,27 +185,33 @@ MAX_WAITING = max(16, (1 << 20 if _FILES == resource.RLIM_INFINITY else min(_FIL
 
 
 class HeaderDeadline(HttpToolsProtocol):
-    "uvicorn's httptools protocol: a connection whose request headers take longer than `HEADER_TIMEOUT` is closed."
+    """uvicorn's httptools protocol: a connection whose request headers take longer than `HEADER_TIMEOUT` is closed, and
+    at most `MAX_WAITING` connections may be waiting for their headers or their body (the body's own deadline is the
+    body watcher's, `CENSUS_BODY_TIMEOUT`): beyond that, the one waiting longest is closed."""
 
     timeout, max_waiting = HEADER_TIMEOUT, MAX_WAITING
-    waiting: dict[HeaderDeadline, None] = {}  # the process's connections still sending headers, oldest first
+    waiting: dict[HeaderDeadline, None] = {}  # the process's connections still sending headers or a body, oldest first
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._late: asyncio.TimerHandle | None = None
 
+    def _wait(self) -> None:
+        "Count this connection as waiting (again, as the newest); over the cap, the one waiting longest goes."
+        self.waiting.pop(self, None)
+        self.waiting[self] = None
+        if len(self.waiting) > self.max_waiting:
+            next(iter(self.waiting))._too_many()
+
     def _arm(self) -> None:
         if self._late is None:
             self._late = self.loop.call_later(self.timeout, self._headers_late)
-            self.waiting[self] = None
-            if len(self.waiting) > self.max_waiting:  # too many slow clients: the one waiting longest goes
-                next(iter(self.waiting))._headers_late()
+            self._wait()
 
     def _disarm(self) -> None:
         if self._late is not None:
             self._late.cancel()
             self._late = None
-            self.waiting.pop(self, None)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -217,15 +223,30 @@ class HeaderDeadline(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._wait()  # now its body (nothing, for most requests: the message completes at once)
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.waiting.pop(self, None)
+        super().on_message_complete()
 
     def connection_lost(self, exc) -> None:
         self._disarm()
+        self.waiting.pop(self, None)
         super().connection_lost(exc)
+
+    def _too_many(self) -> None:
+        "Closed to make room: a 408 while the headers are still due, else (a body on its way) just closed."
+        if self._late is not None:
+            self._headers_late()
+        else:
+            self.waiting.pop(self, None)
+            self.transport.close()
 
     def _headers_late(self) -> None:
         "The headers did not arrive in time: a 408 when no answer is under way, then the connection is closed."
         self._disarm()
+        self.waiting.pop(self, None)
         if self.transport.is_closing():
             return
         if self.cycle is None or self.cycle.response_complete:

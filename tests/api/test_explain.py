@@ -90,5 +90,5 @@ def test_a_tampered_baseline_is_refused(model_dir, tmp_path):
     manifest = json.loads((d / "manifest.json").read_text())
     manifest["baseline"]["age"] = 99
     (d / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelFilesError, match="manifest.json says version"):
+    with pytest.raises(ModelFilesError, match="manifest.json hashes to [0-9a-f]{32} but says version"):
         Predictor.load(d)

@@ -9,4 +9,5 @@ def test_schemathesis_finds_nothing(server, tmp_path):
     proc = run([str(VENV_BIN / "schemathesis"), "run", f"{server}/openapi.json", "--max-examples", "40",
                 "--seed", "5", "--no-color"], tmp_path, timeout=300)
     assert "No issues found" in proc.stdout, proc.stdout[-3000:]
-    assert "Tested: 10" in proc.stdout  # POST /predict, /predict/batch, /explain; GET /metrics; GET and HEAD of /, /health, /ready
+    # POST /predict, /predict/batch, /explain; GET /metrics, /, /health, /ready (their HEAD routes are left out of the schema)
+    assert "Tested: 7" in proc.stdout, proc.stdout[-3000:]
