@@ -41,7 +41,7 @@ def test_the_command_scores_and_says_what_it_wrote(quick_run, quick_model, tmp_p
     params = quick_run[0]
     out = tmp_path / "scored.csv"
     proc = census_batch(params["paths"]["test_csv"], "--output", str(out), "--model-dir", str(quick_model),
-                        "--chunk-bytes", "20000")
+                        "--chunk-bytes", "65536")  # the smallest block allowed (params.yaml: batch)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr.startswith("census-batch: ") and len(proc.stderr.splitlines()) == 1
     rows = len(Path(params["paths"]["test_csv"]).read_text().splitlines()) - 1

@@ -69,7 +69,7 @@ def test_clean_stage_writes_nothing_for_a_bad_file(tmp_path):
     bad = write(tmp_path, HEADER + GOOD + GOOD.replace("Male", "M"))
     out = tmp_path / "out" / "clean.csv"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["paths"] = params["paths"] | {"raw_csv": str(bad), "clean_csv": str(out)}
+    params["paths"] = params["paths"] | {"raw_csv": str(bad), "clean_csv": "out/clean.csv"}  # outputs: relative to the file
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run(
         ["papermill", "-k", "python3", "--cwd", str(ROOT / "nbs"), "--no-progress-bar", str(ROOT / "nbs/01_clean.ipynb"),
