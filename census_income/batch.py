@@ -519,9 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
     ap.add_argument("--model-version", default="", help="the version the model must hold (default: any; see /ready)")
     a = ap.parse_args(argv)
     # SIGTERM (`kill`, a scheduler's timeout) and SIGHUP (a closed terminal) unwind like Ctrl-C: the job removes its
-    # temporaries and frees its lock
+    # temporaries and frees its lock; a signal the job was started to ignore (`nohup`) stays ignored
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     try:
         report = run_batch(load_params(a.params), a.input, a.output, a.rejects, a.model_dir, a.reference,
                            a.chunk_bytes, a.engine, a.scheduler, a.n_workers, a.model_version)

@@ -198,7 +198,13 @@ def census_batch(input_path: Path, out: Path, model: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, str(input_path), "--output", str(out), "--model-dir", str(model),
                              "--chunk-bytes", "200000", "--params", str(ROOT / "params.yaml")],
                             cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=interactive_signals)
+
+
+def interactive_signals() -> None:
+    "Ctrl-C and a hang-up act as in a terminal (a pytest-xdist worker, the parent here, ignores SIGINT: its children would too)."
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def size(path: Path) -> int:
@@ -245,7 +251,7 @@ def test_kill_9_mid_run_leaves_the_record_away_and_the_next_run_cleans_up(tmp_pa
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_terminated_job_removes_its_temporaries_and_keeps_the_previous_run(sig, tmp_path, big_input, model):
     out = tmp_path / "scored.csv"
     before = first_run(big_input, out, model)
