@@ -20,8 +20,8 @@ from .schema import CATEGORICAL
 # %% auto #0
 __all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
            'INPUTS', 'STAGING', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig', 'Range', 'Pruner', 'TuneConfig',
-           'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig', 'DriftThresholds', 'BatchConfig', 'Paths',
-           'Params', 'ParamsError', 'check_params', 'read_yaml', 'load_params']
+           'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig', 'DriftThresholds', 'BatchConfig',
+           'Paths', 'Params', 'ParamsError', 'check_params', 'read_yaml', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -117,8 +117,18 @@ class TuneConfig(Section):
         return self
 
 
+class Distill(Section):
+    transfer: int = Field(ge=0, le=16)  # synthetic rows per real training row, each scored by the whole ensemble
+    swap: float = Field(gt=0, lt=1)  # chance that each attribute of a synthetic row comes from another random training row
+    alpha: float = Field(ge=0, le=1)  # real rows' target: (1 - alpha) x label + alpha x the ensemble's out-of-fold probability
+    depth: int = Field(ge=1, le=8)  # the student's hidden layers (its other hyper-parameters are the tuned ones)
+    hidden: int = Field(ge=4, le=1024)  # ... and units per hidden layer
+
+
 class TrainConfig(Section):
-    n_folds: int = Field(ge=2, le=20)  # ensemble members: one per stratified fold of the training split (each one is served)
+    n_folds: int = Field(ge=2, le=20)  # ensemble members: one per stratified fold of the training split
+    serve: Literal["student", "ensemble"]  # which model is saved and served; both are trained, measured and reported
+    distill: Distill  # how the student learns from the ensemble
     max_epochs: int = Field(ge=1)
     patience: int = Field(ge=1)
     seed: Seed

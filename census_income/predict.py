@@ -74,6 +74,14 @@ class Network:
         return 1 if self.frequencies is None else self.embed_weight.shape[-1]
 
     @property
+    def multiply_adds(self) -> int:
+        "Multiply-adds per row, all members: the embeddings' linear maps and every Linear layer (what a row costs the engine)."
+        per_member = sum(W.shape[1] * W.shape[2] for W in self.weights)
+        if self.frequencies is not None:
+            per_member += self.embed_weight.shape[1] * self.embed_weight.shape[2] * self.embed_weight.shape[3]
+        return self.members * per_member
+
+    @property
     def n_onehot(self) -> int:
         "One-hot columns at the start of each encoded row."
         return self.weights[0].shape[1] - self.n_numeric * self.d_embedding

@@ -12,10 +12,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'VARIANTS', 'INDEX_CSS', 'result_files', 'load_results', 'num', 'pct', 'with_ci',
-           'ci_label', 'table', 'model_details', 'intended_use', 'factors', 'metrics_section', 'data_sections',
-           'overall_table', 'gap_sentence', 'calibration_sentence', 'disparity_table', 'importance_section',
-           'fairness_section', 'quantitative_analyses', 'ethics_and_caveats', 'model_card', 'notebook_title',
-           'reliability_png', 'index_html', 'run_report']
+           'ci_label', 'table', 'candidates', 'model_details', 'intended_use', 'factors', 'metrics_section',
+           'data_sections', 'held_sentence', 'overall_table', 'gap_sentence', 'calibration_sentence', 'disparity_table',
+           'importance_section', 'fairness_section', 'quantitative_analyses', 'ethics_and_caveats', 'model_card',
+           'notebook_title', 'reliability_png', 'index_html', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 TRAIN_RESULTS = ("test", "dev", "baselines", "calibration", "comparison", "importance")  # metrics_dir/NAME.json
@@ -75,15 +75,48 @@ def table(
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
+def candidates(res: dict) -> tuple[str, str]:  # results from `load_results` → ("student", "ensemble") or the reverse
+    "The served model's name and the other candidate's, as the train stage wrote them (metrics/comparison.json)."
+    served = res["comparison"]["served"]
+    return served, next(name for name in res["comparison"]["candidates"] if name != served)
+
+
 def model_details(res: dict) -> str:  # results from `load_results`
     "Model details: what the model is and how it was made."
     m, arch, prm = res["manifest"], res["manifest"]["architecture"], res["manifest"]["params"]
+    served, other = candidates(res)
+    c, d = res["comparison"]["candidates"], prm["distill"]
+    shape = (f"each of the {arch['n_numeric']} numbers through periodic embeddings ({arch['n_frequencies']} learnt frequencies, "
+             f"initial spread {num(arch['sigma'], 2)}, then a linear layer to {arch['d_embedding']} units and ReLU), beside the "
+             f"one-hot categories; then {arch['depth']} hidden layers of {arch['hidden']} units with ReLU and dropout "
+             f"{num(arch['dropout'])}, one logit for `>50K`")
+    ensemble = (f"one member per stratified fold of the training split ({prm['n_folds']} folds), each trained on the other folds "
+                f"and early-stopped on its own fold's log-loss (patience {prm['patience']}, at most {prm['max_epochs']} epochs; they "
+                f"stopped after {', '.join(str(e) for e in c['ensemble']['epochs'])})")
+    optimiser = (f"AdamW, learning rate {prm['lr']:.6f}, weight decay {prm['weight_decay']:.6f}, batch size {prm['batch_size']}, "
+                 f"binary cross-entropy; seed {prm['seed']}. Hyper-parameters from an Optuna search on the training split.")
+    if served == "student":
+        what = (f"one multilayer perceptron, distilled from an ensemble of {c['ensemble']['networks']} wider ones ("
+                f"{c['ensemble']['depth']} hidden layers of {c['ensemble']['hidden']} units each: the reference, measured "
+                "beside it below)")
+        how = (f"The ensemble: {ensemble}. The served network: trained on every fold but the first, on the labels mixed with "
+               f"the ensemble's out-of-fold probabilities (weight {num(d['alpha'], 2)}) and on {d['transfer']} synthetic rows per "
+               f"real row (each attribute of a real row swapped for another row's with chance {num(d['swap'], 2)}) labelled by "
+               f"the whole ensemble; early-stopped on the first fold after {m['metrics']['epochs'][0]} epochs. {optimiser}")
+        calibration = ("the logit is divided by the temperature that minimises the log-loss of the network's predictions on the "
+                       "first fold, which it never trained on.")
+    else:
+        what = f"an ensemble of {arch['members']} multilayer perceptrons whose logits are averaged"
+        how = f"{ensemble}. {optimiser}"
+        calibration = ("none: a temperature fitted on single members' out-of-fold logits makes the average under-confident; "
+                       "the average is served as it is.")
     return f"""## Model details
-- **Model:** an ensemble of {arch['members']} multilayer perceptrons (`{arch['class']}`), version `{m['version']}` (a hash of its manifest and of every file it names: weights, encoder, training profile).
-- **Architecture of each member:** each of the {arch['n_numeric']} numbers through periodic embeddings ({arch['n_frequencies']} learnt frequencies, initial spread {num(arch['sigma'], 2)}, then a linear layer to {arch['d_embedding']} units and ReLU), beside the one-hot categories; then {arch['depth']} hidden layers of {arch['hidden']} units with ReLU and dropout {num(arch['dropout'])}, one logit for `>50K`. The members' logits are averaged and divided by the temperature {num(arch['temperature'])}.
-- **Training:** one member per stratified fold of the training split ({prm['n_folds']} folds), each trained on the other folds and early-stopped on its own fold's log-loss (patience {prm['patience']}, at most {prm['max_epochs']} epochs; they stopped after {", ".join(str(e) for e in m['metrics']['epochs'])}); AdamW, learning rate {prm['lr']:.6f}, weight decay {prm['weight_decay']:.6f}, batch size {prm['batch_size']}, binary cross-entropy; seed {prm['seed']}. Hyper-parameters from an Optuna search on the training split.
-- **Calibration:** the temperature minimises the log-loss of the out-of-fold predictions (each training row scored by the member that did not train on it).
-- **Decision threshold:** predicts `>50K` when the probability is at least {num(m['threshold'])}, the threshold that maximises F1 on the calibrated out-of-fold predictions.
+- **Model:** {what} (`{arch['class']}`), version `{m['version']}` (a hash of its manifest and of every file it names: weights, encoder, training profile).
+- **Architecture of each network:** {shape}.
+- **Training:** {how}
+- **Calibration:** {calibration}
+- **Cost:** {c[served]['multiply_adds']} multiply-adds per row, against {c[other]['multiply_adds']} for the {other}.
+- **Decision threshold:** predicts `>50K` when the probability is at least {num(m['threshold'])}, the threshold that maximises F1 on the calibrated probabilities of training rows the served model never trained on.
 - **Files:** `weights.safetensors` (tensors only) and `manifest.json`, `encoder.json` (JSON): loading them runs no code. The numpy `Predictor` serves them without torch.
 - **Developed by** the census-income team, as a worked example of a reproducible pipeline (nbdev notebooks, DVC, FastAPI). Licence: Apache.
 """
@@ -117,7 +150,7 @@ def metrics_section(res: dict) -> str:  # results from `load_results`
     return f"""## Metrics
 - **Performance measures:** precision, recall and F1 of `>50K` at the decision threshold, accuracy, and the threshold-free ROC AUC and log-loss. Per slice also the false-positive and false-negative rates and the selection rate (share predicted `>50K`).
 - **Calibration measures:** the Brier score and the expected calibration error (ECE: {res['calibration']['n_bins']} equal-width bins of the probability, the gap between mean probability and share of `>50K` in each, weighed by its rows).
-- **Decision threshold:** {num(st['threshold'])}, chosen on the out-of-fold predictions of the training split to maximise F1; F1 weighs a missed high earner and a false alarm equally.
+- **Decision threshold:** {num(st['threshold'])}, chosen on training rows the served model never trained on, to maximise F1; F1 weighs a missed high earner and a false alarm equally.
 - **Uncertainty:** {100 * st['ci_level']:g}% percentile bootstrap intervals from {st['n_boot']} resamples of the test split (seed {st['seed']}); every slice and every gap is computed on the same resamples.
 - **Too small to judge:** a slice with fewer than {st['min_support']} rows or fewer than {st['min_class']} rows of either class is flagged and left out of the rankings and gaps.
 """
@@ -126,38 +159,52 @@ def metrics_section(res: dict) -> str:  # results from `load_results`
 def data_sections(res: dict) -> str:  # results from `load_results`
     "Evaluation data and training data."
     o, dev, prm = res["slices"]["overall"], res["dev"], res["manifest"]["params"]
-    arch = res["manifest"]["architecture"]
     return f"""## Evaluation data
 - **Data:** the held-out test split: {o['n']} rows of the cleaned census file, stratified on the label, never seen in training, tuning or threshold choice; {pct(o['share_positive'])} of them earn `>50K`.
 - **Preprocessing:** the same cleaning as training (spaces stripped, exact duplicates dropped, `?` kept as its own category in the three columns that have it) and the encoder fitted on the training split.
 
 ## Training data
-- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), {dev['n']} rows, cut into {prm['n_folds']} stratified folds: each of the {arch['members']} members trains on all folds but one and is early-stopped on that one, whose out-of-fold predictions choose the temperature and the threshold. The hyper-parameter search scored its trials on a dev split of the training rows, never on the test split. The encoder is fitted on the training rows without their labels.
+- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), {dev['n']} rows, cut into {prm['n_folds']} stratified folds: each member of the ensemble trains on all folds but one and is early-stopped on that one; {held_sentence(res)} The hyper-parameter search scored its trials on a dev split of the training rows, never on the test split. The encoder is fitted on the training rows without their labels.
 - **Label:** `salary`, `>50K` or `<=50K`.
 """
 
 
+def held_sentence(res: dict) -> str:  # results from `load_results`
+    "Which held-out rows chose the served model's threshold (and temperature), in words."
+    if candidates(res)[0] == "student":
+        return ("the served network trains on all folds but the first, and that fold, which it never saw, chooses its "
+                "temperature and threshold.")
+    return "their out-of-fold predictions choose the threshold."
+
+
 def overall_table(res: dict) -> str:  # results from `load_results`
-    "The model beside the baselines on the test split."
+    "The served model beside the other candidate and the baselines on the test split."
     o, t, dev, base = res["slices"]["overall"], res["test"], res["dev"], res["baselines"]
+    served, other = candidates(res)
+    ref = res["comparison"]["candidates"][other]["test"]
     lr, gb = base.get("logistic_regression", {}), base.get("hist_gradient_boosting", {})
-    rows = [["ROC AUC", num(t["roc_auc"]), num(dev["roc_auc"]), num(lr.get("roc_auc")), num(gb.get("roc_auc"))]]
+    rows = [["ROC AUC", num(t["roc_auc"]), num(dev["roc_auc"]), num(ref["roc_auc"]), num(lr.get("roc_auc")), num(gb.get("roc_auc"))]]
     for m, name in (("f1", "F1"), ("precision", "precision"), ("recall", "recall"), ("accuracy", "accuracy")):
-        rows.append([name, with_ci(o, m), num(dev[m]), num(lr.get(m)), num(gb.get(m))])
+        rows.append([name, with_ci(o, m), num(dev[m]), num(ref[m]), num(lr.get(m)), num(gb.get(m))])
     for m, name in (("log_loss", "log-loss"), ("brier", "Brier score"), ("ece", "ECE"), ("threshold", "threshold")):
-        rows.append([name, num(t[m]), num(dev[m]), num(lr.get(m)), num(gb.get(m))])
-    return table(["metric", f"MLP, test [{ci_label(res)} CI]", "MLP, out of fold", "logistic regression, test",
-                  "gradient boosting, test"], rows)
+        rows.append([name, num(t[m]), num(dev[m]), num(ref[m]), num(lr.get(m)), num(gb.get(m))])
+    return table(["metric", f"served {served}, test [{ci_label(res)} CI]", f"served {served}, held out", f"{other}, test",
+                  "logistic regression, test", "gradient boosting, test"], rows)
 
 
 def gap_sentence(res: dict) -> str:  # results from `load_results`
-    "The MLP's ROC AUC gap to gradient boosting, with its interval, in words."
-    g = res["comparison"].get("auc_gap", {}).get("hist_gradient_boosting")
+    "The served model's ROC AUC gap to the other candidate and to gradient boosting, with intervals, in words."
+    served, other = candidates(res)
+    o = res["comparison"]["auc_gap"][other]
+    first = (f"The served {served} against the {other}: ROC AUC {num(res['test']['roc_auc'])} against "
+             f"{num(res['comparison']['candidates'][other]['test']['roc_auc'])}, a gap of {o['gap']:+.4f} "
+             f"[{o['low']:+.4f}, {o['high']:+.4f}] (paired bootstrap). ")
+    g = res["comparison"]["auc_gap"].get("hist_gradient_boosting")
     if not g:
-        return "The baselines were not fitted in this run."
+        return first + "The baselines were not fitted in this run."
     verdict = ("ahead of gradient boosting" if g["low"] > 0 else "behind gradient boosting" if g["high"] < 0
                else "level with gradient boosting (the interval spans zero)")
-    return (f"The gradient-boosting baseline, fitted on the same folds, is the bar to clear: the MLP's ROC AUC is "
+    return first + (f"The gradient-boosting baseline, fitted on the same folds, is the bar to clear: the MLP's ROC AUC is "
             f"{num(res['test']['roc_auc'])} against its {num(res['baselines']['hist_gradient_boosting']['roc_auc'])}, a gap of "
             f"{g['gap']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}] ({100 * g['level']:g}% paired bootstrap interval, "
             f"{g['n_boot']} resamples of the test split): the MLP is {verdict}.")
@@ -167,10 +214,11 @@ def calibration_sentence(res: dict) -> str:  # results from `load_results`
     "What the temperature did to calibration, in words."
     c = res["calibration"]
     b, a = c["test"]["before"], c["test"]["after"]
+    where = "on the held-out fold, where it was fitted" if candidates(res)[0] == "student" else "out of fold"
     return (f"The temperature {num(c['temperature'])} moves the expected calibration error on the test split from "
             f"{num(b['ece'])} to {num(a['ece'])} and the Brier score from {num(b['brier'], 4)} to {num(a['brier'], 4)} "
-            f"(out of fold, where it was fitted: ECE {num(c['out_of_fold']['before']['ece'])} to "
-            f"{num(c['out_of_fold']['after']['ece'])}); the ROC AUC does not change. The reliability diagram is in the training report.")
+            f"({where}: ECE {num(c['held_out']['before']['ece'])} to "
+            f"{num(c['held_out']['after']['ece'])}); the ROC AUC does not change. The reliability diagram is in the training report.")
 
 
 def disparity_table(res: dict) -> str:  # results from `load_results`
@@ -360,7 +408,9 @@ def index_html(
     def trs(pairs):
         return "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in pairs)
     links = "".join(f'<li><a href="{e(h)}">{e(ti)}</a> <span class="muted">— {e(su)}</span></li>' for h, ti, su in pages)
-    models = [("MLP ensemble", t)] + [(n.replace("_", " "), m) for n, m in res["baselines"].items()]
+    served, other = candidates(res)
+    models = [(f"MLP {served} (served)", t), (f"MLP {other}", res["comparison"]["candidates"][other]["test"])]
+    models += [(n.replace("_", " "), m) for n, m in res["baselines"].items()]
     cols = (("roc_auc", "ROC AUC"), ("f1", "F1"), ("accuracy", "accuracy"), ("ece", "ECE"), ("brier", "Brier"))
     compare = ("<tr><th>model (test split)</th>" + "".join(f"<th>{h}</th>" for _, h in cols) + "</tr>"
                + "".join(f"<tr><th>{e(n)}</th>" + "".join(f"<td>{num(m.get(k))}</td>" for k, _ in cols) + "</tr>" for n, m in models))

@@ -44,11 +44,16 @@ def test_every_stage_is_a_function_of_the_params(ran, quick):
     assert ran["preprocess"]["train_rows"] + ran["preprocess"]["test_rows"] == ran["clean"]["rows_written"]
     assert set(ran["tune"]["params"]) == set(HYPER_PARAMS)
     assert json.loads(Path(paths["best_params_json"]).read_text())["params"] == ran["tune"]["params"]
-    assert len(ran["train"]["epochs"]) == quick["train"]["n_folds"] and max(ran["train"]["epochs"]) <= quick["train"]["max_epochs"]
+    cands = ran["train"]["comparison"]["candidates"]
+    assert len(cands["ensemble"]["epochs"]) == quick["train"]["n_folds"] and len(cands["student"]["epochs"]) == 1
+    assert max(cands["ensemble"]["epochs"] + cands["student"]["epochs"]) <= quick["train"]["max_epochs"]
+    assert ran["train"]["epochs"] == cands[quick["train"]["serve"]]["epochs"]
     assert Predictor.load(paths["model_dir"]).version == ran["train"]["manifest"]["version"]
     for name in ("test", "dev", "baselines", "calibration", "comparison"):
         assert json.loads(Path(paths["metrics_dir"], f"{name}.json").read_text()) == ran["train"][name]
-    assert len(pd.read_csv(Path(paths["metrics_dir"], "training_curve.csv"))) == sum(ran["train"]["epochs"])
+    curve = pd.read_csv(Path(paths["metrics_dir"], "training_curve.csv"))  # every epoch of every network trained
+    assert len(curve) == sum(cands["ensemble"]["epochs"] + cands["student"]["epochs"])
+    assert (curve.network == "student").sum() == cands["student"]["epochs"][0]
     assert ran["slices"]["report"]["overall"]["n"] == ran["preprocess"]["test_rows"]
     assert ran["slices"]["report"]["settings"]["n_boot"] == quick["slices"]["n_boot"]
     assert Path(paths["card_md"]).read_text() == ran["report"]["card"]

@@ -45,10 +45,10 @@ def test_calibration_is_reported_before_and_after(pipeline_repo):
     rel = c["reliability"]["after"]
     assert c["temperature"] > 0 and 1 <= len(rel["rows"]) <= c["n_bins"]  # no more bins than the setting, none empty
     assert sum(rel["rows"]) == c["test"]["after"]["n"] and min(rel["rows"]) > 0
-    for where in ("out_of_fold", "test"):
+    for where in ("held_out", "test"):
         before, after = c[where]["before"], c[where]["after"]
         assert abs(before["roc_auc"] - after["roc_auc"]) < 1e-4, "a temperature must not reorder the rows"
-    assert c["out_of_fold"]["after"]["log_loss"] <= c["out_of_fold"]["before"]["log_loss"] + 1e-9, "fitted where it lowers the loss"
+    assert c["held_out"]["after"]["log_loss"] <= c["held_out"]["before"]["log_loss"] + 1e-9, "fitted where it lowers the loss"
     assert sum(c["reliability"]["after"]["rows"]) == 6508
 
 
@@ -60,12 +60,26 @@ def test_baselines_are_reported_beside_the_mlp(pipeline_repo):
     assert gap["low"] <= gap["gap"] <= gap["high"] and gap["n_boot"] >= 100
 
 
+def test_the_served_student_is_reported_beside_the_ensemble_it_learnt_from(pipeline_repo, predictor):
+    c = json.loads((pipeline_repo / "metrics/comparison.json").read_text())
+    test = json.loads((pipeline_repo / "metrics/test.json").read_text())
+    assert c["served"] == "student" and set(c["candidates"]) == {"student", "ensemble"}
+    student, ensemble = c["candidates"]["student"], c["candidates"]["ensemble"]
+    assert student["test"] == test and student["networks"] == predictor.net.members == 1 and ensemble["networks"] == 5
+    assert student["multiply_adds"] == predictor.net.multiply_adds and student["multiply_adds"] * 10 < ensemble["multiply_adds"]
+    gap = c["auc_gap"]["ensemble"]  # student minus ensemble, paired bootstrap on the test split
+    assert gap["low"] <= gap["gap"] <= gap["high"] and abs(gap["gap"] - (test["roc_auc"] - ensemble["test"]["roc_auc"])) < 2e-4
+    assert gap["gap"] > -0.005, gap  # quality floor over 3 seeds (benchmarks/quality_seeds.py): within 0.0015
+    assert student["held_out"]["n"] < ensemble["held_out"]["n"]  # one fold against every fold's out-of-fold rows
+
+
 def test_manifest_describes_and_rebuilds_the_model(model_dir, predictor):
     man = json.loads((model_dir / "manifest.json").read_text())
     assert man["feature_names"] == predictor.encoder.feature_names
     assert man["metrics"]["test"]["threshold"] == readable(man["threshold"]) and 0 < man["threshold"] < 1
     assert set(man["params"]) >= {*HYPER_PARAMS, "seed", "n_folds"}
-    assert man["architecture"]["members"] == man["params"]["n_folds"] == len(man["metrics"]["epochs"])
+    networks = {"student": 1, "ensemble": man["params"]["n_folds"]}[man["params"]["served"]]
+    assert man["architecture"]["members"] == networks == len(man["metrics"]["epochs"])
     from census_income.predict import file_digest, model_version
 
     assert man["version"] == model_version(man)

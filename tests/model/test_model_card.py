@@ -73,19 +73,25 @@ def toy_results() -> dict:
          "brier": 0.1123, "ece": 0.0211, "threshold": 0.4123, "n": 800}
     return {
         "manifest": {"version": "abc123def456", "threshold": 0.4123,
-                     "architecture": {"class": "IncomeEnsemble", "members": 4, "n_in": 31, "n_numeric": 6, "temperature": 1.3456,
+                     "architecture": {"class": "IncomeEnsemble", "members": 1, "n_in": 31, "n_numeric": 6, "temperature": 1.3456,
                                       "n_frequencies": 12, "sigma": 7.89, "d_embedding": 5, "depth": 2, "hidden": 17, "dropout": 0.1234},
                      "params": {"lr": 0.0012345, "weight_decay": 0.00012, "batch_size": 256, "patience": 6, "max_epochs": 23,
-                                "seed": 3, "n_folds": 4}, "metrics": {"epochs": [9, 11, 8, 10]},
+                                "seed": 3, "n_folds": 4, "served": "student", "distill": {"transfer": 3, "swap": 0.25, "alpha": 0.4, "depth": 1, "hidden": 11}},
+                     "metrics": {"epochs": [13]},
                      "baseline": {"age": 37, "education": "HS-grad", "marital-status": "Married-civ-spouse",
                                   "occupation": "Prof-specialty", "sex": "Male", "hours-per-week": 40}},
         "test": m, "dev": m | {"n": 150, "f1": 0.6611}, "baselines": {"logistic_regression": m | {"roc_auc": 0.8711},
                                                                       "hist_gradient_boosting": m | {"roc_auc": 0.9011}},
         "calibration": {"temperature": 1.3456, "n_bins": 15, "test": {"before": m | {"ece": 0.0567, "brier": 0.1187}, "after": m},
-                        "out_of_fold": {"before": m | {"ece": 0.0432}, "after": m | {"ece": 0.0101}},
+                        "held_out": {"before": m | {"ece": 0.0432}, "after": m | {"ece": 0.0101}},
                         "reliability": {w: {"mean_probability": [0.1, 0.5], "share_positive": [0.12, 0.45], "rows": [10, 5]} for w in ("before", "after")}},
-        "comparison": {"auc_gap": {"hist_gradient_boosting": {"gap": -0.0199, "low": -0.0312, "high": -0.0088, "level": 0.95,
-                                                              "n_boot": 200}}},
+        "comparison": {"served": "student", "first_member": m | {"roc_auc": 0.8634},
+                       "candidates": {"ensemble": {"networks": 4, "depth": 2, "hidden": 17, "multiply_adds": 29876, "epochs": [9, 11, 8, 10],
+                                                   "test": m | {"roc_auc": 0.8856, "f1": 0.6812}, "held_out": m},
+                                      "student": {"networks": 1, "depth": 1, "hidden": 11, "multiply_adds": 7469, "epochs": [13], "test": m, "held_out": m}},
+                       "auc_gap": {"hist_gradient_boosting": {"gap": -0.0199, "low": -0.0312, "high": -0.0088, "level": 0.95,
+                                                              "n_boot": 200},
+                                   "ensemble": {"gap": -0.0044, "low": -0.0091, "high": 0.0002, "level": 0.95, "n_boot": 200}}},
         "slices": slices_report(table, disp, {"threshold": 0.4123, "n_boot": 200, "seed": 0, "ci_level": 0.95,
                                               "min_support": 50, "min_class": 10}),
         "disparity": {},
@@ -139,7 +145,10 @@ def test_pipeline_model_card_matches_the_metrics_files(pipeline_repo):
     dev = json.loads((pipeline_repo / "metrics/dev.json").read_text())
     base = json.loads((pipeline_repo / "metrics/baselines.json").read_text())
     overall = json.loads((pipeline_repo / "metrics/slices.json").read_text())["overall"]
-    assert row(card, "ROC AUC")[1:] == [f"{x['roc_auc']:.3f}" for x in (test, dev, base["logistic_regression"], base["hist_gradient_boosting"])]
+    comparison = json.loads((pipeline_repo / "metrics/comparison.json").read_text())
+    other = next(name for name in comparison["candidates"] if name != comparison["served"])
+    assert row(card, "ROC AUC")[1:] == [f"{x['roc_auc']:.3f}" for x in (test, dev, comparison["candidates"][other]["test"],
+                                                                       base["logistic_regression"], base["hist_gradient_boosting"])]
     f1 = row(card, "F1")
     lo, hi = overall["f1_ci"]
     assert f1[1] == f"{test['f1']:.3f} [{lo:.3f}, {hi:.3f}]" and f1[2] == f"{dev['f1']:.3f}"
