@@ -1,17 +1,23 @@
 """Speed and memory of batch scoring (`census_income.batch.score_csv`) on generated census files of growing size.
 
 Each size runs in a fresh process pinned to one core; peak RSS that does not grow with the file shows that
-the file is streamed. With `--dask-workers`, the same files are then scored on a Dask LocalCluster of each
+the file is streamed. With `--papermill`, the same file is also scored through the README's papermill command (the
+notebook 07_batch: kernel start-up included), pinned to the same core. With `--peer`, the same file is scored as a
+user would without this project: pandas' reader, scikit-learn's HistGradientBoostingClassifier (trained beforehand on
+data/train.csv, the pipeline's training split, not timed), `predict_proba`, and the rows with their probability
+written back with `to_csv`, in a fresh process on the same core with one thread. With `--dask-workers`, the same files are then scored on a Dask LocalCluster of each
 number of workers (`census_income.batch.score_dask`, partitions of `--partition-bytes`). Prints markdown tables.
 Run from the repo root after the pipeline:
 
     .venv/bin/python benchmarks/bench_batch.py --model-dir model --data data/test.csv --rows 100000 1000000
     .venv/bin/python benchmarks/bench_batch.py --rows 1000000 --dask-workers 1 2
+    .venv/bin/python benchmarks/bench_batch.py --rows 1000000 --papermill --peer
 """
 
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import subprocess
@@ -64,6 +70,35 @@ def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
     print(json.dumps(report | {"seconds": secs, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def peer(path: str, train_csv: str) -> None:
+    "What a user would write instead: pandas, gradient boosting, to_csv. Print seconds (the fit not counted) as JSON."
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    train = pd.read_csv(train_csv)
+    features = [c for c in train.columns if c != "salary"]
+    cats = {c: pd.CategoricalDtype(sorted(train[c].unique())) for c in features if train[c].dtype == object or
+            pd.api.types.is_string_dtype(train[c])}
+    model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
+    model.fit(train[features].astype(cats), train["salary"].str.strip() == ">50K")
+    out = Path(path).with_suffix(".peer.csv")
+    t = time.perf_counter()
+    df = pd.read_csv(path, skipinitialspace=True)
+    df["probability"] = model.predict_proba(df[features].astype(cats))[:, 1]
+    df.to_csv(out, index=False)
+    print(json.dumps({"seconds": time.perf_counter() - t, "rows": len(df)}))
+
+
+def papermill_run(path: Path, core: int) -> float:
+    "Seconds of the README's papermill command on `path`, pinned to `core` (kernel start-up included)."
+    t = time.perf_counter()
+    subprocess.run(["taskset", "-c", str(core), "papermill", "-k", "python3", "--cwd", "nbs", "nbs/07_batch.ipynb",
+                    str(path.with_suffix(".ipynb")), "-p", "input_path", str(path), "-p", "output_path",
+                    str(path.with_suffix(".pm.csv")), "-p", "reject_path", str(path.with_suffix(".pm.rejects.csv"))],
+                   capture_output=True, text=True, check=True, env=os.environ | {"OPENBLAS_NUM_THREADS": "1"})
+    return time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", default="model")
@@ -73,11 +108,16 @@ def main() -> None:
     ap.add_argument("--core", type=int, default=0)
     ap.add_argument("--dask-workers", type=int, nargs="*", default=[], help="also score on Dask with these many workers")
     ap.add_argument("--partition-bytes", type=int, default=16 << 20, help="bytes of input per Dask task")
+    ap.add_argument("--papermill", action="store_true", help="also score through the README's papermill command")
+    ap.add_argument("--peer", action="store_true", help="also score with pandas + HistGradientBoostingClassifier")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--peer-run", help=argparse.SUPPRESS)
     ap.add_argument("--dask-run", nargs=3, help=argparse.SUPPRESS)  # path, rows, workers
     a = ap.parse_args()
     if a.worker:
         return worker(a.worker, a.model_dir, a.chunk_bytes)
+    if a.peer_run:
+        return peer(a.peer_run, "data/train.csv")
     if a.dask_run:
         return dask_run(Path(a.dask_run[0]), int(a.dask_run[1]), int(a.dask_run[2]), a, Path(a.dask_run[0]).parent / f"dask{a.dask_run[2]}")
     a.chunk_bytes = a.chunk_bytes or yaml.safe_load(Path("params.yaml").read_text())["batch"]["chunk_bytes"]
@@ -94,6 +134,17 @@ def main() -> None:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"| {rows:,} | {path.stat().st_size / 2**20:,.0f} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "
                   f"{r['rows_scored']:,} | {r['rows_rejected']:,} | {r['peak_rss_mib']:.0f} |")
+            if a.papermill:
+                secs = papermill_run(path, a.core)
+                print(f"| {rows:,} through papermill (07_batch) | | {secs:.1f} | {rows / secs:,.0f} | | | |")
+            if a.peer:
+                proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--peer-run", str(path)],
+                                      capture_output=True, text=True, check=True,
+                                      env=os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+                p = json.loads(proc.stdout.strip().splitlines()[-1])
+                print(f"| {rows:,} by the peer (pandas + HistGradientBoosting) | | {p['seconds']:.1f} | "
+                      f"{rows / p['seconds']:,.0f} | {p['rows']:,} | | |")
+                print(f"| project ÷ peer, rows/s | | | {p['seconds'] / r['seconds']:.2f} | | | |")
             for workers in a.dask_workers:  # in a process of its own: the client's threads outlive a cluster and took
                 # half of core 0 from the next single-process run (1,000,000 rows measured 26,717 rows/s, alone 48,131)
                 proc = subprocess.run([sys.executable, __file__, "--dask-run", str(path), str(rows), str(workers),
