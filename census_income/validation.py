@@ -20,9 +20,9 @@ from .schema import (CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LAB
                                   RANGES, canonical_name)
 
 # %% auto #0
-__all__ = ['RULES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'show_value', 'category_error', 'range_error', 'whole_error',
-           'missing_error', 'unknown_field_error', 'twice_error', 'as_numbers', 'column_problems', 'RecordError',
-           'record_columns', 'validated_columns', 'Record', 'error_field', 'describe_error']
+__all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'show_value', 'category_error', 'range_error',
+           'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'as_numbers', 'column_problems',
+           'RecordError', 'record_columns', 'validated_columns', 'Record', 'error_field', 'describe_error']
 
 # %% ../nbs/00a_validation.ipynb #8343b9af
 @dataclass(frozen=True)
@@ -129,9 +129,27 @@ def _numbers_at(
     return np.fromiter((v not in bad for v in values), bool, len(values)) if bad else np.ones(len(values), bool)
 
 
+FEW_VALUES = 16  # up to this many values (a request's records), a column is judged value by value: fewer numpy calls
+
+
+def _number_problem(rule: Rule, v, text: bool = True) -> str | None:
+    "One value's problem (missing, not whole or not a number at all, out of range), or None: the rule, value by value."
+    if not _is_number(v, text):
+        return missing_error(rule.column) if v is None else whole_error(rule.column, v)
+    try:
+        x = float(v)
+    except OverflowError:  # an int beyond any float: not a number the model can read
+        x = math.nan
+    if not (math.isfinite(x) and x == round(x)):
+        return whole_error(rule.column, v)
+    return range_error(rule.column, x) if x < rule.low or x > rule.high else None
+
+
 def _number_problems(rule: Rule, values: Sequence, text: bool = True) -> list[tuple[int, str, str]]:
-    "Problems of one continuous column: missing, not whole (or not a number at all), out of range."
+    "Problems of one continuous column: `_number_problem` of each value; a long column in a few vectorised passes."
     col, lo, hi = rule.column, rule.low, rule.high
+    if len(values) <= FEW_VALUES:
+        return [(i, col, p) for i, v in enumerate(values) if (p := _number_problem(rule, v, text)) is not None]
     number = _numbers_at(values, text)
     x = np.full(len(values), np.nan)
     x[number] = as_numbers(values if number.all() else [v for v, n in zip(values, number, strict=True) if n])

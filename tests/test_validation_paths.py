@@ -1,0 +1,34 @@
+"""A few values are judged one by one, a long column in vectorised passes: the two give the same problems, word for word."""
+
+import numpy as np
+import pytest
+
+from census_income.schema import CONTINUOUS, LABEL
+from census_income.validation import EXAMPLE, FEW_VALUES, RULES, RecordError, column_problems, record_columns
+
+# numbers, near misses and non-numbers, as JSON clients, Python callers and CSV fields give them
+VALUES = [41, 41.0, 41.5, -3, 0, 99, 100, 1e300, 10**400, -(10**400), float("nan"), float("inf"), -float("inf"), True, False,
+          None, "41", "41.0", "4.1e1", " 41", "41 ", "0x29", "", "abc", "١٢", [41], {"a": 1}, np.int64(41), np.float64(41.0),
+          np.float32(41.5), "1e400", "-0", "007", 2**53 + 1, 17, 90, 16]
+
+
+@pytest.mark.parametrize("text", [True, False])
+@pytest.mark.parametrize("column", CONTINUOUS)
+def test_value_by_value_and_vectorised_judge_alike(column, text):
+    assert len(VALUES) > FEW_VALUES  # the whole list goes through the vectorised pass
+    cols = {c: ["x"] * len(VALUES) for c in RULES if c not in CONTINUOUS and c != LABEL}  # categories: judged apart
+    long = column_problems({**cols, **{c: [RULES[c].low] * len(VALUES) for c in CONTINUOUS}, column: VALUES}, text=text)
+    one_by_one = []
+    for i, v in enumerate(VALUES):  # each value alone: the value-by-value path
+        single = {**{c: ["x"] for c in cols}, **{c: [RULES[c].low] for c in CONTINUOUS}, column: [v]}
+        one_by_one += [(i, c, m) for _, c, m in column_problems(single, text=text)]
+    assert [p for p in long if p[1] == column] == [p for p in one_by_one if p[1] == column]
+    assert sum(p[1] == column for p in long) >= 15  # most of the list is wrong: the comparison covers every kind of problem
+
+
+def test_one_record_is_checked_as_before():
+    with pytest.raises(RecordError, match=r"record 0: age: 200 is outside the allowed range 0\.\.120"):
+        record_columns([EXAMPLE | {"age": 200}])
+    with pytest.raises(RecordError, match=r"record 0: age: '41' is not a whole number"):
+        record_columns([EXAMPLE | {"age": "41"}])
+    assert record_columns([EXAMPLE])["age"] == [EXAMPLE["age"]]
