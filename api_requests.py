@@ -11,10 +11,10 @@ import sys
 import httpx
 
 RECORDS = {
-    "<=50K": {  # the body existing clients send
-        "age": 41, "workclass": "State-gov", "fnlgt": 77516, "education": "Bachelors", "education-num": 13,
-        "marital-status": "Divorced", "occupation": "Prof-specialty", "relationship": "Husband", "race": "White",
-        "sex": "Male", "capital-gain": 2100, "capital-loss": 0, "hours-per-week": 40, "native-country": "Cuba",
+    "<=50K": {  # a row of the census file labelled <=50K
+        "age": 23, "workclass": "Private", "fnlgt": 388811, "education": "HS-grad", "education-num": 9,
+        "marital-status": "Never-married", "occupation": "Adm-clerical", "relationship": "Own-child", "race": "White",
+        "sex": "Female", "capital-gain": 0, "capital-loss": 0, "hours-per-week": 40, "native-country": "United-States",
     },
     ">50K": {  # a row of the census file labelled >50K
         "age": 52, "workclass": "Self-emp-inc", "fnlgt": 287927, "education": "HS-grad", "education-num": 9,
