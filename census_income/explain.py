@@ -36,10 +36,10 @@ def typical_record(
     return record
 
 # %% ../nbs/04b_explain.ipynb #9bc46bab
-STEPS = 32  # trapezoid-rule steps of the path integral (under 2 ms a record)
+STEPS = 32  # trapezoid-rule steps of the path integral (0.24 ms a record for the served network: bench_predict.py)
 MAX_STEPS = 1024  # the most a caller may ask for: the work (and memory) grows with the steps
 METHOD = ("integrated gradients of the calibrated probability from the baseline record, over the one-hot and "
-          "periodic-embedding inputs of every ensemble member, summed per census attribute (trapezoid rule over `steps` steps, "
+          "periodic-embedding inputs of the network (of each member, for an ensemble), summed per census attribute (trapezoid rule over `steps` steps, "
           "each step's discretisation error shared in proportion to the attributes' share of that step); "
           "contributions add up to probability - baseline probability")
 
