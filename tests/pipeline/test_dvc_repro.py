@@ -51,7 +51,9 @@ def test_tuning_switch_uses_the_stored_params(pipeline_repo, params):
     assert best["source"] == "params.yaml (tuning skipped)"
     assert best["params"] == params["tune"]["stored"]
     manifest = json.loads((pipeline_repo / "model/manifest.json").read_text())
-    assert {k: manifest["params"][k] for k in best["params"]} == best["params"]
+    shape = {k: params["train"]["distill"][k] for k in ("depth", "hidden")}  # the served student's own; the rest is tuned
+    assert manifest["params"]["served"] == "student"
+    assert {k: manifest["params"][k] for k in best["params"]} == best["params"] | shape
 
 
 def test_a_forced_repro_writes_the_same_bytes_and_one_line_per_stage_event(own_pipeline_repo):
