@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import time
 from bisect import bisect_left
@@ -20,9 +22,17 @@ from ..schema import canonical_name
 from ..validation import error_field
 
 # %% auto #0
-__all__ = ['LATENCY_BUCKETS', 'Monitor']
+__all__ = ['REQUEST_ID', 'LATENCY_BUCKETS', 'new_request_id', 'Monitor']
 
 # %% ../../nbs/06d_monitor.ipynb #dadf33e7
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # an X-Request-ID kept as sent: 1 to 128 of these characters
+
+
+def new_request_id() -> str:
+    "A fresh request id: 32 hex digits from the OS's random source."
+    return os.urandom(16).hex()
+
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -61,8 +71,15 @@ class Monitor:
             return path
         return next((m[:-1] for m in self.mounts if path.startswith(m)), "other")
 
-    def observe(self, method: str, path: str, status: int, seconds: float) -> None:
-        "Count one answered request and its duration (and log it, if asked)."
+    def observe(
+        self,
+        method: str,  # the request's method
+        path: str,  # its path, or the template of the route it matched (`/v2/models/{model_name}/infer`)
+        status: int,  # the answer's status
+        seconds: float,  # from the request to the end of the answer
+        request_id: str | None = None,  # its X-Request-ID (as sent, or made by the app), for the log line
+    ) -> None:
+        "Count one answered request and its duration (and log it, with its id, if asked)."
         route = self.route(path)
         self.requests[route, method if method in _METHODS else "other", str(status)] += 1  # bounded labels
         hist = self.latency.get(route)
@@ -73,7 +90,7 @@ class Monitor:
         if self.log is not None:
             self.log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": method,
                                       "route": route, "status": status, "ms": round(seconds * 1000, 3),
-                                      "model_version": self.version}))
+                                      "model_version": self.version, "request_id": request_id}))
 
     def answered(self, endpoint: str, predictions: list[str]) -> None:
         "Count answers per class."
