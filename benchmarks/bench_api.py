@@ -1,4 +1,4 @@
-"""Load test of the API with wrk: the framework's ceiling, POST /predict, POST /predict/batch, start-up, memory.
+"""Load test of the API with wrk: the framework's ceiling, POST /predict, POST /predict/batch, the V2 infer route, start-up, memory.
 
 The cost of monitoring is measured in the same run: a second app with CENSUS_METRICS=false answers /predict
 alternately with the instrumented one (target: instrumented >= 95% of uninstrumented throughput, issue 15).
@@ -34,6 +34,7 @@ from pathlib import Path
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
 from census_income.predict import MANIFEST
+from census_income.schema import CATEGORICAL, FEATURES
 from census_income.schema import CONTINUOUS as NUMBERS
 from census_income.validation import EXAMPLE
 
@@ -119,6 +120,12 @@ def batch_body(data: Path, n: int) -> bytes:
     return json.dumps(rows).encode()
 
 
+def v2_body(records: list[dict]) -> bytes:
+    "The records as an Open Inference Protocol request in JSON: one input tensor per census attribute."
+    return json.dumps({"inputs": [{"name": c, "shape": [len(records)], "datatype": "BYTES" if c in CATEGORICAL else "INT64",
+                                   "data": [r[c] for r in records]} for c in FEATURES]}).encode()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", default="model")
@@ -158,6 +165,11 @@ def main() -> None:
                 results[(name, conns)] = median_runs(rs)
         wrk(url["predict"] + "/batch", many, 2, 3, a.load_core, tmp)  # warm-up
         batch = median_runs([wrk(url["predict"] + "/batch", many, 2, a.seconds, a.load_core, tmp) for _ in range(a.runs)])
+        v2 = url["predict"].replace("/predict", "/v2/models/census-income/infer")
+        v2_one, v2_many = v2_body([EXAMPLE]), v2_body(json.loads(many))
+        wrk(v2, v2_one, 16, 3, a.load_core, tmp)  # warm-up
+        v2_runs = {(1, 16): median_runs([wrk(v2, v2_one, 16, a.seconds, a.load_core, tmp) for _ in range(a.runs)]),
+                   (a.batch_size, 2): median_runs([wrk(v2, v2_many, 2, a.seconds, a.load_core, tmp) for _ in range(a.runs)])}
         soak = wrk(url["predict"], one, 16, a.soak, a.load_core, tmp)
         rss_end = rss_mib(server.pid)
     finally:
@@ -179,6 +191,10 @@ def main() -> None:
                     f"{r['errors']} | {ratio} |")
     rows.append(f"| POST /predict/batch ({a.batch_size} records) | 2 | {batch['rps']:,.1f} | "
                 f"{batch['rps'] * a.batch_size:,.0f} | {batch['p50']:.2f} | {batch['p99']:.2f} | {batch['errors']} | |")
+    for (n, conns), r in v2_runs.items():
+        rows.append(f"| POST /v2/models/census-income/infer ({n:,} record{'s' if n > 1 else ''}, JSON) | {conns} | "
+                    f"{r['rps']:,.1f} | {r['rps'] * n:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | "
+                    f"{'' if n > 1 else format(r['rps'] / c16, '.0%')} |")
     print("\n".join(rows))
     print("\n| measure | value | target |\n| --- | ---: | --- |")
     print(f"| /predict ÷ ceiling at 16 connections | {results[('predict', 16)]['rps'] / c16:.0%} | ≥ 70% |")

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
 from .. import __version__
+from ..features import ROW_ORDER
+from ..predict import FEW_ROWS
 from ..schema import CATEGORICAL, FEATURES, canonical_name
 from .body import MSG_CHARS, _cut, read_body
 from .deps import answer_counter, get_model
@@ -380,7 +382,12 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
     if req.id is not None and not getattr(state, "request_id_given", True) and REQUEST_ID.fullmatch(req.id):
         state.request_id = req.id  # no X-Request-ID came: the request's own id names it, in the log and on the answer
     columns = request_columns(req, binary, settings.max_batch)
-    answers = model.predictor.answers(p := model.predictor.predict_proba(columns))  # never a non-finite answer
+    predictor = model.predictor
+    if len(columns[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
+        p = predictor.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True)))
+    else:
+        p = predictor.predict_proba(columns)
+    answers = predictor.answers(p)  # never a non-finite answer
     labels = [a["prediction"] for a in answers]
     content, headers = infer_response(req, getattr(state, "request_id", None), model.version, p, labels)
     (await answer_counter(request))(INFER_ENDPOINT, labels)
