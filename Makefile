@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PORT ?= 8000
 
-.PHONY: install moto pipeline test test-fast test-slow lint export lab serve bench check-reports docs
+.PHONY: install moto nannyml pipeline test test-fast test-slow lint export lab serve bench check-reports docs
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,16 @@ $(MOTO_SERVER): constraints-moto.txt
 
 moto: $(MOTO_SERVER)  ## moto_server (local S3) in .venv-moto
 
+# NannyML, to check the batch report's estimated performance against its CBPE (tests/test_cbpe_nannyml.py), in its own
+# venv: it pulls lightgbm, xgboost, plotly and cloud clients the project does not need.
+NANNYML := .venv-nannyml/.installed
+$(NANNYML): constraints-nannyml.txt
+	test -x .venv-nannyml/bin/python || python3 -m venv .venv-nannyml
+	.venv-nannyml/bin/python -m pip install --quiet -c constraints-nannyml.txt "nannyml==0.13.1" "statsmodels==0.15.0"
+	touch $@
+
+nannyml: $(NANNYML)  ## NannyML (CBPE) in .venv-nannyml
+
 pipeline: install  ## run every DVC stage that is out of date
 	dvc repro --quiet
 
@@ -40,7 +50,7 @@ PARALLEL := -n 2 --dist loadfile --nbval-lax
 test-fast: install  ## unit tests, stage functions on samples, notebooks at quick defaults (< 1 min)
 	pytest $(PARALLEL) -m "$(FAST)" tests nbs
 
-test: install moto  ## the whole default test suite (tools/system-deps installs Chromium and PostgreSQL if missing)
+test: install moto nannyml  ## the whole default test suite (tools/system-deps installs Chromium and PostgreSQL if missing)
 	bash tools/system-deps
 	pytest $(PARALLEL) -m "not slow and not pipeline" tests nbs
 	pytest -m "pipeline and not slow" tests

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['WORKER_ENVIRON', 'split_chunk', 'score_rows', 'check_paths', 'drift_path', 'done_path', 'job_lock', 'signals_held',
            'run_name', 'is_leftover', 'remove_leftovers', 'all_or_none', 'file_sha256', 'write_done', 'read_done',
-           'score_block', 'score_blocks', 'check_drift_inputs', 'score_csv', 'plan_partitions', 'score_partition',
-           'score_dask', 'local_cluster', 'run_batch', 'main']
+           'score_block', 'score_blocks', 'no_rows', 'check_drift_inputs', 'score_csv', 'plan_partitions',
+           'score_partition', 'score_dask', 'local_cluster', 'run_batch', 'main']
 
 # %% ../nbs/07_batch.ipynb #bd104a35
 import contextlib
@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .clean import MAX_LINE_BYTES, CensusDataError, read_blocks
+from .cbpe import check_performance_inputs, performance_report, score_counts
 from .fileio import atomic_file
 from .drift import (ReferenceFileError, add_tallies, check_reference, check_thresholds, compare,
                                  load_reference, tally)
@@ -242,7 +243,10 @@ def score_block(
     "Check and score one block, and count it for the drift checks; nothing of the block outlives the call but its results."
     good, bad, rejected = split_chunk(df)
     table, columns = score_rows(good, predictor)
-    return table, bad, None if reference is None else tally(reference, columns, len(df), rejected)
+    if reference is None:
+        return table, bad, None
+    scores = score_counts(table.column("probability").to_numpy(), predictor.threshold)  # for the estimated performance
+    return table, bad, tally(reference, columns, len(df), rejected, scores)
 
 
 def score_blocks(
@@ -251,10 +255,11 @@ def score_blocks(
     predictor: Predictor,  # the loaded model
     reference: dict | None = None,  # the training profile: count the rows for the drift checks (None: no drift counts)
     thresholds: Mapping | None = None,  # the drift thresholds, to write the drift report into `outs[2]`
+    performance: Mapping | None = None,  # n_sim, seed, ci_level: the report estimates the batch's performance (None: it does not)
 ) -> dict:  # rows read, scored and rejected, the model's version; with a reference, the drift counts (and report)
     "Check, score and write every block: the one scoring loop of the batch job, in one process or on Dask."
     report = {"rows_read": 0, "rows_scored": 0, "rows_rejected": 0, "model_version": predictor.version}
-    counts = None if reference is None else tally(reference, {c: [] for c in FEATURES})
+    counts = None if reference is None else no_rows(reference, predictor)
     with contextlib.ExitStack() as stack:  # every output renamed at the end, or none
         tmps = [stack.enter_context(atomic_file(path)) for path in outs]
         with open(tmps[0], "wb") as scored, open(tmps[1], "w", newline="", encoding="utf-8") as rejects:
@@ -271,16 +276,27 @@ def score_blocks(
                 counts = counts if block_counts is None else add_tallies([counts, block_counts])
             if writer:
                 writer.close()
-        return report | _drift_outputs(counts, reference, thresholds, tmps[2:])
+        return report | _drift_outputs(counts, reference, thresholds, tmps[2:], performance, predictor)
 
 
-def _drift_outputs(counts: dict | None, reference: dict | None, thresholds: Mapping | None, tmps: list[Path]) -> dict:
-    "The drift counts for the job's report; with a path, the drift report too, written there."
+def no_rows(
+    reference: dict,  # the training profile
+    predictor: Predictor,  # the loaded model (its threshold)
+) -> dict:  # the tally of no rows: the start of a job's sum
+    "The drift counts of no rows, with score counts at the model's threshold."
+    return tally(reference, {c: [] for c in FEATURES}, scores=score_counts([], predictor.threshold))
+
+
+def _drift_outputs(counts: dict | None, reference: dict | None, thresholds: Mapping | None, tmps: list[Path],
+                   performance: Mapping | None, predictor: Predictor) -> dict:
+    "The drift counts for the job's report; with a path, the drift report too (with the estimated performance), written there."
     if counts is None:
         return {}
     if not tmps:
         return {"drift_counts": counts}
     drift = compare(reference, counts, thresholds)
+    if performance is not None:
+        drift["performance"] = performance_report(counts["scores"], predictor.manifest.get("metrics", {}), performance)
     tmps[0].write_text(json.dumps(drift, indent=1) + "\n", encoding="utf-8")
     return {"drift_counts": counts, "drift": drift}
 
@@ -289,11 +305,14 @@ def check_drift_inputs(
     predictor: Predictor,  # the loaded model
     reference: dict,  # the training profile (`census_income.drift.load_reference`)
     thresholds: Mapping | None,  # the drift thresholds (params.yaml: batch.drift)
+    performance: Mapping | None = None,  # the estimated performance's settings (params.yaml: batch.performance), if wanted
 ) -> None:
-    "Refuse, before any work, a profile of another training split than the model's, or thresholds that are missing."
+    "Refuse, before any work, a profile of another training split than the model's, missing thresholds, or bad performance settings or test-split counts."
     if thresholds is None:
         raise ValueError("a reference profile needs the drift thresholds (params.yaml: batch.drift)")
     check_thresholds(thresholds)
+    if performance is not None:
+        check_performance_inputs(predictor.manifest.get("metrics", {}), predictor.threshold, performance)
     problems = check_reference(reference, predictor.encoder)
     if problems:
         raise ReferenceFileError(f"the reference profile does not fit the model {predictor.version}: {'; '.join(problems)}")
@@ -307,6 +326,7 @@ def score_csv(
     chunk_bytes: int,  # bytes of the input read, checked and scored at a time
     reference: dict | None = None,  # the training profile: check the scored rows for drift (None: no drift report)
     thresholds: Mapping | None = None,  # the drift thresholds (params.yaml: batch.drift), with a reference
+    performance: Mapping | None = None,  # with a reference: estimate the performance (params.yaml: batch.performance)
 ) -> dict:  # rows read, scored and rejected, the model's version; with a reference, the drift counts and report
     "Score a census CSV block by block; good rows to `output_path`, bad rows with their reasons to `reject_path`, drift beside them."
     # all outputs or none: see "Outputs all together or not at all" (the completion record `done_path` is written last)
@@ -314,7 +334,7 @@ def score_csv(
     record = done_path(output_path)
     check_paths(input_path, output_path, reject_path, *(drift or [None]), record)
     if reference is not None:
-        check_drift_inputs(predictor, reference, thresholds)
+        check_drift_inputs(predictor, reference, thresholds, performance)
     outs = [Path(output_path), Path(reject_path), *drift]
     with contextlib.ExitStack() as stack:
         for path in sorted({p.resolve() for p in [*outs, record]}):  # one order: two jobs never wait on each other
@@ -322,7 +342,8 @@ def score_csv(
         remove_leftovers([*outs, record])
         run = run_name()
         with all_or_none(outs, record, run) as tmps:
-            report = score_blocks(read_blocks(input_path, FEATURES, chunk_bytes), tmps, predictor, reference, thresholds)
+            report = score_blocks(read_blocks(input_path, FEATURES, chunk_bytes), tmps, predictor, reference, thresholds,
+                                  performance)
             stack.enter_context(signals_held())  # written: Ctrl-C and SIGTERM wait for the renames and the record
         write_done(record, outs, run, report)
         return report
@@ -380,6 +401,7 @@ def score_dask(
     reference: dict | None = None,  # the training profile: drift.json into out_dir (None: no drift report)
     thresholds: Mapping | None = None,  # the drift thresholds (params.yaml: batch.drift), with a reference
     model_version: str | None = None,  # the version the model must hold (None: whatever it holds); every worker checks it
+    performance: Mapping | None = None,  # with a reference: estimate the performance (params.yaml: batch.performance)
 ) -> dict:  # rows read, scored and rejected in all, partitions, workers, model version; with a reference, the drift report
     "Score many or large census CSVs on Dask: one task per partition, each writing its own outputs; drift.json from all."
     paths = sorted(glob.glob(str(Path(inputs) / "*.csv"))) if Path(inputs).is_dir() else sorted(glob.glob(str(inputs)))
@@ -392,7 +414,7 @@ def score_dask(
         raise ValueError(f"the output folder {out} is a file: give a folder for engine dask's outputs")
     predictor = Predictor.load(model_dir, model_version)  # refuse a broken (or unpinned) model before any task starts
     if reference is not None:
-        check_drift_inputs(predictor, reference, thresholds)
+        check_drift_inputs(predictor, reference, thresholds, performance)
     with job_lock(out / ".batch.lock"):  # all outputs or none: a stage folder inside `out`, moved in at the end
         for stale in out.glob(".run-*.tmp"):  # a killed run's stage (the lock says no live job owns it)
             shutil.rmtree(stale, ignore_errors=True)
@@ -401,7 +423,7 @@ def score_dask(
         stage.mkdir()
         try:
             report = _score_on_dask(paths, stage, model_dir, chunk_bytes, partition_bytes, scheduler, n_workers,
-                                    reference, thresholds, predictor.version)
+                                    reference, thresholds, predictor, performance)
             with signals_held():  # written: Ctrl-C and SIGTERM wait for the moves and the record
                 (out / "done.json").unlink(missing_ok=True)  # from here until the new record, the folder may mix two runs
                 for old in [*out.glob("scored-*.csv"), *out.glob("rejects-*.csv"), out / "drift.json"]:
@@ -437,7 +459,8 @@ def local_cluster(
 
 
 def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, partition_bytes: int, scheduler: str,
-                   n_workers: int, reference: dict | None, thresholds: Mapping | None, version: str) -> dict:
+                   n_workers: int, reference: dict | None, thresholds: Mapping | None, predictor: Predictor,
+                   performance: Mapping | None) -> dict:
     "Score the partitions of `paths` on Dask into the folder `out`, and the drift report from all of them."
     from dask import dataframe as dd
     from distributed import Client
@@ -447,7 +470,7 @@ def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, par
                         {k: pd.Series(dtype="int64") for k in ("rows_read", "rows_scored", "rows_rejected")} |
                         {"model_version": pd.Series(dtype=object), "drift_counts": pd.Series(dtype=object)})
     frame = dd.from_map(score_partition, parts, model_dir=str(Path(model_dir).resolve()), out_dir=str(out),
-                        chunk_bytes=chunk_bytes, reference=reference, version=version, meta=meta,
+                        chunk_bytes=chunk_bytes, reference=reference, version=predictor.version, meta=meta,
                         enforce_metadata=False)
     cluster = None if scheduler else local_cluster(n_workers)
     try:
@@ -459,16 +482,18 @@ def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, par
             cluster.close()
     totals = {k: int(reports[k].sum()) for k in ("rows_read", "rows_scored", "rows_rejected")}
     return totals | {"partitions": len(parts), "files": len(paths), "workers": workers,
-                     "model_version": reports["model_version"].iloc[0]} | _drift_of_partitions(reports, reference, thresholds, out)
+                     "model_version": reports["model_version"].iloc[0]} | _drift_of_partitions(reports, reference, thresholds, out,
+                                                                                   performance, predictor)
 
 
-def _drift_of_partitions(reports: pd.DataFrame, reference: dict | None, thresholds: Mapping | None, out: Path) -> dict:
+def _drift_of_partitions(reports: pd.DataFrame, reference: dict | None, thresholds: Mapping | None, out: Path,
+                         performance: Mapping | None, predictor: Predictor) -> dict:
     "The partitions' drift counts added up, compared with training, and written to out/drift.json (atomically)."
     if reference is None:
         return {}
-    counts = add_tallies([tally(reference, {c: [] for c in FEATURES})] + [json.loads(t) for t in reports["drift_counts"]])
+    counts = add_tallies([no_rows(reference, predictor)] + [json.loads(t) for t in reports["drift_counts"]])
     with atomic_file(out / "drift.json") as tmp:
-        return _drift_outputs(counts, reference, thresholds, [tmp])
+        return _drift_outputs(counts, reference, thresholds, [tmp], performance, predictor)
 
 # %% ../nbs/07_batch.ipynb #ae285893
 def run_batch(
@@ -494,12 +519,13 @@ def run_batch(
     chunk_bytes = _checked_chunk_bytes(chunk_bytes, knobs)
     if engine == "dask":
         report = score_dask(input_path, output_path, model_dir, chunk_bytes, knobs["partition_bytes"], scheduler,
-                            int(n_workers), reference=reference, thresholds=knobs["drift"], model_version=predictor.version)
+                            int(n_workers), reference=reference, thresholds=knobs["drift"], model_version=predictor.version,
+                            performance=knobs["performance"])
         return report | {"outputs": [f"{output_path}/scored-*.csv", f"{output_path}/rejects-*.csv",
                                      str(Path(output_path) / "drift.json")], "record": str(Path(output_path) / "done.json")}
     reject_path = reject_path or str(Path(output_path).with_name("rejects.csv"))
     report = score_csv(input_path, output_path, reject_path, predictor, chunk_bytes=chunk_bytes, reference=reference,
-                       thresholds=knobs["drift"])
+                       thresholds=knobs["drift"], performance=knobs["performance"])
     return report | {"outputs": [str(output_path), str(reject_path), str(drift_path(output_path))],
                      "record": str(done_path(output_path))}
 

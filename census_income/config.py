@@ -20,8 +20,9 @@ from .schema import CATEGORICAL
 # %% auto #0
 __all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
            'INPUTS', 'STAGING', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig', 'Range', 'Pruner', 'TuneConfig',
-           'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig', 'DriftThresholds', 'BatchConfig',
-           'Paths', 'Params', 'ParamsError', 'check_params', 'read_yaml', 'load_params']
+           'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig', 'DriftThresholds',
+           'PerformanceSettings', 'BatchConfig', 'Paths', 'Params', 'ParamsError', 'check_params', 'read_yaml',
+           'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -193,10 +194,18 @@ class DriftThresholds(Section):
     min_rows: int = Field(ge=0)
 
 
+class PerformanceSettings(Section):
+    "The interval of the estimated performance (`census_income.cbpe`): simulations, their seed, the level."
+    n_sim: int = Field(ge=100, le=20_000)  # each simulation holds 600 cells' draws: 20,000 take about 100 MB
+    seed: Seed
+    ci_level: float = Field(gt=0, lt=1)
+
+
 class BatchConfig(Section):
     chunk_bytes: int = Field(ge=65_536, le=1 << 30)  # at least one longest allowed line; a block is held in memory whole
     partition_bytes: int = Field(ge=65_536, le=1 << 40)
     drift: DriftThresholds
+    performance: PerformanceSettings
 
 
 INPUTS = ("raw_csv", "nbs_dir")  # paths a quick run reads from the repository; every other path is an output

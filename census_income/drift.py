@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cbpe import add_score_counts
 from .fileio import atomic_file
 from .schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, MISSING, NULLABLE
 
@@ -111,13 +112,17 @@ def tally(
     columns: Mapping[str, Sequence],  # validated rows as columns, schema spelling (a DataFrame works)
     rows_checked: int | None = None,  # rows validation checked to keep these (kept and rejected); None: these rows
     rejected: Mapping[str, int] | None = None,  # per attribute, checked rows rejected for its value
-) -> dict:  # rows_checked, rows_scored, rejected per attribute, rows per cell per attribute
+    scores: dict | None = None,  # the rows' probabilities as counts (`census_income.cbpe.score_counts`): for the estimated performance
+) -> dict:  # rows_checked, rows_scored, rejected per attribute, rows per cell per attribute[, scores]
     "Counts of a block of rows in the profile's cells, and of the rows rejected per attribute: sum with `add_tallies`."
     n = len(columns[FEATURES[0]])
     cells = {c: _number_counts(reference["numbers"][c], columns[c]) if c in CONTINUOUS else _category_counts(c, columns[c])
              for c in FEATURES}
+    if scores is not None and sum(map(sum, scores["rows"])) != n:
+        raise ValueError(f"the score counts hold {sum(map(sum, scores['rows']))} rows, the columns {n}: count the same rows")
     return {"rows_checked": n if rows_checked is None else int(rows_checked), "rows_scored": n,
-            "rejected": {c: int((rejected or {}).get(c, 0)) for c in FEATURES}, "cells": cells}
+            "rejected": {c: int((rejected or {}).get(c, 0)) for c in FEATURES}, "cells": cells} | (
+                {} if scores is None else {"scores": scores})
 
 # %% ../nbs/02c_drift.ipynb #ff678549
 def add_tallies(
@@ -131,6 +136,10 @@ def add_tallies(
             continue
         if {c: len(v) for c, v in t["cells"].items()} != {c: len(v) for c, v in total["cells"].items()}:
             raise ValueError("tallies over different profiles (their cells differ) cannot be added")
+        if ("scores" in t) != ("scores" in total):
+            raise ValueError("a tally with score counts and one without cannot be added")
+        if "scores" in t:
+            total["scores"] = add_score_counts(total["scores"], t["scores"])
         total["rows_checked"] += t["rows_checked"]
         total["rows_scored"] += t["rows_scored"]
         total["rejected"] = {c: total["rejected"][c] + t["rejected"][c] for c in FEATURES}

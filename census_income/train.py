@@ -19,6 +19,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from .fileio import atomic_file, read_clean
+from .cbpe import score_counts
 from .config import HyperParams, TrainConfig
 from .explain import permutation_importance, typical_record
 from .features import Encoder, load_encoder
@@ -268,7 +269,8 @@ def run_train(
                   "attributes": permutation_importance(served.predict_proba, test, m["y"], cfg.importance_repeats,
                                                        cfg.seed, cfg.ci_level)}
     epochs = candidates[cfg.serve]["epochs"]
-    manifest = served.manifest | {"metrics": readable({"test": m["test"], "held_out": run["held_out"], "epochs": epochs})}
+    manifest = served.manifest | {"metrics": readable({"test": m["test"], "held_out": run["held_out"], "epochs": epochs}) |
+                                  {"test_scores": score_counts(m["p"], run["threshold"], m["y"])}}  # for batch jobs' CBPE
     manifest = save_model(paths["model_dir"], files, manifest).manifest  # its version now covers the metrics too
     w = write_metrics(paths["metrics_dir"], test=m["test"], dev=run["held_out"], baselines=baselines,
                       calibration=calibration, comparison=comparison, importance=importance)

@@ -1,0 +1,105 @@
+"""The CBPE table: estimated performance (with its interval) against the truth, on the test split and on shifted files.
+
+Every file still carries its labels: the truth comes from them (`binary_metrics`), the estimate from the
+probabilities alone and the test split's counts in the model's manifest, with params.yaml's `batch.performance`
+settings, as the batch job's drift report has it. With NannyML's venv (`make nannyml`), NannyML's CBPE of each file
+too, fitted on the test split: on the probabilities as given, and after an isotonic recalibration on the test split.
+
+Run from the repo root after `make pipeline`:
+
+    .venv/bin/python benchmarks/cbpe_table.py [--no-nannyml]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from machine import blas_line
+
+from census_income.cbpe import METRICS, estimate_performance, score_counts
+from census_income.fileio import read_clean
+from census_income.metrics import binary_metrics, decide
+from census_income.predict import Predictor
+from census_income.schema import LABEL
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shifted(test: pd.DataFrame, occupation: str = "Craft-repair", years: int = 15, seed: int = 0) -> pd.DataFrame:
+    "tests/test_drift.py's shift: every age `years` older and one occupation's share doubled."
+    mine = test[test["occupation"] == occupation]
+    others = test[test["occupation"] != occupation].sample(len(test) - 2 * len(mine), random_state=seed)
+    return pd.concat([others, mine, mine]).assign(age=lambda d: d["age"] + years)
+
+
+def files(test: pd.DataFrame, model: Predictor) -> dict:
+    "Name → (rows, labels): covariate shifts first, then the two concept shifts."
+    y = model.encoder.encode_label(test[LABEL])
+    out = {"test split": test, "Craft-repair doubled": shifted(test, years=0),
+           "Exec-managerial doubled": shifted(test, "Exec-managerial", years=0)}
+    out |= {f"occupation {o} only": test[test["occupation"] == o] for o in ("Craft-repair", "Prof-specialty", "Exec-managerial")}
+    out |= {f"ages {a}-{b} only": test[test["age"].between(a, b)] for a, b in ((25, 34), (35, 49), (50, 64))}
+    out = {k: (v, model.encoder.encode_label(v[LABEL])) for k, v in out.items()}
+    out["concept: ages +15, labels kept (drift tests' shift)"] = (d := shifted(test), model.encoder.encode_label(d[LABEL]))
+    out["concept: every Exec-managerial >50K"] = (test, np.where(test["occupation"] == "Exec-managerial", 1, y))
+    return out
+
+
+def nannyml(model: Predictor, test: pd.DataFrame, df: pd.DataFrame, folder: Path) -> dict:
+    "NannyML's CBPE of df fitted on the test split (tests/nannyml/run_cbpe.py in .venv-nannyml)."
+    for name, d in (("reference", test), ("analysis", df)):
+        p = model.predict_proba(d)
+        frame = pd.DataFrame({"p": p, "pred": decide(p, model.threshold).astype(int)})
+        if name == "reference":
+            frame["y"] = model.encoder.encode_label(d[LABEL])
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    out = subprocess.run([str(ROOT / ".venv-nannyml" / "bin" / "python"), str(ROOT / "tests" / "nannyml" / "run_cbpe.py"),
+                          str(folder / "reference.csv"), str(folder / "analysis.csv")], capture_output=True, text=True,
+                         check=True, env=os.environ | {"NML_DISABLE_USAGE_LOGGING": "1"})
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-nannyml", action="store_true", help="leave NannyML out")
+    a = ap.parse_args()
+    print(blas_line())
+    s = yaml.safe_load((ROOT / "params.yaml").read_text())["batch"]["performance"]
+    model, test = Predictor.load(ROOT / "model"), read_clean(ROOT / "data" / "test.csv")
+    ref = model.manifest["metrics"]["test_scores"]
+    print(f"model {model.version}; {s['n_sim']} simulations, seed {s['seed']}, {s['ci_level']:.0%} intervals\n")
+    print("| file | rows | " + " | ".join(METRICS) + " |\n|---|---:|" + "---|" * len(METRICS))
+    nml_rows, missed, judged = [], 0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (df, y) in files(test, model).items():
+            p = model.predict_proba(df)
+            est = estimate_performance(score_counts(p, model.threshold), ref, s["n_sim"], s["seed"], s["ci_level"])
+            truth = binary_metrics(y, p, model.threshold)
+            inside = {m: est[m]["low"] <= truth[m] <= est[m]["high"] for m in METRICS}
+            if not name.startswith("concept"):
+                missed, judged = missed + sum(not v for v in inside.values()), judged + len(METRICS)
+            print(f"| {name} | {len(df):,} | " + " | ".join(
+                f"{est[m]['estimate']:.3f} [{est[m]['low']:.3f}, {est[m]['high']:.3f}] vs **{truth[m]:.3f}**"
+                + ("" if inside[m] else " (outside)") for m in METRICS) + " |")
+            if not a.no_nannyml and not name.startswith("concept"):
+                theirs = nannyml(model, test, df, Path(tmp))
+                raw = estimate_performance(score_counts(p, model.threshold), None, s["n_sim"], s["seed"], s["ci_level"])
+                nml_rows.append(f"| {name} | " + " | ".join(
+                    f"{theirs['as_given'][m]['estimate']:.4f} / {raw[m]['estimate']:.4f}; "
+                    f"{theirs['isotonic'][m]['estimate']:.4f} / {est[m]['estimate']:.4f}" for m in METRICS) + " |")
+    print(f"\ncovariate shifts: {judged - missed} of {judged} true values inside their interval")
+    if nml_rows:
+        print("\nNannyML 0.13.1 CBPE (fitted on the test split) / this project, as given (no correction); "
+              "after isotonic recalibration / as the batch report has it (corrected by the test split's gaps)\n")
+        print("| file | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS))
+        print("\n".join(nml_rows))
+
+
+if __name__ == "__main__":
+    main()

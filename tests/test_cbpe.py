@@ -1,0 +1,184 @@
+"""Estimated performance (CBPE) of the pipeline's model on files that still carry their labels.
+
+The truth of every file comes from its labels through `binary_metrics` (counts, and the ROC AUC from the ranks of
+the raw probabilities); the estimate sees only the probabilities, and the test split's counts the train stage stored
+in the manifest. Files: the test split; the drift tests' shifts (one occupation's share doubled; every age moved);
+the rows of one occupation; the rows of one age band; a slice whose labels were changed (concept shift).
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from census_income.batch import score_csv
+from census_income.cbpe import METRICS, estimate_performance, score_counts
+from census_income.drift import add_tallies, load_reference, tally
+from census_income.fileio import read_clean, write_csv
+from census_income.metrics import binary_metrics, decide
+from census_income.predict import Predictor
+from census_income.schema import FEATURES, LABEL
+from census_income.toy import toy_predictor
+
+from .conftest import ROOT
+from .test_drift import shifted
+
+
+@pytest.fixture(scope="module")
+def model() -> Predictor:
+    return Predictor.load(ROOT / "model")
+
+
+@pytest.fixture(scope="module")
+def test_split() -> pd.DataFrame:
+    return read_clean(ROOT / "data" / "test.csv")
+
+
+@pytest.fixture(scope="module")
+def settings(params) -> dict:
+    return params["batch"]["performance"]
+
+
+def estimate_and_truth(model: Predictor, df: pd.DataFrame, settings: dict, y=None) -> tuple[dict, dict]:
+    "The estimate from the probabilities alone, and the metrics from the labels (`y`, or the file's own)."
+    p = model.predict_proba(df)
+    y = model.encoder.encode_label(df[LABEL]) if y is None else y
+    s = settings
+    est = estimate_performance(score_counts(p, model.threshold), model.manifest["metrics"]["test_scores"], s["n_sim"],
+                               s["seed"], s["ci_level"])
+    return est, binary_metrics(y, p, model.threshold)
+
+
+def outside(est: dict, truth: dict) -> list[str]:
+    "The metrics whose true value lies outside the estimate's interval."
+    return [m for m in METRICS if not est[m]["low"] <= truth[m] <= est[m]["high"]]
+
+
+COVARIATE_SHIFTS = {
+    "test split": lambda t: t,
+    "Craft-repair doubled (drift tests' shift, ages kept)": lambda t: shifted(t, "Craft-repair", years=0),
+    "Exec-managerial doubled": lambda t: shifted(t, "Exec-managerial", years=0),
+    "occupation Craft-repair only": lambda t: t[t["occupation"] == "Craft-repair"],
+    "occupation Prof-specialty only": lambda t: t[t["occupation"] == "Prof-specialty"],
+    "ages 25-34 only": lambda t: t[t["age"].between(25, 34)],
+    "ages 35-49 only": lambda t: t[t["age"].between(35, 49)],
+    "ages 50-64 only": lambda t: t[t["age"].between(50, 64)],
+}
+
+
+@pytest.mark.parametrize("name", list(COVARIATE_SHIFTS))
+def test_under_covariate_shift_the_truth_lies_in_the_estimates_interval(model, test_split, settings, name):
+    est, truth = estimate_and_truth(model, COVARIATE_SHIFTS[name](test_split), settings)
+    assert not outside(est, truth), {m: (est[m], round(truth[m], 4)) for m in outside(est, truth)}
+    assert est["rows"] == len(COVARIATE_SHIFTS[name](test_split))
+
+
+def test_the_estimate_is_closer_than_the_uncorrected_probabilities_on_a_shifted_file(model, test_split, settings):
+    "The test split's calibration gap moves the estimate toward the truth (precision: 2 points too low without it)."
+    d = shifted(test_split, "Exec-managerial", years=0)
+    est, truth = estimate_and_truth(model, d, settings)
+    raw = estimate_performance(score_counts(model.predict_proba(d), model.threshold), None, settings["n_sim"],
+                               settings["seed"], settings["ci_level"])
+    err = {m: abs(est[m]["estimate"] - truth[m]) for m in METRICS}
+    raw_err = {m: abs(raw[m]["estimate"] - truth[m]) for m in METRICS}
+    assert sum(err.values()) < sum(raw_err.values()), (err, raw_err)
+
+
+def test_concept_shift_labels_that_move_while_inputs_stay_are_missed(model, test_split, settings):
+    "Every Exec-managerial earns >50K now: same inputs, same estimate; the true metrics leave the interval."
+    y = model.encoder.encode_label(test_split[LABEL])
+    moved = np.where(test_split["occupation"] == "Exec-managerial", 1, y)
+    est, truth = estimate_and_truth(model, test_split, settings, y=moved)
+    same, _ = estimate_and_truth(model, test_split, settings)
+    assert est == same  # the estimate cannot see labels
+    assert {"accuracy", "recall"} <= set(outside(est, truth)), (est, truth)
+    assert truth["accuracy"] < est["accuracy"]["low"] - 0.02
+
+
+def test_the_drift_tests_age_shift_is_a_concept_shift_for_the_estimate(model, test_split, settings):
+    "Every age 15 years older while each person keeps their label: P(label | inputs) moved, and the estimate misses."
+    est, truth = estimate_and_truth(model, shifted(test_split), settings)
+    assert "precision" in outside(est, truth) and truth["precision"] < est["precision"]["low"]
+
+
+def test_the_test_splits_counts_in_the_manifest_are_the_test_split_scored_now(model, test_split):
+    "The counts the train stage stored are those of the served engine on data/test.csv, labels included."
+    p, y = model.predict_proba(test_split), model.encoder.encode_label(test_split[LABEL])
+    stored = model.manifest["metrics"]["test_scores"]
+    assert stored == score_counts(p, model.threshold, y)
+    assert sum(stored["positives"][1]) == int((y.astype(bool) & decide(p, model.threshold)).sum())
+
+
+def test_blocks_and_one_pass_give_the_same_counts_and_report(model, test_split, params, settings, tmp_path):
+    "The batch job's score counts add up over blocks to the one-pass counts; its report is the same for any block size."
+    reference = load_reference(ROOT / "model" / "reference.json")
+    write_csv(test_split, tmp_path / "test.csv")
+    reports = [score_csv(tmp_path / "test.csv", tmp_path / f"o{k}" / "s.csv", tmp_path / f"o{k}" / "r.csv", model, size,
+                         reference, params["batch"]["drift"], settings) for k, size in enumerate((65_536, 1 << 22))]
+    one_pass = score_counts(model.predict_proba(test_split), model.threshold)
+    assert [r["drift_counts"]["scores"] for r in reports] == [one_pass, one_pass]
+    assert (tmp_path / "o0" / "s.drift.json").read_bytes() == (tmp_path / "o1" / "s.drift.json").read_bytes()
+    perf = json.loads((tmp_path / "o0" / "s.drift.json").read_text())["performance"]
+    assert perf["batch"]["rows"] == len(test_split) and perf["test"]["true"] == {m: model.manifest["metrics"]["test"][m]
+                                                                                  for m in METRICS}
+    assert "concept shift" in perf["fails"] and "covariate shift" in perf["assumes"]
+    halves = [tally(reference, test_split.iloc[a:b][list(FEATURES)], scores=score_counts(
+        model.predict_proba(test_split.iloc[a:b]), model.threshold)) for a, b in ((0, 1000), (1000, len(test_split)))]
+    assert add_tallies(halves)["scores"] == one_pass
+
+
+def test_a_model_from_before_cbpe_still_scores_and_the_report_says_what_its_estimate_lacks(params, settings, tmp_path,
+                                                                                           test_split):
+    "The toy's manifest has no test-split counts, like a model trained before CBPE: estimated as given, said so."
+    from census_income.drift import fit_reference
+    from census_income.schema import CATEGORICAL, CATEGORIES, RANGES
+
+    write_csv(test_split.head(500), tmp_path / "in.csv")
+    toy = toy_predictor()
+    assert "test_scores" not in toy.manifest.get("metrics", {})
+    every = pd.DataFrame({c: (list(CATEGORIES[c]) * 42)[:42] if c in CATEGORICAL else np.linspace(*RANGES[c], 42).round()
+                          for c in FEATURES})  # a profile the toy's encoder fits: every category of the schema
+    report = score_csv(tmp_path / "in.csv", tmp_path / "out" / "s.csv", tmp_path / "out" / "r.csv", toy, 65_536,
+                       fit_reference(every), params["batch"]["drift"], settings)
+    perf = json.loads((tmp_path / "out" / "s.drift.json").read_text())["performance"]
+    assert perf == report["drift"]["performance"] and perf["test"] is None and "before CBPE" in perf["note"]
+    assert perf["batch"]["rows"] == report["rows_scored"] == 500
+
+
+def test_a_manifest_whose_test_counts_are_damaged_is_refused_before_any_work(model, test_split, params, settings, tmp_path):
+    "Counts of another threshold (a manifest put together from two runs) stop the job before it writes anything."
+    from census_income.batch import check_drift_inputs
+
+    class Damaged:  # what check_drift_inputs reads of a model: its encoder, threshold and manifest
+        encoder, threshold = model.encoder, model.threshold
+        manifest = model.manifest | {"metrics": model.manifest["metrics"] | {
+            "test_scores": model.manifest["metrics"]["test_scores"] | {"threshold": 0.5}}}
+
+    reference = load_reference(ROOT / "model" / "reference.json")
+    with pytest.raises(ValueError, match="not the test split's counts at its threshold"):
+        check_drift_inputs(Damaged, reference, params["batch"]["drift"], settings)
+    check_drift_inputs(model, reference, params["batch"]["drift"], settings)  # the real one passes
+
+
+@pytest.mark.parametrize("bad, says", [({"ci_level": 1.5}, "batch.performance.ci_level"),
+                                       ({"n_sim": 10}, "batch.performance.n_sim"),
+                                       ({"seed": -1}, "batch.performance.seed")])
+def test_settings_out_of_bounds_are_refused_naming_the_key(model, test_split, params, settings, tmp_path, bad, says):
+    write_csv(test_split.head(50), tmp_path / "in.csv")
+    reference = load_reference(ROOT / "model" / "reference.json")
+    with pytest.raises(ValueError, match=says):
+        score_csv(tmp_path / "in.csv", tmp_path / "s.csv", tmp_path / "r.csv", model, 65_536, reference,
+                  params["batch"]["drift"], settings | bad)
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_counts_of_another_threshold_or_of_broken_probabilities_are_refused(model):
+    a = score_counts([0.2, 0.7], model.threshold)
+    with pytest.raises(ValueError, match="cannot be added"):
+        add_tallies([{"rows_checked": 0, "rows_scored": 0, "rejected": {}, "cells": {}, "scores": a},
+                     {"rows_checked": 0, "rows_scored": 0, "rejected": {}, "cells": {}, "scores": score_counts([0.2], 0.5)}])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        score_counts([0.2, float("nan")], model.threshold)
+    with pytest.raises(ValueError, match="decided at"):
+        estimate_performance(score_counts([0.2], 0.5), model.manifest["metrics"]["test_scores"], 100, 0, 0.95)
