@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PORT ?= 8000
 
-.PHONY: install moto nannyml pipeline test test-fast test-slow lint export lab serve bench check-reports docs
+.PHONY: install moto nannyml pipeline test test-fast test-slow lint export lab serve bench check-reports docs plots
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -80,3 +80,6 @@ bench: install  ## the quick benchmarks: prediction speed and quality over 3 see
 
 check-reports: install  ## open every HTML report in headless Chromium (needs Debian's chromium)
 	python benchmarks/check_reports.py
+
+plots: install  ## dvc_plots/index.html: `dvc plots show` with the project's template (Vega from tools/dvc-plots/, no network)
+	dvc plots show -o dvc_plots

@@ -1,6 +1,6 @@
 """Every page a reader opens, in a real headless Chromium with the network cut off: the rendered reports, the index,
-and the API's /docs. A page fails on any failed request, HTTP error, console error or uncaught exception, or image
-that did not load. A full-page screenshot of each is kept in test-artifacts/screenshots/ (git-ignored)."""
+the page `dvc plots show` writes (`make plots`) and the API's /docs. A page fails on any failed request, HTTP error,
+console error or uncaught exception, or image that did not load. A full-page screenshot of each is kept in test-artifacts/screenshots/ (git-ignored)."""
 
 import base64
 import functools
@@ -19,7 +19,7 @@ import pytest
 import yaml
 from websockets.sync.client import connect
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -125,12 +125,18 @@ def browser():
     b.close()
 
 
-@pytest.fixture(scope="module")
-def reports_url(artifacts):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(artifacts / "reports"))
+def serve(folder: Path):
+    "A static file server on 127.0.0.1 for folder, in a thread: its URL and the server (shut it down when done)."
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    return f"http://127.0.0.1:{httpd.server_address[1]}", httpd
+
+
+@pytest.fixture(scope="module")
+def reports_url(artifacts):
+    url, httpd = serve(artifacts / "reports")
+    yield url
     httpd.shutdown()
 
 
@@ -164,3 +170,40 @@ def test_the_api_docs_work_offline(browser, server):
     assert swagger["requests"] >= 4, "the page, Swagger UI's script and style, and the OpenAPI document"
     assert swagger["probe"] >= operations, f"Swagger UI shows {swagger['probe']} operations of {operations}"
     (SHOTS / "api-docs.json").write_text(json.dumps({"/docs": swagger}, indent=1))
+
+
+# Per Vega view, the pixels of its canvas drawn in colour (the data: DVC's purple lines and points, the confusion
+# matrix's colour scale), not in the greys and black of axes, grid and titles.
+DRAWN_IN_COLOUR = """Array.from(document.querySelectorAll('.vega-embed')).map(e => {
+  const c = e.querySelector('canvas');
+  if (!c || !c.width) return -1;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4)
+    if (d[i + 3] > 128 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 60) n++;
+  return n;
+})"""
+
+
+def test_the_dvc_plots_page_works_offline(browser, artifacts):
+    "`dvc plots show` (the command of `make plots`) writes a page that loads Vega from tools/dvc-plots/ and draws"
+    " every plot of dvc.yaml with the network cut off."
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="dvc_plots-test-", dir=artifacts))  # one folder below the root, as dvc_plots/
+    try:
+        run(["dvc", "plots", "show", "-o", out.name], artifacts)
+        page = (out / "index.html").read_text()
+        assert "cdn.jsdelivr" not in page and '<script src="../tools/dvc-plots/vega.min.js">' in page, page[:1500]
+        url, httpd = serve(artifacts)
+        try:
+            seen = browser.visit(f"{url}/{out.name}/index.html", SHOTS / "dvc-plots.png", DRAWN_IN_COLOUR)
+        finally:
+            httpd.shutdown()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    (SHOTS / "dvc-plots.json").write_text(json.dumps({"dvc_plots": seen}, indent=1))
+    check(seen, "dvc_plots/index.html")
+    assert seen["requests"] == 4, f"the page and the three scripts, nothing else: {seen}"
+    plots = yaml.safe_load((artifacts / "dvc.yaml").read_text())["plots"]
+    assert len(seen["probe"]) == len(plots), f"{len(seen['probe'])} Vega views for the {len(plots)} plots of dvc.yaml"
+    assert min(seen["probe"]) > 100, f"a plot drew no data (coloured pixels per view): {seen['probe']}"
