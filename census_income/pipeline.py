@@ -20,7 +20,7 @@ from .config import INPUTS, STAGES, STAGING, ParamsError, load_params
 
 # %% auto #0
 __all__ = ['log', 'REPORT_FROM', 'STAGING_DIR', 'stage_function', 'prepare', 'offline_html', 'strip_run_metadata', 'report_cells',
-           'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'main']
+           'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'copy_environ', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #a0e9338f
 def stage_function(stage: str):
@@ -202,6 +202,18 @@ def _one_line(text: str | None, most: int = 400) -> str:
     return text if len(text) <= most else text[:most] + "..."
 
 
+def copy_environ(
+    root: Path,  # the params file's folder: the repository (or a DVC experiment's copy of it) the stage runs in
+) -> dict[str, str] | None:  # the environment that imports `root`'s package first; None when this process runs it already
+    """A queued DVC experiment runs in a copy of the repository (`.dvc/tmp/exps/...`), but `census-stage` and the kernel
+    import the package the venv installed (`pip install -e` of another folder): the copy's own code would be ignored."""
+    own = root / "census_income" / "__init__.py"
+    running = Path(importlib.import_module("census_income").__file__).resolve()
+    if not own.is_file() or own.resolve() == running:
+        return None
+    return os.environ | {"PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
 def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the notebook failed, 2 the params refused
     "`census-stage STAGE [--params FILE]`: run one stage's notebook as dvc.yaml does."
     import papermill
@@ -210,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the no
     ap.add_argument("stage", choices=list(STAGES))
     ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     args = ap.parse_args(argv)
+    if (env := copy_environ(Path(args.params).resolve().parent)) is not None:  # run the copy's code, in this process
+        sys.stderr.flush()  # and in the stage's kernel (which inherits PYTHONPATH)
+        os.execve(sys.executable, [sys.executable, "-c", "import sys; from census_income.pipeline import main; "
+                                   "sys.exit(main(sys.argv[1:]))", args.stage, "--params", args.params], env)
     started = time.perf_counter()
     sys.stderr.write(f"stage {args.stage}: running nbs/{STAGES[args.stage][0]}.ipynb\n")
     sys.stderr.flush()
