@@ -94,7 +94,7 @@ class Edge:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await (self._lifespan if scope["type"] == "lifespan" else self.app)(scope, receive, send)
-        sent = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+        sent = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1").strip(" \t")
         given = REQUEST_ID.fullmatch(sent) is not None
         state = scope.setdefault("state", {})  # the lifespan's state, copied for this request by the server
         state["request_id"], state["request_id_given"] = sent if given else new_request_id(), given
@@ -183,10 +183,13 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 @app.exception_handler(StarletteHTTPException)
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    "FastAPI's answer, except that a path this app has, asked for with a trailing slash, is named in the 404."
+    """FastAPI's answer, except that a path this app has, asked for with a trailing slash, is named in the 404, and
+    that under /v2 (a path or method the protocol's routes lack) the answer is the protocol's `{"error": ...}`."""
     path = request.url.path.rstrip("/")
     if exc.status_code == 404 and exc.detail == "Not Found" and path != request.url.path and path in _paths():
         exc = StarletteHTTPException(404, f"not found: this API's paths have no trailing slash; use {path}")
+    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+        return await v2_error(request, V2Error(exc.status_code, str(exc.detail), exc.headers))
     return await http_exception_handler(request, exc)
 
 

@@ -142,7 +142,7 @@ def _number_problem(rule: Rule, v, text: bool = True) -> str | None:
         x = math.nan
     if not (math.isfinite(x) and x == round(x)):
         return whole_error(rule.column, v)
-    return range_error(rule.column, x) if x < rule.low or x > rule.high else None
+    return range_error(rule.column, x if isinstance(v, str) else v) if x < rule.low or x > rule.high else None
 
 
 def _number_problems(rule: Rule, values: Sequence, text: bool = True) -> list[tuple[int, str, str]]:
@@ -156,7 +156,8 @@ def _number_problems(rule: Rule, values: Sequence, text: bool = True) -> list[tu
     whole = number & np.isfinite(x) & (x == np.round(x))
     out = [(i, col, missing_error(col) if values[i] is None else whole_error(col, values[i]))
            for i in np.flatnonzero(~whole).tolist()]
-    out += [(i, col, range_error(col, x[i])) for i in np.flatnonzero(whole & ((x < lo) | (x > hi))).tolist()]
+    out += [(i, col, range_error(col, x[i] if isinstance(values[i], str) else values[i]))  # a number quoted as sent
+            for i in np.flatnonzero(whole & ((x < lo) | (x > hi))).tolist()]
     return out
 
 
@@ -199,12 +200,13 @@ def _raise_problems(problems: list[tuple[int, str, str]], total: int | None = No
 
 # %% ../nbs/00a_validation.ipynb #d9d61c95
 _SPELLINGS = tuple((frozenset(names), names) for names in (FEATURES, tuple(c.replace("-", "_") for c in FEATURES)))
-_CATEGORICAL_AT = tuple(FEATURES.index(c) for c in CATEGORICAL)
+_NULLABLE_AT = tuple(FEATURES.index(c) for c in NULLABLE)
 
 
 def _none_for_missing(row: list) -> list:
-    "A row in FEATURES order with the census's missing marker (`?`) as None: the one place the marker is normalised."
-    for j in _CATEGORICAL_AT:
+    """A row in FEATURES order with the census's missing marker (`?`) as None where the census has unknown values
+    (`NULLABLE`): the one place the marker is normalised. Elsewhere `?` stays, an unknown category, as pydantic says."""
+    for j in _NULLABLE_AT:
         if row[j] == MISSING:
             row[j] = None
     return row

@@ -299,6 +299,7 @@ def test_a_reader_is_told_when_the_outputs_are_not_one_runs(tmp_path, predictor,
         read_done(out / "scored.done.json")
 
 
+@pytest.mark.integration  # a papermill kernel each: 4 s, out of the editing loop
 @pytest.mark.parametrize("named_by", ["model_dir", "params_file"])
 def test_the_notebook_refuses_a_job_without_a_model(tmp_path, named_by):
     """papermill with an output and a model folder without manifest.json, named by `-p model_dir` or by the params file's

@@ -159,7 +159,7 @@ def test_a_byte_that_is_not_utf8_is_named(tmp_path):
 
 def test_the_echoed_value_is_cut(tmp_path):
     "A large unknown section (anchors make a 2 KB file hold megabytes) is quoted in a hundred characters, not in full."
-    path = params_file(tmp_path, lambda p: p.update(extra={f"k{i}": list(range(1000)) for i in range(100)}))
+    path = params_file(tmp_path, lambda p: p.update(extra={f"k{i}": list(range(300)) for i in range(10)}))  # 14 KB
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert "extra: Extra inputs are not permitted (got {'k0': [0, 1, 2," in str(err.value) and len(str(err.value)) < 600

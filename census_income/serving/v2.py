@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from pydantic_core import to_json
 
 from .. import __version__
@@ -62,9 +62,9 @@ ERROR_CHARS = 10 * MSG_CHARS  # longest refusal: the ten problems a refusal list
 class V2Error(Exception):
     "A request the protocol's routes refuse: the HTTP status and one message (answered as `{\"error\": message}`)."
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, _cut(message, ERROR_CHARS)
+        self.status, self.message, self.headers = status, _cut(message, ERROR_CHARS), headers  # (a 408 closes)
 
 
 class TensorInput(BaseModel):
@@ -72,7 +72,7 @@ class TensorInput(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     name: str = Field(max_length=64)
-    shape: list[int] = Field(max_length=2)
+    shape: list[StrictInt] = Field(max_length=2)
     datatype: str = Field(max_length=16)
     parameters: dict[str, Any] | None = None
     data: list | None = None  # absent when the tensor comes in binary (`parameters.binary_data_size`)
@@ -132,11 +132,10 @@ def split_body(
     "Split a body of the binary extension into its JSON header and its tensors' bytes (all JSON without the header)."
     if header_length is None:
         return body, b""
-    try:
-        n = int(header_length)
-    except ValueError:
-        raise V2Error(400, f"the Inference-Header-Content-Length header must be a whole number of bytes, "
-                           f"not {show_value(header_length)}") from None
+    if not (header_length.isascii() and header_length.isdigit()):
+        raise V2Error(400, f"the Inference-Header-Content-Length header must be a whole number of bytes (digits only), "
+                           f"not {show_value(header_length)}")
+    n = int(header_length) if len(header_length) <= 18 else len(body) + 1  # more digits than any body has bytes
     if not 0 < n <= len(body):
         raise V2Error(400, f"Inference-Header-Content-Length is {n}, but the body has {len(body)} bytes: "
                            f"the JSON header must be within the body")
@@ -222,6 +221,7 @@ def request_columns(
     req: InferenceRequest,  # the request's JSON part
     binary: bytes,  # the bytes after it (binary extension), or b""
     max_rows: int,  # most records one request may hold (CENSUS_MAX_BATCH)
+    binary_header: bool = True,  # whether the request said where its JSON ends (Inference-Header-Content-Length)
 ) -> dict[str, list]:  # column → values, as `census_income.validation.record_columns` returns them
     "The request's records as checked columns; a 400 naming what is wrong, in the words `/predict` uses."
     values, names, rows, at = {}, {}, None, 0
@@ -242,8 +242,16 @@ def request_columns(
         _check_datatype(col, t)
         size = params.get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary) - at:
-                raise V2Error(400, f"input {show_value(t.name)}: binary_data_size {show_value(size)} does not fit the "
+            if type(size) is not int or size < 0:
+                raise V2Error(400, f"input {show_value(t.name)}: binary_data_size must be a whole number of bytes, "
+                                   f"not {size!r}"[:200])
+            if t.data is not None:
+                raise V2Error(400, f"input {show_value(t.name)} has both data and parameters.binary_data_size; send one")
+            if not binary_header:
+                raise V2Error(400, f"input {show_value(t.name)} declares binary data, but the request has no "
+                                   f"Inference-Header-Content-Length header to say where its JSON ends")
+            if size > len(binary) - at:
+                raise V2Error(400, f"input {show_value(t.name)}: binary_data_size {size} does not fit the "
                                    f"{len(binary) - at} bytes left after the JSON header")
             values[col] = _binary_elements(t, binary[at:at + size], n)
             at += size
@@ -263,6 +271,14 @@ def request_columns(
         raise V2Error(400, str(err)) from None
 
 # %% ../../nbs/06g_v2.ipynb #50347080
+def _flag(params: dict | None, key: str, where: str, default: bool) -> bool:
+    "A true-or-false parameter of the binary extension (anything else is refused, not read as false)."
+    value = (params or {}).get(key, default)
+    if not isinstance(value, bool):
+        raise V2Error(400, f"{where}: {key} must be true or false, not {show_value(value)}")
+    return value
+
+
 def _bytes_tensor(texts: list[str]) -> bytes:
     "BYTES elements as the binary extension writes them: each a 4-byte little-endian length, then its UTF-8 bytes."
     return b"".join(struct.pack("<I", len(b)) + b for b in (t.encode() for t in texts))
@@ -276,7 +292,7 @@ def infer_response(
     labels: list[str],  # the predicted classes
 ) -> tuple[bytes, dict[str, str]]:  # the body and its headers
     "The answer's body: the outputs asked for, in JSON or, where asked, in binary after the JSON header."
-    default_binary = (req.parameters or {}).get("binary_data_output") is True
+    default_binary = _flag(req.parameters, "binary_data_output", "the request's parameters", False)
     wanted = req.outputs or [TensorOutput(name=o["name"]) for o in OUTPUTS]
     if len({o.name for o in wanted}) != len(wanted):
         raise V2Error(400, "an output is asked for twice; name each once")
@@ -291,7 +307,7 @@ def infer_response(
             raise V2Error(400, f"output {o.name}: shared memory is not supported; the answer carries the data")
         is_p = o.name == "probability"
         tensor = {"name": o.name, "datatype": "FP32" if is_p else "BYTES", "shape": [len(labels)]}
-        if params.get("binary_data", default_binary) is True:
+        if _flag(params, "binary_data", f"output {o.name}'s parameters", default_binary):
             blob = p.astype("<f4").tobytes() if is_p else _bytes_tensor(labels)
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
@@ -335,7 +351,7 @@ async def loaded_model(
 
 async def v2_error(request: Request, exc: V2Error) -> JSONResponse:
     "A refused protocol request: `{\"error\": message}` with its status."
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
 async def v2_server() -> dict:
@@ -375,13 +391,13 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
     try:
         body = await read_body(request, settings.max_body_bytes, request.state.bodies)
     except HTTPException as err:
-        raise V2Error(err.status_code, str(err.detail)) from None
+        raise V2Error(err.status_code, str(err.detail), err.headers) from None  # a late body's 408 closes the connection
     head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
     req = parse_request(head)
     state = request.state
     if req.id is not None and not getattr(state, "request_id_given", True) and REQUEST_ID.fullmatch(req.id):
         state.request_id = req.id  # no X-Request-ID came: the request's own id names it, in the log and on the answer
-    columns = request_columns(req, binary, settings.max_batch)
+    columns = request_columns(req, binary, settings.max_batch, HEADER_LENGTH in request.headers)
     predictor = model.predictor
     if len(columns[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
         p = predictor.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True)))
@@ -414,12 +430,21 @@ ROUTES = (("/v2", v2_server, "GET", {}), ("/v2/health/live", v2_live, "GET", {})
            {"openapi_extra": _INFER_BODY, "response_model": InferenceResponse}))  # path, route, method, FastAPI's extras
 
 
+def _unversioned(endpoint):
+    "A model route without the version parameter (which FastAPI would otherwise read from the query string)."
+    async def route(request: Request, model_name: ModelName):
+        return await endpoint(request, model_name)
+    route.__name__, route.__doc__ = endpoint.__name__, endpoint.__doc__
+    return route
+
+
 def add_routes(
     app: FastAPI,  # the app to serve the protocol from
 ) -> None:
     "Add the protocol's routes to `app`, each model route twice (`/versions/{model_version}` too); `app` answers `V2Error` with `v2_error`."
     for path, endpoint, method, extra in ROUTES:
         for versioned in (False, True) if "{model_name}" in path else (False,):
+            route = endpoint if versioned or "{model_name}" not in path else _unversioned(endpoint)
             app.add_api_route(path.replace("{model_name}", "{model_name}/versions/{model_version}") if versioned else path,
-                              endpoint, methods=[method], responses=_V2_ERRORS, tags=["Open Inference Protocol (V2)"],
+                              route, methods=[method], responses=_V2_ERRORS, tags=["Open Inference Protocol (V2)"],
                               operation_id=f"{endpoint.__name__}{'_version' if versioned else ''}", **extra)

@@ -299,3 +299,80 @@ def test_the_readmes_request_id_line(server, tmp_path):
     out = subprocess.run(["bash", "-c", line.replace("http://127.0.0.1:8000", server)], cwd=tmp_path, capture_output=True,
                          text=True, timeout=30, check=True).stdout
     assert out.strip().lower() == "x-request-id: ticket-4711"
+
+
+def test_what_an_adversarial_run_found_is_refused_in_words(client):
+    "Findings of an adversarial run against the protocol's routes: each is now a 400 or 404 that says what is wrong."
+    infer = f"/v2/models/{MODEL}/infer"
+    body, headers = binary_request([EXAMPLE])
+    head_len = int(headers[HEADER])
+    request = json.loads(body[:head_len])
+
+    def with_first_input(**change) -> bytes:
+        changed = json.loads(json.dumps(request))
+        changed["inputs"][0].update(change)
+        head = json.dumps(changed).encode()
+        return head + body[head_len:], {HEADER: str(len(head))}
+
+    cases = [
+        (*with_first_input(parameters={"binary_data_size": 8.0}), "binary_data_size must be a whole number of bytes"),
+        (*with_first_input(data=[41]), "has both data and parameters.binary_data_size"),
+        (*with_first_input(shape=[True]), "inputs.0.shape.0"),
+        (body, {HEADER: "+" + headers[HEADER]}, "digits only"),
+        (body, {}, "not an inference request"),  # binary bytes after JSON, without the header that says where it ends
+    ]
+    for content, extra, words in cases:
+        answer = client.post(infer, content=content, headers=extra)
+        assert answer.status_code == 400 and words in answer.json()["error"], (words, answer.text)
+    no_header = json_request([EXAMPLE])
+    no_header["inputs"][0] = {"name": "age", "datatype": "INT64", "shape": [1], "parameters": {"binary_data_size": 8}}
+    answer = client.post(infer, json=no_header)
+    assert answer.status_code == 400 and "no Inference-Header-Content-Length header" in answer.json()["error"]
+    flag = client.post(infer, json=json_request([EXAMPLE], parameters={"binary_data_output": "true"}))
+    assert flag.status_code == 400 and "binary_data_output must be true or false" in flag.json()["error"]
+    # the same words as /predict: `?` where the census has no unknowns, a number beyond any float
+    for bad in (EXAMPLE | {"sex": "?"}, EXAMPLE | {"age": 18446744073709551615}):
+        native = client.post("/predict", json=bad).json()["detail"][0]["msg"]
+        assert client.post(infer, json=json_request([bad])).json() == {"error": f"record 0: {native}"}
+    # paths and methods the protocol's routes lack answer in the protocol's form too
+    for method, path, status in (("PUT", infer, 405), ("GET", infer, 405), ("GET", "/v2/repository/index", 404),
+                                 ("GET", f"/v2/models/{MODEL}/versions/", 404)):
+        answer = client.request(method, path)
+        assert answer.status_code == status and list(answer.json()) == ["error"], (method, path, answer.text)
+    # the unversioned routes take no version from the query string
+    assert client.post(f"{infer}?model_version=zzz", json=json_request([EXAMPLE])).status_code == 200
+
+
+def test_white_space_around_a_request_id_is_not_part_of_it(server):
+    import socket
+
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:  # raw: httpx refuses such a header
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Request-ID: trailing-space \t \r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert b"\r\nx-request-id: trailing-space\r\n" in answer, answer
+
+
+def test_a_late_v2_body_gets_a_408_and_its_connection_closes(model_dir):
+    import socket
+    import time
+
+    port = free_port()
+    proc = start_uvicorn(model_dir, port, CENSUS_BODY_TIMEOUT="1")
+    try:
+        wait_ready(proc, f"http://127.0.0.1:{port}")
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conn.sendall(b"POST /v2/models/census-income/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        started, answer = time.monotonic(), b""
+        while chunk := conn.recv(65536):  # until the server closes (a 10 s timeout here fails the test)
+            answer += chunk
+            if time.monotonic() - started > 4:
+                conn.sendall(b" ")  # a client still trickling bytes must not keep the connection
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert answer.startswith(b"HTTP/1.1 408") and b"connection: close" in answer.lower()
+    assert b'{"error":"the request body did not arrive within 1 s' in answer
