@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema, WithJsonSc
 from pydantic_core import core_schema
 from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
-from .schema import (CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, NULLABLE,
+from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, NULLABLE,
                                   RANGES, canonical_name)
 
 # %% auto #0
