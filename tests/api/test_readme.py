@@ -81,7 +81,7 @@ def test_batch_on_dask_command(own_pipeline_repo):
 
 def test_tune_worker_command(own_pipeline_repo, tmp_path):
     cmd = command("census-tune-worker --storage journal:model/optuna.journal")
-    cmd = cmd.replace("journal:model/optuna.journal", f"journal:{tmp_path}/optuna.journal").replace("60", "2")
+    cmd = cmd.replace("journal:model/optuna.journal", f"journal:{tmp_path}/optuna.journal").replace("--n-trials 60", "--n-trials 2")
     params = yaml.safe_load((own_pipeline_repo / "params.yaml").read_text())
     params["tune"] |= {"max_epochs": 2}  # two short trials: the command is what is tested, not the search
     (own_pipeline_repo / "params-worker.yaml").write_text(yaml.safe_dump(params))
