@@ -11,9 +11,7 @@ Run from the repo root after `make pipeline`:
 """
 
 import argparse
-import json
-import os
-import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,18 +22,14 @@ from machine import blas_line
 
 from census_income.cbpe import METRICS, estimate_performance, score_counts
 from census_income.fileio import read_clean
-from census_income.metrics import binary_metrics, decide
+from census_income.metrics import binary_metrics
 from census_income.predict import Predictor
 from census_income.schema import LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def shifted(test: pd.DataFrame, occupation: str = "Craft-repair", years: int = 15, seed: int = 0) -> pd.DataFrame:
-    "tests/test_drift.py's shift: every age `years` older and one occupation's share doubled."
-    mine = test[test["occupation"] == occupation]
-    others = test[test["occupation"] != occupation].sample(len(test) - 2 * len(mine), random_state=seed)
-    return pd.concat([others, mine, mine]).assign(age=lambda d: d["age"] + years)
+sys.path.insert(1, str(ROOT))
+from tests.test_cbpe_nannyml import nannyml_cbpe  # noqa: E402  (NannyML's CBPE in .venv-nannyml)
+from tests.test_drift import shifted  # noqa: E402  (the drift tests' shift)
 
 
 def files(test: pd.DataFrame, model: Predictor) -> dict:
@@ -49,20 +43,6 @@ def files(test: pd.DataFrame, model: Predictor) -> dict:
     out["concept: ages +15, labels kept (drift tests' shift)"] = (d := shifted(test), model.encoder.encode_label(d[LABEL]))
     out["concept: every Exec-managerial >50K"] = (test, np.where(test["occupation"] == "Exec-managerial", 1, y))
     return out
-
-
-def nannyml(model: Predictor, test: pd.DataFrame, df: pd.DataFrame, folder: Path) -> dict:
-    "NannyML's CBPE of df fitted on the test split (tests/nannyml/run_cbpe.py in .venv-nannyml)."
-    for name, d in (("reference", test), ("analysis", df)):
-        p = model.predict_proba(d)
-        frame = pd.DataFrame({"p": p, "pred": decide(p, model.threshold).astype(int)})
-        if name == "reference":
-            frame["y"] = model.encoder.encode_label(d[LABEL])
-        frame.to_csv(folder / f"{name}.csv", index=False)
-    out = subprocess.run([str(ROOT / ".venv-nannyml" / "bin" / "python"), str(ROOT / "tests" / "nannyml" / "run_cbpe.py"),
-                          str(folder / "reference.csv"), str(folder / "analysis.csv")], capture_output=True, text=True,
-                         check=True, env=os.environ | {"NML_DISABLE_USAGE_LOGGING": "1"})
-    return json.loads(out.stdout)
 
 
 def main() -> None:
@@ -88,7 +68,7 @@ def main() -> None:
                 f"{est[m]['estimate']:.3f} [{est[m]['low']:.3f}, {est[m]['high']:.3f}] vs **{truth[m]:.3f}**"
                 + ("" if inside[m] else " (outside)") for m in METRICS) + " |")
             if not a.no_nannyml and not name.startswith("concept"):
-                theirs = nannyml(model, test, df, Path(tmp))
+                theirs = nannyml_cbpe(model, test, df, Path(tmp))
                 raw = estimate_performance(score_counts(p, model.threshold), None, s["n_sim"], s["seed"], s["ci_level"])
                 nml_rows.append(f"| {name} | " + " | ".join(
                     f"{theirs['as_given'][m]['estimate']:.4f} / {raw[m]['estimate']:.4f}; "
