@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PORT ?= 8000
 
-.PHONY: install moto nannyml pipeline test test-fast test-slow lint export lab serve bench check-reports docs plots
+.PHONY: install moto nannyml pipeline test test-fast test-avx2 test-slow lint export lab serve bench check-reports docs plots
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,9 @@ PARALLEL := -n 2 --dist loadfile --nbval-lax
 test-fast: install  ## unit tests, stage functions on samples, notebooks at quick defaults (< 1 min)
 	pytest $(PARALLEL) -m "$(FAST)" tests nbs
 
+test-avx2: install  ## the fast tier as a CPU with AVX2 and no AVX-512 runs it, pins off (census_income.cpu: the emulation)
+	census-pinned --as-avx2-cpu pytest $(PARALLEL) -m "$(FAST)" tests nbs
+
 test: install moto nannyml  ## the whole default test suite (tools/system-deps installs Chromium and PostgreSQL if missing)
 	bash tools/system-deps
 	pytest $(PARALLEL) -m "not slow and not pipeline" tests nbs
@@ -67,8 +70,8 @@ lint: install
 export: install  ## notebooks → package, and strip notebook outputs
 	nbdev_export && nbdev_clean
 
-lab: install  ## JupyterLab on nbs/ with the project's kernel
-	jupyter lab --notebook-dir=nbs
+lab: install  ## JupyterLab on nbs/ with the project's kernel, on the pipeline's CPU kernels (census_income.cpu)
+	census-pinned jupyter lab --notebook-dir=nbs
 
 serve: install  ## the API on $(PORT), building the model first if it is missing
 	test -f $${CENSUS_MODEL_DIR:-model}/manifest.json || dvc repro

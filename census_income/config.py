@@ -99,7 +99,7 @@ class Pruner(Section):
 class TuneConfig(Section):
     enabled: bool
     n_trials: int = Field(ge=1)  # trials in the whole study (all processes together)
-    timeout: float = Field(gt=0)  # seconds one process may search
+    timeout: float = Field(gt=0)  # a safety stop: a search still running after this many seconds fails (never a shorter search)
     storage: Annotated[str, AfterValidator(_storage_url)]  # Optuna storage URL; empty: the SQLite file paths.optuna_db
     study_name: str = Field(min_length=1)
     dev_size: float = Field(gt=0, lt=1)  # share of the training split the trials are judged on

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .config import INPUTS, STAGES, STAGING, ParamsError, load_params
+from .cpu import exec_pinned
 
 # %% auto #0
 __all__ = ['log', 'REPORT_FROM', 'STAGING_DIR', 'stage_function', 'prepare', 'offline_html', 'strip_run_metadata', 'report_cells',
@@ -222,10 +223,9 @@ def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the no
     ap.add_argument("stage", choices=list(STAGES))
     ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     args = ap.parse_args(argv)
-    if (env := copy_environ(Path(args.params).resolve().parent)) is not None:  # run the copy's code, in this process
-        sys.stderr.flush()  # and in the stage's kernel (which inherits PYTHONPATH)
-        os.execve(sys.executable, [sys.executable, "-c", "import sys; from census_income.pipeline import main; "
-                                   "sys.exit(main(sys.argv[1:]))", args.stage, "--params", args.params], env)
+    # the copy's code (PYTHONPATH) and the pinned CPU kernels (census_income.cpu), here and in the stage's kernel
+    exec_pinned([sys.executable, "-c", "import sys; from census_income.pipeline import main; sys.exit(main(sys.argv[1:]))",
+                 args.stage, "--params", args.params], copy_environ(Path(args.params).resolve().parent))
     started = time.perf_counter()
     sys.stderr.write(f"stage {args.stage}: running nbs/{STAGES[args.stage][0]}.ipynb\n")
     sys.stderr.flush()

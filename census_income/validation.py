@@ -257,10 +257,10 @@ def validated_columns(
 
 # %% ../nbs/00a_validation.ipynb #2ac2e5e7
 EXAMPLE = {
-    "age": 41, "workclass": "State-gov", "fnlgt": 77516, "education": "Bachelors", "education-num": 13,
-    "marital-status": "Divorced", "occupation": "Prof-specialty", "relationship": "Husband", "race": "White",
-    "sex": "Male", "capital-gain": 2100, "capital-loss": 0, "hours-per-week": 40, "native-country": "Cuba",
-}  # a complete record, as clients send it
+    "age": 44, "workclass": "Private", "fnlgt": 198282, "education": "Bachelors", "education-num": 13,
+    "marital-status": "Married-civ-spouse", "occupation": "Exec-managerial", "relationship": "Husband", "race": "White",
+    "sex": "Male", "capital-gain": 15024, "capital-loss": 0, "hours-per-week": 60, "native-country": "United-States",
+}  # a complete record, as clients send it: a real census row (line 103 of census.csv), whose answer no model doubts
 
 
 def _field(col: str):

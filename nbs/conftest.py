@@ -2,9 +2,14 @@
 kernel for a notebook's first cell and stops it when pytest moves on to another file), whatever order
 pytest-randomly gives the rest of the suite (it shuffles a notebook's cells like a module's tests)."""
 
+import os
 import re
 
 import pytest
+
+from census_income.cpu import pinned_environ
+
+os.environ.update(pinned_environ(os.environ)[0])  # each notebook's kernel on the pipeline's CPU kernels (census_income.cpu)
 
 _CELL = re.compile(r"^(.*\.ipynb)::Cell (\d+)$")
 

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import yaml
 
+from census_income.cpu import pinned_environ
+
 ROOT = Path(__file__).resolve().parents[1]
-# One BLAS/OpenMP thread per process: pytest-xdist workers and the notebooks' kernels run side by side on the
+# The pipeline's CPU kernels (census_income.cpu) for every process a test starts, the notebooks' kernels included,
+# and one BLAS/OpenMP thread per process: pytest-xdist workers and the notebooks' kernels run side by side on the
 # 2 cores, and oversubscribed threads made the notebooks run three times slower (96 s against 30 s, measured).
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+os.environ.update(pinned_environ(os.environ)[0])
 VENV_BIN = Path(sys.executable).parent
 CENSUS_SHA256 = "7f758a82ba6135555fdf24d27bdd807927e31b55dfc149f7e223790284e84252"
 

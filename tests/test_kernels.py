@@ -2,13 +2,15 @@
 
 OpenBLAS picks its kernels by CPU, and `OPENBLAS_CORETYPE` forces one when the process starts; each kernel sums a
 matrix product in its own order. Every kernel this CPU can run scores the same rows here, each in a process of its
-own (threadpoolctl says which kernel really ran: one the CPU lacks falls back to another), alone, in small requests
+own (threadpoolctl says which kernel really ran: some the CPU lacks fall back to another; others, such as SkylakeX on
+a CPU without AVX-512, end the process with SIGILL, which makes that kernel "not runnable here"), alone, in small requests
 and in blocks, with one and two BLAS threads. Every probability must agree within `TOLERANCE` and every label must
 agree unless its probability lies that close to the threshold: what the design guarantees, and no more. How many
 differ at all is printed (measured, not asserted).
 """
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -51,10 +53,14 @@ json.dump({"kernel": openblas_kernel(), "threads": threads, **{k: v.tolist() for
 """
 
 
-def score_under(kernel: str, threads: int) -> dict:
+def score_under(kernel: str, threads: int, probe: str = PROBE) -> dict | None:
+    "The probe's scores under a forced kernel; None, said in a line, when the kernel kills the process (SIGILL)."
     env = tool_env(OPENBLAS_CORETYPE=kernel, OPENBLAS_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-c", PROBE, kernel, str(threads)], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-c", probe, kernel, str(threads)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
+    if proc.returncode == -signal.SIGILL:
+        print(f"\nOPENBLAS_CORETYPE={kernel}: not runnable here (the process died of SIGILL: this CPU lacks its instructions)")
+        return None
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     return out | {k: np.array(out[k], np.float32) for k in ("batch", "alone", "requests")}
@@ -62,7 +68,15 @@ def score_under(kernel: str, threads: int) -> dict:
 
 @pytest.fixture(scope="module")
 def scored() -> list[dict]:
-    return [score_under(k, t) for k in KERNELS for t in (1, 2)]
+    return [s for k in KERNELS for t in (1, 2) if (s := score_under(k, t)) is not None]
+
+
+def test_a_kernel_that_kills_its_process_with_sigill_is_not_runnable_here(capsys):
+    suicide = "import os, signal; os.kill(os.getpid(), signal.SIGILL)"  # what SkylakeX does on a CPU without AVX-512
+    assert score_under("SkylakeX", 1, probe=suicide) is None
+    assert "OPENBLAS_CORETYPE=SkylakeX: not runnable here" in capsys.readouterr().out
+    with pytest.raises(AssertionError):  # any other death is still a failure
+        score_under("Haswell", 1, probe="import sys; sys.exit(3)")
 
 
 @pytest.mark.integration

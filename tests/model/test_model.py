@@ -161,14 +161,19 @@ def edited(frame: pd.DataFrame, **changes) -> pd.DataFrame:
 
 
 def test_fnlgt_barely_matters(predictor, test_split):
-    "fnlgt is a census sampling weight, not a trait of the person: replacing it moves few predictions."
+    """fnlgt is a census sampling weight, not a trait of the person: replacing it moves predictions a third as much as
+    replacing the education, at most (measured: it flipped 1.2% to 2.75% of the decisions of the networks trained
+    here; how much depends on the model, so the yardstick is an attribute that matters, in the same model)."""
     base = predictor.predict_proba(test_split)
-    moved = predictor.predict_proba(edited(test_split, fnlgt=int(test_split.fnlgt.median())))
-    assert np.mean(np.abs(base - moved)) < 0.02
-    flips = np.mean((base >= predictor.threshold) != (moved >= predictor.threshold))
-    # one network leans on fnlgt more than an average of five (issue 23's closing note): replacing it flipped 1.4% to 2.75%
-    # of the decisions of each member of one ensemble, 1.2% of their average's, 2.2% of the served student's
-    assert flips < 0.03
+    decided = base >= predictor.threshold
+
+    def effect(**values) -> tuple[float, float]:  # mean |Δp| and the share of decisions flipped
+        moved = predictor.predict_proba(edited(test_split, **values))
+        return float(np.mean(np.abs(base - moved))), float(np.mean(decided != (moved >= predictor.threshold)))
+
+    fnlgt = effect(fnlgt=int(test_split.fnlgt.median()))
+    education = effect(education="HS-grad", **{"education-num": 9})  # the median person's
+    assert fnlgt[0] < education[0] / 3 and fnlgt[1] < education[1] / 3, (fnlgt, education)
 
 
 def test_a_large_capital_gain_raises_the_probability(predictor, test_split):

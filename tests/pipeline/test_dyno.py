@@ -16,9 +16,9 @@ from tests.conftest import ROOT, run, tool_env
 from tests.pipeline.conftest import GIT, S3_ENV, free_port, use_endpoint, wait_for_port
 
 RECORD = {
-    "age": 41, "workclass": "State-gov", "fnlgt": 77516, "education": "Bachelors", "education-num": 13,
-    "marital-status": "Divorced", "occupation": "Prof-specialty", "relationship": "Husband", "race": "White",
-    "sex": "Male", "capital-gain": 2100, "capital-loss": 0, "hours-per-week": 40, "native-country": "Cuba",
+    "age": 44, "workclass": "Private", "fnlgt": 198282, "education": "Bachelors", "education-num": 13,
+    "marital-status": "Married-civ-spouse", "occupation": "Exec-managerial", "relationship": "Husband", "race": "White",
+    "sex": "Male", "capital-gain": 15024, "capital-loss": 0, "hours-per-week": 60, "native-country": "United-States",
 }
 
 
