@@ -29,6 +29,8 @@ from .conftest import free_port, procfile_flags, starlette_test_client, start_uv
 HUGE_KEY = "k" * 500_000
 WORST_ANSWER = 32_000  # bytes: the ceiling of any 422 (21 entries, each field cut), with room to spare
 
+AGE = f'"age": {EXAMPLE["age"]}'  # the example's age as json.dumps writes it
+
 
 @pytest.fixture(scope="module")
 def toy_dir(tmp_path_factory):
@@ -53,7 +55,7 @@ def post(client, path: str, body: bytes):
 
 @pytest.mark.parametrize(("path", "body"), [
     ("/predict", json.dumps(EXAMPLE | {HUGE_KEY: 1})),  # an unknown key: it came back whole in `loc`
-    ("/predict", json.dumps(EXAMPLE).replace('"age": 41', f'"{HUGE_KEY}": 1, "{HUGE_KEY}": 2, "age": 41')),
+    ("/predict", json.dumps(EXAMPLE).replace(AGE, f'"{HUGE_KEY}": 1, "{HUGE_KEY}": 2, {AGE}')),
     ("/predict", json.dumps({"é" * 100_000 + str(i): "x" for i in range(4)}, ensure_ascii=False)),  # 2-byte characters
     ("/predict/batch", json.dumps([{f"{HUGE_KEY[:30_000]}{i}": 1, "age": "x" * 30_000} for i in range(12)])),
     ("/explain", json.dumps(EXAMPLE | {"race": "M" * 900_000})),  # a huge value
@@ -75,8 +77,8 @@ def test_a_cut_key_says_how_long_it_was(app_client):
 # Repeated fields always reported
 
 def test_a_repeated_field_is_reported_beside_another_records_errors(app_client):
-    twice = json.dumps(EXAMPLE).replace('"age": 41', '"age": 41, "age": 14')
-    body = f'[{json.dumps({"age": 41})}, {twice}]'.encode()  # record 0 misses 13 fields, record 1 repeats age
+    twice = json.dumps(EXAMPLE).replace(AGE, f'{AGE}, "age": 14')
+    body = f'[{json.dumps({"age": EXAMPLE["age"]})}, {twice}]'.encode()  # record 0 misses 13 fields, record 1 repeats age
     detail = post(app_client, "/predict/batch", body).json()["detail"]
     assert {"loc": ["body", 1, "age"], "type": "duplicate_key",
             "msg": "record 1: age: given twice in one record; send each field once"} in detail, detail
@@ -84,7 +86,7 @@ def test_a_repeated_field_is_reported_beside_another_records_errors(app_client):
 
 
 def test_a_repeated_field_is_reported_beside_a_bad_value(app_client):
-    body = json.dumps(EXAMPLE | {"race": "Martian"}).replace('"age": 41', '"age": 41, "age": 14').encode()
+    body = json.dumps(EXAMPLE | {"race": "Martian"}).replace(AGE, f'{AGE}, "age": 14').encode()
     assert [e["type"] for e in post(app_client, "/predict", body).json()["detail"]] == ["duplicate_key", "literal_error"]
 
 
