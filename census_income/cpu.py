@@ -11,14 +11,16 @@ import sys
 from collections.abc import Mapping
 
 # %% auto #0
-__all__ = ['SWITCH', 'AVX2', 'NUMPY', 'THREADS', 'AVX2_CPU', 'past_avx2', 'cpu_facts', 'refusal', 'pinned_environ', 'exec_pinned',
-           'pin_torch', 'unpinned', 'avx2_cpu_environ', 'main']
+__all__ = ['SWITCH', 'AVX2', 'NUMPY', 'THREADS', 'NOTED', 'CPU_VARIABLES', 'AVX2_CPU', 'past_avx2', 'cpu_facts', 'refusal',
+           'pinned_environ', 'exec_pinned', 'pin_torch', 'unpinned', 'avx2_cpu_environ', 'main']
 
 # %% ../nbs/00e_cpu.ipynb #20918b2f
 SWITCH = "CENSUS_CPU_PIN"  # unset or `avx2`: pinned; `off`: the CPU's own kernels (the emulation test, benchmarks)
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}  # torch, MKL, oneDNN
 NUMPY = "NPY_DISABLE_CPU_FEATURES"  # numpy's dispatch targets to leave out (those past AVX2 that this CPU has)
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # results that ignore the core count
+NOTED = "CENSUS_CPU_NOTED"  # set once a process said why it cannot pin: the processes it starts say it no more
+CPU_VARIABLES = (SWITCH, NOTED)  # the CENSUS_ variables of this module (the API's settings know them as not theirs)
 AVX2_CPU = AVX2 | {"OPENBLAS_CORETYPE": "Haswell"}  # what a CPU with AVX2 and no AVX-512 runs of its own (the emulation)
 
 
@@ -77,9 +79,9 @@ def exec_pinned(
 ) -> None:  # returns only when this process runs in that environment, pinned (or unpinnable) already
     "Start this command again with `pinned_environ` unless it runs so already; say once why it cannot be pinned."
     env, note = pinned_environ(os.environ if environ is None else environ)
-    if note and not os.environ.get("CENSUS_CPU_NOTED"):
+    if note and not os.environ.get(NOTED):
         sys.stderr.write(f"census-income: {note}\n")
-        env["CENSUS_CPU_NOTED"] = os.environ["CENSUS_CPU_NOTED"] = "1"  # said once, not again by what it starts
+        env[NOTED] = os.environ[NOTED] = "1"  # said once, not again by what it starts
     if env != dict(os.environ):
         sys.stderr.flush()
         os.execve(argv[0], argv, env)

@@ -17,7 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from census_income.cpu import AVX2, AVX2_CPU, NUMPY, SWITCH, THREADS, avx2_cpu_environ, cpu_facts, past_avx2, refusal
+from census_income.cpu import (
+    AVX2,
+    AVX2_CPU,
+    NOTED,
+    NUMPY,
+    SWITCH,
+    THREADS,
+    avx2_cpu_environ,
+    cpu_facts,
+    past_avx2,
+    refusal,
+)
 from tests.conftest import ROOT, tool_env
 
 RUN = r"""
@@ -33,7 +44,7 @@ import torch
 print(torch.backends.cpu.get_cpu_capability())
 """
 SKIPPED = {"optuna.db"}  # wall-clock times (DVC does not track it either)
-PIN_KEYS = {SWITCH, NUMPY, *AVX2, *AVX2_CPU, *THREADS, "CENSUS_CPU_NOTED"}
+PIN_KEYS = {NOTED, SWITCH, NUMPY, *AVX2, *AVX2_CPU, *THREADS}
 
 
 def user_env(**extra: str) -> dict:

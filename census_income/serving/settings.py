@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..cpu import CPU_VARIABLES
+
 # %% auto #0
 __all__ = ['NOT_SETTINGS', 'Settings', 'SettingsError', 'unknown_setting', 'read_settings']
 
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
     log_requests: bool = False  # one JSON line per request on stderr: route, status, milliseconds; never the record
 
 
-NOT_SETTINGS = frozenset({"CENSUS_TEST_ARTIFACTS"})  # CENSUS_ variables that others read (the test suite), not the app
+NOT_SETTINGS = frozenset({"CENSUS_TEST_ARTIFACTS", *CPU_VARIABLES})  # CENSUS_ variables others read (tests, census_income.cpu)
 
 
 class SettingsError(ValueError):
