@@ -92,7 +92,7 @@ def peer(path: str, train_csv: str) -> None:
 def papermill_run(path: Path, core: int) -> float:
     "Seconds of the README's papermill command on `path`, pinned to `core` (kernel start-up included)."
     t = time.perf_counter()
-    subprocess.run(["taskset", "-c", str(core), "papermill", "-k", "python3", "--cwd", "nbs", "nbs/07_batch.ipynb",
+    subprocess.run(["taskset", "-c", str(core), str(Path(sys.executable).parent / "papermill"), "-k", "python3", "--cwd", "nbs", "nbs/07_batch.ipynb",
                     str(path.with_suffix(".ipynb")), "-p", "input_path", str(path), "-p", "output_path",
                     str(path.with_suffix(".pm.csv")), "-p", "reject_path", str(path.with_suffix(".pm.rejects.csv"))],
                    capture_output=True, text=True, check=True, env=os.environ | {"OPENBLAS_NUM_THREADS": "1"})

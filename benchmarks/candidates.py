@@ -14,12 +14,13 @@ each packaged and loaded as the API loads it: microseconds per row of the numpy 
 test rows and on one record (best of 7 repeats), and multiply-adds per row (`Network.multiply_adds`). One thread.
 """
 
-import os
+import sys
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from census_income.cpu import exec_pinned
+
+exec_pinned([sys.executable, *sys.orig_argv[1:]])  # trains as the pipeline does: the pinned CPU kernels, one thread
 
 import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 

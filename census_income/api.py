@@ -32,11 +32,11 @@ from starlette.routing import Mount
 from threadpoolctl import threadpool_limits
 
 from .explain import METHOD, ExplainError, explain_columns
-from .predict import ModelFilesError, Predictor
+from .predict import FEW_ROWS, ModelFilesError, Predictor
 from .serving.body import BodyDeadlines, error_detail
 from .serving.deps import (CountAnswers, ManyRecords, Metrics, Model, OneRecord, answer_counter, get_body,
                                        get_model, one_record)
-from .serving.monitor import REQUEST_ID, Monitor, new_request_id
+from .serving.monitor import REQUEST_ID, Monitor, new_request_id, worker_share
 from .serving.schemas import (BatchPrediction, ErrorMessage, Explanation, Prediction, Readiness,
                                            ValidationErrors, Welcome)
 from .serving.scoring import ServingModel
@@ -67,10 +67,23 @@ async def lifespan(app: FastAPI):
              "the version CENSUS_MODEL_VERSION pins" if settings.model_version else "not pinned: CENSUS_MODEL_VERSION unset")
     mounted = [r.path for r in app.routes if isinstance(r, Mount)]
     monitor = Monitor(model.version, settings.log_requests, [r.path for r in app.routes if r.path not in mounted],
-                      mounted) if settings.metrics else None
+                      mounted, worker_share()) if settings.metrics else None
+    sharing = asyncio.create_task(_share_counts(monitor)) if monitor is not None and monitor.share else None
     yield {"model": model, "settings": settings, "bodies": bodies, "monitor": monitor}
-    watcher.cancel()
+    for task in (watcher, sharing):
+        if task is not None:
+            task.cancel()
+    if sharing is not None:
+        monitor.share.save(monitor)  # the last counts of a worker that stops
+    model.close()
     blas.restore_original_limits()
+
+
+async def _share_counts(monitor: Monitor, seconds: float = 1.0) -> None:
+    "A worker of several leaves its counts for the others' scrapes about every second (`census_income.serving.monitor`)."
+    while True:
+        monitor.share.save(monitor)
+        await asyncio.sleep(seconds)
 
 # %% ../nbs/06_serve.ipynb #82c2807f
 class Edge:
@@ -255,7 +268,7 @@ _BATCH_BODY = {"type": "array", "items": Record.model_json_schema(), "minItems":
 @app.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS, openapi_extra=_json_body(_BATCH_BODY))
 async def post_predict_batch(model: Model, records: ManyRecords, count: CountAnswers) -> Response:
     "Score a list of records (at least 1, at most CENSUS_MAX_BATCH); results come in the same order."
-    answer = model.score_many(records)
+    answer = await model.off_loop(model.score_many, records) if len(records) > FEW_ROWS else model.score_many(records)
     count("/predict/batch", [a["prediction"] for a in answer["predictions"]])
     return Response(to_json(answer), media_type="application/json")
 

@@ -5,24 +5,28 @@
 # %% ../../nbs/06d_monitor.ipynb #f14371ff
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import re
 import sys
+import tempfile
 import time
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Iterable
 from itertools import accumulate
+from pathlib import Path
 
 
 from ..schema import canonical_name
 from ..validation import error_field
 
 # %% auto #0
-__all__ = ['REQUEST_ID', 'LATENCY_BUCKETS', 'new_request_id', 'Monitor']
+__all__ = ['REQUEST_ID', 'LATENCY_BUCKETS', 'new_request_id', 'Monitor', 'WorkerShare', 'worker_share']
 
 # %% ../../nbs/06d_monitor.ipynb #dadf33e7
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # an X-Request-ID kept as sent: 1 to 128 of these characters
@@ -46,8 +50,9 @@ class Monitor:
         log_requests: bool,  # write one JSON line per request to stderr
         routes: Iterable[str],  # the app's route paths
         mounts: Iterable[str] = (),  # paths of mounted folders: their requests count under the mount's path
+        share: WorkerShare | None = None,  # where the server's other worker processes leave their counts (`worker_share`)
     ):
-        self.version = version
+        self.version, self.share, self._args = version, share, (version, log_requests, routes, mounts)
         self.routes, self.mounts = frozenset(routes), tuple(m.rstrip("/") + "/" for m in mounts)
         # plain counts, bumped on the event loop's thread (no locks), read by `collect` when Prometheus scrapes
         self.requests: dict[tuple[str, str, str], int] = defaultdict(int)  # (route, method, status) → requests
@@ -117,7 +122,39 @@ class Monitor:
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format (0.0.4), written from the counts on the event loop: about 0.1 ms for
-        a few hundred series, where `prometheus_client`'s collector and `generate_latest` took 2.5 to 3.4 ms."""
+        a few hundred series, where `prometheus_client`'s collector and `generate_latest` took 2.5 to 3.4 ms. With a
+        `share`, the counts of every worker process of the server, added up (each leaves its own about every second)."""
+        if self.share is None:
+            return self.render(1)
+        others = self.share.others()
+        return self.merged(others).render(1 + len(others))
+
+    def snapshot(self) -> dict:
+        "The counts as JSON can hold them (what a worker leaves for the others)."
+        return {"latency": {r: [c, s] for r, (c, s) in self.latency.items()},
+                **{name: [[list(k), n] for k, n in getattr(self, name).items()] for name in _COUNTS}}
+
+    def merged(
+        self,
+        snapshots: Iterable[dict],  # other processes' `snapshot`s
+    ) -> Monitor:  # a new monitor holding this one's counts plus theirs (no share, no log)
+        "This process's counts and the others', added up."
+        out = Monitor(*self._args[:1], False, *self._args[2:])
+        for snap in [self.snapshot(), *snapshots]:
+            for name in _COUNTS:
+                for key, n in snap.get(name, []):
+                    getattr(out, name)[tuple(key)] += int(n)
+            for route, (counts, total) in snap.get("latency", {}).items():
+                hist = out.latency.setdefault(route, [[0] * (len(LATENCY_BUCKETS) + 1), 0.0])
+                hist[0] = [a + int(b) for a, b in zip(hist[0], counts, strict=True)]
+                hist[1] += float(total)
+        return out
+
+    def render(
+        self,
+        workers: int,  # the worker processes whose counts these are
+    ) -> bytes:  # the text format
+        "The counts in Prometheus' text format, and how many processes they come from."
         lines = []
         for name, help_, labels, counts in (
                 ("census_requests_total", "HTTP requests answered, by route, method and status",
@@ -137,13 +174,58 @@ class Monitor:
             lines += [f"{self._series(name + '_count', ('route',), (route,))}{float(cumulative[-1])!r}",
                       f"{self._series(name + '_sum', ('route',), (route,))}{float(total)!r}"]
         lines += ["# HELP census_model_info The model answering (1 for its version)", "# TYPE census_model_info gauge",
-                  f"{self._series('census_model_info', ('version',), (self.version,))}1.0", ""]
+                  f"{self._series('census_model_info', ('version',), (self.version,))}1.0",
+                  "# HELP census_workers Worker processes whose counts these metrics add up", "# TYPE census_workers gauge",
+                  f"census_workers {float(workers)!r}", ""]
         return "\n".join(lines).encode()
 
 
 _BOUNDS = (*map(str, LATENCY_BUCKETS), "+Inf")  # the histogram's `le` labels
+_COUNTS = ("requests", "answers", "rejected")  # a monitor's counters: label values → count
 
 
 def _escape(value: str) -> str:
     "A label value as the text format writes it: backslash, double quote and newline escaped."
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+# %% ../../nbs/06d_monitor.ipynb #143d22c0
+class WorkerShare:
+    "The folder where the worker processes of one server leave their counts for each other's scrapes."
+
+    def __init__(self, folder: Path):  # a private folder of the server's workers (`worker_share`)
+        self.folder, self.own = Path(folder), Path(folder) / f"{os.getpid()}.json"
+
+    def save(self, monitor: Monitor) -> None:
+        "Leave this process's counts, whole: written beside, then renamed over the last ones."
+        tmp = self.own.with_suffix(".tmp")
+        tmp.write_text(json.dumps(monitor.snapshot()))
+        os.replace(tmp, self.own)
+
+    def others(self) -> list[dict]:
+        "The counts the other workers left (a file that cannot be read is skipped: it is being replaced)."
+        out = []
+        for path in sorted(self.folder.glob("*.json")):
+            if path != self.own:
+                with contextlib.suppress(OSError, ValueError):
+                    out.append(json.loads(path.read_text()))
+        return out
+
+# %% ../../nbs/06d_monitor.ipynb #38851b77
+def worker_share(
+    base: Path | None = None,  # where to make the folder (default: the system's temporary folder)
+) -> WorkerShare | None:  # None in a process uvicorn did not start as a worker, or when the folder is not private
+    "The share of this server's workers: a folder named by the server process (its id and start time), mode 0700."
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        return None
+    try:  # Linux: the server's start time, in clock ticks since boot (field 22 of /proc/PID/stat)
+        started = Path(f"/proc/{parent.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "0"
+    folder = Path(base or tempfile.gettempdir()) / f"census-metrics-{parent.pid}-{started}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    st = folder.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:  # someone else's, or readable by others: not used
+        logging.getLogger("uvicorn.error").warning("metrics of this worker only: %s is not a private folder of this user", folder)
+        return None
+    return WorkerShare(folder)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
 from typing import Annotated
 
@@ -18,10 +19,11 @@ from .settings import Settings
 from ..validation import Record, RecordRow
 
 # %% auto #0
-__all__ = ['ROW_VALUES', 'ServingModel']
+__all__ = ['ROW_VALUES', 'OFF_LOOP_BYTES', 'ServingModel']
 
 # %% ../../nbs/06e_scoring.ipynb #9ff2e2c2
 ROW_VALUES = itemgetter(*(c.replace("-", "_") for c in ROW_ORDER))  # a validated record's values in ROW_ORDER
+OFF_LOOP_BYTES = 64 * 1024  # a body larger than this is validated (and a batch scored) on the scoring thread
 
 
 class ServingModel:
@@ -31,6 +33,16 @@ class ServingModel:
         self.predictor, self.version, self.coalesce, self._pending = predictor, predictor.version, settings.coalesce, []
         # a batch longer than the limit stops validating at its first extra record (pydantic-core checks as it goes)
         self.batch = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=settings.max_batch)])
+        # one thread for the large bodies: more would only take turns at Python's lock, and starve the event loop
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="census-scoring")
+
+    async def off_loop(self, fn, *args):
+        "`fn(*args)` on the scoring thread: the event loop answers small requests meanwhile (its exceptions come back)."
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def close(self) -> None:
+        "Stop the scoring thread (at shut-down; work not started is dropped)."
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
     def _flush(self) -> None:
         "Score every pending record together and hand each request its answer (or the error)."

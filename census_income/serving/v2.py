@@ -21,7 +21,7 @@ from ..schema import CATEGORICAL, FEATURES, canonical_name
 from .body import MSG_CHARS, _cut, read_body
 from .deps import answer_counter, get_model
 from .monitor import REQUEST_ID
-from .scoring import ServingModel
+from .scoring import OFF_LOOP_BYTES, ServingModel
 from ..validation import EXAMPLE, RecordError, record_columns, show_value, twice_error, unknown_field_error
 
 # %% auto #0
@@ -393,18 +393,22 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
     except HTTPException as err:
         raise V2Error(err.status_code, str(err.detail), err.headers) from None  # a late body's 408 closes the connection
     head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-    req = parse_request(head)
+    binary_header = HEADER_LENGTH in request.headers
+
+    def work():  # parse, check and score: on the scoring thread for a large body (census_income.serving.scoring)
+        req = parse_request(head)
+        columns = request_columns(req, binary, settings.max_batch, binary_header)
+        predictor = model.predictor
+        if len(columns[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
+            p = predictor.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True)))
+        else:
+            p = predictor.predict_proba(columns)
+        return req, p, [a["prediction"] for a in predictor.answers(p)]  # never a non-finite answer
+
+    req, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
     state = request.state
     if req.id is not None and not getattr(state, "request_id_given", True) and REQUEST_ID.fullmatch(req.id):
         state.request_id = req.id  # no X-Request-ID came: the request's own id names it, in the log and on the answer
-    columns = request_columns(req, binary, settings.max_batch, HEADER_LENGTH in request.headers)
-    predictor = model.predictor
-    if len(columns[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
-        p = predictor.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True)))
-    else:
-        p = predictor.predict_proba(columns)
-    answers = predictor.answers(p)  # never a non-finite answer
-    labels = [a["prediction"] for a in answers]
     content, headers = infer_response(req, getattr(state, "request_id", None), model.version, p, labels)
     (await answer_counter(request))(INFER_ENDPOINT, labels)
     return Response(content, headers=headers)

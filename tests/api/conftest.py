@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -23,9 +24,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def procfile_flags() -> list[str]:
-    "The flags the Procfile's web line gives uvicorn, but for --host and --port."
+def procfile_flags(env: dict | None = None) -> list[str]:
+    "The flags the Procfile's web line gives uvicorn, but for --host and --port; `${VAR:-default}` read from `env`."
+    env = os.environ if env is None else env
     web = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
+    web = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], web)  # as the shell expands it
     words = shlex.split(web.split("exec uvicorn census_income.api:app", 1)[1])
     flags, skip = [], False
     for word in words:
@@ -38,9 +41,10 @@ def procfile_flags() -> list[str]:
 
 def start_uvicorn(model_dir: Path, port: int, **env: str) -> subprocess.Popen:
     "uvicorn census_income.api:app with the Procfile's flags, on 127.0.0.1:`port`, with its model in `model_dir`."
+    full = tool_env(CENSUS_MODEL_DIR=str(model_dir), **env)
     cmd = [str(VENV_BIN / "uvicorn"), "census_income.api:app", "--host", "127.0.0.1", "--port", str(port),
-           *procfile_flags()]
-    return subprocess.Popen(cmd, cwd=ROOT, env=tool_env(CENSUS_MODEL_DIR=str(model_dir), **env),
+           *procfile_flags(full)]
+    return subprocess.Popen(cmd, cwd=ROOT, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -87,7 +87,7 @@ def test_many_bad_records_get_a_bounded_list_of_errors(served):
 @pytest.mark.parametrize(("body", "msg"), [
     ({k: v for k, v in EXAMPLE.items() if k != "education-num"} | {"education-num": 13, "education_num": 13},
      "education-num: given twice (as 'education-num' and 'education_num'); send it once"),
-    (json.dumps(EXAMPLE).replace('"age": 41', '"age": 41, "age": 90'), "age: given twice in one record"),
+    (json.dumps(EXAMPLE).replace(f'"age": {EXAMPLE["age"]}', f'"age": {EXAMPLE["age"]}, "age": 90'), "age: given twice in one record"),
 ])
 def test_a_field_given_twice_is_a_clear_422(served, body, msg):
     base, _, _ = served

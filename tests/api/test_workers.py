@@ -1,0 +1,44 @@
+"""Several uvicorn workers (`--workers ${WEB_CONCURRENCY:-1}`, as Heroku sets it): one scrape counts every worker's requests."""
+
+import re
+import time
+
+import httpx
+import pytest
+
+from .conftest import free_port, start_uvicorn, wait_ready
+
+pytestmark = pytest.mark.integration
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    "The sum of a metric's samples whose labels include `labels`."
+    total = 0.0
+    for line in text.splitlines():
+        m = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if m and all(f'{k}="{v}"' in (m[1] or "") for k, v in labels.items()):
+            total += float(m[2])
+    return total
+
+
+def test_n_requests_over_two_workers_are_n_in_one_scrape(quick_model):
+    from census_income.validation import EXAMPLE
+
+    port = free_port()
+    proc = start_uvicorn(quick_model, port, WEB_CONCURRENCY="2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base, timeout=60)
+        n = 60
+        for _ in range(n):  # a new connection each: the two workers take turns accepting them
+            assert httpx.post(f"{base}/predict", json=EXAMPLE, timeout=10).status_code == 200
+        time.sleep(2.5)  # each worker leaves its counts about every second
+        scrapes = [httpx.get(f"{base}/metrics", timeout=10).text for _ in range(4)]  # whichever worker answers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    for text in scrapes:
+        assert metric(text, "census_workers") == 2, text[-400:]
+        assert metric(text, "census_requests_total", route="/predict", status="200") == n
+        assert metric(text, "census_predictions_total", endpoint="/predict") == n
+        assert metric(text, "census_request_duration_seconds_count", route="/predict") == n
