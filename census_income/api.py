@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from .explain import METHOD, ExplainError, explain_columns
 from .predict import FEW_ROWS, ModelFilesError, Predictor
-from .serving.body import BodyDeadlines, error_detail
+from .serving.body import BodyDeadlines, BoundedValidationError, error_detail
 from .serving.deps import (CountAnswers, ManyRecords, Metrics, Model, OneRecord, answer_counter, get_body,
                                        get_model, one_record)
 from .serving.monitor import REQUEST_ID, Monitor, new_request_id, worker_share
@@ -189,9 +189,10 @@ async def docs() -> HTMLResponse:
 @app.exception_handler(RequestValidationError)
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     "422 with messages that name the field, at most a few dozen of them (errors FastAPI raises are rewritten too)."
+    bounded = isinstance(exc, BoundedValidationError)  # a large body's: worded and counted off the loop already
     if (monitor := getattr(request.state, "monitor", None)) is not None:
-        monitor.reject(exc.errors())
-    return JSONResponse({"detail": error_detail(exc.errors())}, status_code=422)
+        monitor.add_rejected(exc.tally) if bounded else monitor.reject(exc.errors())
+    return JSONResponse({"detail": exc.detail if bounded else error_detail(exc.errors())}, status_code=422)
 
 
 @app.exception_handler(StarletteHTTPException)

@@ -17,11 +17,13 @@ from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..schema import FEATURES, canonical_name
+from .monitor import rejection_tally
 from ..validation import describe_error
 
 # %% auto #0
 __all__ = ['log', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'HEADER_TIMEOUT', 'MAX_WAITING',
-           'BodyDeadlines', 'read_body', 'parse_body', 'error_detail', 'HeaderDeadline']
+           'BodyDeadlines', 'read_body', 'parse_body', 'error_detail', 'BoundedValidationError', 'parse_bounded',
+           'HeaderDeadline']
 
 # %% ../../nbs/06c_body.ipynb #49958d9c
 log = logging.getLogger("uvicorn.error")
@@ -175,6 +177,25 @@ def error_detail(
                        "msg": f"... and {len(errors) - ERRORS_SHOWN} more problem(s), {len(errors)} in all: "
                               f"fix the first {ERRORS_SHOWN} and send the request again"})
     return detail
+
+# %% ../../nbs/06c_body.ipynb #8548cd0a
+class BoundedValidationError(RequestValidationError):
+    "A refusal already worded (`error_detail`) and counted per field and reason (`rejection_tally`) where it was parsed."
+
+    def __init__(self, errors: list[dict]):  # every error pydantic found
+        super().__init__(errors[:ERRORS_SHOWN])
+        self.detail, self.tally = error_detail(errors), rejection_tally(errors)
+
+
+def parse_bounded(
+    schema,  # a pydantic model class or TypeAdapter
+    body: bytes,  # raw JSON
+):  # the validated value
+    "`parse_body`, with its refusal worded and counted here (on the thread that parses), not by the app's handler."
+    try:
+        return parse_body(schema, body)
+    except RequestValidationError as err:
+        raise BoundedValidationError(err.errors()) from None
 
 # %% ../../nbs/06c_body.ipynb #b0a1e7c8
 HEADER_TIMEOUT = 5.0  # seconds a connection may take from opening (or from a request's first byte) to its headers' end

@@ -26,7 +26,7 @@ from ..schema import canonical_name
 from ..validation import error_field
 
 # %% auto #0
-__all__ = ['REQUEST_ID', 'LATENCY_BUCKETS', 'new_request_id', 'Monitor', 'WorkerShare', 'worker_share']
+__all__ = ['REQUEST_ID', 'LATENCY_BUCKETS', 'new_request_id', 'Monitor', 'rejection_tally', 'WorkerShare', 'worker_share']
 
 # %% ../../nbs/06d_monitor.ipynb #dadf33e7
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # an X-Request-ID kept as sent: 1 to 128 of these characters
@@ -107,9 +107,12 @@ class Monitor:
 
     def reject(self, errors: list[dict]) -> None:
         "Count a request's invalid inputs per census field and error type (a batch can bring 28,000: tallied first)."
-        for (name, kind), n in Tally((error_field(e), e.get("type", "unknown")) for e in errors).items():
-            field = "(record)" if name is None else canonical_name(name) or "(unknown field)"
-            self.rejected[field, str(kind)[:40]] += n
+        self.add_rejected(rejection_tally(errors))
+
+    def add_rejected(self, tally: dict[tuple[str, str], int]) -> None:
+        "Add invalid inputs already tallied (`rejection_tally`, on the scoring thread for a large body)."
+        for key, n in tally.items():
+            self.rejected[key] += n
 
     def _series(self, name: str, labels: tuple[str, ...], values: tuple) -> str:
         "The text before a sample's value, e.g. `census_requests_total{method=\"GET\",route=\"/\",status=\"200\"} `."
@@ -181,6 +184,17 @@ class Monitor:
 
 
 _BOUNDS = (*map(str, LATENCY_BUCKETS), "+Inf")  # the histogram's `le` labels
+
+
+def rejection_tally(
+    errors: list[dict],  # pydantic's errors of one request
+) -> dict[tuple[str, str], int]:  # (census field, error type) → invalid inputs
+    "A request's invalid inputs per census field (as the census names it) and error type: bounded labels."
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for (name, kind), n in Tally((error_field(e), e.get("type", "unknown")) for e in errors).items():
+        field = "(record)" if name is None else canonical_name(name) or "(unknown field)"
+        out[field, str(kind)[:40]] += n
+    return dict(out)
 _COUNTS = ("requests", "answers", "rejected")  # a monitor's counters: label values → count
 
 
