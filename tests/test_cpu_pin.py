@@ -88,10 +88,9 @@ def test_the_pinned_stages_write_what_an_avx2_cpu_writes_on_any_core_count(tmp_p
     differ = sorted(f for f in pinned if own.get(f) != pinned[f])
     print(f"\n{len(pinned)} outputs; this CPU's own kernels ({own_cap}, numpy's {wider or 'no wider targets'}): "
           f"{len(differ)} differ from the pinned ones {differ}")
-    assert pinned_cap == "AVX2", f"the pinned run's torch ran {pinned_cap}"
     for name in names[1:3]:
         cap, files = results[name]
-        assert cap == "AVX2", (name, cap)
         assert sorted(files) == sorted(pinned), name
         changed = sorted(f for f in pinned if files[f] != pinned[f])
-        assert not changed, f"{name}: these outputs differ from the pinned run's: {changed}"
+        assert not changed, f"{name} ({cap}): these outputs differ from the pinned run's ({pinned_cap}): {changed}"
+    assert {pinned_cap, results[names[1]][0], results[names[2]][0]} == {"AVX2"}, "torch ran off the AVX2 kernels"
