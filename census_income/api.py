@@ -10,6 +10,7 @@ __all__ = ['log', 'app', 'DOCS_ASSETS', 'DOCS_PAGE', 'DOCS_POLICY', 'API_POLICY'
 # %% ../nbs/06_serve.ipynb #fec3271c
 import asyncio
 import base64
+import contextlib
 import gc
 import hashlib
 import logging
@@ -74,7 +75,8 @@ async def lifespan(app: FastAPI):
         if task is not None:
             task.cancel()
     if sharing is not None:
-        monitor.share.save(monitor)  # the last counts of a worker that stops
+        with contextlib.suppress(OSError):
+            monitor.share.save(monitor)  # the last counts of a worker that stops
     model.close()
     blas.restore_original_limits()
 
@@ -82,7 +84,10 @@ async def lifespan(app: FastAPI):
 async def _share_counts(monitor: Monitor, seconds: float = 1.0) -> None:
     "A worker of several leaves its counts for the others' scrapes about every second (`census_income.serving.monitor`)."
     while True:
-        monitor.share.save(monitor)
+        try:
+            monitor.share.save(monitor)
+        except OSError as err:  # a full or missing temporary folder: try again, never stop counting
+            log.warning("metrics: cannot leave this worker's counts for the others: %s", err)
         await asyncio.sleep(seconds)
 
 # %% ../nbs/06_serve.ipynb #82c2807f

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Mapping
 
 # %% auto #0
-__all__ = ['SWITCH', 'AVX2', 'NUMPY', 'THREADS', 'NOTED', 'CPU_VARIABLES', 'AVX2_CPU', 'past_avx2', 'cpu_facts', 'refusal',
-           'pinned_environ', 'exec_pinned', 'pin_torch', 'unpinned', 'avx2_cpu_environ', 'main']
+__all__ = ['SWITCH', 'AVX2', 'NUMPY', 'THREADS', 'NOTED', 'EXECED', 'CPU_VARIABLES', 'AVX2_CPU', 'past_avx2', 'cpu_facts',
+           'refusal', 'pinned_environ', 'exec_pinned', 'pin_torch', 'unpinned', 'avx2_cpu_environ', 'main']
 
 # %% ../nbs/00e_cpu.ipynb #20918b2f
 SWITCH = "CENSUS_CPU_PIN"  # unset or `avx2`: pinned; `off`: the CPU's own kernels (the emulation test, benchmarks)
@@ -20,7 +20,8 @@ AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA":
 NUMPY = "NPY_DISABLE_CPU_FEATURES"  # numpy's dispatch targets to leave out (those past AVX2 that this CPU has)
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # results that ignore the core count
 NOTED = "CENSUS_CPU_NOTED"  # set once a process said why it cannot pin: the processes it starts say it no more
-CPU_VARIABLES = (SWITCH, NOTED)  # the CENSUS_ variables of this module (the API's settings know them as not theirs)
+EXECED = "CENSUS_CPU_EXECED"  # set by `exec_pinned` in the process it starts: that one never starts itself again
+CPU_VARIABLES = (SWITCH, NOTED, EXECED)  # the CENSUS_ variables of this module (the API's settings know them as not theirs)
 AVX2_CPU = AVX2 | {"OPENBLAS_CORETYPE": "Haswell"}  # what a CPU with AVX2 and no AVX-512 runs of its own (the emulation)
 
 
@@ -68,8 +69,8 @@ def pinned_environ(
                      "own, and the model and every output from tuning on will differ from dvc.lock's (`dvc pull` "
                      "fetches the committed ones)")
     env |= AVX2
-    if off := past_avx2(t for t in facts["dispatch"] if t in facts["features"]):
-        env[NUMPY] = " ".join(off)
+    if off := past_avx2(t for t in facts["dispatch"] if t in facts["features"]):  # added to what is disabled already
+        env[NUMPY] = " ".join(dict.fromkeys([*environ.get(NUMPY, "").split(), *off]))
     return env, None
 
 # %% ../nbs/00e_cpu.ipynb #cc30f448
@@ -82,7 +83,8 @@ def exec_pinned(
     if note and not os.environ.get(NOTED):
         sys.stderr.write(f"census-income: {note}\n")
         env[NOTED] = os.environ[NOTED] = "1"  # said once, not again by what it starts
-    if env != dict(os.environ):
+    if env != dict(os.environ) and not os.environ.get(EXECED):  # once at most, whatever a library makes of the pins
+        env[EXECED] = "1"
         sys.stderr.flush()
         os.execve(argv[0], argv, env)
 

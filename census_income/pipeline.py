@@ -223,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the no
     ap.add_argument("stage", choices=list(STAGES))
     ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     args = ap.parse_args(argv)
-    # the copy's code (PYTHONPATH) and the pinned CPU kernels (census_income.cpu), here and in the stage's kernel
-    exec_pinned([sys.executable, "-c", "import sys; from census_income.pipeline import main; sys.exit(main(sys.argv[1:]))",
-                 args.stage, "--params", args.params], copy_environ(Path(args.params).resolve().parent))
+    if argv is None:  # as a command: the copy's code (PYTHONPATH) and the pinned CPU kernels, here and in the kernel
+        exec_pinned([sys.executable, "-c", "import sys; from census_income.pipeline import main; sys.exit(main())",
+                     args.stage, "--params", args.params], copy_environ(Path(args.params).resolve().parent))
     started = time.perf_counter()
     sys.stderr.write(f"stage {args.stage}: running nbs/{STAGES[args.stage][0]}.ipynb\n")
     sys.stderr.flush()

@@ -110,8 +110,8 @@ def run_study(
     started = time.monotonic()
 
     def safety_stop(study: optuna.Study, trial) -> None:  # after each trial: the budget is trials, never time
-        if timeout is not None and time.monotonic() - started > timeout:
-            n = len(study.get_trials(deepcopy=False, states=done))
+        n = len(study.get_trials(deepcopy=False, states=done))
+        if timeout is not None and time.monotonic() - started > timeout and n < n_trials:  # a search done is done
             raise SearchTimeout(f"tuning ran past tune.timeout ({timeout:g} s) with {n} of {n_trials} trials done; "
                                 "a search cut short would choose other params on a slower machine, so it stops here "
                                 "instead: raise tune.timeout (or lower tune.n_trials)")

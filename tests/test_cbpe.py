@@ -109,13 +109,6 @@ def test_concept_shift_labels_that_move_while_inputs_stay_are_missed(model, test
     assert truth["accuracy"] < est["accuracy"]["low"] and truth["recall"] < est["recall"]["low"]
 
 
-def test_the_drift_tests_age_shift_is_a_concept_shift_for_the_estimate(model, test_split, settings):
-    """Every age 15 years older while each person keeps their label: P(label | inputs) moved, and some metric leaves
-    its interval (which one depends on the model: precision for one trained here, recall for another)."""
-    est, truth = estimate_and_truth(model, shifted(test_split), settings)
-    assert outside(est, truth), {m: (est[m], round(truth[m], 4)) for m in METRICS}
-
-
 def test_the_test_splits_counts_in_the_manifest_are_the_test_split_scored_now(model, test_split):
     "The counts the train stage stored are those of the served engine on data/test.csv, labels included."
     p, y = model.predict_proba(test_split), model.encoder.encode_label(test_split[LABEL])

@@ -1,4 +1,9 @@
-"""The same model from any x86-64 CPU (`census_income.cpu`), proved on this one by emulation.
+"""The same model from any x86-64 CPU (`census_income.cpu`), checked on this one by emulation.
+
+What emulation can show here: that the pins reach every process the stages start (a process started with none
+pins itself before anything computes), that the pinned run writes what a run with each library told to take its
+AVX2 path writes, and that this CPU's own kernels write other bits. What it cannot show: that a library honours
+its variable the same way on a CPU without AVX-512; that needs such a CPU (CI's lock check on one says so).
 
 The quick clean, preprocess, tune and train stages run in processes of their own, started as a user would start
 them (no pin in the environment: the process pins itself, as `census-stage` and `census-tune-worker` do), and the

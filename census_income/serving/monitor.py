@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -237,9 +238,13 @@ def worker_share(
     except (OSError, IndexError):
         started = "0"
     folder = Path(base or tempfile.gettempdir()) / f"census-metrics-{parent.pid}-{started}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    st = folder.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:  # someone else's, or readable by others: not used
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(folder)  # the folder itself, never where a link points
+    except OSError as err:  # no writable temporary folder, or a file of that name: this worker's counts only
+        logging.getLogger("uvicorn.error").warning("metrics of this worker only: %s", err)
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:  # not a private folder of ours
         logging.getLogger("uvicorn.error").warning("metrics of this worker only: %s is not a private folder of this user", folder)
         return None
     return WorkerShare(folder)

@@ -395,8 +395,11 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
     head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
     binary_header = HEADER_LENGTH in request.headers
 
+    parsed = []  # the request once read: its id names the request, refused or not
+
     def work():  # parse, check and score: on the scoring thread for a large body (census_income.serving.scoring)
         req = parse_request(head)
+        parsed.append(req)
         columns = request_columns(req, binary, settings.max_batch, binary_header)
         predictor = model.predictor
         if len(columns[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
@@ -405,10 +408,13 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
             p = predictor.predict_proba(columns)
         return req, p, [a["prediction"] for a in predictor.answers(p)]  # never a non-finite answer
 
-    req, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
     state = request.state
-    if req.id is not None and not getattr(state, "request_id_given", True) and REQUEST_ID.fullmatch(req.id):
-        state.request_id = req.id  # no X-Request-ID came: the request's own id names it, in the log and on the answer
+    try:
+        req, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
+    finally:
+        given = parsed[0].id if parsed else None
+        if given is not None and not getattr(state, "request_id_given", True) and REQUEST_ID.fullmatch(given):
+            state.request_id = given  # no X-Request-ID came: the request's own id names it, in the log and the answer
     content, headers = infer_response(req, getattr(state, "request_id", None), model.version, p, labels)
     (await answer_counter(request))(INFER_ENDPOINT, labels)
     return Response(content, headers=headers)

@@ -1,7 +1,10 @@
 """Several uvicorn workers (`--workers ${WEB_CONCURRENCY:-1}`, as Heroku sets it): one scrape counts every worker's requests."""
 
 import re
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,6 +32,10 @@ def test_n_requests_over_two_workers_are_n_in_one_scrape(quick_model):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, base, timeout=60)
+        deadline = time.monotonic() + 60  # the second worker may start later than the first answers
+        while metric(httpx.get(f"{base}/metrics", timeout=10).text, "census_workers") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = [httpx.get(f"{base}/metrics", timeout=10).text for _ in range(4)]  # the scrapes counted too
         n = 60
         for _ in range(n):  # a new connection each: the two workers take turns accepting them
             assert httpx.post(f"{base}/predict", json=EXAMPLE, timeout=10).status_code == 200
@@ -37,6 +44,9 @@ def test_n_requests_over_two_workers_are_n_in_one_scrape(quick_model):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        for folder in Path(tempfile.gettempdir()).glob(f"census-metrics-{proc.pid}-*"):  # the server's share
+            shutil.rmtree(folder, ignore_errors=True)
+    assert all(metric(text, "census_requests_total", route="/predict") == 0 for text in before)
     for text in scrapes:
         assert metric(text, "census_workers") == 2, text[-400:]
         assert metric(text, "census_requests_total", route="/predict", status="200") == n
