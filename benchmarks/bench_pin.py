@@ -46,9 +46,9 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "capability": torch.backe
 
 
 def train(epochs: int, pinned: bool) -> dict:
-    from census_income.cpu import AVX2, NUMPY, SWITCH
+    from census_income.cpu import SWITCH, without_pins
 
-    env = {k: v for k, v in os.environ.items() if k not in {SWITCH, NUMPY, *AVX2}} | ({} if pinned else {SWITCH: "off"})
+    env = without_pins(os.environ) | ({} if pinned else {SWITCH: "off"})
     args = [sys.executable, "-c", TRAIN, str(epochs)]
     if not (ROOT / "model" / "best_params.json").is_file():
         args.append("stored")

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 # %% auto #0
 __all__ = ['SWITCH', 'AVX2', 'NUMPY', 'THREADS', 'NOTED', 'EXECED', 'CPU_VARIABLES', 'AVX2_CPU', 'past_avx2', 'cpu_facts',
-           'refusal', 'pinned_environ', 'exec_pinned', 'pin_torch', 'unpinned', 'avx2_cpu_environ', 'main']
+           'refusal', 'wider_here', 'without_pins', 'pinned_environ', 'exec_pinned', 'pin_torch', 'unpinned',
+           'avx2_cpu_environ', 'main']
 
 # %% ../nbs/00e_cpu.ipynb #20918b2f
 SWITCH = "CENSUS_CPU_PIN"  # unset or `avx2`: pinned; `off`: the CPU's own kernels (the emulation test, benchmarks)
@@ -51,6 +52,20 @@ def refusal(
     missing = [f for f in ("AVX2", "FMA3") if f not in facts["features"]]
     return f"this x86-64 CPU lacks {' and '.join(missing)}" if missing else None
 
+
+def wider_here(
+    facts: Mapping,  # from `cpu_facts`
+) -> list[str]:  # numpy's targets past AVX2 that it runs on this CPU (what `NPY_DISABLE_CPU_FEATURES` must name)
+    "numpy's dispatch targets beyond AVX2 that this CPU has and numpy has not been told to leave out."
+    return past_avx2(t for t in facts["dispatch"] if t in facts["features"])
+
+
+def without_pins(
+    environ: Mapping[str, str],  # an environment
+) -> dict[str, str]:  # the same without any variable the pins set or read (as a shell that never met them)
+    "An environment with none of this module's pins: what a user's shell starts with."
+    return {k: v for k, v in environ.items() if k not in {*CPU_VARIABLES, NUMPY, *AVX2}}
+
 # %% ../nbs/00e_cpu.ipynb #23777375
 def pinned_environ(
     environ: Mapping[str, str],  # the environment as it is (os.environ)
@@ -69,7 +84,7 @@ def pinned_environ(
                      "own, and the model and every output from tuning on will differ from dvc.lock's (`dvc pull` "
                      "fetches the committed ones)")
     env |= AVX2
-    if off := past_avx2(t for t in facts["dispatch"] if t in facts["features"]):  # added to what is disabled already
+    if off := wider_here(facts):  # added to what is disabled already
         env[NUMPY] = " ".join(dict.fromkeys([*environ.get(NUMPY, "").split(), *off]))
     return env, None
 
@@ -110,7 +125,7 @@ def unpinned(
     if environ.get(SWITCH) == "off" or refusal(facts) is not None:
         return None
     wrong = [f"torch's kernels are {torch_capability}"] if torch_capability not in (None, "AVX2") else []
-    if active := past_avx2(t for t in facts["dispatch"] if t in facts["features"]):
+    if active := wider_here(facts):
         wrong.append(f"numpy runs {', '.join(active)}")
     if not wrong:
         return None
@@ -125,7 +140,7 @@ def avx2_cpu_environ(
     "Emulate a CPU with AVX2 and no AVX-512: its kernels forced, one thread each, `CENSUS_CPU_PIN=off`."
     facts = cpu_facts() if facts is None else facts
     env = {k: v for k, v in environ.items() if k not in (NUMPY, *AVX2_CPU)} | THREADS | AVX2_CPU | {SWITCH: "off"}
-    if wider := past_avx2(t for t in facts["dispatch"] if t in facts["features"]):
+    if wider := wider_here(facts):
         env[NUMPY] = " ".join(wider)
     return env
 

@@ -22,18 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from census_income.cpu import (
-    AVX2,
-    AVX2_CPU,
-    NOTED,
-    NUMPY,
-    SWITCH,
-    THREADS,
-    avx2_cpu_environ,
-    cpu_facts,
-    past_avx2,
-    refusal,
-)
+from census_income.cpu import AVX2_CPU, SWITCH, THREADS, avx2_cpu_environ, cpu_facts, refusal, wider_here, without_pins
 from tests.conftest import ROOT, tool_env
 
 RUN = r"""
@@ -49,13 +38,12 @@ import torch
 print(torch.backends.cpu.get_cpu_capability())
 """
 SKIPPED = {"optuna.db"}  # wall-clock times (DVC does not track it either)
-PIN_KEYS = {NOTED, SWITCH, NUMPY, *AVX2, *AVX2_CPU, *THREADS}
 
 
 def user_env(**extra: str) -> dict:
     "A user's shell: none of the pins (this session's pytest has them), `CENSUS_CPU_PIN` kept if the caller set it."
-    env = {k: v for k, v in tool_env().items() if k not in PIN_KEYS or (k == SWITCH and k in os.environ)}
-    return env | extra
+    env = {k: v for k, v in without_pins(tool_env()).items() if k not in {*AVX2_CPU, *THREADS}}
+    return env | ({SWITCH: os.environ[SWITCH]} if SWITCH in os.environ else {}) | extra
 
 
 def start(workdir: Path, env: dict) -> subprocess.Popen:
@@ -77,7 +65,7 @@ def test_the_pinned_stages_write_what_an_avx2_cpu_writes_on_any_core_count(tmp_p
     facts = cpu_facts()
     if refusal(facts) is not None:
         pytest.fail(f"{refusal(facts)}: this machine cannot run the AVX2 path the test emulates")
-    wider = " ".join(past_avx2(t for t in facts["dispatch"] if t in facts["features"]))
+    wider = " ".join(wider_here(facts))
     runs = {"pinned": user_env(),
             "pinned, 2 threads asked": user_env(OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2"),
             "an AVX2 CPU's own kernels": avx2_cpu_environ(user_env(), facts),

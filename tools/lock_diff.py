@@ -62,9 +62,9 @@ def cpu_line() -> str:
     probe = ("import torch, numpy; from threadpoolctl import threadpool_info as i; "
              "print(torch.backends.cpu.get_cpu_capability(), "
              "next((x['architecture'] for x in i() if x['internal_api'] == 'openblas'), '?'))")
-    from census_income.cpu import AVX2, NUMPY, SWITCH, cpu_facts, pinned_environ
+    from census_income.cpu import SWITCH, cpu_facts, pinned_environ, without_pins
 
-    clean = {k: v for k, v in os.environ.items() if k not in {SWITCH, NUMPY, *AVX2}}
+    clean = without_pins(os.environ)
     pinned, note = pinned_environ(clean)
     said = {}
     for name, env in (("pinned", pinned), ("own", clean | {SWITCH: "off"})):
