@@ -11,7 +11,10 @@ Run from the repo root after the pipeline:
 
     .venv/bin/python benchmarks/bench_batch.py --model-dir model --data data/test.csv --rows 100000 1000000
     .venv/bin/python benchmarks/bench_batch.py --rows 1000000 --dask-workers 1 2
-    .venv/bin/python benchmarks/bench_batch.py --rows 1000000 --papermill --peer
+    .venv/bin/python benchmarks/bench_batch.py --rows 1000000 --papermill --cli --peer
+
+Every run also times pyarrow's own single-thread parse of each file (the limit of any CSV job) and prints
+each target of the cost issue as a ratio of two rates measured in that run, with the rates it came from.
 """
 
 import argparse
@@ -70,6 +73,22 @@ def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
     print(json.dumps(report | {"seconds": secs, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def parse_rate(path: str, repeats: int = 3) -> float:
+    "Rows per second of pyarrow's CSV reader parsing the whole file on one thread (median of `repeats`): the limit."
+    import statistics
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    pa.set_cpu_count(1)
+    secs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        rows = pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False)).num_rows
+        secs.append(time.perf_counter() - t)
+    return rows / statistics.median(secs)
+
+
 def peer(path: str, train_csv: str) -> None:
     "What a user would write instead: pandas, gradient boosting, to_csv. Print seconds (the fit not counted) as JSON."
     import pandas as pd
@@ -99,6 +118,34 @@ def papermill_run(path: Path, core: int) -> float:
     return time.perf_counter() - t
 
 
+def cli_run(path: Path, core: int, model_dir: str) -> float:
+    "Seconds of the README's `census-batch` command on `path`, pinned to `core` (start-up included)."
+    t = time.perf_counter()
+    subprocess.run(["taskset", "-c", str(core), str(Path(sys.executable).parent / "census-batch"), str(path), "--output",
+                    str(path.with_suffix(".cli.csv")), "--model-dir", model_dir], capture_output=True, text=True, check=True,
+                   env=os.environ | {"OPENBLAS_NUM_THREADS": "1"})
+    return time.perf_counter() - t
+
+
+TARGETS = [  # (what, over what, at least): the issue's targets, each a ratio of two rates of the same run
+    ("score_csv in process", "pyarrow.csv.read_csv alone, 1 thread", 0.3),
+    ("score_csv in process", "the peer (pandas + HistGradientBoosting + to_csv)", 3.0),
+    ("the README's papermill command", "the peer (pandas + HistGradientBoosting + to_csv)", 2.0),
+    ("the README's census-batch command", "the peer (pandas + HistGradientBoosting + to_csv)", 2.0),
+]
+
+
+def ratios(rates: dict, rows: int) -> None:
+    "Print each target whose two rates were measured: the ratio, the numbers it came from, met or not."
+    print(f"\n| at {rows:,} rows | rows/s | ÷ | rows/s | ratio | target | |\n| --- | ---: | --- | ---: | ---: | ---: | --- |")
+    for what, over, target in TARGETS:
+        if what in rates and over in rates:
+            r = rates[what] / rates[over]
+            print(f"| {what} | {rates[what]:,.0f} | {over} | {rates[over]:,.0f} | {r:.2f} | ≥ {target} | "
+                  f"{'met' if r >= target else 'NOT met'} |")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", default="model")
@@ -110,14 +157,18 @@ def main() -> None:
     ap.add_argument("--partition-bytes", type=int, default=16 << 20, help="bytes of input per Dask task")
     ap.add_argument("--papermill", action="store_true", help="also score through the README's papermill command")
     ap.add_argument("--peer", action="store_true", help="also score with pandas + HistGradientBoostingClassifier")
+    ap.add_argument("--cli", action="store_true", help="also score through the README's census-batch command")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--peer-run", help=argparse.SUPPRESS)
+    ap.add_argument("--parse-run", help=argparse.SUPPRESS)
     ap.add_argument("--dask-run", nargs=3, help=argparse.SUPPRESS)  # path, rows, workers
     a = ap.parse_args()
     if a.worker:
         return worker(a.worker, a.model_dir, a.chunk_bytes)
     if a.peer_run:
         return peer(a.peer_run, "data/train.csv")
+    if a.parse_run:
+        return print(json.dumps({"rows_per_second": parse_rate(a.parse_run)}))
     if a.dask_run:
         return dask_run(Path(a.dask_run[0]), int(a.dask_run[1]), int(a.dask_run[2]), a, Path(a.dask_run[0]).parent / f"dask{a.dask_run[2]}")
     a.chunk_bytes = a.chunk_bytes or yaml.safe_load(Path("params.yaml").read_text())["batch"]["chunk_bytes"]
@@ -134,17 +185,29 @@ def main() -> None:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"| {rows:,} | {path.stat().st_size / 2**20:,.0f} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "
                   f"{r['rows_scored']:,} | {r['rows_rejected']:,} | {r['peak_rss_mib']:.0f} |")
+            rates = {"score_csv in process": rows / r["seconds"]}
+            proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--parse-run", str(path)],
+                                  capture_output=True, text=True, check=True)
+            rates["pyarrow.csv.read_csv alone, 1 thread"] = json.loads(proc.stdout.strip().splitlines()[-1])["rows_per_second"]
+            print(f"| {rows:,} parsed by pyarrow alone (1 thread, median of 3) | | {rows / rates['pyarrow.csv.read_csv alone, 1 thread']:.1f} | "
+                  f"{rates['pyarrow.csv.read_csv alone, 1 thread']:,.0f} | | | |")
             if a.papermill:
                 secs = papermill_run(path, a.core)
+                rates["the README's papermill command"] = rows / secs
                 print(f"| {rows:,} through papermill (07_batch) | | {secs:.1f} | {rows / secs:,.0f} | | | |")
+            if a.cli:
+                secs = cli_run(path, a.core, a.model_dir)
+                rates["the README's census-batch command"] = rows / secs
+                print(f"| {rows:,} through census-batch | | {secs:.1f} | {rows / secs:,.0f} | | | |")
             if a.peer:
                 proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--peer-run", str(path)],
                                       capture_output=True, text=True, check=True,
                                       env=os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
                 p = json.loads(proc.stdout.strip().splitlines()[-1])
+                rates["the peer (pandas + HistGradientBoosting + to_csv)"] = rows / p["seconds"]
                 print(f"| {rows:,} by the peer (pandas + HistGradientBoosting) | | {p['seconds']:.1f} | "
                       f"{rows / p['seconds']:,.0f} | {p['rows']:,} | | |")
-                print(f"| project ÷ peer, rows/s | | | {p['seconds'] / r['seconds']:.2f} | | | |")
+            ratios(rates, rows)
             for workers in a.dask_workers:  # in a process of its own: the client's threads outlive a cluster and took
                 # half of core 0 from the next single-process run (1,000,000 rows measured 26,717 rows/s, alone 48,131)
                 proc = subprocess.run([sys.executable, __file__, "--dask-run", str(path), str(rows), str(workers),

@@ -47,7 +47,25 @@ class Encoder:
 
     def _dense(self, x: np.ndarray, out: np.ndarray) -> None:
         "Fill the standardised numbers of `out` from raw numbers `x` (n, 6)."
-        out[:, self.n_onehot:] = (x - self.mean) / self.scale
+        out[:, self.n_onehot:] = self.standardise(x)
+
+    def standardise(
+        self,
+        x: np.ndarray,  # raw numbers: (n, 6) in `CONTINUOUS` order, or one column's
+        col: str | None = None,  # that column's name (None: all six)
+    ) -> np.ndarray:  # float64, the numbers as the network reads them (before rounding to float32)
+        "Standardise raw numbers with the training split's mean and scale."
+        k = slice(None) if col is None else CONTINUOUS.index(col)
+        return (x - self.mean[k]) / self.scale[k]
+
+    def hot_columns(
+        self,
+        col: str,  # a categorical column
+        values: Sequence,  # some of its values (a column's distinct values)
+    ) -> np.ndarray:  # int64 per value: its one-hot input column; `n_onehot` (no column) for a value never seen in training
+        "Where each value of a categorical column sets its one: the one-hot encoding as positions."
+        lut = self._hot[CATEGORICAL.index(col)]
+        return np.fromiter((lut.get(v, self.n_onehot) for v in values), np.int64, len(values))
 
     def transform(
         self,

@@ -18,8 +18,8 @@ from safetensors.numpy import load as load_tensors
 
 from .features import ROW_ORDER, Encoder
 from .metrics import decide, sigmoid
-from .schema import CLASSES, CONTINUOUS
-from .validation import EXAMPLE, record_columns
+from .schema import CATEGORICAL, CLASSES, CONTINUOUS
+from .validation import EXAMPLE, as_numbers, record_columns
 
 # %% auto #0
 __all__ = ['MANIFEST', 'WEIGHTS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'JSON_LIMIT', 'WEIGHTS_LIMIT', 'NAMED_FILES',
@@ -202,6 +202,48 @@ def _forward(self: Network, X: np.ndarray) -> np.ndarray:
 
 Network.calibrate, Network.member_logits, Network.forward64, Network.forward = _calibrate, _member_logits, _forward64, _forward
 
+# %% ../nbs/04a_predict.ipynb #a2072f04
+def _embed_column(
+    self: Network,
+    z: np.ndarray,  # standardised values of one number (float32)
+    k: int,  # which number (its place in `CONTINUOUS`)
+    m: int,  # which member
+) -> np.ndarray:  # (values, d): what the first layer sees of each value, as `embed` computes it for a whole row
+    "The embedding of one number's values, for one member."
+    if self.frequencies is None:
+        return z[:, None].astype(np.float64)
+    v = self.frequencies[m][k] * z[:, None]  # (values, k), float32 as in torch
+    e = np.matmul(np.concatenate([np.cos(v), np.sin(v)], -1).astype(np.float64), self.embed_weight[m][k])
+    e += self.embed_bias[m][k]
+    np.maximum(e, 0, out=e)
+    return e
+
+
+def _forward_coded(
+    self: Network,
+    hot: np.ndarray,  # (rows, categoricals) int64: each row's one-hot input column per categorical (n_onehot: none)
+    numbers: Sequence[tuple[np.ndarray, np.ndarray]],  # per number: its distinct standardised values (float32), each row's
+) -> np.ndarray:  # float32 probability per row, as `forward` gives it
+    "`forward` of coded rows: each number's embedding computed once per distinct value, the one-hot product as a sum of weight rows."
+    z, n = np.empty((self.members, len(hot))), self.n_onehot
+    for m in range(self.members):
+        W0 = self.weights[0][m]
+        onehot = np.concatenate([W0[:n], np.zeros((1, W0.shape[1]))])  # row n: a category never seen adds nothing
+        embedded = [self.embed_column(values, k, m) for k, (values, _) in enumerate(numbers)]
+        for i in range(0, len(hot), BLOCK_ROWS):
+            rows = slice(i, i + BLOCK_ROWS)
+            h = onehot[hot[rows, 0]]
+            for j in range(1, hot.shape[1]):
+                h += onehot[hot[rows, j]]
+            e = np.concatenate([E[at[rows]] for E, (_, at) in zip(embedded, numbers, strict=True)], 1)
+            h += np.matmul(e, W0[n:])
+            h += self.biases[0][m]
+            z[m, rows] = self.hidden(h, m)
+    return self.calibrate(z).astype(np.float32)
+
+
+Network.embed_column, Network.forward_coded = _embed_column, _forward_coded
+
 # %% ../nbs/04a_predict.ipynb #5913b7ab
 JSON_LIMIT = 4 * 2**20  # most bytes read from the manifest, the encoder or the training profile (each a few KB)
 WEIGHTS_LIMIT = 256 * 2**20  # most bytes read from the weights (the trained ensemble is 1.4 MB)
@@ -367,6 +409,15 @@ class Predictor:
     ) -> np.ndarray:  # probability of >50K per row
         "Probabilities for rows given as columns (a dict of lists or a DataFrame)."
         return self.net.forward(self.encoder.transform(columns))
+
+    def predict_coded(
+        self,
+        columns: Mapping[str, tuple[Sequence, np.ndarray]],  # column name → (distinct values, each row's position among them)
+    ) -> np.ndarray:  # probability of >50K per row, as `predict_proba` gives it
+        "Probabilities for validated rows given as each column's distinct values (as a file's block holds them): each value encoded once."
+        hot = np.stack([self.encoder.hot_columns(c, columns[c][0])[columns[c][1]] for c in CATEGORICAL], 1)
+        numbers = [(self.encoder.standardise(as_numbers(columns[c][0]), c).astype(np.float32), columns[c][1]) for c in CONTINUOUS]
+        return self.net.forward_coded(hot, numbers)
 
     def labels(
         self,

@@ -22,7 +22,8 @@ from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, 
 # %% auto #0
 __all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'show_value', 'category_error', 'range_error',
            'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'as_numbers', 'column_problems',
-           'RecordError', 'record_columns', 'validated_columns', 'Record', 'error_field', 'describe_error']
+           'coded_problems', 'RecordError', 'record_columns', 'validated_columns', 'Record', 'error_field',
+           'describe_error']
 
 # %% ../nbs/00a_validation.ipynb #8343b9af
 @dataclass(frozen=True)
@@ -181,10 +182,34 @@ def column_problems(
     found = []
     for col in FEATURES + ((LABEL,) if with_label else ()):
         values = list(columns[col]) if not isinstance(columns[col], (list, tuple)) else columns[col]
-        rule = RULES[col]
-        found += _number_problems(rule, values, text) if rule.numeric else _category_problems(rule, values)
-    order = {c: k for k, c in enumerate(FEATURES + (LABEL,))}
-    return sorted(found, key=lambda p: (p[0], order[p[1]]))
+        found += _problems(RULES[col], values, text)
+    return _by_row(found)
+
+
+def _problems(rule: Rule, values: Sequence, text: bool = True) -> list[tuple[int, str, str]]:
+    "Problems of one column by its rule."
+    return _number_problems(rule, values, text) if rule.numeric else _category_problems(rule, values)
+
+
+_ORDER = {c: k for k, c in enumerate(FEATURES + (LABEL,))}
+
+
+def _by_row(found: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    "Problems by row, then in column order."
+    return sorted(found, key=lambda p: (p[0], _ORDER[p[1]]))
+
+# %% ../nbs/00a_validation.ipynb #ed2080bd
+def coded_problems(
+    columns: Mapping[str, tuple[Sequence, np.ndarray]],  # column name (schema spelling) → (distinct values, position per row)
+) -> list[tuple[int, str, str]]:  # (row position, column, message), by row then column order, as `column_problems`
+    "`column_problems` of columns given as distinct values: each value judged once, its problem given to every row that holds it."
+    found = []
+    for col, (values, at) in columns.items():
+        bad = {i: message for i, _, message in _problems(RULES[col], values)}
+        if bad:
+            rows = np.flatnonzero(np.isin(at, list(bad)))
+            found += [(i, col, bad[k]) for i, k in zip(rows.tolist(), at[rows].tolist(), strict=True)]
+    return _by_row(found)
 
 # %% ../nbs/00a_validation.ipynb #39e4fdd1
 class RecordError(ValueError):
@@ -244,8 +269,26 @@ def record_columns(
         problems += found
     _raise_problems(problems)
     columns = {c: list(v) for c, v in zip(FEATURES, zip(*rows, strict=True), strict=True)} if rows else {c: [] for c in FEATURES}
-    _raise_problems(column_problems(columns, text=False))
+    if not (len(rows) <= FEW_VALUES and all(map(_plain, rows))):  # a few plain records need no more checks
+        _raise_problems(column_problems(columns, text=False))
     return columns
+
+
+_PLAIN = tuple((None, None, frozenset(r.allowed) | ({None} if r.nullable else frozenset())) if not r.numeric
+               else (r.low, r.high, None) for r in (RULES[c] for c in FEATURES))  # per column, from the rule table
+
+
+def _plain(
+    row: list,  # one record's values in FEATURES order, missing markers as None
+) -> bool:  # True only if the rules accept every value (False: let `column_problems` judge, and word, the row)
+    "Whether a record is plainly valid: each category one its rule allows, each number an int within its rule's range."
+    for v, (low, high, allowed) in zip(row, _PLAIN, strict=True):
+        if allowed is None:
+            if type(v) is not int or not low <= v <= high:
+                return False
+        elif not (type(v) is str or v is None) or v not in allowed:
+            return False
+    return True
 
 
 def validated_columns(

@@ -124,9 +124,9 @@ def test_a_job_that_fails_midway_leaves_nothing_behind(tmp_path, predictor, monk
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("the machine ran out of memory")
-        return Predictor.predict_proba(predictor, columns)
+        return Predictor.predict_coded(predictor, columns)
 
-    monkeypatch.setattr(predictor, "predict_proba", fail_on_the_third_block)
+    monkeypatch.setattr(predictor, "predict_coded", fail_on_the_third_block)
     with pytest.raises(RuntimeError, match="out of memory"):
         score_csv(path, tmp_path / "out" / "scored.csv", tmp_path / "rejects.csv", predictor, chunk_bytes=4096)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["in.csv", "out"]

@@ -32,3 +32,21 @@ def test_one_record_is_checked_as_before():
     with pytest.raises(RecordError, match=r"record 0: age: '41' is not a whole number"):
         record_columns([EXAMPLE | {"age": "41"}])
     assert record_columns([EXAMPLE])["age"] == [EXAMPLE["age"]]
+
+
+@pytest.mark.parametrize("column", [c for c in RULES if c != LABEL])
+def test_a_record_taken_as_plain_is_one_the_rules_accept(column):
+    "The few-records shortcut (`_plain`) never lets through what `column_problems` refuses, for any value of any column."
+    from census_income.schema import FEATURES
+    from census_income.validation import _plain
+
+    values = VALUES + list(RULES[column].allowed) + ["?", "Martian", RULES[column].allowed[:1] * 2, b"Private"]
+    plain = 0
+    for v in values:
+        row = [EXAMPLE[c] for c in FEATURES]
+        row[FEATURES.index(column)] = v
+        if _plain(row):
+            plain += 1
+            assert column_problems({c: [x] for c, x in zip(FEATURES, row, strict=True)}, text=False) == [], (column, v)
+    assert plain >= 1  # the example's own value at least
+    assert _plain([EXAMPLE[c] for c in FEATURES])
