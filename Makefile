@@ -40,14 +40,15 @@ nannyml: $(NANNYML)  ## NannyML (CBPE) in .venv-nannyml
 pipeline: install  ## run every DVC stage that is out of date
 	dvc repro --quiet
 
-# Tests in two tiers. The fast tier (the editing loop, under a minute on 2 cores): unit tests, every stage's
-# function on a sample, and every notebook at its quick defaults (nbval, a real kernel each), two at a time.
-# The whole suite adds the tests that need several processes or a database, then those that need a full
-# `dvc repro` in a scratch copy (one session fixture, so they run in one process).
+# Tests in four tiers (README: "Tests"). The fast tier (the editing loop, about 70 s on 2 cores here; a minute is the
+# target): unit tests, every stage's function on a sample, and every notebook at its quick defaults (nbval, a real
+# kernel each), two at a time; test-avx2 runs it again as a CPU without AVX-512 does. `make test` adds the tests that
+# need several processes or a database, then those that need a full `dvc repro` in a scratch copy (one session
+# fixture, so they run in one process); `make test-slow` starts the dyno from a venv of requirements.txt alone.
 FAST := not slow and not pipeline and not integration
 PARALLEL := -n 2 --dist loadfile --nbval-lax
 
-test-fast: install  ## unit tests, stage functions on samples, notebooks at quick defaults (< 1 min)
+test-fast: install  ## unit tests, stage functions on samples, notebooks at quick defaults (about 70 s)
 	pytest $(PARALLEL) -m "$(FAST)" tests nbs
 
 test-avx2: install  ## the fast tier as a CPU with AVX2 and no AVX-512 runs it, pins off (census_income.cpu: the emulation)

@@ -29,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
+
+from census_income.config import load_params
 
 
 def generate(data: Path, rows: int, path: Path) -> None:
@@ -52,7 +53,7 @@ def drift_inputs(model_dir: str, encoder=None) -> tuple[dict, dict]:
     "The training profile beside the model and params.yaml's drift thresholds: the job runs its drift checks, as the notebook does."
     from census_income.drift import load_reference
 
-    return load_reference(Path(model_dir) / "reference.json", encoder), yaml.safe_load(Path("params.yaml").read_text())["batch"]["drift"]
+    return load_reference(Path(model_dir) / "reference.json", encoder), load_params("params.yaml")["batch"]["drift"]
 
 
 def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
@@ -171,7 +172,7 @@ def main() -> None:
         return print(json.dumps({"rows_per_second": parse_rate(a.parse_run)}))
     if a.dask_run:
         return dask_run(Path(a.dask_run[0]), int(a.dask_run[1]), int(a.dask_run[2]), a, Path(a.dask_run[0]).parent / f"dask{a.dask_run[2]}")
-    a.chunk_bytes = a.chunk_bytes or yaml.safe_load(Path("params.yaml").read_text())["batch"]["chunk_bytes"]
+    a.chunk_bytes = a.chunk_bytes or load_params("params.yaml")["batch"]["chunk_bytes"]
     print(f"\nscore_csv with drift checks, blocks of {a.chunk_bytes:,} bytes, 1 BLAS thread on core {a.core}; "
           f"model {a.model_dir}\n")
     print("| rows | file MiB | seconds | rows/s | scored | rejected | peak RSS MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

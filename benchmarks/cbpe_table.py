@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from machine import blas_line
 
 from census_income.cbpe import METRICS, estimate_performance, score_counts
+from census_income.config import load_params
+from census_income.drift import shifted
 from census_income.fileio import read_clean
 from census_income.metrics import binary_metrics
 from census_income.predict import Predictor
@@ -29,7 +30,6 @@ from census_income.schema import LABEL
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(ROOT))
 from tests.test_cbpe_nannyml import nannyml_cbpe  # noqa: E402  (NannyML's CBPE in .venv-nannyml)
-from tests.test_drift import shifted  # noqa: E402  (the drift tests' shift)
 
 
 def files(test: pd.DataFrame, model: Predictor) -> dict:
@@ -40,7 +40,7 @@ def files(test: pd.DataFrame, model: Predictor) -> dict:
     out |= {f"occupation {o} only": test[test["occupation"] == o] for o in ("Craft-repair", "Prof-specialty", "Exec-managerial")}
     out |= {f"ages {a}-{b} only": test[test["age"].between(a, b)] for a, b in ((25, 34), (35, 49), (50, 64))}
     out = {k: (v, model.encoder.encode_label(v[LABEL])) for k, v in out.items()}
-    out["concept: ages +15, labels kept (drift tests' shift)"] = (d := shifted(test), model.encoder.encode_label(d[LABEL]))
+    out["concept: ages +15, labels kept (drift tests' shift)"] = (d := shifted(test, years=15), model.encoder.encode_label(d[LABEL]))
     out["concept: every Exec-managerial >50K"] = (test, np.where(test["occupation"] == "Exec-managerial", 1, y))
     return out
 
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--no-nannyml", action="store_true", help="leave NannyML out")
     a = ap.parse_args()
     print(blas_line())
-    s = yaml.safe_load((ROOT / "params.yaml").read_text())["batch"]["performance"]
+    s = load_params(ROOT / "params.yaml")["batch"]["performance"]
     model, test = Predictor.load(ROOT / "model"), read_clean(ROOT / "data" / "test.csv")
     ref = model.manifest["metrics"]["test_scores"]
     print(f"model {model.version}; {s['n_sim']} simulations, seed {s['seed']}, {s['ci_level']:.0%} intervals\n")

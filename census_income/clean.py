@@ -151,7 +151,8 @@ def read_tables(
         f.seek(start)
         for block, first_line, overlong in _blocks(f, block_bytes, line, size):
             block, too_long = _drop_overlong(block, first_line)
-            overlong = overlong + too_long
+            block, unreadable = _drop_unreadable(block, first_line, len(header))
+            overlong = overlong + too_long + unreadable
             try:
                 table, lines, malformed = _parse_text(block, header) if block else (None, np.zeros(0, int), [])
             except pa.ArrowInvalid as err:
@@ -165,6 +166,39 @@ def read_tables(
                 text, lines = text.filter(pa.array(~blank)), lines[~blank]
             rejects = [r | {"line": first_line + r["line"]} for r in malformed] + not_utf8 + overlong
             yield text, first_line + lines, sorted(rejects, key=lambda r: r["line"])
+
+
+def _drop_unreadable(block: bytes, first_line: int, n_fields: int) -> tuple[bytes, list[dict]]:
+    "The block with each line the CSV parser cannot take alone emptied (it then reads as blank), and a reject for each."
+    data = np.frombuffer(block, np.uint8)
+    cr = np.flatnonzero(data == 13)
+    stray = cr[data[cr + 1] != 10]  # a line ends with "\n" or "\r\n" only (a block ends with "\n")
+    ends = np.flatnonzero(data == 10) if len(stray) else stray
+    reasons = {int(i): "a carriage return (\\r) inside the line: end each row with one line end (\\n or \\r\\n)"
+               for i in np.searchsorted(ends, stray)}
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:  # rare: a line that is not UTF-8 and has the wrong number of fields stops the parser
+        for i, line in enumerate(block.split(b"\n")[:-1]):
+            if i not in reasons and not _utf8(line) and line.count(b",") + 1 != n_fields:
+                reasons[i] = f"expected {n_fields} fields, found {line.count(b',') + 1} (and bytes that are not UTF-8)"
+    if not reasons:
+        return block, []
+    lines = block.split(b"\n")
+    rejects = [{"line": first_line + i, "reason": reason, "row": lines[i][:2000].decode("utf-8", "replace").replace("\r", "\\r")}
+               for i, reason in sorted(reasons.items())]
+    for i in reasons:
+        lines[i] = b""
+    return b"\n".join(lines), rejects
+
+
+def _utf8(data: bytes) -> bool:
+    "Whether the bytes are UTF-8."
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _parse_text(block: bytes, header: list[str]) -> tuple[pa.Table, np.ndarray, list[dict]]:

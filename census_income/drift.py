@@ -23,7 +23,7 @@ from .schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, MISSING, NULL
 __all__ = ['DECILES', 'PSI_FLOOR', 'PSI_BANDS', 'THRESHOLDS', 'number_bins', 'number_cells', 'cell_labels', 'checksum',
            'fit_reference', 'reference_counts', 'tally', 'add_tallies', 'psi', 'psi_band', 'moved_most',
            'check_thresholds', 'compare_attribute', 'compare', 'drift_table', 'ReferenceFileError', 'check_reference',
-           'save_reference', 'load_reference']
+           'save_reference', 'load_reference', 'shifted']
 
 # %% ../nbs/02c_drift.ipynb #33609e89
 DECILES: tuple[float, ...] = tuple(k / 10 for k in range(1, 10))
@@ -379,3 +379,17 @@ def load_reference(
     if problems:
         raise ReferenceFileError(f"reference profile {path} is unusable: {'; '.join(problems)}")
     return reference
+
+# %% ../nbs/02c_drift.ipynb #d37d2282
+def shifted(
+    rows: pd.DataFrame,  # census rows (numbers as numbers)
+    occupation: str | None = "Craft-repair",  # the occupation whose share doubles (None: no occupation moves)
+    years: int = 0,  # added to every age
+    seed: int = 0,  # which other rows are dropped
+) -> pd.DataFrame:  # as many rows as `rows`
+    "The rows with one occupation's share doubled (its rows twice, as many others dropped) and every age `years` older."
+    if occupation is not None:
+        mine = rows[rows["occupation"] == occupation]
+        others = rows[rows["occupation"] != occupation].sample(len(rows) - 2 * len(mine), random_state=seed)
+        rows = pd.concat([others, mine, mine])
+    return rows.assign(age=rows["age"] + years)

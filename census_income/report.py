@@ -14,8 +14,8 @@ from pathlib import Path
 __all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'VARIANTS', 'INDEX_CSS', 'result_files', 'load_results', 'num', 'pct', 'with_ci',
            'ci_label', 'table', 'candidates', 'model_details', 'intended_use', 'factors', 'metrics_section',
            'data_sections', 'held_sentence', 'overall_table', 'gap_sentence', 'calibration_sentence', 'disparity_table',
-           'importance_section', 'fairness_section', 'quantitative_analyses', 'ethics_and_caveats', 'model_card',
-           'notebook_title', 'reliability_png', 'index_html', 'run_report']
+           'importance_section', 'fairness_section', 'quantitative_analyses', 'ethics_and_caveats', 'baseline_advice',
+           'model_card', 'notebook_title', 'reliability_png', 'index_html', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 TRAIN_RESULTS = ("test", "dev", "baselines", "calibration", "comparison", "importance")  # metrics_dir/NAME.json
@@ -26,7 +26,7 @@ def result_files(
     paths: dict,  # params.yaml's paths (as `census_income.config.load_params` gives them)
 ) -> dict[str, Path]:  # result name → the file it is read from
     "Where each result lives: `paths.metrics_dir`/NAME.json for the train stage's (`write_metrics`), `paths` for the rest."
-    files = {"manifest": Path(paths["model_dir"], "manifest.json")}
+    files = {"manifest": Path(paths["model_dir"], "manifest.json"), "training": Path(paths["reference_json"])}
     files |= {key: Path(paths["metrics_dir"], f"{key}.json") for key in TRAIN_RESULTS}
     return files | {key: Path(paths[name]) for key, name in SLICE_RESULTS.items()}
 
@@ -34,8 +34,9 @@ def result_files(
 def load_results(
     paths: dict,  # params.yaml's paths
 ) -> dict:  # one key per entry of `result_files`
-    "Everything the model card and the index are made from."
-    return {key: json.loads(path.read_text()) for key, path in result_files(paths).items()}
+    "Everything the model card and the index are made from (of the training split's profile, its row count)."
+    res = {key: json.loads(path.read_text()) for key, path in result_files(paths).items()}
+    return res | {"training": {"rows": res["training"]["rows"]}}
 
 
 # %% ../nbs/05a_report.ipynb #3af0a7e5
@@ -158,13 +159,13 @@ def metrics_section(res: dict) -> str:  # results from `load_results`
 # %% ../nbs/05a_report.ipynb #d188d067
 def data_sections(res: dict) -> str:  # results from `load_results`
     "Evaluation data and training data."
-    o, dev, prm = res["slices"]["overall"], res["dev"], res["manifest"]["params"]
+    o, prm = res["slices"]["overall"], res["manifest"]["params"]
     return f"""## Evaluation data
 - **Data:** the held-out test split: {o['n']} rows of the cleaned census file, stratified on the label, never seen in training, tuning or threshold choice; {pct(o['share_positive'])} of them earn `>50K`.
 - **Preprocessing:** the same cleaning as training (spaces stripped, exact duplicates dropped, `?` kept as its own category in the three columns that have it) and the encoder fitted on the training split.
 
 ## Training data
-- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), {dev['n']} rows, cut into {prm['n_folds']} stratified folds: each member of the ensemble trains on all folds but one and is early-stopped on that one; {held_sentence(res)} The hyper-parameter search scored its trials on a dev split of the training rows, never on the test split. The encoder is fitted on the training rows without their labels.
+- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), {res['training']['rows']} rows, cut into {prm['n_folds']} stratified folds: each member of the ensemble trains on all folds but one and is early-stopped on that one; {held_sentence(res)} The hyper-parameter search scored its trials on a dev split of the training rows, never on the test split. The encoder is fitted on the training rows without their labels.
 - **Label:** `salary`, `>50K` or `<=50K`.
 """
 
@@ -172,8 +173,8 @@ def data_sections(res: dict) -> str:  # results from `load_results`
 def held_sentence(res: dict) -> str:  # results from `load_results`
     "Which held-out rows chose the served model's threshold (and temperature), in words."
     if candidates(res)[0] == "student":
-        return ("the served network trains on all folds but the first, and that fold, which it never saw, chooses its "
-                "temperature and threshold.")
+        return (f"the served network trains on all folds but the first, and that fold ({res['dev']['n']} rows), which it never "
+                "saw, chooses its temperature and threshold.")
     return "their out-of-fold predictions choose the threshold."
 
 
@@ -335,8 +336,22 @@ def ethics_and_caveats(res: dict) -> str:  # results from `load_results`
 - The intervals cover the sampling of the test split only, not the variation between training runs or seeds. A percentile interval collapses to a single point when a metric is perfect (or zero) in nearly every resample, as a precision from a handful of predicted positives can be: read intervals with the slice's counts.
 - Slices flagged too small, and intersections of groups other than {", ".join(res["slices"]["settings"].get("intersections", [])) or "none"}, are not evaluated: absence of evidence there is not evidence of good behaviour.
 - The threshold maximises F1 overall; a different operating point changes every number here, the disparities included. Re-evaluate the slices after changing it.
-- Before any use beyond teaching: evaluate on current, representative data, decide which errors matter for the use, weigh the mitigations measured above against the use, and prefer the gradient-boosting baseline if it keeps its lead.
+- Before any use beyond teaching: evaluate on current, representative data, decide which errors matter for the use, weigh the mitigations measured above against the use. {baseline_advice(res)}
 """
+
+
+def baseline_advice(res: dict) -> str:  # results from `load_results`
+    "Whether the gradient-boosting baseline leads the served model on the test split, in ROC AUC or F1, and what follows."
+    t, gb = res["test"], res["baselines"].get("hist_gradient_boosting")
+    if not gb:
+        return "No gradient-boosting baseline was trained in this run: compare with one before relying on the network."
+    lead = [f"{name} {num(gb[m])} against {num(t[m])}" for m, name in (("roc_auc", "ROC AUC"), ("f1", "F1")) if gb[m] > t[m]]
+    if lead:
+        return (f"The gradient-boosting baseline leads the served model on the test split ({'; '.join(lead)}): prefer it "
+                "unless the network's own strengths (its cost per record, its explanations) matter for the use, and read "
+                "the lead against the test split's intervals above.")
+    return (f"The gradient-boosting baseline does not lead the served model on the test split (ROC AUC {num(gb['roc_auc'])} "
+            f"against {num(t['roc_auc'])}, F1 {num(gb['f1'])} against {num(t['f1'])}).")
 
 
 def model_card(res: dict) -> str:  # results from `load_results`

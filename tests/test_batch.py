@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 
 from census_income.batch import drift_path, score_csv
-from census_income.drift import load_reference, tally
+from census_income.drift import load_reference, shifted, tally
 from census_income.fileio import read_clean, write_csv
 from census_income.predict import Predictor
 from census_income.schema import CATEGORICAL, CONTINUOUS
 
 from .conftest import ROOT, VENV_BIN, run
-from .test_drift import shifted
 
 N_ROWS = 100_000
 
@@ -117,7 +116,7 @@ def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, params, tm
     predictor = Predictor.load(artifacts / "model")
     reference = load_reference(artifacts / "model" / "reference.json", predictor.encoder)
     test = artifacts / "data" / "test.csv"
-    moved = write_csv(shifted(read_clean(test)), tmp_path / "moved.csv")
+    moved = write_csv(shifted(read_clean(test), years=15), tmp_path / "moved.csv")
     flagged = {}
     for name, path in (("test", test), ("moved", moved)):
         report = score_csv(path, tmp_path / name / "scored.csv", tmp_path / name / "rejects.csv", predictor,

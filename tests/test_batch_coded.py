@@ -26,8 +26,11 @@ SPOILS = [  # what a line can get wrong: (field index or None for the whole line
     (0, "1" * 400), (None, lambda r: [*r, "extra"]), (14, "maybe"), (0, "٣٩"), (0, "+39"), (0, "039"), (0, "-0"),
     (12, "40.0"), (None, lambda r: [*r[:8], "Other", "Female", *r[10:]]), (0, '"39"'),
 ]
-RAW_LINES = [b"", b"   ", b",,,,,,,,,,,,,,", b"x" * 70_000,  # blank, empty fields, overlong, and a byte that is not UTF-8:
-             b"39,St\xffate-gov,77516,Bachelors,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States,<=50K"]
+_ROW = b"39,State-gov,77516,Bachelors,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States,<=50K"
+RAW_LINES = [b"", b"   ", b",,,,,,,,,,,,,,", b"x" * 70_000,  # blank, empty fields, overlong
+             _ROW.replace(b"State", b"St\xffate"), b"39,St\xffate,77516",  # bytes that are not UTF-8, with 15 fields and with 3
+             _ROW.replace(b"Private", b"Pri\rvate").replace(b"State", b"St\rate"), _ROW + b"\r\r",  # carriage returns inside
+             _ROW.replace(b"-gov", b"\x00gov"), _ROW.replace(b"State", b'St"ate'), b'"' + _ROW]  # a NUL, lone quotes
 
 
 def fault_file(path: Path, rows: int, seed: int) -> None:
@@ -90,3 +93,7 @@ def test_the_arrow_path_writes_what_the_column_path_computes(tmp_path, params, b
     assert report["drift_counts"]["cells"] == cells
     assert report["rows_read"] == len(expected) + len(rejects)
     assert Counter(r[1].split(":")[0] for r in rejects)["race"] > 0
+    reasons = " ".join(r[1] for r in rejects)  # each kind of unreadable line is a reject of its own, with its reason
+    for words in ("a carriage return (\\r) inside the line", "(and bytes that are not UTF-8)", "byte 0xff is not UTF-8",
+                  "'State\\x00gov' is not an allowed value", "'St\"ate-gov' is not an allowed value", "is longer than"):
+        assert words in reasons, words

@@ -18,14 +18,12 @@ import pytest
 
 from census_income.batch import score_csv
 from census_income.cbpe import METRICS, estimate_performance, score_counts
-from census_income.drift import add_tallies, load_reference, tally
+from census_income.drift import add_tallies, load_reference, shifted, tally
 from census_income.fileio import read_clean, write_csv
 from census_income.metrics import binary_metrics, decide
 from census_income.predict import Predictor
 from census_income.schema import FEATURES, LABEL
 from census_income.toy import toy_predictor
-
-from .test_drift import shifted
 
 
 @pytest.fixture(scope="module")

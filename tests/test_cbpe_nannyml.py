@@ -19,13 +19,13 @@ import pandas as pd
 import pytest
 
 from census_income.cbpe import METRICS, estimate_performance, score_counts
+from census_income.drift import shifted
 from census_income.fileio import read_clean
 from census_income.metrics import decide
 from census_income.predict import Predictor
 from census_income.schema import LABEL
 
 from .conftest import ROOT
-from .test_drift import shifted
 
 pytestmark = pytest.mark.integration  # a second venv and a process per file: not in `make test-fast`
 

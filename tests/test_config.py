@@ -132,8 +132,16 @@ def test_dvc_yaml_names_the_model_files_as_the_predictor_does():
     from census_income.predict import MANIFEST, WEIGHTS
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    outs = set(stages["train"]["outs"])
+    outs = {next(iter(o)) for o in stages["train"]["outs"]}
     assert {f"${{paths.model_dir}}/{WEIGHTS}", f"${{paths.model_dir}}/{MANIFEST}"} <= outs, outs
+
+
+def test_every_output_of_dvc_yaml_persists():
+    "DVC deletes an output that does not persist before its stage runs: a refused run would lose the last good one."
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = [(name, o) for name, st in stages.items() for o in st.get("outs", []) + st.get("metrics", [])]
+    assert len(declared) > 30
+    assert [(name, o) for name, o in declared if not (isinstance(o, dict) and next(iter(o.values())).get("persist"))] == []
 
 
 @pytest.mark.parametrize(("text", "message"), [

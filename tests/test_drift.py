@@ -20,6 +20,7 @@ from census_income.drift import (
     load_reference,
     reference_counts,
     save_reference,
+    shifted,
     tally,
 )
 from census_income.preprocess import fit_encoder
@@ -44,13 +45,6 @@ def reference(split) -> dict:
 @pytest.fixture(scope="module")
 def thresholds(params) -> dict:
     return params["batch"]["drift"]
-
-
-def shifted(test: pd.DataFrame, occupation: str = "Craft-repair", years: int = 15, seed: int = 0) -> pd.DataFrame:
-    "The test split with every age `years` older and one occupation's share doubled (its rows twice, as many others dropped)."
-    mine = test[test["occupation"] == occupation]
-    others = test[test["occupation"] != occupation].sample(len(test) - 2 * len(mine), random_state=seed)
-    return pd.concat([others, mine, mine]).assign(age=lambda d: d["age"] + years)
 
 
 def test_the_profile_counts_every_training_row_in_every_attribute(split, reference):
@@ -89,7 +83,7 @@ def test_the_unshifted_test_split_raises_no_flag(split, reference, thresholds):
 
 
 def test_older_people_and_one_occupation_doubled_flag_age_and_occupation(split, reference, thresholds):
-    report = compare(reference, tally(reference, shifted(split[1])), thresholds)
+    report = compare(reference, tally(reference, shifted(split[1], years=15)), thresholds)
     assert report["flagged"] == ["age", "occupation"]
     age, occupation = report["attributes"]["age"], report["attributes"]["occupation"]
     assert age["psi"] > 1 and age["psi_band"] == "major" and age["reasons"][0].startswith("PSI ")

@@ -80,6 +80,7 @@ def toy_results() -> dict:
                      "metrics": {"epochs": [13]},
                      "baseline": {"age": 37, "education": "HS-grad", "marital-status": "Married-civ-spouse",
                                   "occupation": "Prof-specialty", "sex": "Male", "hours-per-week": 40}},
+        "training": {"rows": 3200},
         "test": m, "dev": m | {"n": 150, "f1": 0.6611}, "baselines": {"logistic_regression": m | {"roc_auc": 0.8711},
                                                                       "hist_gradient_boosting": m | {"roc_auc": 0.9011}},
         "calibration": {"temperature": 1.3456, "n_bins": 15, "test": {"before": m | {"ece": 0.0567, "brier": 0.1187}, "after": m},
@@ -127,6 +128,18 @@ def test_the_check_catches_a_number_that_is_not_in_the_inputs(toy_results):
     assert untraced(card + "\nAccuracy was 99.9% in production.\n", sources_of(toy_results)) == ["99.9%"]
 
 
+def test_the_card_counts_training_and_held_out_rows_and_says_whether_the_baseline_leads(toy_results):
+    card = model_card(toy_results)
+    training = card.split("\n## Training data\n")[1].split("\n## ")[0]
+    assert "3200 rows, cut into 4 stratified folds" in training and "that fold (150 rows)" in training
+    # the toy baseline: ROC AUC 0.901 above the served 0.881, F1 equal
+    assert "baseline leads the served model on the test split (ROC AUC 0.901 against 0.881)" in card
+    behind = toy_results | {"baselines": {"hist_gradient_boosting": toy_results["test"] | {"roc_auc": 0.8711, "f1": 0.6611}}}
+    card = model_card(behind)
+    assert "baseline does not lead the served model on the test split (ROC AUC 0.871 against 0.881, F1 0.661 against 0.674)" in card
+    assert "leads the served" not in card
+
+
 def test_number_parser_skips_identifiers():
     assert numbers_in("`>50K` 10th 1st-4th abc123 0.719 [0.701, 0.735] 24.1% seed 42. n=185") == [
         "0.719", "0.701", "0.735", "24.1%", "42", "185"]
@@ -138,6 +151,8 @@ def test_pipeline_model_card_matches_the_metrics_files(pipeline_repo):
     res = load_results(paths)
     assert untraced(card, sources_of(res)) == []
     assert all(path.is_relative_to(pipeline_repo) and path.is_file() for path in result_files(paths).values())
+    train_rows = sum(1 for _ in open(paths["train_csv"])) - 1  # the training split as the preprocess stage wrote it
+    assert f"{train_rows} rows, cut into" in card
     for s in SECTIONS:
         assert f"\n## {s}\n" in card, s
     # the headline table, cell by cell, against the files themselves

@@ -2,11 +2,12 @@
 
 import json
 import re
+import subprocess
 
 import pandas as pd
 import yaml
 
-from ..conftest import ROOT, run, set_params
+from ..conftest import ROOT, run, set_params, tool_env
 
 
 def test_repro_builds_every_declared_output(pipeline_repo):
@@ -77,3 +78,30 @@ def test_no_output_depends_on_where_the_repository_lives(pipeline_repo):
         if page.suffix in (".ipynb", ".html", ".md", ".txt"):
             text = page.read_text(errors="replace")
             assert str(pipeline_repo) not in text and str(ROOT) not in text, f"{page.name} quotes a path of this machine"
+
+
+def _outputs(repo, stages: list[str]) -> dict:
+    "Every declared output of these stages (dvc.yaml, its ${paths...} resolved) and its bytes."
+    paths = yaml.safe_load((repo / "params.yaml").read_text())["paths"]
+    stages_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    names = [next(iter(o)) if isinstance(o, dict) else o for s in stages for o in stages_yaml[s].get("outs", []) +
+             stages_yaml[s].get("metrics", [])]
+    names = [re.sub(r"\$\{paths\.(\w+)\}", lambda m: paths[m.group(1)], n) for n in names]
+    return {n: (repo / n).read_bytes() for n in names}
+
+
+def test_a_refused_stage_keeps_the_last_good_outputs_under_dvc(own_pipeline_repo):
+    "DVC deletes a stage's outputs before its command unless they persist: a refused run of `dvc repro` or of"
+    " `dvc exp run -S` leaves every previous output in the workspace, byte for byte."
+    repo = own_pipeline_repo
+    before = _outputs(repo, ["clean", "preprocess", "train"])
+    set_params(repo, clean={"sample_rows": -5})
+    proc = subprocess.run(["dvc", "repro", "clean"], cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "clean.sample_rows" in proc.stdout + proc.stderr
+    assert _outputs(repo, ["clean", "preprocess", "train"]) == before
+    run(["git", "checkout", "params.yaml"], repo)
+    proc = subprocess.run(["dvc", "exp", "run", "-S", "train.n_folds=1"], cwd=repo, env=tool_env(), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode != 0 and "n_folds" in proc.stdout + proc.stderr
+    run(["git", "checkout", "params.yaml"], repo)
+    assert _outputs(repo, ["clean", "preprocess", "train"]) == before
