@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PORT ?= 8000
 
-.PHONY: install moto nannyml pipeline test test-fast test-avx2 test-slow lint export lab serve bench check-reports docs plots
+.PHONY: help install moto nannyml pipeline test test-fast test-avx2 test-slow lint export lab serve bench check-reports docs plots
 
 $(STAMP): setup.py settings.ini constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,10 +54,11 @@ test-fast: install  ## unit tests, stage functions on samples, notebooks at quic
 test-avx2: install  ## the fast tier as a CPU with AVX2 and no AVX-512 runs it, pins off (census_income.cpu: the emulation)
 	census-pinned --as-avx2-cpu pytest $(PARALLEL) -m "$(FAST)" tests nbs
 
+# `make test` runs both of its tiers whatever the first gives (one failure never hides the other's) and fails if either did.
 test: install moto nannyml  ## the whole default test suite (tools/system-deps installs Chromium and PostgreSQL if missing)
 	bash tools/system-deps
-	pytest $(PARALLEL) -m "not slow and not pipeline" tests nbs
-	pytest -m "pipeline and not slow" tests
+	status=0; pytest $(PARALLEL) -m "not slow and not pipeline" tests nbs || status=1; \
+	pytest -m "pipeline and not slow" tests || status=1; exit $$status
 
 test-slow: install moto  ## the slow suite (minutes)
 	pytest -m slow
@@ -87,3 +88,6 @@ check-reports: install  ## open every HTML report in headless Chromium (needs De
 
 plots: install  ## dvc_plots/index.html: `dvc plots show` with the project's template (Vega from tools/dvc-plots/, no network)
 	dvc plots show -o dvc_plots
+
+help:  ## every target and what it does
+	@awk -F':.*## ' '/^[a-z0-9-]+:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
