@@ -38,7 +38,6 @@ from .cbpe import check_performance_inputs, performance_report, score_counts
 from .fileio import atomic_file
 from .drift import (ReferenceFileError, add_tallies, check_reference, check_thresholds, compare,
                                  load_reference, tally)
-from .metrics import decide
 from .predict import Predictor
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES
 from .validation import as_numbers, coded_problems
@@ -95,12 +94,13 @@ def score_rows(
     if clash := [c for c in OUTPUT_COLUMNS if c in table.column_names]:
         raise CensusDataError("the input", [f"it has a column named {clash[0]!r}, a column the scored file writes: rename "
                                             f"it (the scored file's own columns: {', '.join(OUTPUT_COLUMNS)})"])
+    coded = {c: (as_numbers(v) if c in CONTINUOUS else v, rows) for c, (v, rows) in coded.items()}  # each number parsed once
     p = predictor.predict_coded(coded)
     out = {"line": pa.array(lines, pa.int64())} | {c: table[c] for c in table.column_names}
-    label = pa.array(CLASSES).take(pa.array(decide(p, predictor.threshold).astype(np.int8)))
+    label = pa.array(CLASSES).take(pa.array(predictor.label_codes(p)))
     columns = {c: Counter(dict(zip(values, np.bincount(rows, minlength=len(values)).tolist(), strict=True)))
                for c, (values, rows) in coded.items() if c in CATEGORICAL}  # rows per value: what the drift counts read
-    columns |= {c: as_numbers(values)[rows] for c, (values, rows) in coded.items() if c in CONTINUOUS}
+    columns |= {c: values[rows] for c, (values, rows) in coded.items() if c in CONTINUOUS}
     return pa.table(out | {"prediction": label, "probability": pa.array(p, pa.float64())}), columns
 
 # %% ../nbs/07_batch.ipynb #f08864f8

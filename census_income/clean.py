@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 
 from .fileio import write_csv
 from .schema import CATEGORICAL, COLUMNS, CONTINUOUS, LABEL
-from .validation import column_problems
+from .validation import column_problems, is_utf8
 
 # %% ../nbs/01_clean.ipynb #00237208
 class CensusDataError(ValueError):
@@ -176,11 +176,9 @@ def _drop_unreadable(block: bytes, first_line: int, n_fields: int) -> tuple[byte
     ends = np.flatnonzero(data == 10) if len(stray) else stray
     reasons = {int(i): "a carriage return (\\r) inside the line: end each row with one line end (\\n or \\r\\n)"
                for i in np.searchsorted(ends, stray)}
-    try:
-        block.decode("utf-8")
-    except UnicodeDecodeError:  # rare: a line that is not UTF-8 and has the wrong number of fields stops the parser
+    if not is_utf8(block):  # rare: a line that is not UTF-8 and has the wrong number of fields stops the parser
         for i, line in enumerate(block.split(b"\n")[:-1]):
-            if i not in reasons and not _utf8(line) and line.count(b",") + 1 != n_fields:
+            if i not in reasons and not is_utf8(line) and line.count(b",") + 1 != n_fields:
                 reasons[i] = f"expected {n_fields} fields, found {line.count(b',') + 1} (and bytes that are not UTF-8)"
     if not reasons:
         return block, []
@@ -191,14 +189,6 @@ def _drop_unreadable(block: bytes, first_line: int, n_fields: int) -> tuple[byte
         lines[i] = b""
     return b"\n".join(lines), rejects
 
-
-def _utf8(data: bytes) -> bool:
-    "Whether the bytes are UTF-8."
-    try:
-        data.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
 
 
 def _parse_text(block: bytes, header: list[str]) -> tuple[pa.Table, np.ndarray, list[dict]]:

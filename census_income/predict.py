@@ -424,7 +424,14 @@ class Predictor:
         p: np.ndarray,  # probabilities of >50K
     ) -> list[str]:  # ">50K" or "<=50K" per row, by `census_income.metrics.decide`
         "The label of each row at the model's threshold."
-        return [CLASSES[h] for h in decide(p, self.threshold).tolist()]
+        return [CLASSES[h] for h in self.label_codes(p).tolist()]
+
+    def label_codes(
+        self,
+        p: np.ndarray,  # probabilities of >50K
+    ) -> np.ndarray:  # per row, the index of its label in `CLASSES` (1: ">50K"), int8
+        "The label of each row at the model's threshold, as an index into `CLASSES` (by `census_income.metrics.decide`)."
+        return decide(p, self.threshold).astype(np.int8)
 
     def answers(
         self,

@@ -21,9 +21,9 @@ from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, 
 
 # %% auto #0
 __all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'show_value', 'category_error', 'range_error',
-           'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'as_numbers', 'column_problems',
-           'coded_problems', 'RecordError', 'record_columns', 'validated_columns', 'Record', 'error_field',
-           'describe_error']
+           'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'is_utf8', 'as_numbers',
+           'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'validated_columns', 'Record',
+           'error_field', 'describe_error']
 
 # %% ../nbs/00a_validation.ipynb #8343b9af
 @dataclass(frozen=True)
@@ -85,6 +85,17 @@ def twice_error(col: str, first: str, second: str) -> str:
     return f"{col}: given twice (as {first!r} and {second!r}); send it once"
 
 # %% ../nbs/00a_validation.ipynb #a8304ba6
+def is_utf8(
+    data: bytes,  # raw bytes (a CSV line, a V2 BYTES element)
+) -> bool:
+    "Whether the bytes are UTF-8 text."
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def as_numbers(
     values: Sequence,  # numbers, or text holding numbers
 ) -> np.ndarray:  # float64; NaN where a value is not a number

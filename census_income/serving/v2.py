@@ -22,7 +22,7 @@ from .body import MSG_CHARS, _cut, read_body
 from .deps import answer_counter, get_model
 from .monitor import REQUEST_ID
 from .scoring import OFF_LOOP_BYTES, ServingModel
-from ..validation import EXAMPLE, RecordError, record_columns, show_value, twice_error, unknown_field_error
+from ..validation import EXAMPLE, RecordError, is_utf8, record_columns, show_value, twice_error, unknown_field_error
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'PLATFORM', 'HEADER_LENGTH', 'EXTENSIONS', 'INPUTS', 'OUTPUTS', 'NUMBER_TYPES', 'ERROR_CHARS',
@@ -205,16 +205,9 @@ def _binary_elements(t: TensorInput, raw: bytes, n: int) -> list:
     try:
         return [v.decode("utf-8") for v in out]
     except UnicodeDecodeError:
-        bad = next(i for i, v in enumerate(out) if not _utf8(v))
+        bad = next(i for i, v in enumerate(out) if not is_utf8(v))
         raise V2Error(400, f"input {name}: element {bad} is not UTF-8 text") from None
 
-
-def _utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
 
 # %% ../../nbs/06g_v2.ipynb #91ed5927
 def request_columns(
