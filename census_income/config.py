@@ -16,13 +16,14 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .schema import CATEGORICAL
+from .validation import cut
 
 # %% auto #0
 __all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
-           'INPUTS', 'STAGING', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig', 'Range', 'Pruner', 'TuneConfig',
-           'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig', 'DriftThresholds',
-           'PerformanceSettings', 'BatchConfig', 'Paths', 'Params', 'ParamsError', 'check_params', 'read_yaml',
-           'load_params']
+           'INPUTS', 'PathText', 'STAGING', 'MAX_YAML_BYTES', 'MAX_YAML_DEPTH', 'Section', 'HyperParams', 'CleanConfig',
+           'SplitConfig', 'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig',
+           'ReportConfig', 'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'Paths', 'Params', 'ParamsError',
+           'check_params', 'read_yaml', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -66,7 +67,7 @@ class Range(Section):
     "One hyper-parameter's search range: integers or floats between two bounds (on a log scale), or a list of choices."
     int: Annotated[list[_Int], Field(min_length=2, max_length=2)] | None = None  # [low, high]
     float: Annotated[list[_Float], Field(min_length=2, max_length=2)] | None = None
-    choices: list[_Int | _Float | str] | None = None
+    choices: Annotated[list[_Int | _Float | str], Field(min_length=1)] | None = None
     log: bool = False
 
     @model_validator(mode="after")
@@ -211,27 +212,39 @@ class BatchConfig(Section):
 INPUTS = ("raw_csv", "nbs_dir")  # paths a quick run reads from the repository; every other path is an output
 
 
+def _printable_path(value: str) -> str:
+    "A path as params.yaml may name it: printable text of at most 255 characters (a NUL or newline in a path breaks the OS or a log)."
+    if bad := next((c for c in value if ord(c) < 32 or ord(c) == 127), None):
+        raise ValueError(f"holds the control character {bad!r}; a path is printable text")
+    if not value.strip() or len(value) > 255:
+        raise ValueError("must name a file or folder in 1 to 255 characters")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_printable_path)]
+
+
 class Paths(Section):
     "Where each stage reads and writes, relative to params.yaml's folder: every file and folder of the pipeline, named once."
-    raw_csv: str
-    clean_csv: str
-    train_csv: str
-    test_csv: str
-    encoder_json: str
-    reference_json: str
-    best_params_json: str
-    optuna_db: str
-    tune_history_png: str
-    model_dir: str
-    metrics_dir: str
-    slice_txt: str
-    slices_json: str
-    disparity_json: str
-    fairness_json: str
-    card_md: str
-    index_html: str
-    nbs_dir: str
-    reports_dir: str
+    raw_csv: PathText
+    clean_csv: PathText
+    train_csv: PathText
+    test_csv: PathText
+    encoder_json: PathText
+    reference_json: PathText
+    best_params_json: PathText
+    optuna_db: PathText
+    tune_history_png: PathText
+    model_dir: PathText
+    metrics_dir: PathText
+    slice_txt: PathText
+    slices_json: PathText
+    disparity_json: PathText
+    fairness_json: PathText
+    card_md: PathText
+    index_html: PathText
+    nbs_dir: PathText
+    reports_dir: PathText
 
     @model_validator(mode="after")
     def _outputs_stay_inside_and_apart(self) -> Paths:
@@ -264,12 +277,6 @@ class ParamsError(ValueError):
     "params.yaml holds a value the pipeline cannot use: the message names each key and what is allowed."
 
 
-def _cut(value, most: int = 120, quote: bool = True) -> str:
-    "A value as a message quotes it (its repr; with `quote` false, text as it is), cut to `most` characters: a section can be large."
-    text = repr(value) if quote else str(value)
-    return text if len(text) <= most else f"{text[:most]}... ({len(text):,} characters)"
-
-
 def check_params(
     params: dict,  # params.yaml as read (its quick section removed)
     source: str = "params.yaml",  # named in the message
@@ -278,7 +285,7 @@ def check_params(
     try:
         return Params.model_validate(params)
     except ValidationError as err:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" + (f" (got {_cut(e['input'])})" if e["type"] != "missing" else "")
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" + (f" (got {cut(repr(e['input']), 120)})" if e["type"] != "missing" else "")
                     for e in err.errors(include_url=False)]
         raise ParamsError(f"{source} cannot be used: " + "; ".join(problems[:10])
                           + (f"; ... and {len(problems) - 10} more" if len(problems) > 10 else "")) from None
@@ -298,21 +305,47 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MAX_YAML_BYTES = 1 << 20  # params.yaml is a few KB: a larger file is refused before it is parsed
+MAX_YAML_DEPTH = 16  # params.yaml nests 5 deep (tune.space.depth.int, a list): deeper is refused before it is built
+
+
+def _plain_yaml(text: str) -> None:
+    """Refuse what a params file never needs, from the parser's events (a loop: nothing is built yet): anchors and aliases,
+    whose expansion can take any time and memory (an alias bomb), and nesting deeper than the builder's recursion."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        where = f"at line {event.start_mark.line + 1}, column {event.start_mark.column + 1}"
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ParamsError(f"{where}: anchors and aliases (&name, *name) are not read here; write each value out")
+        depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+        if depth > MAX_YAML_DEPTH:
+            raise ParamsError(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep; params.yaml needs 5")
+
+
 def read_yaml(
     path: Path,  # a YAML file (params.yaml)
 ) -> object:  # its content, plain Python values
-    "Read a YAML file with the safe loader: anything it cannot read is one ParamsError naming the line."
+    """Read a YAML file with the safe loader: anything it cannot read is one ParamsError naming the line. An alias bomb,
+    deep nesting or a file over `MAX_YAML_BYTES` is refused in milliseconds, before anything is built from it."""
     try:
-        return yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        if (size := path.stat().st_size) > MAX_YAML_BYTES:
+            raise ParamsError(f"{size:,} bytes, more than a params file needs (at most {MAX_YAML_BYTES:,})")
+        text = path.read_bytes().decode("utf-8")
+        _plain_yaml(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except ParamsError as err:
+        raise ParamsError(f"{path} cannot be used: {err}") from None
+    except OSError as err:  # missing, a folder, unreadable
+        raise ParamsError(f"{path} cannot be read: {err.strerror or err}; give the path of a params file") from None
     except UnicodeDecodeError as err:
         raise ParamsError(f"{path} cannot be used: byte {err.start} is not UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = " ".join(str(getattr(err, "problem", None) or err).split())
-        raise ParamsError(f"{path} cannot be used: not YAML the pipeline reads{where}: {_cut(what, 200, quote=False)}") from None
+        raise ParamsError(f"{path} cannot be used: not YAML the pipeline reads{where}: {cut(what, 200)}") from None
     except ValueError as err:  # an integer of thousands of digits (Python's int limit)
-        raise ParamsError(f"{path} cannot be used: {_cut(err, 200, quote=False)}") from None
+        raise ParamsError(f"{path} cannot be used: {cut(str(err), 200)}") from None
 
 
 def _absolute_storage(url: str, root: Path) -> str:

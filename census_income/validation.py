@@ -20,8 +20,8 @@ from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, 
                                   RANGES, canonical_name)
 
 # %% auto #0
-__all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'show_value', 'category_error', 'range_error',
-           'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'is_utf8', 'as_numbers',
+__all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'cut', 'show_value', 'category_error',
+           'range_error', 'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'is_utf8', 'as_numbers',
            'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'validated_columns', 'Record',
            'error_field', 'describe_error']
 
@@ -44,12 +44,16 @@ RULES: dict[str, Rule] = {c: Rule(c, *RANGES[c]) if c in CONTINUOUS else Rule(c,
                           for c in FEATURES} | {LABEL: Rule(LABEL, allowed=CLASSES)}
 
 # %% ../nbs/00a_validation.ipynb #7712885e
+def cut(text: str, limit: int) -> str:
+    "`text`, or its first `limit` characters and how long it was: every message that echoes a value bounds it here."
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def show_value(value, limit: int = 60) -> str:
     "A value as a message quotes it: numbers as numbers (`200`, not `'200'` or `200.0`), text quoted, long ones cut."
     if isinstance(value, float) and math.isfinite(value) and value == int(value):
         return str(int(value))
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    return cut(repr(value), limit)
 
 
 def category_error(field: str, value) -> str:  # the field as the user named it, and what it held

@@ -150,13 +150,36 @@ def test_every_output_of_dvc_yaml_persists():
     ("clean: {seed: 1, seed: 2}\n", "not YAML the pipeline reads at line 1, column 8: seed given twice in one mapping"),
     ("train: {}\ntrain: {}\n", "train given twice in one mapping"),
     ("seed: " + "9" * 5000 + "\n", "cannot be used: Exceeds the limit"),
+    ("a: &x [1, 2]\nb: *x\n", "at line 1, column 4: anchors and aliases (&name, *name) are not read here"),
+    ("".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else '1'}]\n" for i in range(10)),  # a billion laughs
+     "at line 1, column 5: anchors and aliases"),
+    ("clean: " + "[" * 5000 + "]" * 5000 + "\n", "at line 1, column 23: nested more than 16 levels deep"),
 ])
 def test_a_file_the_yaml_reader_refuses_is_one_line(tmp_path, text, message):
-    "Tags, tabs, a key given twice (YAML's reader would keep the last silently), a 5,000-digit number: one ParamsError each."
+    """Tags, tabs, a key given twice (YAML's reader would keep the last silently), a 5,000-digit number, an alias bomb (a
+    2 KB file that expands to a billion items), 5,000 nested lists (past the builder's recursion): one ParamsError each."""
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ParamsError) as err:
         load_params(tmp_path / "params.yaml")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_file_larger_than_any_params_file_is_refused_before_it_is_read(tmp_path):
+    from census_income.config import MAX_YAML_BYTES
+
+    (tmp_path / "params.yaml").write_text("# a comment\n" * (MAX_YAML_BYTES // 12 + 1))
+    with pytest.raises(ParamsError, match=r"params.yaml cannot be used: 1,048,\d{3} bytes, more than a params file needs"):
+        load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("where", ["missing.yaml", "."])
+def test_a_params_path_that_is_no_file_is_one_line_from_the_worker(tmp_path, capsys, where):
+    "A typo in --params, or a folder: one line saying the file cannot be read, not a traceback."
+    from census_income import tune
+
+    assert tune.worker_main(["--params", str(tmp_path / where)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "cannot be read: " in lines[0] and "give the path of a params file" in lines[0], lines
 
 
 def test_a_byte_that_is_not_utf8_is_named(tmp_path):
@@ -182,6 +205,10 @@ def test_the_echoed_value_is_cut(tmp_path):
     (lambda p: p["clean"].update(seed=-1), "clean.seed: Input should be greater than or equal to 0"),
     (lambda p: p["train"].update(n_folds=100_000_000), "train.n_folds: Input should be less than or equal to 20"),
     (lambda p: p["batch"].update(chunk_bytes=2**40), "batch.chunk_bytes: Input should be less than or equal to 1073741824"),
+    (lambda p: p["paths"].update(model_dir="mo\x00del"), "paths.model_dir: holds the control character '\\x00'; a path is printable text"),
+    (lambda p: p["paths"].update(card_md="card\n.md"), "paths.card_md: holds the control character '\\n'"),
+    (lambda p: p["paths"].update(slice_txt="s" * 256), "paths.slice_txt: must name a file or folder in 1 to 255 characters"),
+    (lambda p: p["tune"]["space"].update(hidden={"choices": []}), "tune.space.hidden.choices: List should have at least 1 item"),
 ])
 def test_paths_and_seeds_a_stage_cannot_use_are_refused(tmp_path, change, message):
     "An output over the raw data or outside the folder (where neither the staging nor a quick run could redirect it)."

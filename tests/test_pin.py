@@ -69,7 +69,11 @@ def test_the_procfile_never_starts_uvicorn_on_a_manifest_dvc_lock_does_not_recor
 
 @pytest.mark.parametrize(("var", "value", "says"), [
     ("CENSUS_BODY_TIMEOUT", "1e-7", "CENSUS_BODY_TIMEOUT='1e-7' cannot be used: Input should be greater than or equal to 0.1"),
-    ("CENSUS_BODY_TIMEOUT", "inf", "CENSUS_BODY_TIMEOUT='inf' cannot be used: Input should be less than or equal to 3600"),
+    ("CENSUS_BODY_TIMEOUT", "inf", "CENSUS_BODY_TIMEOUT='inf' cannot be used: Input should be a finite number"),
+    ("CENSUS_BODY_TIMEOUT", "nan", "CENSUS_BODY_TIMEOUT='nan' cannot be used: Input should be a finite number"),
+    ("CENSUS_THREADS", "100000", "CENSUS_THREADS='100000' cannot be used: Input should be less than or equal to 256"),
+    ("CENSUS_MAX_BATCH", "9" * 3000, "CENSUS_MAX_BATCH='" + "9" * 59 + "... (3,002 characters) cannot be used: Input should be less"),
+    ("CENSUS_" + "X" * 5000, "1", "CENSUS_" + "X" * 53 + "... (5,007 characters) is not a setting: the settings are"),
     ("CENSUS_MAX_BATCHES", "2", "CENSUS_MAX_BATCHES is not a setting: did you mean CENSUS_MAX_BATCH?"),
     ("CENSUS_MODELDIR", "/x", "CENSUS_MODELDIR is not a setting: did you mean CENSUS_MODEL_DIR?"),
     ("CENSUS_MODEL_VERSION", "latest", "CENSUS_MODEL_VERSION='latest' cannot be used: String should match pattern"),

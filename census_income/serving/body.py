@@ -18,7 +18,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..schema import FEATURES, canonical_name
 from .monitor import rejection_tally
-from ..validation import describe_error
+from ..validation import cut, describe_error
 
 # %% auto #0
 __all__ = ['log', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'HEADER_TIMEOUT', 'MAX_WAITING',
@@ -156,15 +156,10 @@ MSG_CHARS = 1000  # longest message (the longest the rules write, every native c
 TYPE_CHARS = 40  # longest error type (pydantic's are identifiers of up to 30)
 
 
-def _cut(text: str, limit: int) -> str:
-    "`text`, or its first `limit` characters and how long it was."
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def _bounded(error: dict) -> dict:
     "One worded error with every field bounded, whatever the request held."
-    loc = [p if isinstance(p, int) else _cut(str(p), LOC_CHARS) for p in error["loc"][:LOC_PARTS]]
-    return {"loc": loc, "msg": _cut(error["msg"], MSG_CHARS), "type": _cut(str(error["type"]), TYPE_CHARS)}
+    loc = [p if isinstance(p, int) else cut(str(p), LOC_CHARS) for p in error["loc"][:LOC_PARTS]]
+    return {"loc": loc, "msg": cut(error["msg"], MSG_CHARS), "type": cut(str(error["type"]), TYPE_CHARS)}
 
 
 def error_detail(

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..cpu import CPU_VARIABLES
+from ..validation import cut
 
 # %% auto #0
 __all__ = ['NOT_SETTINGS', 'Settings', 'SettingsError', 'unknown_setting', 'read_settings']
@@ -22,13 +23,14 @@ __all__ = ['NOT_SETTINGS', 'Settings', 'SettingsError', 'unknown_setting', 'read
 class Settings(BaseSettings):
     "Serving settings, read from the environment (`CENSUS_MODEL_DIR`, `CENSUS_MAX_BATCH`, ...)."
 
-    model_config = SettingsConfigDict(env_prefix="CENSUS_", protected_namespaces=(), env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="CENSUS_", protected_namespaces=(), env_ignore_empty=True,
+                                      allow_inf_nan=False)  # CENSUS_BODY_TIMEOUT=nan or inf is refused in words
     model_dir: Path = Path("model")  # folder with manifest.json, encoder.json and weights.safetensors
     model_version: str | None = Field(None, pattern="^[0-9a-f]{32}$")  # the version the model must be (set by the deploy
     # step from dvc.lock: `census_income.deploy`); unset or empty: whatever version the folder holds
-    max_batch: int = Field(1000, ge=1)  # most records one /predict/batch request may carry
-    max_body_bytes: int = Field(1_048_576, ge=1024)  # largest request body accepted, in bytes
-    threads: int = Field(1, ge=1)  # BLAS threads per worker: 1 suits one worker per core
+    max_batch: int = Field(1000, ge=1, le=1_000_000)  # most records one /predict/batch request may carry
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30)  # largest request body accepted, in bytes
+    threads: int = Field(1, ge=1, le=256)  # BLAS threads per worker: 1 suits one worker per core
     coalesce: bool = True  # score concurrent /predict requests in one matrix product
     body_timeout: float = Field(10.0, ge=0.1, le=3600)  # seconds a request body may take to arrive, then 408; the
     # watcher (`census_income.serving.body.BodyDeadlines.watch`) wakes every body_timeout / 4 s: at most 40 times a second
@@ -51,7 +53,7 @@ def unknown_setting(
     for name in sorted(env):
         if name.upper().startswith("CENSUS_") and name.upper() not in {*known, *NOT_SETTINGS}:
             close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
-            return f"{name} is not a setting: " + (f"did you mean {close[0]}?" if close else f"the settings are {', '.join(known)}")
+            return f"{cut(name, 60)} is not a setting: " + (f"did you mean {close[0]}?" if close else f"the settings are {', '.join(known)}")
     return None
 
 
@@ -65,5 +67,5 @@ def read_settings(
         return Settings()
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
-        raise SettingsError(f"CENSUS_{str(first['loc'][0]).upper()}={first.get('input')!r} cannot be used: "
+        raise SettingsError(f"CENSUS_{str(first['loc'][0]).upper()}={cut(repr(first.get('input')), 60)} cannot be used: "
                             f"{first['msg']}") from None

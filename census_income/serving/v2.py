@@ -18,11 +18,11 @@ from .. import __version__
 from ..features import ROW_ORDER
 from ..predict import FEW_ROWS
 from ..schema import CATEGORICAL, FEATURES, canonical_name
-from .body import MSG_CHARS, _cut, read_body
+from .body import MSG_CHARS, read_body
 from .deps import answer_counter, get_model
 from .monitor import REQUEST_ID
 from .scoring import OFF_LOOP_BYTES, ServingModel
-from ..validation import EXAMPLE, RecordError, is_utf8, record_columns, show_value, twice_error, unknown_field_error
+from ..validation import EXAMPLE, RecordError, cut, is_utf8, record_columns, show_value, twice_error, unknown_field_error
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'PLATFORM', 'HEADER_LENGTH', 'EXTENSIONS', 'INPUTS', 'OUTPUTS', 'NUMBER_TYPES', 'ERROR_CHARS',
@@ -64,7 +64,7 @@ class V2Error(Exception):
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message, self.headers = status, _cut(message, ERROR_CHARS), headers  # (a 408 closes)
+        self.status, self.message, self.headers = status, cut(message, ERROR_CHARS), headers  # (a 408 closes)
 
 
 class TensorInput(BaseModel):

@@ -70,7 +70,7 @@ def test_every_error_answer_is_bounded(app_client, path, body):
 
 def test_a_cut_key_says_how_long_it_was(app_client):
     detail = post(app_client, "/predict", json.dumps(EXAMPLE | {HUGE_KEY: 1}).encode()).json()["detail"]
-    assert detail[0]["loc"] == ["body", "k" * LOC_CHARS + "... (500000 characters)"], detail
+    assert detail[0]["loc"] == ["body", "k" * LOC_CHARS + "... (500,000 characters)"], detail
     assert "is not a census field" in detail[0]["msg"] and len(json.dumps(detail)) < 1_000
 
 
