@@ -77,7 +77,7 @@ lab: install  ## JupyterLab on nbs/ with the project's kernel, on the pipeline's
 
 serve: install  ## the API on $(PORT), building the model first if it is missing
 	test -f $${CENSUS_MODEL_DIR:-model}/manifest.json || dvc repro
-	uvicorn census_income.api:app --host 127.0.0.1 --port $(PORT) --workers $${WEB_CONCURRENCY:-1} --no-access-log --timeout-graceful-shutdown 10 --http census_income.serving.body:HeaderDeadline
+	eval "exec uvicorn census_income.api:app --host 127.0.0.1 --port $(PORT) $$(sed -n 's/^web: .*exec uvicorn .* --port [^ ]* //p' Procfile)"  # the Procfile's flags, their one home
 
 bench: install  ## the quick benchmarks: prediction speed and quality over 3 seeds (after `make pipeline`)
 	python benchmarks/bench_predict.py

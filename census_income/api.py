@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from .explain import METHOD, ExplainError, explain_columns
 from .predict import FEW_ROWS, ModelFilesError, Predictor
-from .serving.body import BodyDeadlines, BoundedValidationError, error_detail
+from .serving.body import SECURITY_HEADERS, TEXT_POLICY, BodyDeadlines, BoundedValidationError, error_detail
 from .serving.deps import (CountAnswers, ManyRecords, Metrics, Model, OneRecord, answer_counter, get_body,
                                        get_model, one_record)
 from .serving.monitor import REQUEST_ID, Monitor, new_request_id, worker_share
@@ -105,9 +105,8 @@ class Edge:
         default: str,  # the policy of every other path (JSON answers need nothing)
     ):
         self.app = app
-        common = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
-        self.headers = {path: [*common, (b"content-security-policy", p.encode())] for path, p in policies.items()}
-        self.default_headers = [*common, (b"content-security-policy", default.encode())]
+        self.headers = {path: [*SECURITY_HEADERS, (b"content-security-policy", p.encode())] for path, p in policies.items()}
+        self.default_headers = [*SECURITY_HEADERS, (b"content-security-policy", default.encode())]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -180,7 +179,7 @@ DOCS_PAGE = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}
 _INLINE = base64.b64encode(hashlib.sha256(re.search(rb"<script>(.*?)</script>", DOCS_PAGE, re.S).group(1)).digest())
 DOCS_POLICY = (f"default-src 'none'; script-src 'self' 'sha256-{_INLINE.decode()}'; style-src 'self'; "
                f"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-API_POLICY = "default-src 'none'; frame-ancestors 'none'"  # JSON and text answers load nothing
+API_POLICY = TEXT_POLICY  # JSON and text answers load nothing (the server's own 400, 408 and 431 say so too)
 app.edge_policies = ({"/docs": DOCS_POLICY}, API_POLICY)
 app.add_exception_handler(V2Error, v2_error)  # the Open Inference Protocol's refusals: {"error": ...} (its routes: below)
 

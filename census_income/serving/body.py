@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import resource
+from http import HTTPStatus
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,13 +18,13 @@ from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..schema import FEATURES, canonical_name
-from .monitor import rejection_tally
+from .monitor import new_request_id, rejection_tally
 from ..validation import cut, describe_error
 
 # %% auto #0
 __all__ = ['log', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'HEADER_TIMEOUT', 'MAX_WAITING',
-           'BodyDeadlines', 'read_body', 'parse_body', 'error_detail', 'BoundedValidationError', 'parse_bounded',
-           'HeaderDeadline']
+           'MAX_HEAD_BYTES', 'MAX_HEADERS', 'SECURITY_HEADERS', 'TEXT_POLICY', 'BodyDeadlines', 'read_body',
+           'parse_body', 'error_detail', 'BoundedValidationError', 'parse_bounded', 'HeadLimits', 'HeaderDeadline']
 
 # %% ../../nbs/06c_body.ipynb #49958d9c
 log = logging.getLogger("uvicorn.error")
@@ -198,9 +199,72 @@ HEADER_TIMEOUT = 5.0  # seconds a connection may take from opening (or from a re
 # slow clients never take every file descriptor (the newest arrival closes the oldest waiter beyond it)
 _FILES = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 MAX_WAITING = max(16, (1 << 20 if _FILES == resource.RLIM_INFINITY else min(_FILES, 1 << 20)) // 4)
+MAX_HEAD_BYTES = 16 * 1024  # longest request line and headers (a browser sends under 8 KiB; h11's and Node's limit): else a 431
+MAX_HEADERS = 100  # most header lines in one request (a browser sends about 20): else a 431
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))  # on every answer
+TEXT_POLICY = "default-src 'none'; frame-ancestors 'none'"  # the content policy of JSON and text answers: they load nothing
 
+# %% ../../nbs/06c_body.ipynb #b0a1e7c9
+class HeadLimits(HttpToolsProtocol):
+    """uvicorn's httptools protocol, bounding a request's head before the app sees it (uvicorn bounds neither): at most
+    `MAX_HEAD_BYTES` of request line and headers and `MAX_HEADERS` header lines, else a 431 that says which. Its own
+    answers (those, uvicorn's 400, the 408 below) carry the security headers and a request id, as the app's do."""
 
-class HeaderDeadline(HttpToolsProtocol):
+    max_head_bytes, max_headers = MAX_HEAD_BYTES, MAX_HEADERS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._in_head, self._head_bytes, self._refusal = True, 0, None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= self.max_headers:
+            self._refusal = (431, f"more than {self.max_headers} header lines; send at most {self.max_headers}")
+            raise ValueError(self._refusal[1])  # stops the parser: uvicorn then calls send_400_response
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        "Count the head's bytes as they come: past `max_head_bytes`, a 431 before the parser holds any more of them."
+        room = self.max_head_bytes - self._head_bytes
+        if self._in_head and len(data) > room:
+            if room > 0:
+                super().data_received(data[:room])  # may end the head: the rest is then its body or the next request
+            if self.transport.is_closing():
+                return
+            if self._in_head:
+                return self.answer(431, f"the request line and headers exceed {self.max_head_bytes:,} bytes; send at most that")
+            data = data[room:]
+        elif self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:  # uvicorn's answer to what its parser refuses
+        self.answer(*(self._refusal or (400, "not an HTTP/1.1 request this server reads: check its request line and headers")))
+
+    def _unsupported_upgrade_warning(self) -> None:
+        "An `Upgrade` (a WebSocket) is not served (`--ws none`): the request is answered as plain HTTP, with no log line."
+
+    def answer(self, status: int, text: str) -> None:
+        "Answer `status` with `text` before the app has the request, with the headers of the app's answers; then close."
+        if self.transport.is_closing():
+            return
+        body = text.encode()
+        headers = [*self.server_state.default_headers, *SECURITY_HEADERS, (b"content-security-policy", TEXT_POLICY.encode()),
+                   (b"x-request-id", new_request_id().encode()), (b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", b"%d" % len(body)), (b"connection", b"close")]
+        self.transport.write(b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())
+                             + b"".join(b"%s: %s\r\n" % h for h in headers) + b"\r\n" + body)
+        self.transport.close()
+
+# %% ../../nbs/06c_body.ipynb #b0a1e7ca
+class HeaderDeadline(HeadLimits):
     """uvicorn's httptools protocol: a connection whose request headers take longer than `HEADER_TIMEOUT` is closed, and
     at most `MAX_WAITING` connections may be waiting for their headers or their body (the body's own deadline is the
     body watcher's, `CENSUS_BODY_TIMEOUT`): beyond that, the one waiting longest is closed."""
@@ -266,7 +330,5 @@ class HeaderDeadline(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self.cycle is None or self.cycle.response_complete:
-            text = f"the request headers did not arrive within {self.timeout:g} s; send the whole request at once"
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(text), text.encode()))
+            return self.answer(408, f"the request headers did not arrive within {self.timeout:g} s; send the whole request at once")
         self.transport.close()

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from census_income.serving.body import HEADER_TIMEOUT, LOC_CHARS, MSG_CHARS
+from census_income.serving.body import HEADER_TIMEOUT, LOC_CHARS, MAX_HEAD_BYTES, MAX_HEADERS, MSG_CHARS
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE
 
@@ -227,6 +227,74 @@ def test_trickling_headers_are_cut_off_while_predict_answers(served):
     assert time.monotonic() - started >= HEADER_TIMEOUT * 0.9  # not before the deadline
     for conn in (*slow, silent, line_only):
         conn.close()
+
+
+def exchange(port: int, *parts: bytes, pause: float = 0.0) -> bytes:
+    "Send the parts (pausing between them, so that each arrives as its own read), then read until the server closes."
+    with socket.create_connection(("127.0.0.1", port), timeout=HEADER_TIMEOUT * 4) as conn:
+        for part in parts:
+            try:
+                conn.sendall(part)
+            except OSError:  # the server answered and closed before the rest was sent
+                break
+            time.sleep(pause)
+        return read_until_closed(conn)
+
+
+def head_and_text(answer: bytes) -> tuple[str, dict, str]:
+    "An answer's status line, its headers (lower-case names) and its text."
+    head, _, text = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines)}, text.decode()
+
+
+def answered_as_the_app_answers(headers: dict) -> bool:
+    "The security headers and a request id, as on every answer of the app."
+    return (headers.get("x-content-type-options") == "nosniff" and headers.get("x-frame-options") == "DENY"
+            and headers.get("content-security-policy", "").startswith("default-src 'none'")
+            and re.fullmatch(r"[0-9a-f]{32}", headers.get("x-request-id", "")) is not None)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("parts", "status", "says"), [
+    ((b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",), "431",
+     f"the request line and headers exceed {MAX_HEAD_BYTES:,} bytes"),
+    ((b"GET /health HTTP/1.1\r\nHost: x\r\n", *[b"X-Part: " + b"a" * 1000 + b"\r\n"] * 40, b"\r\n"), "431",
+     "the request line and headers exceed"),  # 1 KB at a time: counted across reads
+    ((b"GET /health HTTP/1.1\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(MAX_HEADERS + 1)) + b"\r\n",), "431",
+     f"more than {MAX_HEADERS} header lines"),
+    ((b"NOT HTTP AT ALL\r\n\r\n",), "400", "not an HTTP/1.1 request this server reads"),
+    ((b"GET /health HTTP/1.1\r\n",), "408", "did not arrive within"),
+])
+def test_the_servers_own_refusals_are_bounded_worded_and_carry_the_apps_headers(served, parts, status, says):
+    """uvicorn bounds neither the size nor the number of request headers (a client could send megabytes of them within
+    the deadline); its 400 and the 408 came without the security headers every answer of the app has."""
+    base, port = served
+    got, headers, text = head_and_text(exchange(port, *parts, pause=0.05 if len(parts) > 1 else 0))
+    assert got.startswith(f"HTTP/1.1 {status} ") and says in text, (got, text)
+    assert answered_as_the_app_answers(headers) and headers["connection"] == "close", headers
+    assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+
+
+@pytest.mark.integration
+def test_a_body_larger_than_the_head_limit_in_one_packet_is_no_head(served):
+    "The head's bytes are counted until its end: a 1,000-record batch sent with its headers in one write is answered."
+    base, port = served
+    body = json.dumps([EXAMPLE] * 1000).encode()
+    head = b"POST /predict/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    got, headers, text = head_and_text(exchange(port, head + b"Content-Length: %d\r\n\r\n" % len(body) + body))
+    assert len(body) > 10 * MAX_HEAD_BYTES and got.startswith("HTTP/1.1 200 "), (got, text[:300])
+    assert len(json.loads(text)["predictions"]) == 1000
+
+
+@pytest.mark.integration
+def test_a_websocket_upgrade_is_answered_as_plain_http(served):
+    "No WebSocket is served (`--ws none`): an Upgrade request is answered by the app, headers and all, not a bare 403."
+    _, port = served
+    got, headers, text = head_and_text(exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\n"
+                                                b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                                                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
+    assert got.startswith("HTTP/1.1 200 ") and json.loads(text) == {"status": "ok"} and answered_as_the_app_answers(headers)
 
 
 @pytest.mark.integration
