@@ -19,13 +19,13 @@ from safetensors.numpy import load as load_tensors
 from .features import ROW_ORDER, Encoder
 from .metrics import decide, sigmoid
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS
-from .validation import EXAMPLE, as_numbers, record_columns
+from .validation import EXAMPLE, as_numbers, cut, record_columns
 
 # %% auto #0
-__all__ = ['MANIFEST', 'WEIGHTS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'JSON_LIMIT', 'WEIGHTS_LIMIT', 'NAMED_FILES',
-           'ModelFilesError', 'layer_name', 'tensor_names', 'Network', 'file_digest', 'model_version',
-           'read_model_file', 'read_model_folder', 'check_model', 'Predictor', 'seal_model', 'write_model_folder',
-           'predict']
+__all__ = ['MANIFEST', 'WEIGHTS', 'ARCH_BOUNDS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'JSON_LIMIT', 'WEIGHTS_LIMIT',
+           'NAMED_FILES', 'ModelFilesError', 'layer_name', 'tensor_names', 'check_architecture', 'Network',
+           'file_digest', 'model_version', 'read_model_file', 'read_model_folder', 'check_model', 'Predictor',
+           'seal_model', 'write_model_folder', 'predict']
 
 # %% ../nbs/04a_predict.ipynb #37a4fde8
 MANIFEST, WEIGHTS = "manifest.json", "weights.safetensors"  # a model folder's own files (the encoder's is named in the manifest)
@@ -51,6 +51,23 @@ def tensor_names(
         names += [f"members.{m}.embed.{p}" for p in ("frequencies", "weight", "bias") if embedded]
         names += [f"members.{m}.{layer_name(k)}.{p}" for k in range(depth + 1) for p in ("weight", "bias")]
     return names
+
+# %% ../nbs/04a_predict.ipynb #cba48e74
+ARCH_BOUNDS = {"members": (1, 64), "depth": (0, 64), "n_frequencies": (0, 4096), "n_numeric": (1, 1024)}  # load's limits
+
+
+def check_architecture(
+    architecture,  # the manifest's `architecture`
+) -> tuple[int, int, bool]:  # members, hidden layers, whether numbers are embedded
+    "The counts `Network.load` builds from, each a whole number inside `ARCH_BOUNDS`, else a `ModelFilesError` naming it."
+    if not isinstance(architecture, Mapping):
+        raise ModelFilesError(f"{MANIFEST}'s architecture is not a JSON object")
+    for key, (lo, hi) in ARCH_BOUNDS.items():
+        value = architecture.get(key)
+        if type(value) is not int or not lo <= value <= hi:
+            raise ModelFilesError(f"{MANIFEST}'s architecture says {key} = {cut(repr(value), 60)}; a model has {lo}..{hi}: "
+                                  "the file was edited or is not this project's (retrain, or `dvc checkout`)")
+    return architecture["members"], architecture["depth"], architecture["n_frequencies"] > 0
 
 # %% ../nbs/04a_predict.ipynb #bfa92aa9
 @dataclass(frozen=True, eq=False)
@@ -94,7 +111,7 @@ class Network:
     ) -> Network:
         "Read the ensemble's tensors (nothing runs), float64 wherever BLAS sums (every float32 is exact in float64)."
         tensors = load_tensors(data)
-        m, depth, embedded = architecture["members"], architecture["depth"], architecture["n_frequencies"] > 0
+        m, depth, embedded = check_architecture(architecture)
         expected = tensor_names(m, depth, embedded)
         if set(tensors) != set(expected):
             missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
@@ -275,10 +292,12 @@ def read_model_file(
     if path.is_symlink() and path.resolve().parent != folder:
         raise ModelFilesError(f"{name} is a link to {path.resolve()}, outside the model folder: copy the file in "
                               "(with DVC, use cache.type copy or reflink, not symlink)")
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:  # O_NONBLOCK: opening a FIFO does not wait
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ModelFilesError(f"{name} is not a regular file (a FIFO, a device or a folder): replace it with the model's file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO does not wait
+    info = os.fstat(fd)  # before Python's open, which refuses a folder in words of its own
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ModelFilesError(f"{name} is not a regular file (a FIFO, a device or a folder): replace it with the model's file")
+    with open(fd, "rb") as f:
         data = f.read(limit + 1) if info.st_size <= limit else b""  # read no more than the limit, even if the file grows
     if max(info.st_size, len(data)) > limit:
         raise ModelFilesError(f"{name} holds more than {limit:,} bytes, the most a model's {name} may hold")

@@ -53,7 +53,10 @@ def show_value(value, limit: int = 60) -> str:
     "A value as a message quotes it: numbers as numbers (`200`, not `'200'` or `200.0`), text quoted, long ones cut."
     if isinstance(value, float) and math.isfinite(value) and value == int(value):
         return str(int(value))
-    return cut(repr(value), limit)
+    try:
+        return cut(repr(value), limit)
+    except ValueError:  # an int of more than 4,300 digits, which Python refuses to write out
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1:,} digits"
 
 
 def category_error(field: str, value) -> str:  # the field as the user named it, and what it held

@@ -130,6 +130,19 @@ CASES = {  # name: (how to break a copy, rehash?, what the refusal says)
     "an architecture with a wrong count of numbers": (
         lambda d: edit_json(d, MANIFEST, lambda m: m["architecture"].update(n_numeric=5)), True,
         "the architecture says 5 numbers per row; the schema has 6"),
+    "an architecture of a billion members": (  # listing their tensor names alone took minutes and gigabytes
+        lambda d: edit_json(d, MANIFEST, lambda m: m["architecture"].update(members=10**9)), True,
+        f"{MANIFEST}'s architecture says members = 1000000000; a model has 1..64"),
+    "an architecture of 10**12 layers": (
+        lambda d: edit_json(d, MANIFEST, lambda m: m["architecture"].update(depth=10**12)), True,
+        f"{MANIFEST}'s architecture says depth = 1000000000000; a model has 0..64"),
+    "an architecture whose depth is text": (
+        lambda d: edit_json(d, MANIFEST, lambda m: m["architecture"].update(depth="2")), True,
+        f"{MANIFEST}'s architecture says depth = '2'; a model has"),
+    "an architecture that is a list": (lambda d: edit_json(d, MANIFEST, lambda m: m.update(architecture=[1, 2])), True,
+                                       f"{MANIFEST}'s architecture is not a JSON object"),
+    "the weights file a folder": (lambda d: ((d / WEIGHTS).unlink(), (d / WEIGHTS).mkdir()), False,
+                                  f"{WEIGHTS} is not a regular file (a FIFO, a device or a folder)"),
     "a manifest without its architecture": (lambda d: edit_json(d, MANIFEST, lambda m: m.pop("architecture")), False,
                                             f"{MANIFEST} lacks architecture"),
     "a temperature of 0": (lambda d: edit_weights(d, set_temperature(0.0)), True, "the temperature 0.0 is not a positive number"),

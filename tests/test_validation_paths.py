@@ -7,7 +7,7 @@ from census_income.schema import CONTINUOUS, LABEL
 from census_income.validation import EXAMPLE, FEW_VALUES, RULES, RecordError, column_problems, record_columns
 
 # numbers, near misses and non-numbers, as JSON clients, Python callers and CSV fields give them
-VALUES = [41, 41.0, 41.5, -3, 0, 99, 100, 1e300, 10**400, -(10**400), float("nan"), float("inf"), -float("inf"), True, False,
+VALUES = [41, 41.0, 41.5, -3, 0, 99, 100, 1e300, 10**400, -(10**400), 10**5000, float("nan"), float("inf"), -float("inf"), True, False,
           None, "41", "41.0", "4.1e1", " 41", "41 ", "0x29", "", "abc", "١٢", [41], {"a": 1}, np.int64(41), np.float64(41.0),
           np.float32(41.5), "1e400", "-0", "007", 2**53 + 1, 17, 90, 16]
 
@@ -32,6 +32,12 @@ def test_one_record_is_checked_as_before():
     with pytest.raises(RecordError, match=r"record 0: age: '41' is not a whole number"):
         record_columns([EXAMPLE | {"age": "41"}])
     assert record_columns([EXAMPLE])["age"] == [EXAMPLE["age"]]
+
+
+def test_a_number_too_long_to_write_is_described_not_a_crash():
+    "10**5000 from a Python caller: Python refuses to write an int of over 4,300 digits; the message describes it."
+    with pytest.raises(RecordError, match=r"^record 0: age: a number of about 5,001 digits is not a whole number"):
+        record_columns([EXAMPLE | {"age": 10**5000}])
 
 
 @pytest.mark.parametrize("column", [c for c in RULES if c != LABEL])
