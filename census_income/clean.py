@@ -46,6 +46,12 @@ def read_header(
 ) -> list[str]:  # the column names, stripped
     "Read and check the header line: UTF-8, every required column, none named twice."
     first = f.readline(MAX_LINE_BYTES).removeprefix(BOM)
+    if len(first) >= MAX_LINE_BYTES - len(BOM) and not first.endswith(b"\n"):
+        raise CensusDataError(name, [f"line 1 (header): longer than {MAX_LINE_BYTES:,} bytes; the header is one line of "
+                                     "column names (the census one has 15, in about 150 bytes)"])
+    if b"\r" in first.rstrip(b"\r\n"):  # lines ended by a carriage return alone: the whole file reads as one line
+        raise CensusDataError(name, ["line 1 (header): holds a carriage return inside the line: the file's lines end "
+                                     "with CR alone (classic Mac OS); save it with LF or CRLF line ends"])
     try:
         header = [h.strip() for h in first.decode("utf-8").rstrip("\r\n").split(",")]
     except UnicodeDecodeError as err:

@@ -95,11 +95,16 @@ def test_a_byte_order_mark_and_blank_lines_are_fine(tmp_path, predictor):
     (HEADER.replace(b"race", b"age"), "column(s) ['age'] named more than once"),
     (HEADER.replace(b", education-num", b""), "missing column(s) ['education-num']"),
     (b"", "the file is empty"),
+    (HEADER + b", " + b"x" * 70_000, "line 1 (header): longer than 65,536 bytes"),  # was: its tail read as line 2
+    (b"cr-only", "line 1 (header): holds a carriage return inside the line: the file's lines end with CR alone"),
 ])
 def test_a_bad_header_is_one_clear_error(tmp_path, predictor, header, message):
-    path = build(tmp_path, {}, header=header) if header else tmp_path / "empty.csv"
+    "A header the job cannot read says why: CR-only line ends made the whole file one header 'naming columns twice'."
+    path = build(tmp_path, {}, header=header) if header not in (b"", b"cr-only") else tmp_path / "in.csv"
     if not header:
         path.write_bytes(b"")
+    if header == b"cr-only":
+        path.write_bytes(b"\r".join([HEADER, GOOD, OTHER]) + b"\r")
     for run in (lambda: run_batch(path, predictor), lambda: clean_census(path)):
         with pytest.raises(CensusDataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             run()
