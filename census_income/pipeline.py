@@ -20,8 +20,9 @@ from .config import INPUTS, STAGES, STAGING, ParamsError, load_params
 from .cpu import exec_pinned
 
 # %% auto #0
-__all__ = ['log', 'REPORT_FROM', 'STAGING_DIR', 'stage_function', 'prepare', 'offline_html', 'strip_run_metadata', 'report_cells',
-           'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'copy_environ', 'main']
+__all__ = ['log', 'REPORT_FROM', 'STAGING_DIR', 'MOVING', 'stage_function', 'prepare', 'offline_html', 'strip_run_metadata',
+           'report_cells', 'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'copy_environ',
+           'main']
 
 # %% ../nbs/00b_pipeline.ipynb #a0e9338f
 def stage_function(stage: str):
@@ -108,6 +109,7 @@ def render_html(
 
 # %% ../nbs/00b_pipeline.ipynb #e47f9409
 STAGING_DIR = ".census-stage"  # beside params.yaml: one folder per running stage, removed when its outputs are in place
+MOVING = ".moving"  # in a stage's staging folder: its run finished, and its outputs are being moved into place
 
 
 def stage_outputs(
@@ -137,11 +139,13 @@ def move_into_place(
     staging: Path,  # the folder a stage wrote into
     root: Path,  # the params file's folder
 ) -> list[Path]:  # the files moved (new or changed), relative to root
-    "Move every file the stage wrote or changed from `staging` to its place under `root` (a rename each)."
+    """Move every file the stage wrote or changed from `staging` to its place under `root` (a rename each). `MOVING`,
+    written first, marks the run as finished: a move that is killed midway is completed by the stage's next run."""
+    (staging / MOVING).touch()
     moved = []
     for src in sorted(p for p in staging.rglob("*") if p.is_file()):
         rel = src.relative_to(staging)
-        if rel.parts[0] == "kernel-stderr.log":
+        if rel.parts[0] in ("kernel-stderr.log", MOVING):
             continue
         dest = root / rel
         if not dest.is_file() or not filecmp.cmp(src, dest, shallow=False):
@@ -159,6 +163,10 @@ def run_stage(
     params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
     root = Path(params_file).resolve().parent
     staging = root / STAGING_DIR / stage
+    if (staging / MOVING).is_file():  # a run killed while moving its outputs: finish its move, never leave a mix of two runs
+        finished = move_into_place(staging, root)
+        sys.stderr.write(f"census-stage {stage}: moved the rest of a killed run's outputs into place first "
+                         f"({len(finished)} files)\n")
     shutil.rmtree(staging, ignore_errors=True)  # what a failed or killed run of the stage left
     stage_copy(params, root, staging)
     os.environ[STAGING] = str(staging)  # load_params, in this process and in the stage's kernel, now writes there

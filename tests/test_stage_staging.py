@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from census_income.pipeline import STAGING_DIR
+from census_income.pipeline import MOVING, STAGING_DIR
 from tests.conftest import ROOT, VENV_BIN, tool_env
 
 pytestmark = pytest.mark.integration  # three papermill runs: about half a minute
@@ -108,3 +108,27 @@ def test_leftovers_of_a_killed_run_are_cleared_by_the_next(scratch):
     proc = stage(scratch)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not leftover.exists() and not (scratch / "data" / leftover.name).exists()
+
+
+def test_a_run_killed_while_moving_its_outputs_is_finished_by_the_next(scratch):
+    """A `kill -9` between a stage's renames left a new test.csv beside the old train.csv: the stage's next run first moves
+    the rest of the killed run's files into place (its staging folder says the run had finished), then runs."""
+    staging = scratch / STAGING_DIR / "clean"
+    (staging / "data").mkdir(parents=True)
+    (staging / "data" / "from-the-killed-run.csv").write_text("moved")
+    (staging / MOVING).touch()
+    proc = stage(scratch)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (scratch / "data" / "from-the-killed-run.csv").read_text() == "moved"
+    assert "census-stage clean: moved the rest of a killed run's outputs into place first (1 files)" in proc.stderr
+    assert not any((scratch / STAGING_DIR).iterdir())
+
+
+def test_a_staging_folder_without_the_mark_is_not_moved(scratch):
+    "A run killed before it finished (no mark): none of its files reach the workspace."
+    staging = scratch / STAGING_DIR / "clean"
+    (staging / "data").mkdir(parents=True)
+    (staging / "data" / "half-written.csv").write_text("partial")
+    proc = stage(scratch)
+    assert proc.returncode == 0 and "moved the rest" not in proc.stderr, proc.stderr[-3000:]
+    assert not (scratch / "data" / "half-written.csv").exists()
