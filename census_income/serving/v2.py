@@ -137,7 +137,7 @@ def split_body(
                            f"not {show_value(header_length)}")
     n = int(header_length) if len(header_length) <= 18 else len(body) + 1  # more digits than any body has bytes
     if not 0 < n <= len(body):
-        raise V2Error(400, f"Inference-Header-Content-Length is {n}, but the body has {len(body)} bytes: "
+        raise V2Error(400, f"Inference-Header-Content-Length is {cut(header_length, 40)}, but the body has {len(body)} bytes: "
                            f"the JSON header must be within the body")
     return body[:n], body[n:]
 

@@ -318,6 +318,8 @@ def test_what_an_adversarial_run_found_is_refused_in_words(client):
         (*with_first_input(data=[41]), "has both data and parameters.binary_data_size"),
         (*with_first_input(shape=[True]), "inputs.0.shape.0"),
         (body, {HEADER: "+" + headers[HEADER]}, "digits only"),
+        (body, {HEADER: "9" * 19}, f"Inference-Header-Content-Length is {'9' * 19}, but the body has {len(body)} bytes"),
+        (body, {HEADER: str(len(body) + 1)}, f"Inference-Header-Content-Length is {len(body) + 1}, but the body has"),
         (body, {}, "not an inference request"),  # binary bytes after JSON, without the header that says where it ends
     ]
     for content, extra, words in cases:
