@@ -68,6 +68,39 @@ def test_every_error_answer_is_bounded(app_client, path, body):
         assert all(isinstance(p, int) or len(p) <= LOC_CHARS + 30 for p in e["loc"]) and len(e["msg"]) <= MSG_CHARS + 30, e
 
 
+def many_error_bodies() -> list[bytes]:
+    "Batches whose errors pass MANY_ERRORS: unknown keys in every record (a 1 MiB one), and bad values beside them."
+    junk = {f"unknown_{k}": k for k in range(145)}
+    hostile = json.dumps([EXAMPLE | junk] * 1000).encode()[: 1 << 20]
+    mixed = [EXAMPLE | {"age": "x", "sex": "M", **{f"u{k}": 1 for k in range(i % 7)}} | ({"fnlgt": 1.5} if i % 3 else {})
+             for i in range(900)]
+    return [hostile[: hostile.rfind(b"}, {") + 1] + b"]", json.dumps(mixed).encode()]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_many_errors_are_listed_record_by_record_in_pydantics_words(which):
+    "The record-by-record listing (the event loop gets its turn between records) is pydantic's own, error for error."
+    from pydantic import TypeAdapter, ValidationError
+
+    from census_income.serving.body import MANY_ERRORS, _errors_by_record
+    from census_income.validation import RecordRow
+
+    body = many_error_bodies()[which]
+    with pytest.raises(ValidationError) as caught:
+        TypeAdapter(list[RecordRow]).validate_json(body)
+    whole = caught.value.errors(include_url=False)
+    assert len(whole) > MANY_ERRORS
+    assert _errors_by_record(body, len(whole)) == whole
+    assert _errors_by_record(body, len(whole) + 1) is None  # a count that disagrees: pydantic's list is used
+
+
+def test_a_batch_of_many_errors_is_answered_bounded(app_client):
+    answer = post(app_client, "/predict/batch", many_error_bodies()[0])
+    detail = answer.json()["detail"]
+    assert answer.status_code == 422 and len(answer.content) < WORST_ANSWER, len(answer.content)
+    assert detail[0]["loc"] == ["body", 0, "unknown_0"] and "more" in detail[-1]["msg"], detail[-1]
+
+
 def test_a_cut_key_says_how_long_it_was(app_client):
     detail = post(app_client, "/predict", json.dumps(EXAMPLE | {HUGE_KEY: 1}).encode()).json()["detail"]
     assert detail[0]["loc"] == ["body", "k" * LOC_CHARS + "... (500,000 characters)"], detail
