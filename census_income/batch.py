@@ -126,6 +126,8 @@ def check_paths(
     for name, path in list(paths.items())[1:]:
         if path.is_dir():
             raise ValueError(f"the {name} path {path} is a folder: give a file name for the {name}")
+        if path.exists() and not path.is_file():  # a device or a FIFO: the job's rename would replace the node itself
+            raise ValueError(f"the {name} path {path} is not a regular file (a FIFO or a device): give a file name for the {name}")
         above = next(p for p in path.parents if p.exists())
         if not above.is_dir():
             raise ValueError(f"the {name} path {path} lies under {above}, which is a file: choose another folder")

@@ -8,6 +8,7 @@ outlives a job, even one that fails.
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -119,6 +120,20 @@ def test_colliding_paths_are_refused_before_any_work(tmp_path, predictor):
         with pytest.raises(ValueError, match=says):
             score_csv(path, out, rej, predictor, chunk_bytes=2048)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+@pytest.mark.parametrize("node", ["fifo", "device"])
+def test_an_output_that_is_a_fifo_or_a_device_is_refused_and_left_alone(tmp_path, predictor, node):
+    "An adversarial run, as root: `--output /dev/null` replaced the device with a plain file. The rename never reaches it."
+    path = build(tmp_path, {})
+    out = tmp_path / "d" / "out.csv"
+    out.parent.mkdir()
+    os.mkfifo(out) if node == "fifo" else out.symlink_to("/dev/null")  # a link to a device: what resolve() sees
+    for target, rej in ((out, tmp_path / "r.csv"), (tmp_path / "o.csv", out)):
+        with pytest.raises(ValueError, match="is not a regular file \\(a FIFO or a device\\)"):
+            score_csv(path, target, rej, predictor, chunk_bytes=2048)
+    assert (out.is_fifo() if node == "fifo" else Path("/dev/null").is_char_device())
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.csv"] and not (tmp_path / "o.csv").exists()
 
 
 def test_a_job_that_fails_midway_leaves_nothing_behind(tmp_path, predictor, monkeypatch):
