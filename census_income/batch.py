@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['OUTPUT_COLUMNS', 'MAX_WORKERS', 'WORKER_ENVIRON', 'distinct_values', 'split_chunk', 'score_rows', 'check_paths',
-           'companion', 'drift_path', 'done_path', 'job_lock', 'signals_held', 'run_name', 'is_leftover',
+           'companion', 'drift_path', 'done_path', 'page_path', 'job_lock', 'signals_held', 'run_name', 'is_leftover',
            'remove_leftovers', 'all_or_none', 'file_sha256', 'write_done', 'check_owners', 'read_done', 'score_block',
            'score_blocks', 'no_rows', 'check_drift_inputs', 'score_csv', 'plan_partitions', 'score_partition',
            'score_dask', 'local_cluster', 'run_batch', 'main']
@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from .batch_page import write_page
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
 from .cbpe import check_performance_inputs, performance_report, score_counts
 from .fileio import atomic_file
@@ -108,10 +109,11 @@ def check_paths(
     input_path, output_path, reject_path,  # as `score_csv` takes them
     report_path=None,  # the drift report's path, when there is one
     record_path=None,  # the completion record's path (`done_path`), when there is one
+    page_path=None,  # the report page's path (`page_path`), when there is one
 ) -> None:
     "Refuse, before any work, paths that would overwrite the input or each other, and outputs that cannot be files."
     paths = {"input": input_path, "output": output_path, "rejects": reject_path, "drift report": report_path,
-             "completion record": record_path}
+             "completion record": record_path, "report page": page_path}
     paths = {k: Path(v).resolve() for k, v in paths.items() if v is not None}
     if not paths["input"].exists():
         raise CensusDataError(str(input_path), [f"no such file: {input_path}"])
@@ -154,6 +156,13 @@ def done_path(
 ) -> Path:  # `<output>.done.json` beside it (`companion`)
     "Where `score_csv` records a finished run: the outputs are one run's, whole, while this record lists them."
     return companion(output_path, "done.json")
+
+
+def page_path(
+    output_path,  # the scored file of `score_csv`
+) -> Path:  # `<output>.report.html` beside it (`companion`)
+    "Where `score_csv` writes the run's report page (`census_income.batch_page`): one of its outputs, in its record."
+    return companion(output_path, "report.html")
 
 # %% ../nbs/07_batch.ipynb #c93a7d15
 @contextlib.contextmanager
@@ -397,20 +406,21 @@ def score_csv(
     "Score a census CSV block by block; good rows to `output_path`, bad rows with their reasons to `reject_path`, drift beside them."
     # all outputs or none: see "Outputs all together or not at all" (the completion record `done_path` is written last)
     drift = [] if reference is None else [drift_path(output_path)]
-    record = done_path(output_path)
-    check_paths(input_path, output_path, reject_path, *(drift or [None]), record)
-    check_owners([Path(output_path), Path(reject_path), *drift], record)
+    record, page = done_path(output_path), page_path(output_path)
+    check_paths(input_path, output_path, reject_path, *(drift or [None]), record, page)
+    outs = [Path(output_path), Path(reject_path), *drift, page]
+    check_owners(outs, record)
     if reference is not None:
         check_drift_inputs(predictor, reference, thresholds, performance)
-    outs = [Path(output_path), Path(reject_path), *drift]
     with contextlib.ExitStack() as stack:
         for path in sorted({p.resolve() for p in [*outs, record]}):  # one order: two jobs never wait on each other
             stack.enter_context(job_lock(path.parent / f".{path.name}.lock"))
         remove_leftovers([*outs, record])
         run = run_name()
         with all_or_none(outs, record, run) as tmps:
-            report = score_blocks(read_tables(input_path, FEATURES, chunk_bytes), tmps, predictor, reference, thresholds,
+            report = score_blocks(read_tables(input_path, FEATURES, chunk_bytes), tmps[:-1], predictor, reference, thresholds,
                                   performance)
+            write_page(tmps[-1], report, str(input_path), [tmps[1]], [str(p) for p in outs])
             stack.enter_context(signals_held())  # written: Ctrl-C and SIGTERM wait for the renames and the record
         write_done(record, outs, run, report)
         return report
@@ -497,13 +507,17 @@ def score_dask(
         try:
             report = _score_on_dask(paths, stage, model_dir, chunk_bytes, partition_bytes, scheduler, n_workers,
                                     reference, thresholds, predictor, performance)
+            names = sorted(p.name for p in stage.iterdir()) + ["report.html"]
+            write_page(stage / "report.html", report, str(inputs), sorted(stage.glob("rejects-*.csv")),
+                       [str(out / n) for n in names])
             with signals_held():  # written: Ctrl-C and SIGTERM wait for the moves and the record
                 (out / "done.json").unlink(missing_ok=True)  # from here until the new record, the folder may mix two runs
-                for old in [*out.glob("scored-*.csv"), *out.glob("rejects-*.csv"), out / "drift.json"]:
+                for old in [*out.glob("scored-*.csv"), *out.glob("rejects-*.csv"), out / "drift.json", out / "report.html"]:
                     old.unlink(missing_ok=True)
                 for new in sorted(stage.iterdir()):
                     os.replace(new, out / new.name)
-                outputs = sorted(p for p in out.iterdir() if p.name.startswith(("scored-", "rejects-")) or p.name == "drift.json")
+                outputs = sorted(p for p in out.iterdir() if p.name.startswith(("scored-", "rejects-"))
+                                 or p.name in ("drift.json", "report.html"))
                 write_done(out / "done.json", outputs, run, report)
             return report
         finally:
@@ -595,11 +609,12 @@ def run_batch(
                             int(n_workers), reference=reference, thresholds=knobs["drift"], model_version=predictor.version,
                             performance=knobs["performance"])
         return report | {"outputs": [f"{output_path}/scored-*.csv", f"{output_path}/rejects-*.csv",
-                                     str(Path(output_path) / "drift.json")], "record": str(Path(output_path) / "done.json")}
+                                     str(Path(output_path) / "drift.json"), str(Path(output_path) / "report.html")],
+                         "record": str(Path(output_path) / "done.json")}
     reject_path = reject_path or str(companion(output_path, "rejects.csv"))
     report = score_csv(input_path, output_path, reject_path, predictor, chunk_bytes=chunk_bytes, reference=reference,
                        thresholds=knobs["drift"], performance=knobs["performance"])
-    return report | {"outputs": [str(output_path), str(reject_path), str(drift_path(output_path))],
+    return report | {"outputs": [str(output_path), str(reject_path), str(drift_path(output_path)), str(page_path(output_path))],
                      "record": str(done_path(output_path))}
 
 

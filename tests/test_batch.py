@@ -1,16 +1,19 @@
 """Batch scoring through papermill, as documented: 100,000 rows with bad ones mixed in; drift against the training split."""
 
 import csv
+import html
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from census_income.batch import drift_path, score_csv
+from census_income.batch import done_path, drift_path, page_path, read_done, score_csv
+from census_income.batch_page import SHOWN_REJECTS
 from census_income.drift import load_reference, shifted, tally
 from census_income.fileio import read_clean, write_csv
 from census_income.predict import Predictor
@@ -82,7 +85,7 @@ def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, genera
     assert len(bad) == N_ROWS // 100
     shown = "".join("".join(o.get("data", {}).get("text/markdown", [])) + "".join(o.get("data", {}).get("text/html", []))
                     for o in outputs)
-    assert "no attribute flagged" in shown and "<th>PSI</th>" in shown and "<th>native-country</th>" in shown  # the drift table
+    assert "No attribute flagged" in shown and "<th>PSI</th>" in shown and "<th>native-country</th>" in shown  # the drift table
 
     out = pd.read_csv(scored, dtype=str, keep_default_na=False)
     assert out["line"].astype(int).tolist() == sorted(good)  # every good row, in file order, none lost
@@ -109,6 +112,22 @@ def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, genera
         assert [b for _, b in a["cells"].values()] == tally(reference, typed.astype({c: int for c in CONTINUOUS}))["cells"][col]
         wrong = sum(r.startswith(f"{col}: ") for r in bad.values())
         assert a["rejected_share"] == pytest.approx(wrong / checked, abs=1e-6) and (wrong > 0) == (col in ("age", "race", "hours-per-week"))
+
+    # the report page beside the scores, in the run's record: its counts and verdict at the top, the first rejected lines
+    page = page_path(scored).read_text(encoding="utf-8")
+    assert str(page_path(scored).resolve()) in read_done(done_path(scored))["outputs"]
+    summary = dict(page_table(page, "summary"))
+    assert (summary["rows read"], summary["drift"]) == (f"{N_ROWS:,}", "no attribute flagged")
+    assert summary["rows scored"].startswith(f"{len(good):,} (") and summary["rows rejected"].startswith(f"{len(bad):,} (")
+    shown = page_table(page, "rejects")
+    assert [where for where, _ in shown] == [f"line {line:,}" for line in sorted(bad)[:SHOWN_REJECTS]]
+    assert all(reason.startswith(bad[line]) for (_, reason), line in zip(shown, sorted(bad), strict=False))
+
+
+def page_table(page: str, table_id: str) -> list[list[str]]:
+    "The rows of one of a report page's own tables (`census_income.batch_page`), as the text of their cells."
+    body = re.search(rf'<table id="{table_id}">(.*?)</table>', page, re.S).group(1)
+    return [[html.unescape(c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", row, re.S)] for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
 
 
 def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, params, tmp_path):

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from census_income.batch import done_path, drift_path, job_lock, read_done, score_csv, score_dask
+from census_income.batch import done_path, drift_path, job_lock, page_path, read_done, score_csv, score_dask
 from census_income.drift import fit_reference, load_reference, save_reference
 from census_income.explain import explain
 from census_income.fileio import atomic_file
@@ -177,7 +177,8 @@ def test_outputs_keep_the_users_umask(umask, tmp_path, predictor, model, thresho
             tmp.write_bytes(b"w")
     finally:
         os.umask(old)
-    files = [out, tmp_path / "out" / "rejects.csv", drift_path(out), done_path(out), tmp_path / "weights.safetensors"]
+    files = [out, tmp_path / "out" / "rejects.csv", drift_path(out), page_path(out), done_path(out),
+             tmp_path / "weights.safetensors"]
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~umask)}
 
 
@@ -247,7 +248,7 @@ def test_kill_9_mid_run_leaves_the_record_away_and_the_next_run_cleans_up(tmp_pa
     after = first_run(big_input, out, model)  # the next run removes the dead run's temporaries and lock
     assert after["run"] != before["run"] and after["rows_read"] == BIG_ROWS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scored.csv", "scored.done.json", "scored.drift.json",
-                                                          "scored.rejects.csv"]
+                                                          "scored.rejects.csv", "scored.report.html"]
 
 
 @pytest.mark.integration
@@ -259,7 +260,7 @@ def test_a_terminated_job_removes_its_temporaries_and_keeps_the_previous_run(sig
     kill_mid_run(proc, tmp_path, sig)
     assert proc.returncode != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scored.csv", "scored.done.json", "scored.drift.json",
-                                                          "scored.rejects.csv"]
+                                                          "scored.rejects.csv", "scored.report.html"]
     assert read_done(done_path(out)) == before
 
 
@@ -285,7 +286,7 @@ def test_papermill_killed_mid_run_leaves_the_previous_run_and_the_next_run_clean
             time.sleep(1)
     assert after["rows_read"] == BIG_ROWS and after["run"] != before["run"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ipynb", "scored.csv", "scored.done.json", "scored.drift.json",
-                                                          "scored.rejects.csv"]
+                                                          "scored.rejects.csv", "scored.report.html"]
 
 
 def test_a_reader_is_told_when_the_outputs_are_not_one_runs(tmp_path, predictor, model, thresholds):

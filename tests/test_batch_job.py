@@ -23,7 +23,8 @@ def test_run_batch_scores_with_the_params_knobs_and_the_models_profile(quick_run
     params = quick_run[0]
     report = run_batch(params, params["paths"]["test_csv"], str(tmp_path / "out" / "scored.csv"))
     assert report["rows_read"] == report["rows_scored"] + report["rows_rejected"] > 0
-    assert report["outputs"] == [str(tmp_path / "out" / n) for n in ("scored.csv", "scored.rejects.csv", "scored.drift.json")]
+    assert report["outputs"] == [str(tmp_path / "out" / n) for n in ("scored.csv", "scored.rejects.csv", "scored.drift.json",
+                                                                    "scored.report.html")]
     assert all(Path(p).is_file() for p in report["outputs"])
     assert json.loads(Path(report["outputs"][2]).read_text()) == report["drift"]
     assert report["drift"]["thresholds"] == params["batch"]["drift"]
@@ -68,9 +69,9 @@ def test_two_jobs_in_one_folder_keep_their_own_files(quick_run, tmp_path):
     params, out = quick_run[0], tmp_path / "o"
     test_csv = params["paths"]["test_csv"]
     a, b, txt = (run_batch(params, test_csv, str(out / name)) for name in ("a.csv", "b.csv", "a.txt"))
-    assert a["outputs"][1:] == [str(out / "a.rejects.csv"), str(out / "a.drift.json")]
-    assert b["outputs"][1:] == [str(out / "b.rejects.csv"), str(out / "b.drift.json")]
-    assert txt["outputs"][1:] == [str(out / "a.txt.rejects.csv"), str(out / "a.txt.drift.json")]
+    assert a["outputs"][1:] == [str(out / "a.rejects.csv"), str(out / "a.drift.json"), str(out / "a.report.html")]
+    assert b["outputs"][1:] == [str(out / "b.rejects.csv"), str(out / "b.drift.json"), str(out / "b.report.html")]
+    assert txt["outputs"][1:] == [str(out / "a.txt.rejects.csv"), str(out / "a.txt.drift.json"), str(out / "a.txt.report.html")]
     assert txt["record"] == str(out / "a.txt.done.json")
     for job in (a, b, txt):  # every record still vouches for its files
         assert read_done(job["record"])["rows_read"] == job["rows_read"]

@@ -1,5 +1,5 @@
 """Every page a reader opens, in a real headless Chromium with the network cut off: the rendered reports, the index,
-the page `dvc plots show` writes (`make plots`) and the API's /docs. A page fails on any failed request, HTTP error,
+the page `dvc plots show` writes (`make plots`), a batch job's report page and the API's /docs. A page fails on any failed request, HTTP error,
 console error or uncaught exception, or image that did not load. A full-page screenshot of each is kept in test-artifacts/screenshots/ (git-ignored)."""
 
 import base64
@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 import yaml
 from websockets.sync.client import connect
 
-from ..conftest import ROOT, run
+from census_income.batch import done_path, drift_path, page_path, read_done
+
+from ..conftest import ROOT, VENV_BIN, run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -207,3 +210,38 @@ def test_the_dvc_plots_page_works_offline(browser, artifacts):
     plots = yaml.safe_load((artifacts / "dvc.yaml").read_text())["plots"]
     assert len(seen["probe"]) == len(plots), f"{len(seen['probe'])} Vega views for the {len(plots)} plots of dvc.yaml"
     assert min(seen["probe"]) > 100, f"a plot drew no data (coloured pixels per view): {seen['probe']}"
+
+
+# The summary rows of a batch report page, the number of elements the input could have smuggled in, and the flagged
+# attributes of its drift table.
+BATCH_PAGE = """({summary: Array.from(document.querySelectorAll('#summary tr')).map(r => [r.cells[0].innerText, r.cells[1].innerText]),
+  smuggled: document.querySelectorAll('script, img, b').length,
+  flagged: Array.from(document.querySelectorAll('#drift tbody tr')).filter(r => r.cells[1].innerText === 'FLAG')
+    .map(r => r.querySelector('th').innerText)})"""
+
+
+def test_the_batch_report_page_works_offline(browser, artifacts, tmp_path):
+    "`census-batch` writes a page a reader opens: the counts and the drift flags at the top, as the job's own records"
+    " hold them, and an input whose very name is markup shown as text."
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    from census_income.drift import shifted
+
+    rows = shifted(pd.read_csv(artifacts / "data" / "test.csv"), years=3)  # the drift the chapters show: two attributes
+    source = tmp_path / "<b>new people<img src=x onerror=alert(1)>.csv"
+    rows.to_csv(source, index=False)
+    with open(source, "a", encoding="utf-8") as f:
+        f.write("1,2,3\n")
+    out = tmp_path / "out" / "scored.csv"
+    run([str(VENV_BIN / "census-batch"), str(source), "--output", str(out), "--model-dir", str(artifacts / "model")], ROOT)
+    done, drift = read_done(done_path(out)), json.loads(drift_path(out).read_text())
+    assert str(page_path(out).resolve()) in done["outputs"]
+    url, httpd = serve(out.parent)
+    try:
+        seen = browser.visit(f"{url}/{page_path(out).name}", SHOTS / "batch-report.png", BATCH_PAGE)
+    finally:
+        httpd.shutdown()
+    check(seen, "the batch report page")
+    summary = dict(seen["probe"]["summary"])
+    assert summary["rows read"] == f"{done['rows_read']:,}" and summary["rows rejected"].startswith(f"{done['rows_rejected']:,} (")
+    assert summary["drift"] == f"flagged: {', '.join(drift['flagged'])}" and seen["probe"]["flagged"] == drift["flagged"] != []
+    assert seen["probe"]["smuggled"] == 0 and seen["requests"] == 1, seen  # the page alone: no script, no image, no markup
