@@ -241,6 +241,7 @@ class Paths(Section):
     slices_json: PathText
     disparity_json: PathText
     fairness_json: PathText
+    headline_json: PathText
     card_md: PathText
     index_html: PathText
     nbs_dir: PathText

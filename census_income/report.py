@@ -10,12 +10,15 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from .metrics import readable
+
+
 # %% auto #0
 __all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'VARIANTS', 'INDEX_CSS', 'result_files', 'load_results', 'num', 'pct', 'with_ci',
            'ci_label', 'table', 'candidates', 'model_details', 'intended_use', 'factors', 'metrics_section',
            'data_sections', 'held_sentence', 'overall_table', 'gap_sentence', 'calibration_sentence', 'disparity_table',
            'importance_section', 'fairness_section', 'quantitative_analyses', 'ethics_and_caveats', 'baseline_advice',
-           'model_card', 'notebook_title', 'reliability_png', 'index_html', 'run_report']
+           'model_card', 'notebook_title', 'reliability_png', 'index_html', 'headline', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 TRAIN_RESULTS = ("test", "dev", "baselines", "calibration", "comparison", "importance")  # metrics_dir/NAME.json
@@ -440,18 +443,31 @@ def index_html(
             f'<h2>Largest gaps between groups</h2><table id="gaps">{trs(gaps)}</table>'
             f'<h2>Worst slices by F1</h2><table id="worst">{trs(worst)}</table></body></html>')
 
+# %% ../nbs/05a_report.ipynb #e6263b80
+def headline(res: dict) -> dict:  # results from `load_results` → flat numbers at `DIGITS` significant digits
+    "The served model's headline numbers, read from the results (`dvc metrics show` lists them)."
+    t, served = res["test"], candidates(res)[0]
+    out = {key: t[key] for key in ("roc_auc", "f1", "accuracy", "ece")}
+    if gb := res["comparison"]["auc_gap"].get("hist_gradient_boosting"):
+        out["auc_vs_gb"] = gb["gap"]
+    out["mult_adds"] = res["comparison"]["candidates"][served]["multiply_adds"]
+    gaps = [d["recall"]["gap"] for d in res["slices"]["disparity"].values() if d["recall"]["gap"] is not None]
+    return readable(out | ({"recall_gap": max(gaps)} if gaps else {}))
+
+
 # %% ../nbs/05a_report.ipynb #4a0a7ef2
 def run_report(
     params: dict,  # params.yaml as `census_income.config.load_params` returns it
-) -> dict:  # the card (Markdown), the results it was built from, and the linked pages
-    "The report stage: the model card and the reports' index, from the manifest and the metrics files."
+) -> dict:  # the card (Markdown), the headline numbers, the results they were built from, and the linked pages
+    "The report stage: the model card, the reports' index and the headline numbers, from the manifest and the metrics files."
     paths = params["paths"]
     res = load_results(paths)
     card = model_card(res)
     links = [(f"{p}.html", *notebook_title(Path(paths["nbs_dir"], f"{p}.ipynb"))) for p in params["report"]["pages"]]
     links += [("model_card.md", "Model card (Markdown)", "the model card as a file; the Report page shows it rendered"),
               ("slice_output.txt", "Slice listing", "one line per slice, plain text")]
-    for key, text in (("card_md", card), ("index_html", index_html(res, links))):
+    numbers = headline(res)
+    for key, text in (("card_md", card), ("index_html", index_html(res, links)), ("headline_json", json.dumps(numbers, indent=1))):
         Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
         Path(paths[key]).write_text(text)
-    return {"card": card, "results": res, "links": links}
+    return {"card": card, "headline": numbers, "results": res, "links": links}

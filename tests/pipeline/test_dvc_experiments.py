@@ -2,7 +2,9 @@
 params: one `dvc exp run -S ...`, a queued grid run by `dvc queue start -j 2`, the comparison `dvc exp show --md`, and
 `dvc exp apply` of one of them. Git's identity comes from the environment and HOME is empty, as on a new machine."""
 
+import json
 import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -10,11 +12,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import copy_repo, run, set_params, tool_env
+from tests.conftest import ROOT, copy_repo, run, set_params, tool_env
 
-# the README's comparison: every column dropped but the experiment's name, the params it varies and a few metrics
-KEEP = r"^(Experiment|train\.n_folds|train\.seed|candidates\.ensemble\.networks|metrics/test\.json:(roc_auc|f1|log_loss))$"
+# a comparison: every column dropped but the experiment's name, the params it varies and three headline metrics
+KEEP = r"^(Experiment|train\.n_folds|train\.seed|roc_auc|f1|ece)$"
 SHOW = ["dvc", "exp", "show", "--md", "--drop", ".*", "--keep", KEEP]
+WIDTH = 120  # a terminal's columns
+
+
+def make_recipe(target: str) -> list[str]:
+    "The one command of a Makefile target (its home), as argv."
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"{target}:"))
+    return shlex.split(lines[start + 1].strip())
 ONE = {"train.n_folds": 2, "train.seed": 42}  # `dvc exp run -S train.n_folds=2` (the quick params train 3 members)
 GRID = {"grid-a": {"train.n_folds": 2, "train.seed": 7}, "grid-b": {"train.n_folds": 4, "train.seed": 7}}
 
@@ -89,19 +99,25 @@ def test_one_experiment_and_a_queued_grid_compare_in_exp_show(tmp_path):
         row = rows[name]
         for key, value in values.items():
             assert row[key] == str(value), f"{name}: {key} is {row[key]}, set to {value}\n{table}"
-        # the param reached the stage: the ensemble the experiment trained has one network per fold
-        assert int(row["candidates.ensemble.networks"]) == values["train.n_folds"], f"{name}\n{table}"
-        auc, f1, loss = (float(row[f"metrics/test.json:{m}"]) for m in ("roc_auc", "f1", "log_loss"))
-        assert 0.75 < auc <= 1 and 0.3 < f1 < 1 and 0 < loss < 0.6, f"{name}: not a trained model's numbers\n{table}"
+        auc, f1, ece = (float(row[m]) for m in ("roc_auc", "f1", "ece"))
+        assert 0.75 < auc <= 1 and 0.3 < f1 < 1 and 0 <= ece < 0.2, f"{name}: not a trained model's numbers\n{table}"
     # different members and seeds train different models: no two experiments score the test split the same
-    scores = {tuple(rows[n][f"metrics/test.json:{m}"] for m in ("roc_auc", "log_loss")) for n in expected}
+    scores = {tuple(rows[n][m] for m in ("roc_auc", "f1", "ece")) for n in expected}
     assert len(scores) == len(expected), table
+    # `make exps`, the narrow form of the whole table: only what differs, and it fits a terminal
+    narrow = run(make_recipe("exps"), repo, **env).stdout
+    (tmp_path / "exp_show_narrow.md").write_text(narrow)
+    assert max(map(len, narrow.splitlines())) <= WIDTH, f"{max(map(len, narrow.splitlines()))} columns:\n{narrow}"
+    assert set(expected) <= set(markdown_rows(narrow)) and "train.n_folds" in narrow.splitlines()[0], narrow
 
     # `dvc exp apply` puts an experiment's params and outputs in the workspace: its own metrics file, its own numbers
     run(["dvc", "exp", "apply", "grid-b"], repo, **env)
-    applied = yaml.safe_load((repo / "metrics" / "test.json").read_text())
+    applied = yaml.safe_load((repo / "metrics" / "headline.json").read_text())
     assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["n_folds"] == GRID["grid-b"]["train.n_folds"]
-    assert abs(applied["roc_auc"] - float(rows["grid-b"]["metrics/test.json:roc_auc"])) < 1e-6
+    assert abs(applied["roc_auc"] - float(rows["grid-b"]["roc_auc"])) < 1e-6
+    # the param reached the stage: the ensemble the experiment trained has one network per fold
+    comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
+    assert comparison["candidates"]["ensemble"]["networks"] == GRID["grid-b"]["train.n_folds"], comparison["candidates"]
     assert "pipelines are up to date" in run(["dvc", "status"], repo, **env).stdout.lower()
     (tmp_path / "timings.txt").write_text(f"one experiment {t_one:.0f} s, queued grid of {len(GRID)} {t_grid:.0f} s\n")
     print(f"one experiment {t_one:.0f} s, queued grid of {len(GRID)} with -j 2: {t_grid:.0f} s\n{table}")
