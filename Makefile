@@ -89,8 +89,8 @@ check-reports: install  ## open every HTML report in headless Chromium (needs De
 plots: install  ## dvc_plots/index.html: `dvc plots show` with the project's template (Vega from tools/dvc-plots/, no network)
 	dvc plots show -o dvc_plots
 
-exps: install  ## the experiments beside the workspace: only the params and headline metrics that differ (fits 120 columns)
-	dvc exp show --md --only-changed --drop Created
+exps: install  ## the experiments beside the workspace: only the params and headline metrics that differ, no file hashes
+	dvc exp show --md --only-changed --drop 'Created|State|Executor|.*/.*'
 
 help:  ## every target and what it does
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

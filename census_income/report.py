@@ -447,7 +447,7 @@ def index_html(
 def headline(res: dict) -> dict:  # results from `load_results` → flat numbers at `DIGITS` significant digits
     "The served model's headline numbers, read from the results (`dvc metrics show` lists them)."
     t, served = res["test"], candidates(res)[0]
-    out = {key: t[key] for key in ("roc_auc", "f1", "accuracy", "ece")}
+    out = {key: t[key] for key in ("roc_auc", "f1", "ece")}
     if gb := res["comparison"]["auc_gap"].get("hist_gradient_boosting"):
         out["auc_vs_gb"] = gb["gap"]
     out["mult_adds"] = res["comparison"]["candidates"][served]["multiply_adds"]
