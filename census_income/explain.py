@@ -23,17 +23,19 @@ __all__ = ['STEPS', 'MAX_STEPS', 'METHOD', 'typical_record', 'attribute_columns'
 # %% ../nbs/04b_explain.ipynb #5a966411
 def typical_record(
     columns: Mapping[str, Sequence],  # the training split's columns (a DataFrame or a dict of lists)
-) -> dict:  # a census record: the most common category of each categorical, the lower median of each number
-    "The baseline of explanations: a real, typical person of the training split (ties go to the first in sorted order)."
-    record = {}
-    for c in FEATURES:
-        values = np.asarray(columns[c])
-        if c in CATEGORICAL:
-            cats, counts = np.unique(values.astype(str), return_counts=True)
-            record[c] = str(cats[np.argmax(counts)])
-        else:
-            record[c] = int(np.percentile(values.astype(np.int64), 50, method="lower"))
-    return record
+) -> dict:  # one of its rows, as a census record
+    "The baseline of explanations: a real, typical person of the training split (a row of it; ties go to the first in sorted order)."
+    cats = [np.asarray(columns[c]).astype(str) for c in CATEGORICAL]
+    keys = np.array(["\x1f".join(row) for row in zip(*cats, strict=True)])
+    combos, counts = np.unique(keys, return_counts=True)
+    mine = np.flatnonzero(keys == combos[np.argmax(counts)])  # the people of the most common combination of categories
+    nums = {c: np.asarray(columns[c]).astype(np.int64) for c in CONTINUOUS}
+    far = np.zeros(len(mine))  # each number's distance from the group's lower median, in the whole split's IQRs
+    for c in CONTINUOUS:
+        q1, q3 = np.percentile(nums[c], [25, 75], method="lower")
+        far += np.abs(nums[c][mine] - np.percentile(nums[c][mine], 50, method="lower")) / max(int(q3 - q1), 1)
+    i = mine[np.lexsort([nums[c][mine] for c in reversed(CONTINUOUS)] + [far])[0]]  # nearest; then the smallest numbers
+    return {c: str(cats[CATEGORICAL.index(c)][i]) if c in CATEGORICAL else int(nums[c][i]) for c in FEATURES}
 
 # %% ../nbs/04b_explain.ipynb #9bc46bab
 STEPS = 32  # trapezoid-rule steps of the path integral (0.24 ms a record for the served network: bench_predict.py)

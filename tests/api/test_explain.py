@@ -5,7 +5,7 @@ import pytest
 
 from census_income.explain import STEPS, explain
 from census_income.predict import Predictor
-from census_income.schema import FEATURES
+from census_income.schema import CATEGORICAL, FEATURES
 from census_income.validation import EXAMPLE
 
 
@@ -96,3 +96,17 @@ def test_a_tampered_baseline_is_refused(model_dir, tmp_path):
     (d / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFilesError, match="manifest.json hashes to [0-9a-f]{32} but says version"):
         Predictor.load(d)
+
+
+def test_the_baseline_is_a_person_of_the_training_split(predictor, artifacts):
+    "The record every explanation starts from is a row of the training split, each attribute consistent with the others."
+    import pandas as pd
+
+    train = pd.read_csv(artifacts / "data" / "train.csv")
+    baseline = predictor.baseline
+    same = train[np.logical_and.reduce([train[c] == v for c, v in baseline.items()])]
+    assert len(same) >= 1, f"no person of the training split is {baseline}"
+    years = set(train.loc[train["education"] == baseline["education"], "education-num"])
+    assert years == {baseline["education-num"]}, "the baseline's education and its years agree as in the data"
+    common = train.groupby(list(CATEGORICAL)).size()
+    assert common.max() == common[tuple(baseline[c] for c in CATEGORICAL)], "the most common combination of categories"
