@@ -137,7 +137,7 @@ def check_paths(
 
 def companion(
     output_path,  # the scored file of a job
-    kind: str,  # what the companion holds: "rejects.csv", "drift.json", "done.json"
+    kind: str,  # what the companion holds: "rejects.csv", "drift.json", "report.html", "done.json"
 ) -> Path:  # beside the output: `a.csv` → `a.<kind>`; any other name keeps its suffix: `a.txt` → `a.txt.<kind>`
     "The name of a file a job writes beside its output, made from the output's whole name: two jobs never share one."
     p = Path(output_path)
@@ -472,7 +472,7 @@ MAX_WORKERS = 256  # most worker processes a LocalCluster of the job starts on o
 
 def score_dask(
     inputs: str,  # a CSV file, a folder of them, or a glob ("data/in/*.csv")
-    out_dir,  # the folder for scored-*.csv, rejects-*.csv, drift.json, done.json (created; a previous run's replaced)
+    out_dir,  # the folder for scored-*.csv, rejects-*.csv, drift.json, report.html, done.json (created; a previous run's replaced)
     model_dir,  # the model folder, at the same path on every worker
     chunk_bytes: int,  # bytes read at a time within a partition
     partition_bytes: int,  # about how many bytes one task scores
@@ -495,6 +495,10 @@ def score_dask(
         raise ValueError(f"the output folder {out} holds input files: choose another folder for the output")
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out} is a file: give a folder for engine dask's outputs")
+    for name in ("drift.json", "report.html", "done.json"):  # replaced at the end: each must be a file, or nothing yet
+        if (out / name).exists() and not (out / name).is_file():
+            raise ValueError(f"{out / name} is not a regular file (a folder, a FIFO or a device): remove it, or choose "
+                             "another output folder")
     predictor = Predictor.load(model_dir, model_version)  # refuse a broken (or unpinned) model before any task starts
     if reference is not None:
         check_drift_inputs(predictor, reference, thresholds, performance)

@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyarrow import csv as pacsv
 
 from .cbpe import performance_table
-from .drift import drift_table
+from .drift import PSI_BANDS, drift_table
 from .report import INDEX_CSS
 from .schema import FEATURES
 from .validation import cut
@@ -29,11 +30,12 @@ def drift_sentence(
 ) -> str:  # what was flagged, and the rule that flags an attribute
     "What the drift checks found on a batch, and when they flag an attribute, in words."
     limits, flagged = drift["thresholds"], drift["flagged"]
+    bounds = list(PSI_BANDS.items())
+    bands = ", ".join(f"{name} below {bound}" for name, bound in bounds) + f", major from {bounds[-1][1]}"  # drift's bands
     found = f"{len(flagged)} attribute(s) flagged: {', '.join(flagged)}." if flagged else "No attribute flagged."
     return (f"The {drift['rows_scored']:,} scored rows against the {drift['reference']['rows']:,} training rows: {found} "
             + (f"{drift['note']}. " if drift["note"] else "")
-            + f"An attribute is flagged when its PSI is at least {limits['psi_flag']} (below 0.1 no change, 0.1 to 0.25 "
-            f"moderate, above major), when the share of one of its categories or bins moved by a factor of "
+            + f"An attribute is flagged when its PSI is at least {limits['psi_flag']} ({bands}), when the share of one of its categories or bins moved by a factor of "
             f"{limits['ratio_flag']} either way (where the larger of its two shares is at least {limits['ratio_min_share']:.0%} "
             f"and {limits['ratio_min_rows']} of these rows), or when more than {limits['unseen_flag']:.0%} of the checked rows "
             "hold a value the model never saw.")
@@ -70,13 +72,17 @@ def reject_summary(
     rows, by, first = 0, Counter(), []
     read = pacsv.ReadOptions(block_size=1 << 22)
     convert = pacsv.ConvertOptions(column_types={"line": pa.int64(), "reason": pa.string()}, include_columns=["line", "reason"])
-    for path in paths:
-        table = pacsv.read_csv(path, read, pacsv.ParseOptions(newlines_in_values=True), convert)
-        reasons = table.column("reason").to_pylist()
-        rows += len(reasons)
-        by.update(a for r in reasons for a in reason_attributes(r))
-        first += [(Path(path).name, line, r) for line, r in zip(table.column("line").to_pylist(), reasons, strict=True)][:shown - len(first)]
-    return {"rows": rows, "by_attribute": dict(by.most_common()), "first": first[:shown], "files": len(paths)}
+    for path in paths:  # a block of 4 MiB at a time, whatever the size of the file; each distinct reason parsed once
+        for block in pacsv.open_csv(path, read, pacsv.ParseOptions(newlines_in_values=True), convert):
+            reasons = block.column("reason")
+            rows += len(reasons)
+            tally = pc.value_counts(reasons)
+            for reason, n in zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True):
+                by.update(dict.fromkeys(reason_attributes(reason), n))
+            take = min(shown - len(first), len(reasons))
+            first += [(Path(path).name, line, r) for line, r in zip(block.column("line")[:take].to_pylist(),
+                                                                   reasons[:take].to_pylist(), strict=True)]
+    return {"rows": rows, "by_attribute": dict(by.most_common()), "first": first, "files": len(paths)}
 
 # %% ../nbs/07a_batch_page.ipynb #72c7ce8d
 def _verdict(report: Mapping) -> list[tuple[str, str]]:
@@ -84,14 +90,15 @@ def _verdict(report: Mapping) -> list[tuple[str, str]]:
     drift = report.get("drift")
     if drift is None:
         return [("drift", "not checked (no profile of the training split given)")]
-    lines = [("drift", f"flagged: {', '.join(drift['flagged'])}" if drift["flagged"] else "no attribute flagged"
-              + ("" if drift["judged"] else f" ({drift['note']})"))]
+    found = f"flagged: {', '.join(drift['flagged'])}" if drift["flagged"] else "no attribute flagged"
+    lines = [("drift", found + ("" if drift["judged"] else f" ({drift['note']})"))]
     est = drift.get("performance")
     if est is not None:
         acc, test = est["batch"]["accuracy"], est["test"]
         shown = "n/a" if acc["estimate"] is None else f"{acc['estimate']:.3f}" + (
             "" if acc["low"] is None else f" [{acc['low']:.3f}, {acc['high']:.3f}]")
         lines.append(("estimated accuracy", shown + ("" if test is None else f" (test split: {test['true']['accuracy']:.3f})")))
+        lines.append(("the estimate cannot see", est["fails"]))
     return lines
 
 

@@ -8,6 +8,7 @@ process, as the `census-batch` command in a real subprocess (killed with real si
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -409,3 +410,15 @@ def test_a_block_size_out_of_bounds_is_one_line(chunk, tmp_path, model, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"census-batch: ValueError: chunk_bytes {chunk}: Input should be")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+@pytest.mark.parametrize("name", ["report.html", "drift.json", "done.json"])
+def test_a_dask_output_folder_whose_record_or_page_is_a_folder_is_refused_before_any_work(name, tmp_path, model):
+    "The files a Dask run replaces at the end must be files: found as folders, the job stops before it removes anything."
+    (tmp_path / "in.csv").write_bytes(lines(GOOD, OTHER))
+    out = tmp_path / "out"
+    (out / name).mkdir(parents=True)
+    (out / "scored-old.csv").write_text("a previous run's scores")
+    with pytest.raises(ValueError, match=rf"{re.escape(name)} is not a regular file .*: remove it, or choose another output folder"):
+        score_dask(str(tmp_path / "in.csv"), out, model, chunk_bytes=20_000, partition_bytes=40_000, n_workers=1)
+    assert (out / "scored-old.csv").read_text() == "a previous run's scores" and (out / name).is_dir()
