@@ -1,7 +1,7 @@
 """Speed and memory of batch scoring (`census_income.batch.score_csv`) on generated census files of growing size.
 
 Each size runs in a fresh process pinned to one core; peak RSS that does not grow with the file shows that
-the file is streamed. With `--papermill`, the same file is also scored through the README's papermill command (the
+the file is streamed. With `--papermill`, the same file is also scored through the guide's papermill command (the
 notebook 07_batch: kernel start-up included), pinned to the same core. With `--peer`, the same file is scored as a
 user would without this project: pandas' reader, scikit-learn's HistGradientBoostingClassifier (trained beforehand on
 data/train.csv, the pipeline's training split, not timed), `predict_proba`, and the rows with their probability
@@ -110,7 +110,7 @@ def peer(path: str, train_csv: str) -> None:
 
 
 def papermill_run(path: Path, core: int) -> float:
-    "Seconds of the README's papermill command on `path`, pinned to `core` (kernel start-up included)."
+    "Seconds of the guide's papermill command on `path`, pinned to `core` (kernel start-up included)."
     t = time.perf_counter()
     subprocess.run(["taskset", "-c", str(core), str(Path(sys.executable).parent / "papermill"), "-k", "python3", "--cwd", "nbs", "nbs/07_batch.ipynb",
                     str(path.with_suffix(".ipynb")), "-p", "input_path", str(path), "-p", "output_path",
@@ -120,7 +120,7 @@ def papermill_run(path: Path, core: int) -> float:
 
 
 def cli_run(path: Path, core: int, model_dir: str) -> float:
-    "Seconds of the README's `census-batch` command on `path`, pinned to `core` (start-up included)."
+    "Seconds of the guide's `census-batch` command on `path`, pinned to `core` (start-up included)."
     t = time.perf_counter()
     subprocess.run(["taskset", "-c", str(core), str(Path(sys.executable).parent / "census-batch"), str(path), "--output",
                     str(path.with_suffix(".cli.csv")), "--model-dir", model_dir], capture_output=True, text=True, check=True,
@@ -131,8 +131,8 @@ def cli_run(path: Path, core: int, model_dir: str) -> float:
 TARGETS = [  # (what, over what, at least): the issue's targets, each a ratio of two rates of the same run
     ("score_csv in process", "pyarrow.csv.read_csv alone, 1 thread", 0.3),
     ("score_csv in process", "the peer (pandas + HistGradientBoosting + to_csv)", 3.0),
-    ("the README's papermill command", "the peer (pandas + HistGradientBoosting + to_csv)", 2.0),
-    ("the README's census-batch command", "the peer (pandas + HistGradientBoosting + to_csv)", 2.0),
+    ("the guide's papermill command", "the peer (pandas + HistGradientBoosting + to_csv)", 2.0),
+    ("the guide's census-batch command", "the peer (pandas + HistGradientBoosting + to_csv)", 2.0),
 ]
 
 
@@ -156,9 +156,9 @@ def main() -> None:
     ap.add_argument("--core", type=int, default=0)
     ap.add_argument("--dask-workers", type=int, nargs="*", default=[], help="also score on Dask with these many workers")
     ap.add_argument("--partition-bytes", type=int, default=16 << 20, help="bytes of input per Dask task")
-    ap.add_argument("--papermill", action="store_true", help="also score through the README's papermill command")
+    ap.add_argument("--papermill", action="store_true", help="also score through the guide's papermill command")
     ap.add_argument("--peer", action="store_true", help="also score with pandas + HistGradientBoostingClassifier")
-    ap.add_argument("--cli", action="store_true", help="also score through the README's census-batch command")
+    ap.add_argument("--cli", action="store_true", help="also score through the guide's census-batch command")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--peer-run", help=argparse.SUPPRESS)
     ap.add_argument("--parse-run", help=argparse.SUPPRESS)
@@ -194,11 +194,11 @@ def main() -> None:
                   f"{rates['pyarrow.csv.read_csv alone, 1 thread']:,.0f} | | | |")
             if a.papermill:
                 secs = papermill_run(path, a.core)
-                rates["the README's papermill command"] = rows / secs
+                rates["the guide's papermill command"] = rows / secs
                 print(f"| {rows:,} through papermill (07_batch) | | {secs:.1f} | {rows / secs:,.0f} | | | |")
             if a.cli:
                 secs = cli_run(path, a.core, a.model_dir)
-                rates["the README's census-batch command"] = rows / secs
+                rates["the guide's census-batch command"] = rows / secs
                 print(f"| {rows:,} through census-batch | | {secs:.1f} | {rows / secs:,.0f} | | | |")
             if a.peer:
                 proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--peer-run", str(path)],

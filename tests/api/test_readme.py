@@ -1,4 +1,5 @@
-"""The README's commands, run as written (with a local model, ports and scratch paths swapped in)."""
+"""The commands of the README and of its guide (docs/guide.md), run as written (with a local model, ports and scratch
+paths swapped in), the example files they name, and what they say they print."""
 
 import json
 import os
@@ -9,24 +10,27 @@ import subprocess
 
 import httpx
 import pandas as pd
+import pytest
 import yaml
 
-from ..conftest import ROOT, VENV_BIN, run, tool_env
+from ..conftest import ROOT, VENV_BIN, copy_repo, run, tool_env
 from .conftest import free_port, wait_ready
 
 README = (ROOT / "README.md").read_text()
+DOCS = README + "\n" + (ROOT / "docs" / "guide.md").read_text()  # the front page and the reference behind it
 
 
 def command(prefix: str) -> str:
-    "The README line that starts with prefix (exactly one)."
-    lines = [line for line in README.splitlines() if line.startswith(prefix)]
-    assert len(lines) == 1, f"expected one README line starting with {prefix!r}, found {len(lines)}"
-    return lines[0].split("  #")[0].strip()
+    "The line of the README or the guide that starts with prefix (one, though both may show it)."
+    lines = {line for line in DOCS.splitlines() if line.startswith(prefix)}
+    assert len(lines) == 1, f"expected one line of the README or the guide starting with {prefix!r}, found {len(lines)}"
+    return lines.pop().split("  #")[0].strip()
 
 
 def test_curl_example(server):
     cmd = command("curl -s http://127.0.0.1:8000/predict").replace("http://127.0.0.1:8000", server)
-    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "@examples/record.json" in cmd  # the shipped file, from the clone's root
+    out = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True).stdout
     body = json.loads(out)
     shown = re.search(r'# \{"prediction":"([^"]+)","probability":([0-9.]+)…', README)  # what the README says it prints
     assert body["prediction"] == shown.group(1) and str(body["probability"]).startswith(shown.group(2)) and body["model_version"]
@@ -46,7 +50,7 @@ def test_make_serve_with_another_port(model_dir):
 
 
 def test_python_example(pipeline_repo, monkeypatch):
-    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", DOCS, re.S).group(1)
     code = code.replace("predictor.predict_records(", "result = predictor.predict_records(")
     scope: dict = {}
     monkeypatch.chdir(pipeline_repo)  # undone after the test, whatever happens
@@ -92,7 +96,7 @@ def test_tune_worker_command(own_pipeline_repo, tmp_path):
 
 
 def test_dvc_metrics_and_plots(pipeline_repo, tmp_path):
-    assert "dvc metrics show" in README and "dvc plots show" in README
+    assert "dvc metrics show" in DOCS and "dvc plots show" in DOCS
     metrics = run(["dvc", "metrics", "show", "--json"], pipeline_repo).stdout
     assert "roc_auc" in metrics and "recall" in metrics
     run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], pipeline_repo)
@@ -101,3 +105,38 @@ def test_dvc_metrics_and_plots(pipeline_repo, tmp_path):
         assert title in page, f"dvc plots show lost the {title} plot"
     md = run(["dvc", "metrics", "show", "--md", "metrics/test.json", "metrics/baselines.json"], pipeline_repo).stdout
     assert md.startswith("|") and "roc_auc" in md and "hist_gradient_boosting" in md
+
+
+def test_the_example_files_are_census_people():
+    "examples/record.json is the API's example; examples/new_people.csv holds real rows of the census, and one bad line."
+    from census_income.validation import EXAMPLE
+
+    assert json.loads((ROOT / "examples" / "record.json").read_text()) == EXAMPLE
+    census = {tuple(v.strip() for v in line.split(",")[:-1]) for line in (ROOT / "data" / "census.csv").read_text().splitlines()[1:]}
+    people = [tuple(line.split(",")) for line in (ROOT / "examples" / "new_people.csv").read_text().splitlines()[1:]]
+    strangers = [p for p in people if p not in census]
+    assert len(people) == 21 and len(strangers) == 1 and strangers[0][12] == "169"  # 169 hours: more than a week holds
+
+
+def test_the_batch_example(own_pipeline_repo):
+    "The README's census-batch line, as written, in a clone after `make pipeline`: what it prints and the page it writes."
+    line = command("census-batch examples/new_people.csv --output scored.csv")
+    args = shlex.split(line)
+    out = run([str(VENV_BIN / args[0]), *args[1:]], own_pipeline_repo).stderr.strip()
+    shown = next(ln for ln in README.splitlines() if ln.startswith("# census-batch: "))[2:]  # what the README says it prints
+    assert re.sub(r"by model [0-9a-f]+;", "by model …;", out) == shown, out
+    page = (own_pipeline_repo / "scored.report.html").read_text()
+    assert "hours-per-week: 169 is outside the allowed range 1..168" in page
+
+
+@pytest.mark.integration
+def test_make_quick(tmp_path):
+    "The README's first look, as written, in a clone that has no output yet: a model card to open, nothing else written."
+    assert command("make quick") == "make quick"
+    clone = copy_repo(tmp_path / "clone")
+    (clone / ".venv").symlink_to(ROOT / ".venv")  # the clone's environment is this one (`make` would build it otherwise)
+    run(["make", "-o", ".venv/.installed", "quick"], clone, timeout=600)  # never reinstall the shared venv from a clone
+    page = (clone / "quick" / "05a_report.html").read_text()
+    assert "Model card: census income MLP" in page and "Quantitative analyses" in page
+    written = [p for d in ("data", "model", "metrics", "reports") for p in (clone / d).iterdir() if p.name not in (".gitignore", "census.csv")]
+    assert not written, f"a quick run wrote outputs: {written}"

@@ -1,4 +1,4 @@
-"""DVC experiments as the README's "Experiments" section runs them, in a fresh copy of the repository on the quick
+"""DVC experiments as the guide's "Experiments" section (docs/guide.md) runs them, in a fresh copy of the repository on the quick
 params: one `dvc exp run -S ...`, a queued grid run by `dvc queue start -j 2`, the comparison `dvc exp show --md`, and
 `dvc exp apply` of one of them. Git's identity comes from the environment and HOME is empty, as on a new machine."""
 
