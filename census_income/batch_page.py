@@ -21,8 +21,8 @@ from .schema import FEATURES
 from .validation import cut
 
 # %% auto #0
-__all__ = ['SHOWN_REJECTS', 'WHOLE_LINE', 'METRIC_NAMES', 'drift_sentence', 'performance_sentence', 'reason_attributes',
-           'reject_summary', 'page_html', 'write_page']
+__all__ = ['SHOWN_REJECTS', 'WHOLE_LINE', 'drift_sentence', 'performance_sentence', 'reason_attributes', 'reject_summary',
+           'page_html', 'write_page']
 
 # %% ../nbs/07a_batch_page.ipynb #63f0b868
 def drift_sentence(
@@ -115,9 +115,6 @@ def _facts(report: Mapping, rejects: Mapping) -> list[tuple[str, str]]:
     return facts + [("rejects per attribute", ", ".join(f"{a}: {n:,}" for a, n in rejects["by_attribute"].items()) or "none")]
 
 # %% ../nbs/07a_batch_page.ipynb #485496d1
-METRIC_NAMES = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "F1", "roc_auc": "ROC AUC"}
-
-
 def _rows(pairs) -> str:
     return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in pairs)
 
@@ -135,7 +132,7 @@ def page_html(
     if drift is not None and drift.get("performance") is not None:
         est = drift["performance"]
         body += ["<h2>Estimated performance, without labels</h2>", f"<p>{e(performance_sentence(est))}</p>",
-                 performance_table(est).rename(index=METRIC_NAMES).to_html(table_id="performance", border=0)]
+                 performance_table(est).to_html(table_id="performance", border=0)]
     if drift is not None:
         body += ["<h2>Drift against the training split</h2>", f"<p>{e(drift_sentence(drift))}</p>",
                  drift_table(drift).to_html(table_id="drift", border=0, index_names=False)]

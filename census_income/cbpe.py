@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import N_BINS, decide, percentile_ci, rates_from_counts, readable
+from .metrics import METRIC_NAMES, N_BINS, decide, percentile_ci, rates_from_counts, readable
 
 # %% auto #0
 __all__ = ['BINS', 'MICRO', 'METRICS', 'ASSUMES', 'FAILS', 'NO_TEST_SCORES', 'score_counts', 'add_score_counts', 'binned_auc',
@@ -189,6 +189,6 @@ def performance_table(
             return "" if e["estimate"] is None else f"{e['estimate']:.3f}"
         return f"{e['estimate']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
     level, test = f"{report['ci_level']:.0%}", report["test"]
-    return pd.DataFrame({m: {f"batch, estimated [{level} interval]": cell(report["batch"][m])} | ({} if test is None else {
+    return pd.DataFrame({METRIC_NAMES[m]: {f"batch, estimated [{level} interval]": cell(report["batch"][m])} | ({} if test is None else {
         f"test split, estimated [{level}]": cell(test["estimated"][m]), "test split, true": f"{test['true'][m]:.3f}"})
         for m in METRICS}).T

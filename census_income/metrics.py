@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 
 # %% auto #0
-__all__ = ['RATES', 'LOG_LOSS_EPS', 'N_BINS', 'DIGITS', 'FLOAT_FORMAT', 'decide', 'confusion_counts', 'rates_from_counts',
-           'roc_auc', 'log_loss', 'best_threshold', 'reliability', 'calibration_error', 'brier', 'sigmoid',
-           'fit_temperature', 'curves', 'percentile_ci', 'auc_gap', 'binary_metrics', 'readable']
+__all__ = ['RATES', 'METRIC_NAMES', 'LOG_LOSS_EPS', 'N_BINS', 'DIGITS', 'FLOAT_FORMAT', 'decide', 'confusion_counts',
+           'rates_from_counts', 'roc_auc', 'log_loss', 'best_threshold', 'reliability', 'calibration_error', 'brier',
+           'sigmoid', 'fit_temperature', 'curves', 'percentile_ci', 'auc_gap', 'binary_metrics', 'readable']
 
 # %% ../nbs/02a_metrics.ipynb #1d2c726c
 def decide(
@@ -52,6 +52,10 @@ def rates_from_counts(
 
 
 RATES = ("precision", "recall", "f1", "accuracy", "fpr", "fnr", "selection_rate")  # the rates a slice reports
+# each metric's name for readers, as every report, page and card writes it (the files keep the keys)
+METRIC_NAMES = {"roc_auc": "ROC AUC", "f1": "F1", "precision": "precision", "recall": "recall", "accuracy": "accuracy",
+                "log_loss": "log-loss", "brier": "Brier score", "ece": "ECE", "threshold": "threshold",
+                "multiply_adds": "multiply-adds"}
 
 # %% ../nbs/02a_metrics.ipynb #0c60e7f9
 def roc_auc(

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .metrics import readable
+from .metrics import METRIC_NAMES, readable
 
 
 # %% auto #0
@@ -187,11 +187,12 @@ def overall_table(res: dict) -> str:  # results from `load_results`
     served, other = candidates(res)
     ref = res["comparison"]["candidates"][other]["test"]
     lr, gb = base.get("logistic_regression", {}), base.get("hist_gradient_boosting", {})
-    rows = [["ROC AUC", num(t["roc_auc"]), num(dev["roc_auc"]), num(ref["roc_auc"]), num(lr.get("roc_auc")), num(gb.get("roc_auc"))]]
-    for m, name in (("f1", "F1"), ("precision", "precision"), ("recall", "recall"), ("accuracy", "accuracy")):
-        rows.append([name, with_ci(o, m), num(dev[m]), num(ref[m]), num(lr.get(m)), num(gb.get(m))])
-    for m, name in (("log_loss", "log-loss"), ("brier", "Brier score"), ("ece", "ECE"), ("threshold", "threshold")):
-        rows.append([name, num(t[m]), num(dev[m]), num(ref[m]), num(lr.get(m)), num(gb.get(m))])
+    rows = [[METRIC_NAMES["roc_auc"], num(t["roc_auc"]), num(dev["roc_auc"]), num(ref["roc_auc"]), num(lr.get("roc_auc")),
+             num(gb.get("roc_auc"))]]
+    for m in ("f1", "precision", "recall", "accuracy"):
+        rows.append([METRIC_NAMES[m], with_ci(o, m), num(dev[m]), num(ref[m]), num(lr.get(m)), num(gb.get(m))])
+    for m in ("log_loss", "brier", "ece", "threshold"):
+        rows.append([METRIC_NAMES[m], num(t[m]), num(dev[m]), num(ref[m]), num(lr.get(m)), num(gb.get(m))])
     return table(["metric", f"served {served}, test [{ci_label(res)} CI]", f"served {served}, held out", f"{other}, test",
                   "logistic regression, test", "gradient boosting, test"], rows)
 
@@ -348,7 +349,7 @@ def baseline_advice(res: dict) -> str:  # results from `load_results`
     t, gb = res["test"], res["baselines"].get("hist_gradient_boosting")
     if not gb:
         return "No gradient-boosting baseline was trained in this run: compare with one before relying on the network."
-    lead = [f"{name} {num(gb[m])} against {num(t[m])}" for m, name in (("roc_auc", "ROC AUC"), ("f1", "F1")) if gb[m] > t[m]]
+    lead = [f"{METRIC_NAMES[m]} {num(gb[m])} against {num(t[m])}" for m in ("roc_auc", "f1") if gb[m] > t[m]]
     if lead:
         return (f"The gradient-boosting baseline leads the served model on the test split ({'; '.join(lead)}): prefer it "
                 "unless the network's own strengths (its cost per record, its explanations) matter for the use, and read "
@@ -417,7 +418,7 @@ def index_html(
 ) -> str:  # the page
     "The reports' index: key numbers, the comparison with the baselines, the reliability diagram, and links."
     e, o, t = html.escape, res["slices"]["overall"], res["test"]
-    rows = [("ROC AUC", num(t["roc_auc"]))] + [(m, with_ci(o, m.lower())) for m in ("F1", "precision", "recall", "accuracy")]
+    rows = [(METRIC_NAMES["roc_auc"], num(t["roc_auc"]))] + [(METRIC_NAMES[m], with_ci(o, m)) for m in ("f1", "precision", "recall", "accuracy")]
     rows += [("threshold", num(res["manifest"]["threshold"])), ("test rows", str(o["n"]))]
     gaps = [(f"{a}: {m.replace('_', ' ')} gap", f"{num(d[m]['gap'])} [{num(d[m]['gap_ci'][0])}, {num(d[m]['gap_ci'][1])}] "
              f"({d[m]['max_group']} vs {d[m]['min_group']})") for a, d in res["slices"]["disparity"].items()
@@ -429,7 +430,7 @@ def index_html(
     served, other = candidates(res)
     models = [(f"MLP {served} (served)", t), (f"MLP {other}", res["comparison"]["candidates"][other]["test"])]
     models += [(n.replace("_", " "), m) for n, m in res["baselines"].items()]
-    cols = (("roc_auc", "ROC AUC"), ("f1", "F1"), ("accuracy", "accuracy"), ("ece", "ECE"), ("brier", "Brier"))
+    cols = tuple((k, METRIC_NAMES[k]) for k in ("roc_auc", "f1", "accuracy", "ece", "brier"))
     compare = ("<tr><th>model (test split)</th>" + "".join(f"<th>{h}</th>" for _, h in cols) + "</tr>"
                + "".join(f"<tr><th>{e(n)}</th>" + "".join(f"<td>{num(m.get(k))}</td>" for k, _ in cols) + "</tr>" for n, m in models))
     level = ci_label(res)
