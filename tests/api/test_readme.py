@@ -138,5 +138,6 @@ def test_make_quick(tmp_path):
     run(["make", "-o", ".venv/.installed", "quick"], clone, timeout=600)  # never reinstall the shared venv from a clone
     page = (clone / "quick" / "05a_report.html").read_text()
     assert "Model card: census income MLP" in page and "Quantitative analyses" in page
+    assert "Trial 0 finished" not in page, "the sample run's log lines are not the report"
     written = [p for d in ("data", "model", "metrics", "reports") for p in (clone / d).iterdir() if p.name not in (".gitignore", "census.csv")]
     assert not written, f"a quick run wrote outputs: {written}"
