@@ -420,7 +420,7 @@ def score_csv(
         with all_or_none(outs, record, run) as tmps:
             report = score_blocks(read_tables(input_path, FEATURES, chunk_bytes), tmps[:-1], predictor, reference, thresholds,
                                   performance)
-            write_page(tmps[-1], report, str(input_path), [tmps[1]], [str(p) for p in outs])
+            write_page(tmps[-1], report, str(input_path), [tmps[1]], [str(p) for p in [*outs, record]])
             stack.enter_context(signals_held())  # written: Ctrl-C and SIGTERM wait for the renames and the record
         write_done(record, outs, run, report)
         return report
@@ -513,7 +513,7 @@ def score_dask(
                                     reference, thresholds, predictor, performance)
             names = sorted(p.name for p in stage.iterdir()) + ["report.html"]
             write_page(stage / "report.html", report, str(inputs), sorted(stage.glob("rejects-*.csv")),
-                       [str(out / n) for n in names])
+                       [str(Path(out_dir) / n) for n in names] + [str(Path(out_dir) / "done.json")])  # as the job was given them
             with signals_held():  # written: Ctrl-C and SIGTERM wait for the moves and the record
                 (out / "done.json").unlink(missing_ok=True)  # from here until the new record, the folder may mix two runs
                 for old in [*out.glob("scored-*.csv"), *out.glob("rejects-*.csv"), out / "drift.json", out / "report.html"]:

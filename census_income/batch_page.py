@@ -123,7 +123,7 @@ def page_html(
     report: Mapping,  # the job's report: counts and model version (`score_csv`, `score_dask`), and its drift report if any
     source: str,  # what was scored, as the job was given it (a file, a folder or a glob)
     rejects: Mapping,  # `reject_summary` of the run's reject files
-    outputs: Sequence[str],  # the run's files, as a reader finds them
+    outputs: Sequence[str],  # the run's files, as a reader finds them (the completion record last)
 ) -> str:  # a page of HTML, no script, everything from the input escaped
     "The report page of a batch run: the counts and verdict at the top, then performance, drift, rejects and files."
     e, drift = html.escape, report.get("drift")
