@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,13 +55,15 @@ def performance_sentence(
 # %% ../nbs/07a_batch_page.ipynb #fb9e244e
 SHOWN_REJECTS = 10  # rejected lines the page lists with their reasons (all are counted)
 WHOLE_LINE = "the line as a whole"  # what a reason that names no attribute is counted under
+_QUOTED = re.compile(r"'(?:(?!\.\.\. \()[^'\\]|\\.)*'|\"(?:(?!\.\.\. \()[^\"\\]|\\.)*\"")  # a quoted value (`validation.show_value`), not one cut short
 
 
 def reason_attributes(
     reason: str,  # a reject's reason, as the reject file holds it ("age: ...; race: ...")
 ) -> list[str]:  # the attributes it names, in order; [WHOLE_LINE] if none
     "The attributes a reject's reason names: each message of the reason starts with one, or is about the line."
-    named = [part.split(":", 1)[0] for part in reason.split("; ")]
+    bare = _QUOTED.sub("''", reason)  # a value is quoted as Python writes it: what it holds never names an attribute
+    named = [part.split(":", 1)[0] for part in bare.split("; ")]
     return [a for a in dict.fromkeys(named) if a in FEATURES] or [WHOLE_LINE]
 
 
