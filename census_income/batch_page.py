@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pacsv
 
-from .cbpe import performance_table
+from .cbpe import estimate_text, performance_table
 from .drift import PSI_BANDS, drift_table
 from .report import INDEX_CSS
 from .schema import FEATURES
@@ -97,10 +97,8 @@ def _verdict(report: Mapping) -> list[tuple[str, str]]:
     lines = [("drift", found + ("" if drift["judged"] else f" ({drift['note']})"))]
     est = drift.get("performance")
     if est is not None:
-        acc, test = est["batch"]["accuracy"], est["test"]
-        shown = "n/a" if acc["estimate"] is None else f"{acc['estimate']:.3f}" + (
-            "" if acc["low"] is None else f" [{acc['low']:.3f}, {acc['high']:.3f}]")
-        lines.append(("estimated accuracy", shown + ("" if test is None else f" (test split: {test['true']['accuracy']:.3f})")))
+        test = est["test"]
+        lines.append(("estimated accuracy", (estimate_text(est["batch"]["accuracy"]) or "n/a") + ("" if test is None else f" (test split: {test['true']['accuracy']:.3f})")))
         lines.append(("the estimate cannot see", est["fails"]))
     return lines
 

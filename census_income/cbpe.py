@@ -15,7 +15,7 @@ from .metrics import METRIC_NAMES, N_BINS, decide, percentile_ci, rates_from_cou
 # %% auto #0
 __all__ = ['BINS', 'MICRO', 'METRICS', 'ASSUMES', 'FAILS', 'NO_TEST_SCORES', 'score_counts', 'add_score_counts', 'binned_auc',
            'cell_metrics', 'calibration_gaps', 'estimate_performance', 'performance_report', 'check_performance_inputs',
-           'performance_table']
+           'estimate_text', 'performance_table']
 
 # %% ../nbs/02d_cbpe.ipynb #8f371973
 BINS: int = 20 * N_BINS  # fine equal-width bins of p: 20 in each bin of the reliability diagram
@@ -180,15 +180,20 @@ def check_performance_inputs(
 
 
 # %% ../nbs/02d_cbpe.ipynb #a23045ea
+def estimate_text(
+    e: Mapping,  # one metric's estimate, low and high (`performance_report`'s "batch" or test "estimated")
+) -> str:  # "0.869 [0.859, 0.879]", the estimate alone without an interval, "" without an estimate
+    "An estimated metric with its interval, as readers see it."
+    if e["estimate"] is None or e["low"] is None:
+        return "" if e["estimate"] is None else f"{e['estimate']:.3f}"
+    return f"{e['estimate']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+
+
 def performance_table(
     report: dict,  # from `performance_report`
 ) -> pd.DataFrame:  # a row per metric: the batch's estimate with its interval, the test split's estimate and truth
     "The estimated performance as a table for readers."
-    def cell(e: dict) -> str:
-        if e["estimate"] is None or e["low"] is None:
-            return "" if e["estimate"] is None else f"{e['estimate']:.3f}"
-        return f"{e['estimate']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
     level, test = f"{report['ci_level']:.0%}", report["test"]
-    return pd.DataFrame({METRIC_NAMES[m]: {f"batch, estimated [{level} interval]": cell(report["batch"][m])} | ({} if test is None else {
-        f"test split, estimated [{level}]": cell(test["estimated"][m]), "test split, true": f"{test['true'][m]:.3f}"})
+    return pd.DataFrame({METRIC_NAMES[m]: {f"batch, estimated [{level} interval]": estimate_text(report["batch"][m])} | ({} if test is None else {
+        f"test split, estimated [{level}]": estimate_text(test["estimated"][m]), "test split, true": f"{test['true'][m]:.3f}"})
         for m in METRICS}).T
