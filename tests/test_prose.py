@@ -2,6 +2,7 @@
 to (outputs of the pipeline aside: a fresh clone has none until `make pipeline`), every console command."""
 
 import re
+import subprocess
 
 import pytest
 
@@ -9,7 +10,11 @@ from .conftest import ROOT
 
 DOCS = {name: (ROOT / name).read_text() for name in ("README.md", "docs/guide.md")}
 TARGETS = set(re.findall(r"^([a-z0-9-]+):", (ROOT / "Makefile").read_text(), re.M))
-OUTPUTS = ("data/", "model/", "metrics/", "reports/", "dvc_plots", "quick/", "scored", "rejects", "_docs")  # made by commands
+OUTPUTS = ("data/", "model/", "metrics/", "reports/", "dvc_plots", "quick/", "scored", "rejects", "_docs",
+           ".dvc/tmp/")  # made by commands
+# what a fresh clone holds: the files git tracks and their folders (a file left in the working tree does not count)
+TRACKED = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+IN_CLONE = set(TRACKED) | {f"{'/'.join(t.split('/')[:i])}" for t in TRACKED for i in range(1, t.count("/") + 1)}
 PATH = re.compile(r"`((?:[\w.-]+/)+[\w.*-]*|[\w-]+\.(?:py|ipynb|yaml|toml|ini|txt|json|csv|md|cfg))`")
 
 
@@ -23,7 +28,7 @@ def test_every_make_target_named_exists(doc):
 def test_every_file_named_exists(doc):
     named = {m for m in PATH.findall(DOCS[doc]) if not m.startswith(OUTPUTS) and "/" in m.rstrip("/")
              and "*" not in m and not re.search(r"[A-Z]{4}|\.local$", m)}  # no glob, no placeholder, no user's own file
-    missing = sorted(p for p in named if not any((ROOT / q).exists() for q in (p, f"{p}.ipynb", f"docs/{p}")))
+    missing = sorted(p for p in named if not {p.rstrip("/"), f"{p}.ipynb", f"docs/{p}"} & IN_CLONE)
     assert named and not missing, f"{doc} names files the repository lacks: {missing}"
 
 
