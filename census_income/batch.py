@@ -6,8 +6,8 @@
 __all__ = ['OUTPUT_COLUMNS', 'MAX_WORKERS', 'WORKER_ENVIRON', 'distinct_values', 'split_chunk', 'score_rows', 'check_paths',
            'companion', 'drift_path', 'done_path', 'page_path', 'job_lock', 'signals_held', 'run_name', 'is_leftover',
            'remove_leftovers', 'all_or_none', 'file_sha256', 'write_done', 'check_owners', 'read_done', 'score_block',
-           'score_blocks', 'no_rows', 'check_drift_inputs', 'score_csv', 'plan_partitions', 'score_partition',
-           'score_dask', 'local_cluster', 'run_batch', 'main']
+           'score_blocks', 'no_rows', 'drift_report', 'check_drift_inputs', 'score_csv', 'plan_partitions',
+           'score_partition', 'score_dask', 'local_cluster', 'run_batch', 'main']
 
 # %% ../nbs/07_batch.ipynb #bd104a35
 import contextlib
@@ -37,7 +37,7 @@ from .batch_page import write_page
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
 from .cbpe import check_performance_inputs, performance_report, score_counts
 from .fileio import atomic_file
-from .drift import (ReferenceFileError, add_tallies, check_reference, check_thresholds, compare,
+from .drift import (ALARM_STATUS, ReferenceFileError, add_tallies, alarm_line, check_reference, check_thresholds, compare,
                                  load_reference, tally)
 from .predict import Predictor
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES
@@ -362,6 +362,20 @@ def no_rows(
     return tally(reference, {c: [] for c in FEATURES}, scores=score_counts([], predictor.threshold))
 
 
+def drift_report(
+    counts: dict,  # a job's drift counts (`census_income.drift.tally`, summed with `add_tallies`), with score counts
+    reference: dict,  # the training profile
+    thresholds: Mapping,  # the drift thresholds (params.yaml: batch.drift)
+    performance: Mapping | None,  # n_sim, seed, ci_level of the estimated performance (None: none estimated)
+    predictor: Predictor,  # the model that scored the rows (its test metrics are the estimate's baseline)
+) -> dict:  # the drift report (`census_income.drift.compare`), with "performance" when asked
+    "What a batch job, the Dask job and the traffic monitor write as drift.json: the comparison with training and the estimate."
+    drift = compare(reference, counts, thresholds)
+    if performance is not None:
+        drift["performance"] = performance_report(counts["scores"], predictor.manifest.get("metrics", {}), performance)
+    return drift
+
+
 def _drift_outputs(counts: dict | None, reference: dict | None, thresholds: Mapping | None, tmps: list[Path],
                    performance: Mapping | None, predictor: Predictor) -> dict:
     "The drift counts for the job's report; with a path, the drift report too (with the estimated performance), written there."
@@ -369,9 +383,7 @@ def _drift_outputs(counts: dict | None, reference: dict | None, thresholds: Mapp
         return {}
     if not tmps:
         return {"drift_counts": counts}
-    drift = compare(reference, counts, thresholds)
-    if performance is not None:
-        drift["performance"] = performance_report(counts["scores"], predictor.manifest.get("metrics", {}), performance)
+    drift = drift_report(counts, reference, thresholds, performance, predictor)
     tmps[0].write_text(json.dumps(drift, indent=1) + "\n", encoding="utf-8")
     return {"drift_counts": counts, "drift": drift}
 
@@ -636,7 +648,7 @@ def _checked_chunk_bytes(chunk_bytes: int, knobs: dict) -> int:
         raise ValueError(f"chunk_bytes {chunk_bytes}: {err.errors(include_url=False)[0]['msg']}") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 refused (one line on stderr)
+def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 refused, 3 done with a drift alarm (ALARM_STATUS)
     "`census-batch INPUT --output PATH [...]`: score census CSV files with the pipeline's model."
     import argparse
     import signal
@@ -673,4 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
                      f"{report['rows_rejected']:,} rejected by model {report['model_version']}; drift flags: "
                      f"{', '.join(flagged) or 'none'}; wrote {', '.join(report['outputs'])}, "
                      f"recorded in {report['record']}\n")
+    if report.get("drift", {}).get("alarm"):  # a scheduler acts on the status; the line says why
+        sys.stderr.write(f"census-batch: {alarm_line(report['drift'])}\n")
+        return ALARM_STATUS
     return 0

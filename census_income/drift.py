@@ -20,10 +20,10 @@ from .fileio import atomic_file
 from .schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, MISSING, NULLABLE
 
 # %% auto #0
-__all__ = ['DECILES', 'PSI_FLOOR', 'PSI_BANDS', 'THRESHOLDS', 'number_bins', 'number_cells', 'cell_labels', 'checksum',
-           'fit_reference', 'reference_counts', 'tally', 'add_tallies', 'psi', 'psi_band', 'moved_most',
-           'check_thresholds', 'compare_attribute', 'compare', 'drift_table', 'ReferenceFileError', 'check_reference',
-           'save_reference', 'load_reference', 'shifted']
+__all__ = ['DECILES', 'PSI_FLOOR', 'PSI_BANDS', 'THRESHOLDS', 'ALARM_STATUS', 'number_bins', 'number_cells', 'cell_labels',
+           'checksum', 'fit_reference', 'reference_counts', 'tally', 'add_tallies', 'psi', 'psi_band', 'moved_most',
+           'check_thresholds', 'compare_attribute', 'compare', 'alarm_line', 'drift_table', 'ReferenceFileError',
+           'check_reference', 'save_reference', 'load_reference', 'shifted']
 
 # %% ../nbs/02c_drift.ipynb #33609e89
 DECILES: tuple[float, ...] = tuple(k / 10 for k in range(1, 10))
@@ -275,7 +275,20 @@ def compare(
             "thresholds": t, "judged": judged,
             "note": "" if judged else f"{counts['rows_scored']} scored rows, fewer than {t['min_rows']}: PSI and share ratios "
                                       "are shown but not judged (sampling noise)",
-            "flagged": [c for c in FEATURES if attributes[c]["flag"]], "attributes": attributes}
+            "flagged": (flagged := [c for c in FEATURES if attributes[c]["flag"]]), "alarm": bool(flagged),
+            "attributes": attributes}
+
+
+ALARM_STATUS: int = 3  # the exit status of a job or monitor run whose drift report raises an alarm (0: no alarm; 2: refused)
+
+
+def alarm_line(
+    report: Mapping,  # from `compare`
+) -> str:  # one line: "drift alarm: ..." or "no drift alarm ..."
+    "What raised the alarm, in one line a scheduler's log can show."
+    if not report["alarm"]:
+        return f"no drift alarm ({report['rows_scored']:,} rows{'' if report['judged'] else ', too few to judge PSI'})"
+    return f"drift alarm ({report['rows_scored']:,} rows): attributes flagged: {', '.join(report['flagged'])}"
 
 # %% ../nbs/02c_drift.ipynb #0b243c83
 def drift_table(

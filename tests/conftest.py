@@ -30,10 +30,10 @@ def tool_env(**extra: str) -> dict:
     return env
 
 
-def run(cmd: list[str], cwd: Path, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
-    "Run a command; on failure show its output in the assertion message."
+def run(cmd: list[str], cwd: Path, timeout: int = 900, status: int = 0, **env: str) -> subprocess.CompletedProcess:
+    "Run a command that must end with `status` (0: success); otherwise show its output in the assertion message."
     proc = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == status, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 
 

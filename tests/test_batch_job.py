@@ -8,6 +8,8 @@ import pytest
 
 from census_income.batch import OUTPUT_COLUMNS, read_done, run_batch
 from census_income.clean import CensusDataError
+from census_income.drift import ALARM_STATUS, shifted
+from census_income.fileio import read_clean
 from census_income.pipeline import load_params
 from census_income.predict import ModelFilesError
 
@@ -49,6 +51,19 @@ def test_the_command_scores_and_says_what_it_wrote(quick_run, quick_model, tmp_p
     rows = len(Path(params["paths"]["test_csv"]).read_text().splitlines()) - 1
     assert f"{rows:,} rows read" in proc.stderr and str(out) in proc.stderr
     assert out.is_file() and (tmp_path / "scored.rejects.csv").is_file() and (tmp_path / "scored.drift.json").is_file()
+
+
+def test_a_drift_alarm_ends_the_command_with_its_own_status_and_one_line(quick_run, quick_model, tmp_path):
+    "A file whose people are 80 years older (ages the model never saw): every output written, the alarm status (not 0, not a refusal's 2), one line why."
+    older = tmp_path / "older.csv"
+    shifted(read_clean(quick_run[0]["paths"]["test_csv"]), occupation=None, years=80).to_csv(older, index=False)
+    out = tmp_path / "scored.csv"
+    proc = census_batch(str(older), "--output", str(out), "--model-dir", str(quick_model))
+    assert proc.returncode == ALARM_STATUS != 2, proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("census-batch: drift alarm (") and "age" in last, proc.stderr
+    assert json.loads((tmp_path / "scored.drift.json").read_text())["alarm"] is True
+    assert read_done(tmp_path / "scored.done.json")["outputs"], "an alarm is not a failure: the run is recorded"
 
 
 def test_the_command_refuses_a_missing_model_in_one_line(quick_run, tmp_path):
