@@ -21,9 +21,9 @@ from .validation import cut
 # %% auto #0
 __all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
            'INPUTS', 'PathText', 'STAGING', 'MAX_YAML_BYTES', 'MAX_YAML_DEPTH', 'Section', 'HyperParams', 'CleanConfig',
-           'SplitConfig', 'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig',
-           'ReportConfig', 'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'Paths', 'Params', 'ParamsError',
-           'check_params', 'read_yaml', 'load_params']
+           'SplitConfig', 'ProfileConfig', 'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation',
+           'SlicesConfig', 'ReportConfig', 'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'Paths', 'Params',
+           'ParamsError', 'check_params', 'read_yaml', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -58,6 +58,15 @@ class CleanConfig(Section):
 class SplitConfig(Section):
     test_size: float = Field(gt=0, lt=1)  # share of rows held out for the test split
     seed: Seed
+
+
+class ProfileConfig(Section):
+    "The multivariate part of the training split's drift profile (`census_income.drift.fit_reference`)."
+    variance: float = Field(gt=0, lt=1)  # share of the cells' variance the principal components keep
+    folds: int = Field(ge=2, le=10)  # each training row's error from components fitted on the other folds
+    chunk_rows: int = Field(ge=100, le=1_000_000)  # rows of a reference chunk (a smaller split: half of it)
+    chunks: int = Field(ge=20, le=5000)  # chunks drawn to learn the alarm's threshold
+    seed: Seed  # which rows fall in each fold and chunk
 
 
 _Int, _Float = int, float  # the field names `int` and `float` below hide the builtins inside the class
@@ -193,6 +202,8 @@ class DriftThresholds(Section):
     ratio_min_share: float = Field(ge=0, le=1)
     unseen_flag: float = Field(ge=0, le=1)
     min_rows: int = Field(ge=0)
+    multivariate_level: float = Field(gt=0.5, lt=1)  # the alarm fires above this quantile of the reference chunks' errors
+    test_alpha: float = Field(gt=0, lt=1)  # a chi-squared test flags an attribute of a batch too small for PSI below this / 14
 
 
 class PerformanceSettings(Section):
@@ -267,6 +278,7 @@ class Params(Section):
     paths: Paths
     clean: CleanConfig
     split: SplitConfig
+    profile: ProfileConfig
     tune: TuneConfig
     train: TrainConfig
     slices: SlicesConfig
