@@ -34,13 +34,36 @@ from threadpoolctl import threadpool_limits
 
 from .explain import METHOD, ExplainError, explain_columns
 from .predict import FEW_ROWS, ModelFilesError, Predictor
-from .serving.body import SECURITY_HEADERS, TEXT_POLICY, BodyDeadlines, BoundedValidationError, error_detail
-from .serving.deps import (CountAnswers, ManyRecords, Metrics, Model, OneRecord, answer_counter, get_body,
-                                       get_model, one_record)
+from census_income.serving.body import (
+    SECURITY_HEADERS,
+    TEXT_POLICY,
+    BodyDeadlines,
+    BoundedValidationError,
+    error_detail,
+)
+from census_income.serving.deps import (
+    CountAnswers,
+    ManyRecords,
+    Metrics,
+    Model,
+    OneRecord,
+    answer_counter,
+    get_body,
+    get_model,
+    one_record,
+)
 from .serving.monitor import REQUEST_ID, Monitor, new_request_id, worker_share
-from .serving.schemas import (BatchPrediction, ErrorMessage, Explanation, Prediction, Readiness,
-                                           ValidationErrors, Welcome)
-from .serving.scoring import ServingModel
+from .serving.payload import start_traffic, traffic_metrics
+from census_income.serving.schemas import (
+    BatchPrediction,
+    ErrorMessage,
+    Explanation,
+    Prediction,
+    Readiness,
+    ValidationErrors,
+    Welcome,
+)
+from .serving.scoring import ROW_VALUES, ServingModel
 from .serving.settings import SettingsError, read_settings
 from .serving.v2 import V2Error, v2_error
 from .serving.v2 import add_routes as add_v2_routes
@@ -56,6 +79,7 @@ async def lifespan(app: FastAPI):
     try:
         settings = getattr(app.state, "settings", None) or read_settings()
         model = ServingModel(Predictor.load(settings.model_dir, settings.model_version), settings)
+        traffic = start_traffic(settings)  # the payload log and the shadow model, off the request path (or None)
     except (ModelFilesError, SettingsError) as err:
         app.state.startup_error = f"census-income cannot serve: {err}"
         raise
@@ -70,7 +94,9 @@ async def lifespan(app: FastAPI):
     monitor = Monitor(model.version, settings.log_requests, [r.path for r in app.routes if r.path not in mounted],
                       mounted, worker_share()) if settings.metrics else None
     sharing = asyncio.create_task(_share_counts(monitor)) if monitor is not None and monitor.share else None
-    yield {"model": model, "settings": settings, "bodies": bodies, "monitor": monitor}
+    yield {"model": model, "settings": settings, "bodies": bodies, "monitor": monitor, "traffic": traffic}
+    if traffic is not None:
+        traffic.close()  # what is queued is written (at most 5 s)
     for task in (watcher, sharing):
         if task is not None:
             task.cancel()
@@ -261,9 +287,12 @@ async def post_predict(request: Request) -> Response:
     # the dependencies the other routes declare, called in their order: FastAPI's solving of them cost this hot route
     # half its time (70 of 151 microseconds a request, in process); the answer is the JSON FastAPI would write
     model = await get_model(request)
-    answer = await model.score_one(await one_record(await get_body(request, model)))
-    (await answer_counter(request))("/predict", [answer.prediction])
-    return JSONResponse(answer.model_dump())
+    record = await one_record(await get_body(request, model))
+    answer = (await model.score_one(record)).model_dump()
+    (await answer_counter(request))("/predict", [answer["prediction"]])
+    if (traffic := getattr(request.state, "traffic", None)) is not None:  # the payload log and the shadow: queued
+        traffic.put(request.state.request_id, "/predict", model.version, [ROW_VALUES(record.__dict__)], [answer])
+    return JSONResponse(answer)
 
 
 _BATCH_BODY = {"type": "array", "items": Record.model_json_schema(), "minItems": 1,
@@ -271,10 +300,12 @@ _BATCH_BODY = {"type": "array", "items": Record.model_json_schema(), "minItems":
 
 
 @app.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS, openapi_extra=_json_body(_BATCH_BODY))
-async def post_predict_batch(model: Model, records: ManyRecords, count: CountAnswers) -> Response:
+async def post_predict_batch(request: Request, model: Model, records: ManyRecords, count: CountAnswers) -> Response:
     "Score a list of records (at least 1, at most CENSUS_MAX_BATCH); results come in the same order."
     answer = await model.off_loop(model.score_many, records) if len(records) > FEW_ROWS else model.score_many(records)
     count("/predict/batch", [a["prediction"] for a in answer["predictions"]])
+    if (traffic := getattr(request.state, "traffic", None)) is not None:
+        traffic.put(request.state.request_id, "/predict/batch", model.version, records, answer["predictions"])
     return Response(to_json(answer), media_type="application/json")
 
 
@@ -293,10 +324,14 @@ async def post_explain(model: Model, record: OneRecord, count: CountAnswers) -> 
 
 
 @app.get("/metrics", response_class=PlainTextResponse, responses={404: {"model": ErrorMessage, "description": "metrics are off"}})
-async def get_metrics(monitor: Metrics) -> Response:
+async def get_metrics(request: Request, monitor: Metrics) -> Response:
     """Prometheus metrics of this process (text format): requests and latency per route, answers per class,
-    rejected inputs per field and reason, the model's version."""
-    return Response(monitor.exposition(), media_type=CONTENT_TYPE_LATEST)
+    rejected inputs per field and reason, the model's version; with a payload log or a shadow model, their counts
+    (this worker's: `census_income.serving.payload`)."""
+    text = monitor.exposition()
+    if (traffic := getattr(request.state, "traffic", None)) is not None:
+        text += ("\n".join(traffic_metrics(traffic)) + "\n").encode()
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 # %% ../nbs/06_serve.ipynb #a1b2c3d4
 add_v2_routes(app)

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     # watcher (`census_income.serving.body.BodyDeadlines.watch`) wakes every body_timeout / 4 s: at most 40 times a second
     metrics: bool = True  # count requests, latency, answers and rejections for GET /metrics (Prometheus)
     log_requests: bool = False  # one JSON line per request on stderr: route, status, milliseconds; never the record
+    payload_log: Path | None = None  # the payload log: each scored record, its probability and label, one JSON line
+    # (personal attributes of real people: `census_income.serving.payload`); unset or empty: no log
+    payload_log_max_bytes: int = Field(64 << 20, ge=4096, le=1 << 40)  # the log's live file is rotated past this size
+    payload_log_files: int = Field(8, ge=1, le=1000)  # files of the log kept: the live one and FILES - 1 rotated ones
+    payload_queue: int = Field(10_000, ge=1, le=1_000_000)  # requests waiting for the log's (and the shadow's) thread;
+    # more are dropped and counted on /metrics, never waited for
+    shadow_model_dir: Path | None = None  # a challenger's model folder: scores every request off its path (/metrics)
+    shadow_model_version: str | None = Field(None, pattern="^[0-9a-f]{32}$")  # the version the challenger must be
 
 
 NOT_SETTINGS = frozenset({"CENSUS_TEST_ARTIFACTS", *CPU_VARIABLES})  # CENSUS_ variables others read (tests, census_income.cpu)

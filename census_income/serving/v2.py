@@ -22,7 +22,16 @@ from .body import MSG_CHARS, read_body
 from .deps import answer_counter, get_model
 from .monitor import REQUEST_ID
 from .scoring import OFF_LOOP_BYTES, ServingModel
-from ..validation import EXAMPLE, RecordError, cut, is_utf8, record_columns, show_value, twice_error, unknown_field_error
+from census_income.validation import (
+    EXAMPLE,
+    RecordError,
+    cut,
+    is_utf8,
+    record_columns,
+    show_value,
+    twice_error,
+    unknown_field_error,
+)
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'PLATFORM', 'HEADER_LENGTH', 'EXTENSIONS', 'INPUTS', 'OUTPUTS', 'NUMBER_TYPES', 'ERROR_CHARS',
@@ -399,17 +408,19 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
             p = predictor.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True)))
         else:
             p = predictor.predict_proba(columns)
-        return req, p, [a["prediction"] for a in predictor.answers(p)]  # never a non-finite answer
+        return req, columns, p, [a["prediction"] for a in predictor.answers(p)]  # never a non-finite answer
 
     state = request.state
     try:
-        req, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
+        req, columns, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
     finally:
         given = parsed[0].id if parsed else None
         if given is not None and not getattr(state, "request_id_given", True) and REQUEST_ID.fullmatch(given):
             state.request_id = given  # no X-Request-ID came: the request's own id names it, in the log and the answer
     content, headers = infer_response(req, getattr(state, "request_id", None), model.version, p, labels)
     (await answer_counter(request))(INFER_ENDPOINT, labels)
+    if (traffic := getattr(state, "traffic", None)) is not None:  # the payload log and the shadow, off this path
+        traffic.put(state.request_id, INFER_ENDPOINT, model.version, columns, (p, labels))
     return Response(content, headers=headers)
 
 
