@@ -254,6 +254,8 @@ class Paths(Section):
     fairness_json: PathText
     headline_json: PathText
     card_md: PathText
+    card_json: PathText
+    datasheet_md: PathText
     index_html: PathText
     nbs_dir: PathText
     reports_dir: PathText

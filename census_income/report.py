@@ -10,15 +10,26 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from census_income.card import (
+    ETHICS,
+    INTERVAL_CAVEAT,
+    THRESHOLD_CAVEAT,
+    THRESHOLD_WHY,
+    USES,
+    VARIANTS,
+    card_text,
+    test_split_intervals,
+)
+from .datasheet import datasheet, datasheet_facts
 from .metrics import METRIC_NAMES, readable
 
 
 # %% auto #0
-__all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'VARIANTS', 'INDEX_CSS', 'result_files', 'load_results', 'num', 'pct', 'with_ci',
+__all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'INDEX_CSS', 'CARD_LINKS', 'result_files', 'load_results', 'num', 'pct', 'with_ci',
            'ci_label', 'table', 'candidates', 'model_details', 'intended_use', 'factors', 'metrics_section',
            'data_sections', 'held_sentence', 'overall_table', 'gap_sentence', 'calibration_sentence', 'disparity_table',
-           'importance_section', 'fairness_section', 'quantitative_analyses', 'ethics_and_caveats', 'baseline_advice',
-           'model_card', 'notebook_title', 'reliability_png', 'index_html', 'headline', 'run_report']
+           'importance_section', 'fairness_section', 'quantitative_analyses', 'bullets', 'ethics_and_caveats',
+           'baseline_advice', 'model_card', 'notebook_title', 'reliability_png', 'index_html', 'headline', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 TRAIN_RESULTS = ("test", "dev", "baselines", "calibration", "comparison", "importance")  # metrics_dir/NAME.json
@@ -120,7 +131,7 @@ def model_details(res: dict) -> str:  # results from `load_results`
 - **Training:** {how}
 - **Calibration:** {calibration}
 - **Cost:** {c[served]['multiply_adds']} multiply-adds per row, against {c[other]['multiply_adds']} for the {other}.
-- **Decision threshold:** predicts `>50K` when the probability is at least {num(m['threshold'])}, the threshold that maximises F1 on the calibrated probabilities of training rows the served model never trained on.
+- **Decision threshold:** predicts `>50K` when the probability is at least {num(m['threshold'])} (why: see Metrics).
 - **Files:** `weights.safetensors` (tensors only) and `manifest.json`, `encoder.json` (JSON): loading them runs no code. The numpy `Predictor` serves them without torch.
 - **Developed by** the census-income team, as a worked example of a reproducible pipeline (nbdev notebooks, DVC, FastAPI). Licence: Apache.
 """
@@ -128,10 +139,10 @@ def model_details(res: dict) -> str:  # results from `load_results`
 
 def intended_use(res: dict) -> str:  # results from `load_results`
     "Intended use and the uses it is not fit for."
-    return """## Intended use
-- **Primary use:** teaching and benchmarking: predicting whether a person in the UCI Adult extract of the US census (1994) earned more than $50K a year, and demonstrating how such a model is trained, evaluated, documented and served.
-- **Primary users:** people learning or testing ML engineering practice on a well-known public data set.
-- **Out of scope:** any decision about a real person (credit, hiring, housing, insurance, benefits, pricing, policing), any population other than the one sampled, and inferring a person's sex, race or income. The data are decades old and the model encodes the income gaps of their time (see the quantitative analyses).
+    return f"""## Intended use
+- **Primary use:** {USES['use']}
+- **Primary users:** {USES['users']}
+- **Out of scope:** {USES['out_of_scope']}
 """
 
 
@@ -154,7 +165,7 @@ def metrics_section(res: dict) -> str:  # results from `load_results`
     return f"""## Metrics
 - **Performance measures:** precision, recall and F1 of `>50K` at the decision threshold, accuracy, and the threshold-free ROC AUC and log-loss. Per slice also the false-positive and false-negative rates and the selection rate (share predicted `>50K`).
 - **Calibration measures:** the Brier score and the expected calibration error (ECE: {res['calibration']['n_bins']} equal-width bins of the probability, the gap between mean probability and share of `>50K` in each, weighed by its rows).
-- **Decision threshold:** {num(st['threshold'])}, chosen on training rows the served model never trained on, to maximise F1; F1 weighs a missed high earner and a false alarm equally.
+- **Decision threshold:** {num(st['threshold'])}: {THRESHOLD_WHY}.
 - **Uncertainty:** {100 * st['ci_level']:g}% percentile bootstrap intervals from {st['n_boot']} resamples of the test split (seed {st['seed']}); every slice and every gap is computed on the same resamples.
 - **Too small to judge:** a slice with fewer than {st['min_support']} rows or fewer than {st['min_class']} rows of either class is flagged and left out of the rankings and gaps.
 """
@@ -260,10 +271,6 @@ contributions add up to the difference of the two probabilities.
 """
 
 
-VARIANTS = {"as_trained": "the model as trained (served)", "one_threshold": "one threshold for all, best accuracy (reference)",
-            "equalized_odds": "ThresholdOptimizer, equalized odds", "demographic_parity": "ThresholdOptimizer, demographic parity"}
-
-
 def fairness_section(res: dict) -> str:  # results from `load_results`
     "What a post-processing mitigation would cost: the served model beside fairlearn's ThresholdOptimizer, in numbers."
     f, lvl = res["fairness"], ci_label(res)
@@ -325,6 +332,11 @@ Every slice is in `reports/slice_output.txt` and `metrics/slices.json`, and plot
 """
 
 
+def bullets(lines) -> str:  # sentences → Markdown list items, one a line
+    "A Markdown list."
+    return "".join(f"- {line}\n" for line in lines)
+
+
 def ethics_and_caveats(res: dict) -> str:  # results from `load_results`
     "Ethical considerations, caveats and recommendations."
     sel = res["slices"]["disparity"].get("sex", {}).get("selection_rate")
@@ -333,13 +345,11 @@ def ethics_and_caveats(res: dict) -> str:  # results from `load_results`
                   f"{pct(sel['by_group'][g])}." for g in (sel["min_group"], sel["max_group"])) if sel and base else ""
     return f"""## Ethical considerations
 - `sex` and `race` are inputs of the model, and other inputs stand in for them; the served model has no fairness constraint or mitigation (what two mitigations would cost is measured above). A selection-rate gap partly mirrors different shares of high earners in the groups (the base rates); a recall gap does not: it means the model finds the high earners of one group less often than those of another.{gap}
-- The census extract is old and its categories (for example of race and sex) are coarse; the labels reflect pay gaps of that time, which a model trained on them reproduces.
-- The data hold no names or addresses, but the rows describe real people.
-
+{bullets(ETHICS)}
 ## Caveats and recommendations
-- The intervals cover the sampling of the test split only, not the variation between training runs or seeds. A percentile interval collapses to a single point when a metric is perfect (or zero) in nearly every resample, as a precision from a handful of predicted positives can be: read intervals with the slice's counts.
+- {INTERVAL_CAVEAT}
 - Slices flagged too small, and intersections of groups other than {", ".join(res["slices"]["settings"].get("intersections", [])) or "none"}, are not evaluated: absence of evidence there is not evidence of good behaviour.
-- The threshold maximises F1 overall; a different operating point changes every number here, the disparities included. Re-evaluate the slices after changing it.
+- {THRESHOLD_CAVEAT}
 - Before any use beyond teaching: evaluate on current, representative data, decide which errors matter for the use, weigh the mitigations measured above against the use. {baseline_advice(res)}
 """
 
@@ -457,18 +467,28 @@ def headline(res: dict) -> dict:  # results from `load_results` → flat numbers
 
 
 # %% ../nbs/05a_report.ipynb #4a0a7ef2
+CARD_LINKS = (  # what reports/index.html links beside the rendered notebooks: (params.yaml path key, title, summary)
+    ("card_md", "Model card (Markdown)", "the model card as a file; the Report page shows it rendered"),
+    ("card_json", "Model card (CycloneDX 1.6 JSON)", "the same card for machines: every metric with its interval, validated against the schema"),
+    ("datasheet_md", "Datasheet of the census extract", "Gebru et al.'s seven sections, measured from the data files where the pipeline can"),
+    ("slice_txt", "Slice listing", "one line per slice, plain text"),
+)
+
+
 def run_report(
     params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> dict:  # the card (Markdown), the headline numbers, the results they were built from, and the linked pages
-    "The report stage: the model card, the reports' index and the headline numbers, from the manifest and the metrics files."
+    "The report stage: the model cards (Markdown, CycloneDX JSON), the datasheet, the reports' index and the headline numbers."
     paths = params["paths"]
     res = load_results(paths)
-    card = model_card(res)
+    res["intervals"] = test_split_intervals(paths, res["slices"]["settings"])  # the threshold-free metrics' intervals
+    card, card_json, sheet = model_card(res), card_text(res), datasheet(datasheet_facts(paths))
     links = [(f"{p}.html", *notebook_title(Path(paths["nbs_dir"], f"{p}.ipynb"))) for p in params["report"]["pages"]]
-    links += [("model_card.md", "Model card (Markdown)", "the model card as a file; the Report page shows it rendered"),
-              ("slice_output.txt", "Slice listing", "one line per slice, plain text")]
+    links += [(Path(paths[key]).name, title, what) for key, title, what in CARD_LINKS]
     numbers = headline(res)
-    for key, text in (("card_md", card), ("index_html", index_html(res, links)), ("headline_json", json.dumps(numbers, indent=1))):
+    texts = {"card_md": card, "card_json": card_json, "datasheet_md": sheet, "index_html": index_html(res, links),
+             "headline_json": json.dumps(numbers, indent=1)}
+    for key, text in texts.items():
         Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
         Path(paths[key]).write_text(text)
-    return {"card": card, "headline": numbers, "results": res, "links": links}
+    return {"card": card, "card_json": card_json, "datasheet": sheet, "headline": numbers, "results": res, "links": links}
