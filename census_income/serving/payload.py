@@ -49,7 +49,7 @@ def payload_lines(
         out.append(json.dumps(line, separators=(",", ":")) + "\n")
     return "".join(out)
 
-# %% ../../nbs/06h_payload.ipynb #8d65ec6b
+# %% ../../nbs/06h_payload.ipynb #c9c190f7
 def rotated(path: Path, k: int) -> Path:
     "The k-th rotated file of a log: `LOG.k` (0: the live file)."
     return path if k == 0 else path.with_name(f"{path.name}.{k}")
@@ -67,13 +67,13 @@ class RotatingLog:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def write(self, text: str) -> None:
-        "Append `text` in one write, then rotate if the file is full."
+        "Append `text` in one write, rotating first if it would take the file past `max_bytes`."
         data = text.encode()
+        st = os.fstat(self.fd)
+        if st.st_size and st.st_size + len(data) > self.max_bytes:
+            self._rotate(st)
         while data:
             data = data[os.write(self.fd, data):]
-        st = os.fstat(self.fd)
-        if st.st_size >= self.max_bytes:
-            self._rotate(st)
 
     def _rotate(self, st: os.stat_result) -> None:
         "Rename the full file away (unless another process did), then open a new live file."
@@ -177,7 +177,7 @@ def shadow_group(
         at += n
     return out
 
-# %% ../../nbs/06h_payload.ipynb #97b1c225
+# %% ../../nbs/06h_payload.ipynb #6148326f
 GROUP = 256  # most queued requests the thread takes at once (one shadow product, one write)
 
 
@@ -232,19 +232,18 @@ class Traffic:
                 return
 
     def _handle(self, items: list[tuple]) -> None:
-        "Score a group with the shadow, then append its lines in one write (a failure is counted, never raised)."
+        "Score a group with the shadow, then append each request's lines (a failed write is counted, never raised)."
         parts = [(w, rid, route, v, _rows(recs), *_answers(ans)) for w, rid, route, v, recs, ans in items]
         shadows = shadow_group(self.shadow, self.tally, parts) if self.shadow is not None and parts else [None] * len(parts)
-        if self.log is None or not parts:
-            return
-        n = sum(len(part[4]) for part in parts)
-        try:
-            self.log.write("".join(payload_lines(*part, shadow=s) for part, s in zip(parts, shadows, strict=True)))
-            self.written += n
-        except OSError as err:
-            if self.failed % 1000 == 0:
-                logging.getLogger("uvicorn.error").error("payload log %s: %d records not written: %s", self.log.path, n, err)
-            self.failed += n
+        for part, shadow in zip(parts, shadows, strict=True) if self.log is not None else ():
+            try:
+                self.log.write(payload_lines(*part, shadow=shadow))
+                self.written += len(part[4])
+            except OSError as err:
+                if self.failed % 1000 == 0:  # said the first time, then once in about a thousand records
+                    logging.getLogger("uvicorn.error").error("payload log %s: %d records not written: %s", self.log.path,
+                                                            len(part[4]), err)
+                self.failed += len(part[4])
 
 # %% ../../nbs/06h_payload.ipynb #cc4ba560
 def traffic_metrics(
@@ -261,7 +260,7 @@ def traffic_metrics(
             "# TYPE census_shadow_info gauge", f'census_shadow_info{{state="{traffic.shadow_state}",version="{version}"}} 1.0']
     return out + (traffic.tally.lines() if traffic.shadow is not None else [])
 
-# %% ../../nbs/06h_payload.ipynb #5c0a4e5a
+# %% ../../nbs/06h_payload.ipynb #e59fddd0
 def load_shadow(
     folder: Path | None,  # CENSUS_SHADOW_MODEL_DIR
     version: str | None,  # CENSUS_SHADOW_MODEL_VERSION
@@ -290,6 +289,6 @@ def start_traffic(
         try:
             payload_log = RotatingLog(settings.payload_log, settings.payload_log_max_bytes, settings.payload_log_files)
         except OSError as err:
-            raise SettingsError(f"CENSUS_PAYLOAD_LOG={cut(repr(str(settings.payload_log)), 60)} cannot be written: "
+            raise SettingsError(f"CENSUS_PAYLOAD_LOG={cut(repr(str(settings.payload_log)), 300)} cannot be written: "
                                 f"{err.strerror or err}") from None
     return Traffic(payload_log, *load_shadow(settings.shadow_model_dir, settings.shadow_model_version), settings.payload_queue)
