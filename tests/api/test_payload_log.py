@@ -7,7 +7,6 @@ import os
 import resource
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -40,17 +39,17 @@ def logged(base: str, n: int, outcome: str = "written", timeout: float = 10) -> 
 
 
 @pytest.fixture
-def serve(model_dir):
-    "Start uvicorn with extra environment (stopped at the end); returns (process, base URL)."
+def server_with(model_dir):
+    """uvicorn with extra environment, stopped at the end: (process, base URL). As test_monitoring's (module-scoped)
+    one: its home would be tests/api/conftest.py."""
     started = []
 
     def start(**env):
         port = free_port()
         proc = start_uvicorn(model_dir, port, **env)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(proc, base)
+        wait_ready(proc, f"http://127.0.0.1:{port}")
         started.append(proc)
-        return proc, base
+        return proc, f"http://127.0.0.1:{port}"
 
     yield start
     for proc in started:
@@ -59,9 +58,9 @@ def serve(model_dir):
             proc.wait(timeout=15)
 
 
-def test_every_scoring_route_logs_one_line_per_record_with_its_answer(serve, tmp_path, test_records):
+def test_every_scoring_route_logs_one_line_per_record_with_its_answer(server_with, tmp_path, test_records):
     log = tmp_path / "payload.jsonl"
-    _, base = serve(CENSUS_PAYLOAD_LOG=str(log))
+    _, base = server_with(CENSUS_PAYLOAD_LOG=str(log))
     records = test_records[:5]
     one = httpx.post(f"{base}/predict", json=records[0], headers={"X-Request-ID": "req-one"}).json()
     many = httpx.post(f"{base}/predict/batch", json=records[1:4], headers={"X-Request-ID": "req-batch"}).json()
@@ -85,22 +84,22 @@ def test_every_scoring_route_logs_one_line_per_record_with_its_answer(serve, tmp
     assert oct(log.stat().st_mode & 0o777) == "0o600"  # personal data: readable by the server's user only
 
 
-def test_no_log_unless_asked(serve, tmp_path):
-    _, base = serve()
+def test_no_log_unless_asked(server_with, tmp_path):
+    _, base = server_with()
     assert httpx.post(f"{base}/predict", json=EXAMPLE).status_code == 200
     page = httpx.get(f"{base}/metrics").text
     assert "census_payload_records_total" not in page and "census_shadow" not in page
 
 
-def test_a_full_queue_drops_and_counts_and_every_answer_is_unchanged(serve, tmp_path):
+def test_a_full_queue_drops_and_counts_and_every_answer_is_unchanged(server_with, tmp_path):
     # the log is a pipe nobody reads: once its 64 KiB buffer is full the thread blocks in write, the queue of one
     # request fills, and every later record is dropped; the answers neither wait nor change
     fifo = tmp_path / "payload.fifo"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader exists, so the server's open does not wait
     try:
-        _, base = serve(CENSUS_PAYLOAD_LOG=str(fifo), CENSUS_PAYLOAD_QUEUE="1")
-        _, plain = serve()
+        _, base = server_with(CENSUS_PAYLOAD_LOG=str(fifo), CENSUS_PAYLOAD_QUEUE="1")
+        _, plain = server_with()
         with httpx.Client(base_url=base) as c, httpx.Client(base_url=plain) as p:
             want = p.post("/predict", json=EXAMPLE).content
             started = time.perf_counter()
@@ -164,9 +163,9 @@ def test_a_write_that_fails_later_is_counted_never_a_failed_request(model_dir, t
     assert f"payload log {log}:" in err and "File too large" in err
 
 
-def test_the_files_rotate_and_stay_bounded(serve, tmp_path, test_records):
+def test_the_files_rotate_and_stay_bounded(server_with, tmp_path, test_records):
     log = tmp_path / "payload.jsonl"
-    _, base = serve(CENSUS_PAYLOAD_LOG=str(log), CENSUS_PAYLOAD_LOG_MAX_BYTES="4096", CENSUS_PAYLOAD_LOG_FILES="3")
+    _, base = server_with(CENSUS_PAYLOAD_LOG=str(log), CENSUS_PAYLOAD_LOG_MAX_BYTES="4096", CENSUS_PAYLOAD_LOG_FILES="3")
     with httpx.Client(base_url=base) as c:
         for k, record in enumerate(test_records[:120]):
             assert c.post("/predict", json=record, headers={"X-Request-ID": f"r{k}"}).status_code == 200
