@@ -27,9 +27,9 @@ from .slices import bootstrap_weights
 
 # %% auto #0
 __all__ = ['USES', 'THRESHOLD_WHY', 'THRESHOLD_CAVEAT', 'INTERVAL_CAVEAT', 'ETHICS', 'VARIANTS', 'RESAMPLED', 'DATA_REF',
-           'PROPERTY', 'resampled_intervals', 'test_split_intervals', 'metric', 'has_interval', 'overall_metrics',
-           'group_metrics', 'mitigation_metrics', 'fairness_assessments', 'considerations', 'model_parameters',
-           'card_properties', 'model_card_json', 'CardError', 'validate_card', 'card_text']
+           'PROPERTY', 'resampled_intervals', 'test_split_intervals', 'metric', 'rows', 'has_interval',
+           'overall_metrics', 'group_metrics', 'mitigation_metrics', 'fairness_assessments', 'considerations',
+           'model_parameters', 'card_properties', 'model_card_json', 'CardError', 'validate_card', 'card_text']
 
 # %% ../nbs/05b_card.ipynb #4c1a6040
 USES = {  # intended use: the Markdown card's bullets and the JSON card's considerations
@@ -97,6 +97,11 @@ def metric(
             "confidenceInterval": {"lowerBound": f"{ci[0]:.4g}", "upperBound": f"{ci[1]:.4g}"}}
 
 
+def rows(r: dict) -> str:  # a slice row of slices.json → "185 rows", or "12 rows, too small to judge"
+    "A slice's support, as its metrics' `slice` says it."
+    return f"{r['n']} rows" + (", too small to judge" if r.get("small") else "")
+
+
 def has_interval(row: dict, m: str) -> bool:  # a slice row of slices.json, a metric key
     "Whether a row holds the metric and both ends of its interval."
     return row.get(m) is not None and None not in row.get(m + "_ci", [None])
@@ -122,9 +127,9 @@ def group_metrics(res: dict) -> list[dict]:  # results from `census_income.repor
             out.append(metric(f"largest {m.replace('_', ' ')} gap between groups", x["gap"], x["gap_ci"],
                               f"test split, {attr}: {x['max_group']} minus {x['min_group']}"))
     for attr in s["settings"].get("protected", []):
-        out += [metric(m.replace("_", " "), r[m], r[m + "_ci"], f"test split, {attr} = {g} ({r['n']} rows)")
+        out += [metric(m.replace("_", " "), r[m], r[m + "_ci"], f"test split, {attr} = {g} ({rows(r)})")
                 for g, r in s["slices"].get(attr, {}).items() for m in ("recall", "selection_rate", "f1") if has_interval(r, m)]
-    out += [metric(m, w[m], w[m + "_ci"], f"test split, worst F1: {w['feature']} = {w['value']} ({w['n']} rows)")
+    out += [metric(m, w[m], w[m + "_ci"], f"test split, worst F1: {w['feature']} = {w['value']} ({rows(w)})")
             for w in s["worst_f1"] for m in ("f1", "precision", "recall") if has_interval(w, m)]
     imp = res["importance"]["attributes"]
     return out + [metric("ROC AUC drop when shuffled (permutation importance)", r["auc_drop"], [r["low"], r["high"]],
