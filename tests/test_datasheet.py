@@ -1,6 +1,7 @@
 """The datasheet of the census extract (reports/datasheet.md): Gebru et al.'s seven sections, each part the pipeline
 cannot know marked as written by hand, and every number it measures equal to what pandas reads from the data files."""
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def check_datasheet(paths: dict, census_path: Path) -> str:
         assert f"| {share(unknown, len(clean))} |" in cells and f"| {clean[col].nunique():,} |" in cells, col
     rows = [len(pd.read_csv(paths[k])) for k in ("train_csv", "test_csv")]
     assert f"{rows[0]:,} training rows and {rows[1]:,} test rows" in comp
+    assert f"sha256 `{hashlib.sha256(census_path.read_bytes()).hexdigest()}`" in prep
     return sheet
 
 
