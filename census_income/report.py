@@ -13,6 +13,7 @@ from pathlib import Path
 from census_income.card import (
     ETHICS,
     INTERVAL_CAVEAT,
+    RESAMPLED,
     THRESHOLD_CAVEAT,
     THRESHOLD_WHY,
     USES,
@@ -27,9 +28,10 @@ from .metrics import METRIC_NAMES, readable
 # %% auto #0
 __all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'INDEX_CSS', 'CARD_LINKS', 'result_files', 'load_results', 'num', 'pct', 'with_ci',
            'ci_label', 'table', 'candidates', 'model_details', 'intended_use', 'factors', 'metrics_section',
-           'data_sections', 'held_sentence', 'overall_table', 'gap_sentence', 'calibration_sentence', 'disparity_table',
-           'importance_section', 'fairness_section', 'quantitative_analyses', 'bullets', 'ethics_and_caveats',
-           'baseline_advice', 'model_card', 'notebook_title', 'reliability_png', 'index_html', 'headline', 'run_report']
+           'data_sections', 'held_sentence', 'overall_table', 'interval_sentence', 'gap_sentence',
+           'calibration_sentence', 'disparity_table', 'importance_section', 'fairness_section', 'quantitative_analyses',
+           'bullets', 'ethics_and_caveats', 'baseline_advice', 'model_card', 'notebook_title', 'reliability_png',
+           'index_html', 'headline', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 TRAIN_RESULTS = ("test", "dev", "baselines", "calibration", "comparison", "importance")  # metrics_dir/NAME.json
@@ -47,10 +49,12 @@ def result_files(
 
 def load_results(
     paths: dict,  # params.yaml's paths
-) -> dict:  # one key per entry of `result_files`
-    "Everything the model card and the index are made from (of the training split's profile, its row count)."
+) -> dict:  # one key per entry of `result_files`, and `intervals`
+    """Everything the model cards and the index are made from (of the training split's profile, its row count), and the
+    threshold-free metrics' intervals on the test split (`census_income.card.test_split_intervals`)."""
     res = {key: json.loads(path.read_text()) for key, path in result_files(paths).items()}
-    return res | {"training": {"rows": res["training"]["rows"]}}
+    intervals = test_split_intervals(paths, res["slices"]["settings"])
+    return res | {"training": {"rows": res["training"]["rows"]}, "intervals": intervals}
 
 
 # %% ../nbs/05a_report.ipynb #3af0a7e5
@@ -208,6 +212,15 @@ def overall_table(res: dict) -> str:  # results from `load_results`
                   "logistic regression, test", "gradient boosting, test"], rows)
 
 
+def interval_sentence(res: dict) -> str:  # results from `load_results`
+    "The threshold-free metrics with their intervals, as the JSON card has them (nothing for results without them)."
+    iv = res.get("intervals")
+    if not iv:
+        return ""
+    said = [f"{METRIC_NAMES[k]} {num(iv[k]['value'])} [{num(iv[k]['ci'][0])}, {num(iv[k]['ci'][1])}]" for k in RESAMPLED]
+    return f"The threshold-free metrics with {ci_label(res)} intervals on the same resamples: {', '.join(said)}. "
+
+
 def gap_sentence(res: dict) -> str:  # results from `load_results`
     "The served model's ROC AUC gap to the other candidate and to gradient boosting, with intervals, in words."
     served, other = candidates(res)
@@ -311,7 +324,7 @@ def quantitative_analyses(res: dict) -> str:  # results from `load_results`
 ### Overall, beside the baselines
 {overall_table(res)}
 
-{gap_sentence(res)}
+{interval_sentence(res)}{gap_sentence(res)}
 
 ### Calibration
 {calibration_sentence(res)}
@@ -481,7 +494,6 @@ def run_report(
     "The report stage: the model cards (Markdown, CycloneDX JSON), the datasheet, the reports' index and the headline numbers."
     paths = params["paths"]
     res = load_results(paths)
-    res["intervals"] = test_split_intervals(paths, res["slices"]["settings"])  # the threshold-free metrics' intervals
     card, card_json, sheet = model_card(res), card_text(res), datasheet(datasheet_facts(paths))
     links = [(f"{p}.html", *notebook_title(Path(paths["nbs_dir"], f"{p}.ipynb"))) for p in params["report"]["pages"]]
     links += [(Path(paths[key]).name, title, what) for key, title, what in CARD_LINKS]
