@@ -23,7 +23,6 @@ import secrets
 import shutil
 import signal
 import threading
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -34,13 +33,22 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .batch_page import write_page
-from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
 from .cbpe import check_performance_inputs, performance_report, score_counts
+from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
+from census_income.drift import (
+    ALARM_STATUS,
+    ReferenceFileError,
+    add_tallies,
+    alarm_line,
+    check_reference,
+    check_thresholds,
+    compare,
+    load_reference,
+    tally,
+)
 from .fileio import atomic_file
-from .drift import (ALARM_STATUS, ReferenceFileError, add_tallies, alarm_line, check_reference, check_thresholds, compare,
-                                 load_reference, tally)
 from .predict import Predictor
-from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES
+from .schema import CLASSES, CONTINUOUS, FEATURES
 from .validation import as_numbers, coded_problems
 
 # %% ../nbs/07_batch.ipynb #62c2a7ea
@@ -99,9 +107,7 @@ def score_rows(
     p = predictor.predict_coded(coded)
     out = {"line": pa.array(lines, pa.int64())} | {c: table[c] for c in table.column_names}
     label = pa.array(CLASSES).take(pa.array(predictor.label_codes(p)))
-    columns = {c: Counter(dict(zip(values, np.bincount(rows, minlength=len(values)).tolist(), strict=True)))
-               for c, (values, rows) in coded.items() if c in CATEGORICAL}  # rows per value: what the drift counts read
-    columns |= {c: values[rows] for c, (values, rows) in coded.items() if c in CONTINUOUS}
+    columns = {c: (values, rows) for c, (values, rows) in coded.items()}  # what the drift counts read: each distinct value once
     return pa.table(out | {"prediction": label, "probability": pa.array(p, pa.float64())}), columns
 
 # %% ../nbs/07_batch.ipynb #f08864f8

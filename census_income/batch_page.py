@@ -22,8 +22,8 @@ from .schema import FEATURES
 from .validation import cut
 
 # %% auto #0
-__all__ = ['SHOWN_REJECTS', 'WHOLE_LINE', 'drift_sentence', 'performance_sentence', 'reason_attributes', 'reject_summary',
-           'page_html', 'write_page']
+__all__ = ['SHOWN_REJECTS', 'WHOLE_LINE', 'drift_sentence', 'together_text', 'performance_sentence', 'reason_attributes',
+           'reject_summary', 'page_html', 'write_page']
 
 # %% ../nbs/07a_batch_page.ipynb #63f0b868
 def drift_sentence(
@@ -39,7 +39,24 @@ def drift_sentence(
             + f"An attribute is flagged when its PSI is at least {limits['psi_flag']} ({bands}), when the share of one of its categories or bins moved by a factor of "
             f"{limits['ratio_flag']} either way (where the larger of its two shares is at least {limits['ratio_min_share']:.0%} "
             f"and {limits['ratio_min_rows']} of these rows), or when more than {limits['unseen_flag']:.0%} of the checked rows "
-            "hold a value the model never saw.")
+            "hold a value the model never saw; below the rows that judge PSI, when a chi-squared test of its cells gives "
+            f"p < {limits['test_alpha']} / 14. Apart from the attributes, the multivariate check compares the rows' mean "
+            "reconstruction error by the training split's principal components with its threshold, the "
+            f"{limits['multivariate_level']:.0%} quantile of training chunks' errors scaled to this many rows: it sees values "
+            "that no longer go together as in training, which no attribute alone shows.")
+
+
+def together_text(
+    together: Mapping | None,  # a drift report's "multivariate" (`census_income.multivariate.judge`)
+) -> str:  # the alarm or its absence, with the error and the threshold
+    "The multivariate check of a batch in one line."
+    if together is None:
+        return "not checked (a profile without its multivariate part: run the preprocess stage again)"
+    if together["error"] is None:
+        return "no rows"
+    state = "ALARM" if together["alarm"] else "no alarm" if together["judged"] else "not judged (too few rows)"
+    return (f"{state}: mean reconstruction error {together['error']:.4f}, threshold {together['threshold']:.4f} at the "
+            f"{together['level']:.0%} level (training chunks: {together['reference']:.4f})")
 
 
 def performance_sentence(
@@ -94,7 +111,8 @@ def _verdict(report: Mapping) -> list[tuple[str, str]]:
     if drift is None:
         return [("drift", "not checked (no profile of the training split given)")]
     found = f"flagged: {', '.join(drift['flagged'])}" if drift["flagged"] else "no attribute flagged"
-    lines = [("drift", found + ("" if drift["judged"] else f" ({drift['note']})"))]
+    lines = [("drift", found + ("" if drift["judged"] else f" ({drift['note']})")),
+             ("attributes together", together_text(drift.get("multivariate")))]
     est = drift.get("performance")
     if est is not None:
         test = est["test"]

@@ -8,22 +8,25 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2_contingency
 
 from .cbpe import add_score_counts
 from .fileio import atomic_file
+from .multivariate import errors, fit_multivariate, judge
+from .multivariate import problems as multivariate_problems
 from .schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, MISSING, NULLABLE
 
 # %% auto #0
 __all__ = ['DECILES', 'PSI_FLOOR', 'PSI_BANDS', 'THRESHOLDS', 'ALARM_STATUS', 'number_bins', 'number_cells', 'cell_labels',
-           'checksum', 'fit_reference', 'reference_counts', 'tally', 'add_tallies', 'psi', 'psi_band', 'moved_most',
-           'check_thresholds', 'compare_attribute', 'compare', 'alarm_line', 'drift_table', 'ReferenceFileError',
-           'check_reference', 'save_reference', 'load_reference', 'shifted']
+           'checksum', 'fit_reference', 'reference_counts', 'cell_sizes', 'row_cells', 'tally', 'add_tallies', 'psi',
+           'psi_band', 'moved_most', 'check_thresholds', 'chi2_p', 'compare_attribute', 'compare', 'alarm_line',
+           'drift_table', 'ReferenceFileError', 'check_reference', 'save_reference', 'load_reference', 'shifted',
+           'swapped']
 
 # %% ../nbs/02c_drift.ipynb #33609e89
 DECILES: tuple[float, ...] = tuple(k / 10 for k in range(1, 10))
@@ -73,13 +76,16 @@ def checksum(
 # %% ../nbs/02c_drift.ipynb #a0331453
 def fit_reference(
     train,  # the training split as columns (a DataFrame), numbers as numbers
-) -> dict:  # version, rows, number bins and cell counts, category counts, checksum (plain JSON types)
-    "The training split's profile: bins of each number, and the training rows in every cell of every attribute."
+    profile: Mapping | None = None,  # variance, folds, chunk_rows, chunks, seed (params.yaml: profile); None: no multivariate part
+) -> dict:  # version, rows, number bins and cell counts, category counts[, multivariate], checksum (plain JSON types)
+    "The training split's profile: bins of each number, the training rows in every cell of every attribute, and how they go together."
     numbers = {c: number_bins(train[c]) for c in CONTINUOUS}
     cells = tally({"numbers": numbers}, train)["cells"]
     content = {"version": 1, "rows": len(train[FEATURES[0]]),
                "numbers": {c: numbers[c] | {"counts": cells[c]} for c in CONTINUOUS},
                "categories": {c: dict(zip(CATEGORIES[c], cells[c], strict=True)) for c in CATEGORICAL}}
+    if profile is not None:  # `census_income.multivariate`: the components of the rows' cells, the chunks' errors
+        content["multivariate"] = fit_multivariate(row_cells(content, train), sum(cell_sizes(content)), profile)
     return content | {"checksum": checksum(content)}
 
 
@@ -91,19 +97,41 @@ def reference_counts(
     return list(reference["numbers"][col]["counts"]) if col in CONTINUOUS else list(reference["categories"][col].values())
 
 # %% ../nbs/02c_drift.ipynb #1a77278e
-def _number_counts(bins: dict, values: Sequence) -> list[int]:
-    "Rows per cell of one number."
-    return np.bincount(number_cells(bins, values), minlength=len(bins["cuts"]) + 3).tolist()
+def cell_sizes(
+    reference: dict,  # a profile (only its number bins are read)
+) -> list[int]:  # the cells of each attribute, in FEATURES order
+    "How many cells each attribute has: its categories, or its bins and the cells below and above the training range."
+    return [len(reference["numbers"][c]["cuts"]) + 3 if c in CONTINUOUS else len(CATEGORIES[c]) for c in FEATURES]
 
 
-def _category_counts(col: str, values: Iterable) -> list[int]:
-    "Rows per category of the schema (a null counts as `?`); a value outside the schema is an error."
-    counts = Counter(values)
-    if None in counts:
-        counts[MISSING] += counts.pop(None)
-    out = [counts.pop(v, 0) for v in CATEGORIES[col]]
-    if counts:
-        raise ValueError(f"{col}: {sorted(map(str, counts))[:5]} not in the schema: tally validated rows only")
+def _distinct_cells(reference: dict, col: str, values) -> np.ndarray:
+    "The cell of each of an attribute's distinct values (a null counts as `?`); a value outside the schema is an error."
+    if col in CONTINUOUS:
+        return number_cells(reference["numbers"][col], np.asarray(values, np.float64))
+    index = {v: k for k, v in enumerate(CATEGORIES[col])}
+    cells = [index.get(MISSING if v is None else v, -1) for v in values]
+    if -1 in cells:
+        unknown = sorted({str(v) for v, k in zip(values, cells, strict=True) if k < 0})
+        raise ValueError(f"{col}: {unknown[:5]} not in the schema: tally validated rows only")
+    return np.asarray(cells, np.intp)
+
+
+def row_cells(
+    reference: dict,  # a profile (only its number bins are read)
+    columns: Mapping,  # per attribute its values row by row, or (distinct values, each row's index among them)
+) -> np.ndarray:  # rows x attributes: each row's cell, numbered over all attributes' cells (FEATURES order)
+    "The cell of every row in every attribute: what the counts and the multivariate check read."
+    out = None
+    for a, (col, offset) in enumerate(zip(FEATURES, np.cumsum([0, *cell_sizes(reference)[:-1]]), strict=True)):
+        values = columns[col]
+        if isinstance(values, tuple):  # a batch block's dictionary-encoded column: each distinct value looked up once
+            distinct, codes = values
+        else:
+            codes, distinct = pd.factorize(pd.Series(values, dtype=object if col in CATEGORICAL else None),
+                                           use_na_sentinel=False)
+        cells = _distinct_cells(reference, col, list(distinct) if col in CATEGORICAL else distinct)
+        out = np.empty((len(codes), len(FEATURES)), np.intp) if out is None else out
+        out[:, a] = offset + cells[np.asarray(codes, np.intp)]
     return out
 
 
@@ -115,14 +143,15 @@ def tally(
     scores: dict | None = None,  # the rows' probabilities as counts (`census_income.cbpe.score_counts`): for the estimated performance
 ) -> dict:  # rows_checked, rows_scored, rejected per attribute, rows per cell per attribute[, scores]
     "Counts of a block of rows in the profile's cells, and of the rows rejected per attribute: sum with `add_tallies`."
-    n = len(columns[FEATURES[0]])
-    cells = {c: _number_counts(reference["numbers"][c], columns[c]) if c in CONTINUOUS else _category_counts(c, columns[c])
-             for c in FEATURES}
+    at = row_cells(reference, columns)
+    n, bounds = len(at), np.cumsum([0, *cell_sizes(reference)])
+    cells = {c: np.bincount(at[:, a] - bounds[a], minlength=bounds[a + 1] - bounds[a]).tolist() for a, c in enumerate(FEATURES)}
     if scores is not None and sum(map(sum, scores["rows"])) != n:
         raise ValueError(f"the score counts hold {sum(map(sum, scores['rows']))} rows, the columns {n}: count the same rows")
     return {"rows_checked": n if rows_checked is None else int(rows_checked), "rows_scored": n,
             "rejected": {c: int((rejected or {}).get(c, 0)) for c in FEATURES}, "cells": cells} | (
-                {} if scores is None else {"scores": scores})
+                {} if scores is None else {"scores": scores}) | (  # the rows' summed reconstruction error
+                {"error_sum": float(errors(reference["multivariate"], at).sum())} if "multivariate" in reference else {})
 
 # %% ../nbs/02c_drift.ipynb #ff678549
 def add_tallies(
@@ -136,8 +165,11 @@ def add_tallies(
             continue
         if {c: len(v) for c, v in t["cells"].items()} != {c: len(v) for c, v in total["cells"].items()}:
             raise ValueError("tallies over different profiles (their cells differ) cannot be added")
-        if ("scores" in t) != ("scores" in total):
-            raise ValueError("a tally with score counts and one without cannot be added")
+        if ("scores" in t) != ("scores" in total) or ("error_sum" in t) != ("error_sum" in total):
+            raise ValueError("a tally with score counts and one without (or with a reconstruction error and one "
+                             "without) cannot be added")
+        if "error_sum" in t:
+            total["error_sum"] += t["error_sum"]
         if "scores" in t:
             total["scores"] = add_score_counts(total["scores"], t["scores"])
         total["rows_checked"] += t["rows_checked"]
@@ -186,7 +218,8 @@ def moved_most(
     return int(ok[i]), float(ratio[i])
 
 # %% ../nbs/02c_drift.ipynb #2288ee30
-THRESHOLDS: tuple[str, ...] = ("psi_flag", "ratio_flag", "ratio_min_rows", "ratio_min_share", "unseen_flag", "min_rows")
+THRESHOLDS: tuple[str, ...] = ("psi_flag", "ratio_flag", "ratio_min_rows", "ratio_min_share", "unseen_flag", "min_rows",
+                                "multivariate_level", "test_alpha")
 
 
 def check_thresholds(
@@ -197,9 +230,11 @@ def check_thresholds(
     if missing:
         raise ValueError(f"drift thresholds {missing} are missing: set them in params.yaml (batch.drift)")
     bad = [k for k in THRESHOLDS if isinstance(thresholds[k], bool) or not isinstance(thresholds[k], (int, float))
-           or not thresholds[k] >= 0 or (k == "ratio_flag" and not thresholds[k] > 1)]
+           or not thresholds[k] >= 0 or (k == "ratio_flag" and not thresholds[k] > 1)
+           or (k in ("multivariate_level", "test_alpha") and not 0 < thresholds[k] < 1)]
     if bad:
-        raise ValueError(f"drift thresholds {bad} must be numbers >= 0 (ratio_flag > 1); got {dict(thresholds)}")
+        raise ValueError(f"drift thresholds {bad} must be numbers >= 0 (ratio_flag > 1; multivariate_level and test_alpha "
+                         f"between 0 and 1); got {dict(thresholds)}")
     return {k: thresholds[k] for k in THRESHOLDS}
 
 # %% ../nbs/02c_drift.ipynb #30034e56
@@ -224,11 +259,30 @@ def _reasons(col: str, reference: dict, row: dict, t: dict, judged: bool) -> lis
                    f"{row['share_ratio_train']:.2%} in training (x{ratio:.3g}; flag at x{t['ratio_flag']} either way)")
     if row["unseen_share"] > t["unseen_flag"]:
         out.append(_unseen_reason(col, reference, row["unseen_share"], row["rejected_share"], row["untrained_share"]))
+    if not judged and row["p_value"] is not None and row["p_value"] < t["test_alpha"] / len(FEATURES):
+        out.append(f"chi-squared test p = {row['p_value']:.2g} < {t['test_alpha']} / {len(FEATURES)} attributes "
+                   "(too few rows to judge PSI, enough for this test)")
     return out
 
 # %% ../nbs/02c_drift.ipynb #420eaf8e
 def _share(part: float, whole: float) -> float | None:
     return round(part / whole, 6) if whole else None
+
+
+def chi2_p(
+    expected: Sequence[int],  # training rows per cell
+    actual: Sequence[int],  # batch rows per cell
+    min_expected: float = 5.0,  # cells where the batch is expected to hold fewer rows are pooled into one
+) -> float | None:  # the p-value (3 significant digits); None without rows or with one cell left
+    "The chi-squared test that batch and training rows share one distribution over the cells, rare cells pooled."
+    table = np.asarray([expected, actual], np.float64)
+    n = table[1].sum()
+    small = table[0] / table[0].sum() * n < min_expected
+    table = np.column_stack([table[:, ~small], table[:, small].sum(axis=1)]) if small.any() else table
+    table = table[:, table.sum(axis=0) > 0]
+    if not n or table.shape[1] < 2:
+        return None
+    return float(f"{chi2_contingency(table, correction=False).pvalue:.3g}")
 
 
 def compare_attribute(
@@ -250,6 +304,7 @@ def compare_attribute(
            "share_ratio_train": None if cell is None else _share(train[cell], n_train),
            "missing_share": None if missing is None else _share(batch[missing], n),
            "missing_share_train": None if missing is None else _share(train[missing], n_train),
+           "p_value": chi2_p(train, batch),
            "rejected_share": _share(counts["rejected"][col], checked) or 0.0, "untrained_share": _share(untrained, checked) or 0.0,
            "unseen_share": _share(counts["rejected"][col] + untrained, checked) or 0.0}
     row["psi_band"] = None if row["psi"] is None else psi_band(row["psi"])
@@ -266,17 +321,23 @@ def compare(
     t = check_thresholds(thresholds)
     judged = counts["rows_scored"] >= t["min_rows"]
     attributes = {c: compare_attribute(reference, counts, c, t, judged) for c in FEATURES}
+    together = None if "multivariate" not in reference or "error_sum" not in counts else judge(
+        reference["multivariate"], counts["error_sum"], counts["rows_scored"], t["multivariate_level"], t["min_rows"])
     return {"rows_checked": counts["rows_checked"], "rows_scored": counts["rows_scored"],
             "reference": {"rows": reference["rows"], "checksum": reference["checksum"]},
             "statistics": {"psi": "population stability index over the cells, shares floored at psi_floor",
                            "share_ratio": "batch share over training share of the cell that moved most",
-                           "unseen_share": "checked rows rejected for this attribute's value, or holding a value absent from training"},
+                           "unseen_share": "checked rows rejected for this attribute's value, or holding a value absent from training",
+                           "p_value": "chi-squared test of the batch's cells against training's (cells expected to hold "
+                                      "fewer than 5 batch rows pooled); flags only batches too small to judge PSI",
+                           "multivariate": "mean reconstruction error of the rows' cells by the training components, "
+                                           "against the threshold of training chunks (census_income.multivariate)"},
             "psi_floor": PSI_FLOOR, "psi_bands": PSI_BANDS | {"major": "the rest"},
             "thresholds": t, "judged": judged,
             "note": "" if judged else f"{counts['rows_scored']} scored rows, fewer than {t['min_rows']}: PSI and share ratios "
                                       "are shown but not judged (sampling noise)",
-            "flagged": (flagged := [c for c in FEATURES if attributes[c]["flag"]]), "alarm": bool(flagged),
-            "attributes": attributes}
+            "flagged": (flagged := [c for c in FEATURES if attributes[c]["flag"]]), "multivariate": together,
+            "alarm": bool(flagged) or bool(together and together["alarm"]), "attributes": attributes}
 
 
 ALARM_STATUS: int = 3  # the exit status of a job or monitor run whose drift report raises an alarm (0: no alarm; 2: refused)
@@ -288,7 +349,10 @@ def alarm_line(
     "What raised the alarm, in one line a scheduler's log can show."
     if not report["alarm"]:
         return f"no drift alarm ({report['rows_scored']:,} rows{'' if report['judged'] else ', too few to judge PSI'})"
-    return f"drift alarm ({report['rows_scored']:,} rows): attributes flagged: {', '.join(report['flagged'])}"
+    why = [f"attributes flagged: {', '.join(report['flagged'])}"] if report["flagged"] else []
+    together = report.get("multivariate") or {}
+    why += [f"multivariate: {together['reason']}"] if together.get("alarm") else []
+    return f"drift alarm ({report['rows_scored']:,} rows): {'; '.join(why)}"
 
 # %% ../nbs/02c_drift.ipynb #0b243c83
 def drift_table(
@@ -302,7 +366,8 @@ def drift_table(
              "change": a["psi_band"] or "", "moved most": "" if a["share_ratio"] is None else
              f"{a['share_ratio_cell']}: {pct(a['share_ratio_train'])} -> {pct(a['share_ratio_batch'])} (x{a['share_ratio']:.3g})",
              "? share (training)": "" if a["missing_share"] is None else f"{pct(a['missing_share'])} ({pct(a['missing_share_train'])})",
-             "unseen": pct(a["unseen_share"]), "why": "; ".join(a["reasons"])} for c, a in report["attributes"].items()]
+             "unseen": pct(a["unseen_share"]), "p (chi-squared)": "" if a["p_value"] is None else f"{a['p_value']:.2g}",
+             "why": "; ".join(a["reasons"])} for c, a in report["attributes"].items()]
     table = pd.DataFrame(rows).set_index("attribute")
     return table.sort_values("flag", ascending=False, kind="stable")
 
@@ -350,12 +415,14 @@ def check_reference(
     "Structure, cells, counts and checksum of a profile; with an encoder, that both come from one training split."
     try:
         rows, keys = reference["rows"], {"version", "rows", "numbers", "categories", "checksum"}
-        if reference["version"] != 1 or not isinstance(rows, int) or rows < 1 or set(reference) != keys:
-            return ["not a version-1 profile with version, rows, numbers, categories and checksum"]
+        if reference["version"] != 1 or not isinstance(rows, int) or rows < 1 or set(reference) - {"multivariate"} != keys:
+            return ["not a version-1 profile with version, rows, numbers, categories[, multivariate] and checksum"]
         if set(reference["numbers"]) != set(CONTINUOUS) or set(reference["categories"]) != set(CATEGORICAL):
             return [f"the attributes are not the schema's: expected numbers {list(CONTINUOUS)} and categories {list(CATEGORICAL)}"]
         problems = [p for c in CONTINUOUS for p in _number_problems(c, reference["numbers"][c], rows)]
         problems += [p for c in CATEGORICAL for p in _category_problems(c, reference["categories"][c], rows)]
+        if "multivariate" in reference and not problems:
+            problems += multivariate_problems(reference["multivariate"], sum(cell_sizes(reference)))
     except (TypeError, KeyError, AttributeError, ValueError) as err:
         return [f"not a profile as fit_reference writes it ({type(err).__name__}: {err})"]
     content = {k: v for k, v in reference.items() if k != "checksum"}
@@ -406,3 +473,13 @@ def shifted(
         others = rows[rows["occupation"] != occupation].sample(len(rows) - 2 * len(mine), random_state=seed)
         rows = pd.concat([others, mine, mine])
     return rows.assign(age=rows["age"] + years)
+
+# %% ../nbs/02c_drift.ipynb #36e85812
+def swapped(
+    rows: pd.DataFrame,  # census rows
+    columns: Sequence[str] = ("relationship",),  # the columns whose values are shuffled among the rows, each on its own
+    seed: int = 0,  # the shuffles' seed
+) -> pd.DataFrame:  # the same rows, those columns shuffled
+    "The rows with each of `columns` shuffled among them: every column keeps its shares, the rows no longer go together."
+    rng = np.random.default_rng(seed)
+    return rows.assign(**{c: rng.permutation(rows[c].to_numpy()) for c in columns})

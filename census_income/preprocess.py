@@ -44,8 +44,9 @@ def run_preprocess(
     write_csv(train, paths["train_csv"])
     write_csv(test, paths["test_csv"])
     save_encoder(encoder, paths["encoder_json"])
-    reference = fit_reference(train)
+    reference = fit_reference(train, params["profile"])  # with the multivariate part (census_income.multivariate)
     save_reference(reference, paths["reference_json"])
     return {"rows": len(data), "train_rows": len(train), "test_rows": len(test), "features": encoder.n_features,
             "share_positive": {name: float(f[LABEL].eq(POSITIVE).mean()) for name, f in (("train", train), ("test", test))},
-            "reference_cells": {c: len(v["counts"]) for c, v in reference["numbers"].items()}}
+            "reference_cells": {c: len(v["counts"]) for c, v in reference["numbers"].items()},
+            "reference_components": len(reference["multivariate"]["components"])}

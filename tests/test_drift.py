@@ -21,6 +21,7 @@ from census_income.drift import (
     reference_counts,
     save_reference,
     shifted,
+    swapped,
     tally,
 )
 from census_income.preprocess import fit_encoder
@@ -38,8 +39,8 @@ def split(params) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def reference(split) -> dict:
-    return fit_reference(split[0])
+def reference(split, params) -> dict:
+    return fit_reference(split[0], params["profile"])  # as the preprocess stage writes it: with the multivariate part
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def thresholds(params) -> dict:
     return params["batch"]["drift"]
 
 
-def test_the_profile_counts_every_training_row_in_every_attribute(split, reference):
+def test_the_profile_counts_every_training_row_in_every_attribute(split, reference, params):
     train = split[0]
     assert reference["rows"] == len(train) and check_reference(reference, fit_encoder(train)) == []
     for col in FEATURES:
@@ -56,7 +57,7 @@ def test_the_profile_counts_every_training_row_in_every_attribute(split, referen
     assert len(reference["numbers"]["age"]["cuts"]) == 9
     assert reference["categories"]["occupation"]["?"] == (train["occupation"] == "?").sum() > 0
     shuffled = train.sample(frac=1, random_state=1)
-    assert json.dumps(fit_reference(shuffled)) == json.dumps(reference)  # the rows' order does not matter, to the byte
+    assert json.dumps(fit_reference(shuffled, params["profile"])) == json.dumps(reference)  # the rows' order does not matter, to the byte
 
 
 def test_counts_of_blocks_add_up_to_the_counts_of_the_whole(split, reference):
@@ -69,7 +70,9 @@ def test_counts_of_blocks_add_up_to_the_counts_of_the_whole(split, reference):
     rng.shuffle(parts)
     whole = tally(reference, test, len(test) + sum(sum(r.values()) for r in rejected),
                   {"race": sum(r["race"] for r in rejected), "age": len(blocks)})
-    assert add_tallies(parts) == whole
+    summed = add_tallies(parts)
+    assert summed.pop("error_sum") == pytest.approx(whole.pop("error_sum"), rel=1e-12)  # a sum of floats: in any order, nearly
+    assert summed == whole  # the counts: exactly
     assert whole["cells"]["age"] != reference_counts(reference, "age")  # counts of the test rows, not of training
 
 
@@ -95,15 +98,44 @@ def test_older_people_and_one_occupation_doubled_flag_age_and_occupation(split, 
     assert compare(reference, tally(reference, older), thresholds)["flagged"] == ["age"]
 
 
-def test_a_sample_too_small_to_judge_flags_only_values_the_model_never_saw(split, reference, thresholds):
-    small = shifted(split[1], years=30).sample(500, random_state=0)  # a shift, in a sample too small to judge
+def test_a_sample_too_small_to_judge_psi_flags_unseen_values_and_what_a_test_can_tell(split, reference, thresholds):
+    small = shifted(split[1], years=30).sample(500, random_state=0)  # a shift, in a sample too small to judge PSI
     report = compare(reference, tally(reference, small, 500 + 50, {"race": 50}), thresholds)
     assert not report["judged"] and "fewer than 2000" in report["note"]
-    assert report["flagged"] == ["age", "race"]  # not occupation: doubled, but in too few rows to judge
-    race, age = report["attributes"]["race"], report["attributes"]["age"]
+    assert report["flagged"] == ["age", "occupation", "race"]
+    race, age, occupation = (report["attributes"][c] for c in ("race", "age", "occupation"))
     assert race["unseen_share"] == pytest.approx(50 / 550, abs=1e-6) and "not in the schema, rejected" in race["reasons"][0]
-    assert age["psi"] > 1 and len(age["reasons"]) == 1  # its PSI is shown, not judged; ages above 90 are new to the model
+    assert age["psi"] > 1 and not any(r.startswith("PSI") for r in age["reasons"])  # shown, not judged
     assert "outside the training range 17..90" in age["reasons"][0] and age["untrained_share"] > 0.01
+    # one occupation doubled in 500 rows: too few for PSI, enough for the chi-squared test at test_alpha / 14
+    assert occupation["p_value"] < thresholds["test_alpha"] / 14 and len(occupation["reasons"]) == 1
+    assert occupation["reasons"][0].startswith("chi-squared test p = ")
+    assert not report["multivariate"]["judged"] and report["alarm"]
+    # the same number of unshifted test rows: no test fires (ten samples)
+    for seed in range(10):
+        calm = compare(reference, tally(reference, split[1].sample(500, random_state=seed)), thresholds)
+        assert calm["flagged"] == [] and not calm["alarm"], (seed, calm["flagged"])
+
+
+def test_a_shuffled_column_raises_the_multivariate_alarm_and_no_flag(split, reference, thresholds):
+    "Every column keeps its shares (PSI sees nothing), the rows no longer go together: only the multivariate check sees it."
+    calm = compare(reference, tally(reference, split[1]), thresholds)
+    assert calm["multivariate"]["judged"] and not calm["multivariate"]["alarm"] and not calm["alarm"]
+    for column in ("sex", "relationship"):
+        mixed = compare(reference, tally(reference, swapped(split[1], [column])), thresholds)
+        assert mixed["flagged"] == [] and max(a["psi"] for a in mixed["attributes"].values()) < 0.01, column
+        together = mixed["multivariate"]
+        assert together["alarm"] and mixed["alarm"] and together["error"] > together["threshold"] > calm["multivariate"]["error"]
+        assert together["reason"].startswith("mean reconstruction error ")
+
+
+def test_ten_chunks_of_the_test_split_raise_no_multivariate_alarm(split, reference, thresholds):
+    "Chunks of min_rows rows the components never saw, drawn at random: no alarm at the 99% level."
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        chunk = split[1].iloc[rng.choice(len(split[1]), thresholds["min_rows"], replace=False)]
+        report = compare(reference, tally(reference, chunk), thresholds)
+        assert report["multivariate"]["judged"] and not report["multivariate"]["alarm"], report["multivariate"]
 
 
 def test_numbers_outside_the_training_range_count_as_unseen(split, reference, thresholds):
@@ -132,6 +164,12 @@ def damaged(reference: dict, how: str) -> str:
         bad["numbers"]["age"]["cuts"].reverse()
     elif how == "a list":
         bad = [bad]
+    elif how == "components cut":
+        bad["multivariate"]["components"] = [c[:-1] for c in bad["multivariate"]["components"]]
+    elif how == "chunk errors unsorted":
+        bad["multivariate"]["chunk_errors"].reverse()
+    elif how == "an error tampered":  # still sorted, still a number: only the checksum tells
+        bad["multivariate"]["chunk_errors"][-1] += 1.0
     return json.dumps(bad)
 
 
@@ -143,6 +181,9 @@ def damaged(reference: dict, how: str) -> str:
     ("an attribute missing", "the attributes are not the schema's"),
     ("cuts out of order", "age: the bins are not whole numbers rising from lo to hi"),
     ("a list", "not a profile as fit_reference writes it"),
+    ("components cut", "the multivariate part's mean and components do not have the profile's"),
+    ("chunk errors unsorted", "the multivariate part's chunk errors are not sorted"),
+    ("an error tampered", "the checksum does not match the content"),
 ])
 def test_a_malformed_or_tampered_profile_is_one_clear_error(reference, tmp_path, how, says):
     path = tmp_path / "reference.json"
