@@ -47,11 +47,11 @@ def ours(reference: dict, chunks: list[pd.DataFrame], thresholds: dict) -> list[
 
 
 def nannyml(train: pd.DataFrame, sets: dict[str, list[pd.DataFrame]], rows: int, domain: bool, folder: Path) -> dict:
-    train[FEATURES].to_csv(folder / "reference.csv", index=False)
+    train[list(FEATURES)].to_csv(folder / "reference.csv", index=False)
     paths = []
     for name, chunks in sets.items():
         paths.append(folder / f"{name}.csv")
-        pd.concat(chunks)[FEATURES].to_csv(paths[-1], index=False)  # NannyML cuts it back into the same chunks
+        pd.concat(chunks)[list(FEATURES)].to_csv(paths[-1], index=False)  # NannyML cuts it back into the same chunks
     proc = subprocess.run([str(NANNYML), str(ROOT / "tests" / "nannyml" / "run_drift.py"), str(folder / "reference.csv"),
                            str(rows), *map(str, paths), *([] if domain else ["--no-domain"])], capture_output=True, text=True,
                           env=os.environ | {"NML_DISABLE_USAGE_LOGGING": "1"}, timeout=3600)
@@ -72,7 +72,7 @@ def main() -> None:
     rng = np.random.default_rng(seed)
     clean = chunks_of(test, a.chunks, rows, rng)
     shifts = {"sex shuffled": swapped(test, ["sex"], seed), "relationship shuffled": swapped(test, ["relationship"], seed),
-              "every attribute shuffled": swapped(test, FEATURES, seed), "ages +15": shifted(test, None, 15),
+              "every attribute shuffled": swapped(test, list(FEATURES), seed), "ages +15": shifted(test, None, 15),
               "Craft-repair doubled": shifted(test, "Craft-repair", seed=seed)}
     shifted_chunks = {k: chunks_of(v, 10, rows, rng) for k, v in shifts.items()}
     mine = {k: ours(reference, v, thresholds) for k, v in {"clean": clean, **shifted_chunks}.items()}
