@@ -5,7 +5,10 @@ one core; wrk pinned to the other): plain, with the payload log on (CENSUS_PAYLO
 with a challenger in the shadow (CENSUS_SHADOW_MODEL_DIR). wrk posts one record to each in turn, `--runs` times,
 the order rotated each round; each throughput is the median of its runs, and each ratio is given both as the ratio of
 the medians and as the median of each round's ratio (runs of one round are next to each other in time: on a shared,
-noisy machine that pairing is the fairer of the two). Targets (issue 37): log on >= 0.95 of off,
+noisy machine that pairing is the fairer of the two). Beside the throughput, the server's CPU time per request
+(user and system, every thread, from /proc): on a virtual machine whose idle core sleeps, a server with a second
+busy thread can answer *faster* than one without (its core never idles, so no wake-up waits), and then the CPU per
+request is the honest cost: `off's CPU ÷ this CPU` is the throughput ratio a CPU-bound server would see. Targets (issue 37): log on >= 0.95 of off,
 shadow >= 0.9 of without. The log's and the shadow's own counts are read from /metrics after the runs: records a
 full queue dropped are said, since a dropped record costs nothing.
 
@@ -33,6 +36,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from census_income.features import ROW_ORDER
 from census_income.predict import Predictor
 from census_income.validation import EXAMPLE
+
+
+def cpu_seconds(pid: int) -> float:
+    "User and system CPU time of a process, all its threads."
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(proc, url: str, body: bytes, a, tmp: Path) -> dict:
+    "One wrk run, with the server's CPU time per request (microseconds) beside its throughput."
+    before = cpu_seconds(proc.pid)
+    run = wrk(url, body, a.conns, a.seconds, a.load_core, tmp)
+    return run | {"cpu_us": (cpu_seconds(proc.pid) - before) / (run["rps"] * a.seconds) * 1e6}
 
 
 def metrics(port: int) -> dict:
@@ -88,7 +104,7 @@ def main() -> None:
         names = list(envs)
         for k in range(a.runs):
             for name in names[k % 3:] + names[:k % 3]:  # the order rotated each round
-                runs[name].append(wrk(f"http://127.0.0.1:{ports[name]}/predict", body, a.conns, a.seconds, a.load_core, tmp))
+                runs[name].append(measured(procs[name], f"http://127.0.0.1:{ports[name]}/predict", body, a, tmp))
         time.sleep(1)
         counts = {name: metrics(ports[name]) for name in ("log", "shadow")}
         agreement = None
@@ -116,12 +132,14 @@ def main() -> None:
     p99 = {name: statistics.median(r["p99"] for r in rs) for name, rs in runs.items()}
     print(blas_line())
     print(f"POST /predict, {a.conns} connections, median of {a.runs} alternating runs of {a.seconds} s\n")
-    print("| server | requests/s (median) | runs | p99 ms | ratio of medians | median of the rounds' ratios | target |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    cpu = {name: statistics.median(r["cpu_us"] for r in rs) for name, rs in runs.items()}
+    print("| server | requests/s (median) | runs | p99 ms | ratio of medians | median of the rounds' ratios | "
+          "server CPU µs a request | off's CPU ÷ this CPU | target |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, target in (("off", ""), ("log", ">= 0.95"), ("shadow", ">= 0.9")):
         paired = statistics.median(x["rps"] / o["rps"] for x, o in zip(runs[name], runs["off"], strict=True))
         print(f"| {name} | {med[name]:,.0f} | {runs_text(runs[name])} | {p99[name]:.2f} | "
-              f"{med[name] / med['off']:.3f} | {paired:.3f} | {target} |")
+              f"{med[name] / med['off']:.3f} | {paired:.3f} | {cpu[name]:.0f} | {cpu['off'] / cpu[name]:.3f} | {target} |")
     log_c, sh_c = counts["log"], counts["shadow"]
     print(f"\npayload log: {log_c[('census_payload_records_total', (('outcome', 'written'),))]:,.0f} records written, "
           f"{log_c[('census_payload_records_total', (('outcome', 'dropped'),))]:,.0f} dropped (queue full), "
