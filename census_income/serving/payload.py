@@ -178,7 +178,7 @@ def shadow_group(
         at += n
     return out
 
-# %% ../../nbs/06h_payload.ipynb #3f6e1286
+# %% ../../nbs/06h_payload.ipynb #c2884377
 class Recorder:
     "What the traffic thread does with a group of requests: score them with the shadow, count, write the log."
 
@@ -198,13 +198,13 @@ class Recorder:
         shadows = shadow_group(self.shadow, self.tally, parts) if self.shadow is not None and parts else [None] * len(parts)
         if self.log is None:
             return
-        chunk, n, limit = [], 0, min(self.log.max_bytes // 4, 1 << 20)  # a few writes a group; files stay near full
+        chunk, n, size, limit = [], 0, 0, min(self.log.max_bytes // 4, 1 << 20)  # a few writes a group, files near full
         for k, (part, shadow) in enumerate(zip(parts, shadows, strict=True)):
             chunk.append(payload_lines(*part, shadow=shadow))
-            n += len(part[4])
-            if k == len(parts) - 1 or sum(map(len, chunk)) >= limit:
+            n, size = n + len(part[4]), size + len(chunk[-1])
+            if k == len(parts) - 1 or size >= limit:
                 self._write("".join(chunk), n)
-                chunk, n = [], 0
+                chunk, n, size = [], 0, 0
 
     def _write(self, text: str, n: int) -> None:
         "Append the lines of `n` records; a failure is counted and said (the first time, then once in about a thousand)."
