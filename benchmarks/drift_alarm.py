@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
 from census_income.config import load_params
 from census_income.drift import compare, load_reference, shifted, swapped, tally
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=100, help="unshifted chunks for the false-alarm rate")
     ap.add_argument("--no-domain", action="store_true", help="leave NannyML's domain classifier out")
     a = ap.parse_args()
+    print(blas_line())
     params = load_params(ROOT / "params.yaml")
     thresholds, rows, seed = params["batch"]["drift"], params["batch"]["drift"]["min_rows"], params["profile"]["seed"]
     reference = load_reference(ROOT / params["paths"]["reference_json"])
