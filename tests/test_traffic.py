@@ -171,3 +171,17 @@ def test_a_drifted_window_ends_with_the_alarm_status_and_its_line(model, tmp_pat
     report = json.loads(out.read_text())
     assert report["alarm"] and "age" in report["flagged"]
     assert proc.stderr.splitlines()[-1] == f"census-monitor: {alarm_line(report)}"
+
+
+@pytest.mark.integration
+def test_the_chapter_runs_under_papermill_with_its_parameters(tmp_path):
+    cells = json.loads((ROOT / "nbs" / "09_traffic.ipynb").read_text())["cells"]
+    assert [c for c in cells if "parameters" in c["metadata"].get("tags", [])], "papermill's parameters tag is lost"
+    out = tmp_path / "traffic.json"
+    proc = subprocess.run([str(VENV_BIN / "papermill"), "-k", "python3", "--cwd", "nbs", "nbs/09_traffic.ipynb",
+                           str(tmp_path / "run.ipynb"), "-p", "output", str(out), "-p", "last", "100",
+                           "-p", "demo_records", "300"], cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["rows_scored"] == 100 and "performance" in report
+    assert (tmp_path / "traffic.html").is_file()
