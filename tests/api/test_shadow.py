@@ -14,31 +14,14 @@ from census_income.predict import Predictor
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE
 
-from .conftest import free_port, start_uvicorn, wait_ready
+from . import test_payload_log
 from .test_monitoring import samples
 from .test_payload_log import v2_body
 
 pytestmark = pytest.mark.integration  # real server processes: not in `make test-fast`
 
 
-@pytest.fixture
-def server_with(model_dir):
-    """uvicorn with extra environment, stopped at the end: (process, base URL). As test_monitoring's (module-scoped)
-    one: its home would be tests/api/conftest.py."""
-    started = []
-
-    def start(**env):
-        port = free_port()
-        proc = start_uvicorn(model_dir, port, **env)
-        wait_ready(proc, f"http://127.0.0.1:{port}")
-        started.append(proc)
-        return proc, f"http://127.0.0.1:{port}"
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=15)
+server_with = test_payload_log.server_with  # the same fixture: uvicorn with extra environment
 
 
 @pytest.fixture(scope="module")
