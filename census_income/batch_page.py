@@ -143,10 +143,11 @@ def page_html(
     source: str,  # what was scored, as the job was given it (a file, a folder or a glob)
     rejects: Mapping,  # `reject_summary` of the run's reject files
     outputs: Sequence[str],  # the run's files, as a reader finds them (the completion record last)
+    title: str = "Batch scoring",  # what the run was: the page is "<title> of <source>" (census-monitor: "Traffic monitor")
 ) -> str:  # a page of HTML, no script, everything from the input escaped
     "The report page of a batch run: the counts and verdict at the top, then performance, drift, rejects and files."
     e, drift = html.escape, report.get("drift")
-    body = [f"<h1>Batch scoring of {e(cut(str(source), 200))}</h1>",
+    body = [f"<h1>{e(title)} of {e(cut(str(source), 200))}</h1>",
             f'<table id="summary">{_rows(_verdict(report) + _facts(report, rejects))}</table>']
     if drift is not None and drift.get("performance") is not None:
         est = drift["performance"]
@@ -160,7 +161,7 @@ def page_html(
     body += [f"<h2>Rejected lines ({rejects['rows']:,})</h2>",
              f'<table id="rejects">{_rows(first)}</table>' if first else "<p>None.</p>",
              "<h2>Files of this run</h2>", '<ul id="files">' + "".join(f"<li><code>{e(o)}</code></li>" for o in outputs) + "</ul>"]
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>batch scoring: {e(cut(str(source), 80))}'
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title.lower())}: {e(cut(str(source), 80))}'
             f'</title><style>{INDEX_CSS}</style></head><body>{"".join(body)}</body></html>\n')
 
 # %% ../nbs/07a_batch_page.ipynb #8276980b

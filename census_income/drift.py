@@ -105,11 +105,11 @@ def cell_sizes(
 
 
 def _distinct_cells(reference: dict, col: str, values) -> np.ndarray:
-    "The cell of each of an attribute's distinct values (a null counts as `?`); a value outside the schema is an error."
+    "The cell of each of an attribute's distinct values (a null, None or NaN, counts as `?`); a value outside the schema is an error."
     if col in CONTINUOUS:
         return number_cells(reference["numbers"][col], np.asarray(values, np.float64))
     index = {v: k for k, v in enumerate(CATEGORIES[col])}
-    cells = [index.get(MISSING if v is None else v, -1) for v in values]
+    cells = [index.get(MISSING if v is None or v != v else v, -1) for v in values]  # v != v: NaN, a null after pandas
     if -1 in cells:
         unknown = sorted({str(v) for v, k in zip(values, cells, strict=True) if k < 0})
         raise ValueError(f"{col}: {unknown[:5]} not in the schema: tally validated rows only")

@@ -19,7 +19,6 @@ from .cbpe import score_counts
 from .drift import ALARM_STATUS, alarm_line, load_reference, tally
 from .fileio import atomic_file
 from .predict import Predictor
-from .schema import MISSING, NULLABLE
 from .validation import RecordError, cut, record_columns
 
 # %% auto #0
@@ -122,8 +121,6 @@ def traffic_counts(
     except RecordError as err:  # "record i: ..." → where that record is
         i = int(re.match(r"record (\d+)", str(err))[1]) if re.match(r"record \d+", str(err)) else 0
         raise LogError(f"{lines[i]['where']}: not a census record: {cut(str(err), 200)}") from None
-    for c in NULLABLE:  # an unknown value as the census file writes it, `?`: a cell of the profile either way
-        columns[c] = [MISSING if v is None else v for v in columns[c]]
     return tally(reference, columns, scores=score_counts([line["probability"] for line in lines], predictor.threshold))
 
 # %% ../nbs/09_traffic.ipynb #30c1ca05
@@ -141,7 +138,7 @@ def write_outputs(report_path, job: dict, source: str) -> list[str]:
     with atomic_file(report_path) as tmp:
         tmp.write_text(json.dumps(job["drift"], indent=1) + "\n", encoding="utf-8")
     with atomic_file(outputs[1]) as tmp:
-        tmp.write_text(page_html(job, source, reject_summary([]), outputs), encoding="utf-8")
+        tmp.write_text(page_html(job, source, reject_summary([]), outputs, title="Traffic monitor"), encoding="utf-8")
     return outputs
 
 # %% ../nbs/09_traffic.ipynb #7e683cf6

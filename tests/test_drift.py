@@ -212,6 +212,13 @@ def test_thresholds_are_checked(reference, split, thresholds):
         compare(reference, counts, thresholds | {"ratio_flag": 0.5})
 
 
+def test_a_null_counts_as_unknown_as_validation_gives_it(reference, split):
+    "Validated columns hold None for `?` (census_income.validation): counted in the `?` cell, as the text `?` is."
+    rows = split[1].iloc[:50]
+    nulls = {c: [None if v == "?" else v for v in rows[c]] if c in CATEGORICAL else rows[c].tolist() for c in FEATURES}
+    assert (rows["workclass"] == "?").any() and tally(reference, nulls) == tally(reference, rows)
+
+
 def test_counting_refuses_values_outside_the_schema(reference, split):
     with pytest.raises(ValueError, match=r"race: \['Martian'\] not in the schema"):
         tally(reference, split[1].assign(race="Martian"))

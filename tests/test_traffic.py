@@ -82,6 +82,7 @@ def test_the_report_is_the_one_census_batch_writes_for_the_same_records(model, t
     # differ in a probability's last bit: a record may change its fine bin
     page = (tmp_path / "out" / "traffic.html").read_text()
     assert 'id="performance"' in page and 'id="drift"' in page and "2027-01-15T08:00:00.000Z" in page
+    assert "<h1>Traffic monitor of " in page and "Batch scoring" not in page  # the batch job's page, titled for what it shows
     assert job["outputs"] == [str(tmp_path / "out" / "traffic.json"), str(tmp_path / "out" / "traffic.html")]
 
 

@@ -48,4 +48,9 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    json.dump(main(sys.argv[1:]), sys.stdout)
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)  # LightGBM's C++ code writes to file descriptor 1: its lines go to stderr, the JSON alone to stdout
+    result = main(sys.argv[1:])
+    sys.stdout.flush()
+    os.dup2(real_stdout, 1)
+    json.dump(result, sys.stdout)
