@@ -23,10 +23,10 @@ from .schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, MISSING, NULL
 
 # %% auto #0
 __all__ = ['DECILES', 'PSI_FLOOR', 'PSI_BANDS', 'THRESHOLDS', 'ALARM_STATUS', 'number_bins', 'number_cells', 'cell_labels',
-           'checksum', 'fit_reference', 'reference_counts', 'cell_sizes', 'row_cells', 'tally', 'add_tallies', 'psi',
-           'psi_band', 'moved_most', 'check_thresholds', 'chi2_p', 'compare_attribute', 'compare', 'alarm_line',
-           'drift_table', 'ReferenceFileError', 'check_reference', 'save_reference', 'load_reference', 'shifted',
-           'swapped']
+           'checksum', 'fit_reference', 'reference_counts', 'cell_sizes', 'cell_values', 'row_cells', 'tally',
+           'add_tallies', 'psi', 'psi_band', 'moved_most', 'check_thresholds', 'chi2_p', 'compare_attribute', 'compare',
+           'alarm_line', 'drift_table', 'ReferenceFileError', 'check_reference', 'save_reference', 'load_reference',
+           'shifted', 'swapped']
 
 # %% ../nbs/02c_drift.ipynb #33609e89
 DECILES: tuple[float, ...] = tuple(k / 10 for k in range(1, 10))
@@ -84,8 +84,8 @@ def fit_reference(
     content = {"version": 1, "rows": len(train[FEATURES[0]]),
                "numbers": {c: numbers[c] | {"counts": cells[c]} for c in CONTINUOUS},
                "categories": {c: dict(zip(CATEGORIES[c], cells[c], strict=True)) for c in CATEGORICAL}}
-    if profile is not None:  # `census_income.multivariate`: the components of the rows' cells, the chunks' errors
-        content["multivariate"] = fit_multivariate(row_cells(content, train), sum(cell_sizes(content)), profile)
+    if profile is not None:  # `census_income.multivariate`: the components of the rows, the chunks' errors
+        content["multivariate"] = fit_multivariate(cell_values(content)[row_cells(content, train)], profile)
     return content | {"checksum": checksum(content)}
 
 
@@ -102,6 +102,14 @@ def cell_sizes(
 ) -> list[int]:  # the cells of each attribute, in FEATURES order
     "How many cells each attribute has: its categories, or its bins and the cells below and above the training range."
     return [len(reference["numbers"][c]["cuts"]) + 3 if c in CONTINUOUS else len(CATEGORIES[c]) for c in FEATURES]
+
+
+def cell_values(
+    reference: dict,  # a profile (its number bins and category counts)
+) -> np.ndarray:  # a number per cell, numbered over all attributes' cells (`row_cells`)
+    "The number a cell stands for in the multivariate check: a category's training share, a number's bin order."
+    return np.concatenate([np.arange(len(reference["numbers"][c]["cuts"]) + 3, dtype=np.float64) if c in CONTINUOUS
+                           else np.asarray(reference_counts(reference, c), np.float64) / reference["rows"] for c in FEATURES])
 
 
 def _distinct_cells(reference: dict, col: str, values) -> np.ndarray:
@@ -131,6 +139,8 @@ def row_cells(
                                            use_na_sentinel=False)
         cells = _distinct_cells(reference, col, list(distinct) if col in CATEGORICAL else distinct)
         out = np.empty((len(codes), len(FEATURES)), np.intp) if out is None else out
+        if len(codes) != len(out):
+            raise ValueError(f"{col}: {len(codes)} values, {FEATURES[0]} {len(out)}: count columns of the same rows")
         out[:, a] = offset + cells[np.asarray(codes, np.intp)]
     return out
 
@@ -151,7 +161,8 @@ def tally(
     return {"rows_checked": n if rows_checked is None else int(rows_checked), "rows_scored": n,
             "rejected": {c: int((rejected or {}).get(c, 0)) for c in FEATURES}, "cells": cells} | (
                 {} if scores is None else {"scores": scores}) | (  # the rows' summed reconstruction error
-                {"error_sum": float(errors(reference["multivariate"], at).sum())} if "multivariate" in reference else {})
+                {"error_sum": float(errors(reference["multivariate"], cell_values(reference)[at]).sum())}
+                if "multivariate" in reference else {})
 
 # %% ../nbs/02c_drift.ipynb #ff678549
 def add_tallies(
@@ -231,10 +242,10 @@ def check_thresholds(
         raise ValueError(f"drift thresholds {missing} are missing: set them in params.yaml (batch.drift)")
     bad = [k for k in THRESHOLDS if isinstance(thresholds[k], bool) or not isinstance(thresholds[k], (int, float))
            or not thresholds[k] >= 0 or (k == "ratio_flag" and not thresholds[k] > 1)
-           or (k in ("multivariate_level", "test_alpha") and not 0 < thresholds[k] < 1)]
+           or (k == "multivariate_level" and not 0.5 < thresholds[k] < 1) or (k == "test_alpha" and not 0 < thresholds[k] < 1)]
     if bad:
-        raise ValueError(f"drift thresholds {bad} must be numbers >= 0 (ratio_flag > 1; multivariate_level and test_alpha "
-                         f"between 0 and 1); got {dict(thresholds)}")
+        raise ValueError(f"drift thresholds {bad} must be numbers >= 0 (ratio_flag > 1; multivariate_level between 0.5 "
+                         f"and 1, as census_income.config.DriftThresholds; test_alpha between 0 and 1); got {dict(thresholds)}")
     return {k: thresholds[k] for k in THRESHOLDS}
 
 # %% ../nbs/02c_drift.ipynb #30034e56
@@ -422,7 +433,7 @@ def check_reference(
         problems = [p for c in CONTINUOUS for p in _number_problems(c, reference["numbers"][c], rows)]
         problems += [p for c in CATEGORICAL for p in _category_problems(c, reference["categories"][c], rows)]
         if "multivariate" in reference and not problems:
-            problems += multivariate_problems(reference["multivariate"], sum(cell_sizes(reference)))
+            problems += multivariate_problems(reference["multivariate"], len(FEATURES))
     except (TypeError, KeyError, AttributeError, ValueError) as err:
         return [f"not a profile as fit_reference writes it ({type(err).__name__}: {err})"]
     content = {k: v for k, v in reference.items() if k != "checksum"}

@@ -181,7 +181,7 @@ def damaged(reference: dict, how: str) -> str:
     ("an attribute missing", "the attributes are not the schema's"),
     ("cuts out of order", "age: the bins are not whole numbers rising from lo to hi"),
     ("a list", "not a profile as fit_reference writes it"),
-    ("components cut", "the multivariate part's mean and components do not have the profile's"),
+    ("components cut", "the multivariate part's mean, scale and components do not have the 14 attributes"),
     ("chunk errors unsorted", "the multivariate part's chunk errors are not sorted"),
     ("an error tampered", "the checksum does not match the content"),
 ])
@@ -217,6 +217,20 @@ def test_a_null_counts_as_unknown_as_validation_gives_it(reference, split):
     rows = split[1].iloc[:50]
     nulls = {c: [None if v == "?" else v for v in rows[c]] if c in CATEGORICAL else rows[c].tolist() for c in FEATURES}
     assert (rows["workclass"] == "?").any() and tally(reference, nulls) == tally(reference, rows)
+
+
+def test_the_profile_is_the_same_bytes_on_one_thread_and_on_all(split, reference, params):
+    "The multivariate part comes from BLAS and LAPACK: their thread count must not reach the written profile."
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        assert json.dumps(fit_reference(split[0], params["profile"])) == json.dumps(reference)
+
+
+def test_columns_of_different_lengths_are_refused(reference, split):
+    columns = {c: split[1][c].tolist() for c in FEATURES} | {"sex": ["Male"]}
+    with pytest.raises(ValueError, match="sex: 1 values, age 6508"):
+        tally(reference, columns)
 
 
 def test_counting_refuses_values_outside_the_schema(reference, split):
