@@ -62,6 +62,7 @@ class RotatingLog:
     def __init__(self, path, max_bytes: int, files: int):  # the live file; its size limit; files kept
         self.path, self.max_bytes, self.files = Path(path), max_bytes, files
         self.lock = self.path.with_name(f".{self.path.name}.lock")
+        self.torn = False  # whether the last write stopped part-way (its partial line is then closed by the next one)
         self.fd = self._open()  # OSError here: the log cannot be written (the app refuses to start)
 
     def _open(self) -> int:
@@ -69,12 +70,14 @@ class RotatingLog:
 
     def write(self, text: str) -> None:
         "Append `text` in one write, rotating first if it would take the file past `max_bytes`."
-        data = text.encode()
+        data = b"\n" * self.torn + text.encode()  # after a failed write, whatever part of it landed ends its own line
         st = os.fstat(self.fd)
         if st.st_size and st.st_size + len(data) > self.max_bytes:
             self._rotate(st)
+        self.torn = True  # until every byte is written: a disk full, a size limit can stop it half-way
         while data:
             data = data[os.write(self.fd, data):]
+        self.torn = False
 
     def _rotate(self, st: os.stat_result) -> None:
         "Rename the full file away (unless another process did), then open a new live file."
@@ -220,12 +223,18 @@ class Recorder:
 GROUP = 256  # most queued requests the thread records at once (one shadow product)
 
 
+def _records(answers) -> int:
+    "How many records a request's answers hold (V2 hands (probabilities, labels))."
+    return len(answers[1]) if isinstance(answers, tuple) else len(answers)
+
+
 class Traffic:
     "The bounded queue a route hands what it scored to, and the thread that empties it into a `Recorder`."
 
     def __init__(self, recorder: Recorder, queue_size: int, every: float = 0.02):  # what to do; most requests
         # waiting (more are dropped and counted); seconds between the thread's looks at the queue
-        self.recorder, self.size, self.every, self.dropped = recorder, queue_size, every, 0  # dropped: records
+        self.recorder, self.size, self.every, self.dropped = recorder, queue_size, every, 0  # size, dropped: records
+        self.offered = self.taken = 0  # records queued by the event loop, records taken by the thread: one writer each
         self.queue: deque = deque()  # appended on the event loop, taken by the thread: both atomic, no lock
         self.active = recorder.log is not None or recorder.shadow is not None  # a refused shadow and no log: idle
         self.stop = threading.Event()
@@ -236,10 +245,12 @@ class Traffic:
         "Hand one request's records and answers to the thread (an append), or count them dropped when the queue is full."
         if not self.active:
             return
-        if len(self.queue) < self.size:  # only the event loop appends: the length cannot grow in between
+        n = _records(answers)
+        if self.offered - self.taken + n <= self.size:  # bounded in records, whatever the requests' sizes
             self.queue.append((time.time(), request_id, route, version, records, answers))
+            self.offered += n
         else:
-            self.dropped += len(answers[1]) if isinstance(answers, tuple) else len(answers)
+            self.dropped += n
 
     def close(self, timeout: float = 5.0) -> None:
         "Let the thread record what is queued (at most `timeout` seconds), then close the log."
@@ -254,6 +265,7 @@ class Traffic:
             stopping = self.stop.wait(self.every)  # a look every 20 ms: no wake-up, no lock, per request
             while self.queue:
                 items = [self.queue.popleft() for _ in range(min(GROUP, len(self.queue)))]
+                self.taken += sum(_records(item[-1]) for item in items)
                 try:
                     self.recorder.record(items)
                 except Exception:  # never let the thread die: the next group is recorded as usual

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # (personal attributes of real people: `census_income.serving.payload`); unset or empty: no log
     payload_log_max_bytes: int = Field(64 << 20, ge=4096, le=1 << 40)  # the log's live file is rotated past this size
     payload_log_files: int = Field(8, ge=1, le=1000)  # files of the log kept: the live one and FILES - 1 rotated ones
-    payload_queue: int = Field(10_000, ge=1, le=1_000_000)  # requests waiting for the log's (and the shadow's) thread;
+    payload_queue: int = Field(10_000, ge=1, le=1_000_000)  # records waiting for the log's (and the shadow's) thread;
     # more are dropped and counted on /metrics, never waited for
     shadow_model_dir: Path | None = None  # a challenger's model folder: scores every request off its path (/metrics)
     shadow_model_version: str | None = Field(None, pattern="^[0-9a-f]{32}$")  # the version the challenger must be
