@@ -16,14 +16,14 @@ from pathlib import Path
 from .batch import check_drift_inputs, drift_report
 from .batch_page import page_html, reject_summary
 from .cbpe import score_counts
-from .drift import ALARM_STATUS, alarm_line, load_reference, tally
+from .drift import ALARM_STATUS, add_tallies, alarm_line, load_reference, tally
 from .fileio import atomic_file
 from .predict import Predictor
 from .validation import RecordError, cut, record_columns
 
 # %% auto #0
-__all__ = ['LogError', 'log_files', 'parse_time', 'parse_line', 'read_log', 'window', 'traffic_counts', 'page_of',
-           'write_outputs', 'run_monitor', 'main']
+__all__ = ['BLOCK', 'LogError', 'log_files', 'parse_time', 'parse_line', 'read_log', 'window_blocks', 'window', 'traffic_counts',
+           'page_of', 'write_outputs', 'run_monitor', 'main']
 
 # %% ../nbs/09_traffic.ipynb #46f28149
 class LogError(ValueError):
@@ -89,15 +89,18 @@ def read_log(
                 yield parse_line(text, f"{path}, line {n}") | {"where": f"{path}, line {n}"}
 
 # %% ../nbs/09_traffic.ipynb #9e0e4376
-def window(
+BLOCK = 10_000  # lines counted at a time: memory holds one block (or the newest `last`), whatever the window's size
+
+
+def window_blocks(
     lines: Iterator[dict],  # `read_log`
     version: str,  # the model's version: lines of others are counted in `counts["other_versions"]`, not kept
     counts: dict,  # filled: "other_versions"
     since: datetime | None = None,  # keep lines at or after this time
     until: datetime | None = None,  # keep lines before this time
     last: int = 0,  # keep only the newest `last` of those (0: all)
-) -> list[dict]:  # the window's lines of this model, oldest first
-    "The lines of a time window (and the newest `last` of them) that the given model scored."
+) -> Iterator[list[dict]]:  # the window's lines of this model, oldest first, BLOCK at a time (with `last`: one list)
+    "The lines of a time window (and the newest `last` of them) that the given model scored, a block at a time."
     kept = deque(maxlen=last or None)
     counts.setdefault("other_versions", 0)
     for line in lines:
@@ -107,7 +110,17 @@ def window(
             counts["other_versions"] += 1
             continue
         kept.append(line)
-    return list(kept)
+        if not last and len(kept) == BLOCK:
+            yield list(kept)
+            kept.clear()
+    if kept:
+        yield list(kept)
+
+
+def window(lines: Iterator[dict], version: str, counts: dict, since: datetime | None = None, until: datetime | None = None,
+           last: int = 0) -> list[dict]:
+    "The whole window at once (`window_blocks`' blocks joined): for a chapter or a test, not for a long log."
+    return [line for block in window_blocks(lines, version, counts, since, until, last) for line in block]
 
 # %% ../nbs/09_traffic.ipynb #1c78bf40
 def traffic_counts(
@@ -164,13 +177,17 @@ def run_monitor(
     if {Path(output).resolve(), page_of(output).resolve()} & {f.resolve() for f in files}:
         raise ValueError(f"--output {output} would overwrite the payload log")
     start, end = (parse_time(t) if t else None for t in (since, until))
-    lines = window(read_log(files, counts), predictor.version, counts, start, end, last)
-    if not lines:
+    total, rows, first, final = None, 0, "", ""  # the window's counts, summed block by block, and its first and last times
+    for block in window_blocks(read_log(files, counts), predictor.version, counts, start, end, last):
+        part = traffic_counts(block, reference, predictor)
+        total = part if total is None else add_tallies([total, part])
+        rows, first, final = rows + len(block), first or block[0]["time"], block[-1]["time"]
+    if total is None:
         raise LogError(f"no record of model {predictor.version} in the window of {log} ({counts['lines']:,} lines read, "
                        f"{counts['other_versions']:,} of other model versions)")
-    drift = drift_report(traffic_counts(lines, reference, predictor), reference, knobs["drift"], knobs["performance"], predictor)
-    job = {"rows_read": counts["lines"], "rows_scored": len(lines), "rows_rejected": 0, "model_version": predictor.version,
-           "files": len(files), "drift": drift, "first": lines[0]["time"], "last": lines[-1]["time"], **counts}
+    drift = drift_report(total, reference, knobs["drift"], knobs["performance"], predictor)
+    job = {"rows_read": counts["lines"], "rows_scored": rows, "rows_rejected": 0, "model_version": predictor.version,
+           "files": len(files), "drift": drift, "first": first, "last": final, **counts}
     source = f"API traffic logged in {log}, {job['first']} to {job['last']}"
     return job | {"outputs": write_outputs(output, job, source)}
 

@@ -86,6 +86,20 @@ def test_the_report_is_the_one_census_batch_writes_for_the_same_records(model, t
     assert job["outputs"] == [str(tmp_path / "out" / "traffic.json"), str(tmp_path / "out" / "traffic.html")]
 
 
+def test_a_window_counted_block_by_block_is_the_window_counted_at_once(model, tmp_path, monkeypatch):
+    "Memory holds one block of lines, whatever the log's size: blocks of 7 lines give the report of one block of all."
+    import census_income.traffic as traffic
+
+    params, predictor = model
+    log = write_log(tmp_path / "p.jsonl", split_rows(params, 800), predictor)
+    whole = run_monitor(params, str(log), str(tmp_path / "a.json"))
+    monkeypatch.setattr(traffic, "BLOCK", 7)
+    blocks = run_monitor(params, str(log), str(tmp_path / "b.json"))
+    assert (blocks["rows_scored"], blocks["first"], blocks["last"]) == (whole["rows_scored"], whole["first"], whole["last"])
+    assert whole["rows_scored"] > 10 * 7  # many blocks
+    assert json.loads((tmp_path / "b.json").read_text()) == json.loads((tmp_path / "a.json").read_text())
+
+
 def test_the_window_by_time_and_by_count(model, tmp_path):
     params, predictor = model
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 300), predictor)
