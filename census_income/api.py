@@ -34,35 +34,14 @@ from threadpoolctl import threadpool_limits
 
 from .explain import METHOD, ExplainError, explain_columns
 from .predict import FEW_ROWS, ModelFilesError, Predictor
-from census_income.serving.body import (
-    SECURITY_HEADERS,
-    TEXT_POLICY,
-    BodyDeadlines,
-    BoundedValidationError,
-    error_detail,
-)
-from census_income.serving.deps import (
-    CountAnswers,
-    ManyRecords,
-    Metrics,
-    Model,
-    OneRecord,
-    answer_counter,
-    get_body,
-    get_model,
-    one_record,
-)
+from .serving.body import (SECURITY_HEADERS, TEXT_POLICY, BodyDeadlines,
+    BoundedValidationError, error_detail)
+from .serving.deps import (CountAnswers, ManyRecords, Metrics, Model, OneRecord,
+    answer_counter, get_body, get_model, one_record)
 from .serving.monitor import REQUEST_ID, Monitor, new_request_id, worker_share
 from .serving.payload import start_traffic, traffic_metrics
-from census_income.serving.schemas import (
-    BatchPrediction,
-    ErrorMessage,
-    Explanation,
-    Prediction,
-    Readiness,
-    ValidationErrors,
-    Welcome,
-)
+from .serving.schemas import (BatchPrediction, ErrorMessage, Explanation, Prediction,
+    Readiness, ValidationErrors, Welcome)
 from .serving.scoring import ROW_VALUES, ServingModel
 from .serving.settings import SettingsError, read_settings
 from .serving.v2 import V2Error, v2_error

@@ -35,17 +35,8 @@ import pyarrow.csv as pacsv
 from .batch_page import write_page
 from .cbpe import check_performance_inputs, performance_report, score_counts
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
-from census_income.drift import (
-    ALARM_STATUS,
-    ReferenceFileError,
-    add_tallies,
-    alarm_line,
-    check_reference,
-    check_thresholds,
-    compare,
-    load_reference,
-    tally,
-)
+from .drift import (ALARM_STATUS, ReferenceFileError, add_tallies, alarm_line, check_reference,
+    check_thresholds, compare, load_reference, tally)
 from .fileio import atomic_file
 from .predict import Predictor
 from .schema import CLASSES, CONTINUOUS, FEATURES

@@ -11,16 +11,8 @@ import uuid
 import numpy as np
 
 from .fileio import read_clean
-from census_income.metrics import (
-    METRIC_NAMES,
-    RATES,
-    brier,
-    calibration_error,
-    log_loss,
-    percentile_ci,
-    readable,
-    roc_auc,
-)
+from .metrics import (METRIC_NAMES, RATES, brier, calibration_error, log_loss,
+    percentile_ci, readable, roc_auc)
 from .predict import Predictor
 from .schema import CATEGORICAL, CONTINUOUS, LABEL
 from .slices import bootstrap_weights

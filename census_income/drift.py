@@ -13,20 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from scipy.stats import chi2_contingency
 
 from .cbpe import add_score_counts
+from .config import DriftThresholds
 from .fileio import atomic_file
 from .multivariate import errors, fit_multivariate, judge
 from .multivariate import problems as multivariate_problems
 from .schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, MISSING, NULLABLE
 
 # %% auto #0
-__all__ = ['DECILES', 'PSI_FLOOR', 'PSI_BANDS', 'THRESHOLDS', 'ALARM_STATUS', 'number_bins', 'number_cells', 'cell_labels',
-           'checksum', 'fit_reference', 'reference_counts', 'cell_sizes', 'cell_values', 'row_cells', 'tally',
-           'add_tallies', 'psi', 'psi_band', 'moved_most', 'check_thresholds', 'chi2_p', 'compare_attribute', 'compare',
-           'alarm_line', 'drift_table', 'ReferenceFileError', 'check_reference', 'save_reference', 'load_reference',
-           'shifted', 'swapped']
+__all__ = ['DECILES', 'PSI_FLOOR', 'PSI_BANDS', 'ALARM_STATUS', 'number_bins', 'number_cells', 'cell_labels', 'checksum',
+           'fit_reference', 'reference_counts', 'cell_sizes', 'cell_values', 'row_cells', 'tally', 'add_tallies', 'psi',
+           'psi_band', 'moved_most', 'check_thresholds', 'chi2_p', 'compare_attribute', 'compare', 'alarm_line',
+           'drift_table', 'ReferenceFileError', 'check_reference', 'save_reference', 'load_reference', 'shifted',
+           'swapped']
 
 # %% ../nbs/02c_drift.ipynb #33609e89
 DECILES: tuple[float, ...] = tuple(k / 10 for k in range(1, 10))
@@ -229,24 +231,19 @@ def moved_most(
     return int(ok[i]), float(ratio[i])
 
 # %% ../nbs/02c_drift.ipynb #2288ee30
-THRESHOLDS: tuple[str, ...] = ("psi_flag", "ratio_flag", "ratio_min_rows", "ratio_min_share", "unseen_flag", "min_rows",
-                                "multivariate_level", "test_alpha")
-
-
 def check_thresholds(
     thresholds: Mapping,  # the `batch.drift` section of params.yaml
 ) -> dict:  # the same, checked
-    "Refuse thresholds that are missing or make no sense, naming them."
-    missing = [k for k in THRESHOLDS if k not in thresholds]
+    "Refuse thresholds that are missing or make no sense, naming them; the rule is params.yaml's (`config.DriftThresholds`)."
+    try:
+        return DriftThresholds.model_validate(dict(thresholds)).model_dump()
+    except ValidationError as err:
+        problems = err.errors(include_url=False)
+    missing = [p["loc"][0] for p in problems if p["type"] == "missing"]
     if missing:
         raise ValueError(f"drift thresholds {missing} are missing: set them in params.yaml (batch.drift)")
-    bad = [k for k in THRESHOLDS if isinstance(thresholds[k], bool) or not isinstance(thresholds[k], (int, float))
-           or not thresholds[k] >= 0 or (k == "ratio_flag" and not thresholds[k] > 1)
-           or (k == "multivariate_level" and not 0.5 < thresholds[k] < 1) or (k == "test_alpha" and not 0 < thresholds[k] < 1)]
-    if bad:
-        raise ValueError(f"drift thresholds {bad} must be numbers >= 0 (ratio_flag > 1; multivariate_level between 0.5 "
-                         f"and 1, as census_income.config.DriftThresholds; test_alpha between 0 and 1); got {dict(thresholds)}")
-    return {k: thresholds[k] for k in THRESHOLDS}
+    raise ValueError(f"drift thresholds {[p['loc'][0] for p in problems]} must be numbers as params.yaml's batch.drift takes "
+                     "them: " + "; ".join(f"{p['loc'][0]} {p['msg']}" for p in problems))
 
 # %% ../nbs/02c_drift.ipynb #30034e56
 def _unseen_reason(col: str, reference: dict, unseen: float, rejected: float, untrained: float) -> str:

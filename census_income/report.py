@@ -10,17 +10,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from census_income.card import (
-    ETHICS,
-    INTERVAL_CAVEAT,
-    RESAMPLED,
-    THRESHOLD_CAVEAT,
-    THRESHOLD_WHY,
-    USES,
-    VARIANTS,
-    card_text,
-    test_split_intervals,
-)
+from .card import (ETHICS, INTERVAL_CAVEAT, RESAMPLED, THRESHOLD_CAVEAT, THRESHOLD_WHY, USES, VARIANTS,
+    card_text, test_split_intervals)
 from .datasheet import datasheet, datasheet_facts
 from .metrics import METRIC_NAMES, readable
 

@@ -22,16 +22,8 @@ from .body import MSG_CHARS, read_body
 from .deps import answer_counter, get_model
 from .monitor import REQUEST_ID
 from .scoring import OFF_LOOP_BYTES, ServingModel
-from census_income.validation import (
-    EXAMPLE,
-    RecordError,
-    cut,
-    is_utf8,
-    record_columns,
-    show_value,
-    twice_error,
-    unknown_field_error,
-)
+from ..validation import (EXAMPLE, RecordError, cut, is_utf8, record_columns,
+    show_value, twice_error, unknown_field_error)
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'PLATFORM', 'HEADER_LENGTH', 'EXTENSIONS', 'INPUTS', 'OUTPUTS', 'NUMBER_TYPES', 'ERROR_CHARS',
