@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import resource
+from collections import defaultdict
 from http import HTTPStatus
 
 from fastapi import HTTPException, Request
@@ -22,10 +23,9 @@ from .monitor import new_request_id, rejection_tally
 from ..validation import RecordRow, cut, describe_error
 
 # %% auto #0
-__all__ = ['log', 'MANY_ERRORS', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'HEADER_TIMEOUT',
-           'MAX_WAITING', 'MAX_HEAD_BYTES', 'MAX_HEADERS', 'SECURITY_HEADERS', 'TEXT_POLICY', 'BodyDeadlines',
-           'read_body', 'parse_body', 'error_detail', 'BoundedValidationError', 'parse_bounded', 'HeadLimits',
-           'HeaderDeadline']
+__all__ = ['log', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'HEADER_TIMEOUT', 'MAX_WAITING',
+           'MAX_HEAD_BYTES', 'MAX_HEADERS', 'SECURITY_HEADERS', 'TEXT_POLICY', 'BodyDeadlines', 'read_body',
+           'parse_body', 'error_detail', 'BoundedValidationError', 'parse_bounded', 'HeadLimits', 'HeaderDeadline']
 
 # %% ../../nbs/06c_body.ipynb #49958d9c
 log = logging.getLogger("uvicorn.error")
@@ -118,43 +118,23 @@ def _repeated_keys(body: bytes) -> list[dict]:
     except ValueError:
         return []  # not JSON: pydantic says so
     records = enumerate(value) if isinstance(value, list) else [(None, value)]
-    # an unknown key given twice is not repeated here: pydantic reports it once, as not a census field
+    return [error for i, record in records for error in _repeats(i, record)]
+
+
+def _repeats(
+    i: int | None,  # the record's place in its batch (None: the body is one record)
+    record,  # the record as `_keep_pairs` parsed it
+) -> list[dict]:  # an error for each census field it gave more than once
+    "A record's repeated census fields (an unknown key given twice is not one: pydantic reports it, as not a census field)."
     return [{"loc": (key,) if i is None else (i, key), "type": "duplicate_key",
              "msg": "given twice in one record; send each field once"}
-            for i, record in records if isinstance(record, _Record)
-            for key in record.repeated if canonical_name(key) is not None]
+            for key in getattr(record, "repeated", ()) if canonical_name(key) is not None]
 
 
 def _record_index(error: dict):
     "Where an error sorts: by the record it is about (a batch's whole-list errors first)."
     loc = error["loc"]
     return loc[0] if loc and isinstance(loc[0], int) else -1
-
-
-MANY_ERRORS = 1_000  # past this, a batch's errors are listed record by record (see `_errors_by_record`)
-_RECORD = TypeAdapter(RecordRow)
-
-
-def _errors_by_record(
-    body: bytes,  # a batch that failed validation with more than MANY_ERRORS errors
-    count: int,  # how many errors pydantic found in it
-) -> list[dict] | None:  # the same errors, or None when the body is no list of records with that many
-    """pydantic lists every error of a body in one call that holds the GIL (75 ms for 50,460 unknown keys),
-    and the event loop's thread waits for it. Listed one record at a time, the loop gets its turn between records.
-    Used only when the count agrees with pydantic's: the words are the same (checked in the tests)."""
-    try:
-        records = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(records, list):
-        return None
-    errors = []
-    for i, record in enumerate(records):
-        try:
-            _RECORD.validate_json(json.dumps(record))
-        except ValidationError as err:
-            errors += [e | {"loc": (i, *e["loc"])} for e in err.errors(include_url=False)]
-    return errors if len(errors) == count else None
 
 
 def parse_body(
@@ -165,12 +145,16 @@ def parse_body(
     try:
         value = schema.validate_json(body) if isinstance(schema, TypeAdapter) else schema.model_validate_json(body)
     except ValidationError as err:  # every problem at once: pydantic's and the repeated fields, record by record
-        many = err.error_count() > MANY_ERRORS and _errors_by_record(body, err.error_count())
-        errors = many or err.errors(include_url=False)  # locations within the body ("body" is added when they are worded)
+        errors = err.errors(include_url=False)  # locations within the body ("body" is added when they are worded)
         # records were read (not a body refused whole: too long, not JSON): look for repeated fields in them too
         if any(e["loc"] for e in errors) and (repeated := _repeated_keys(body)):
             errors = sorted(repeated + errors, key=_record_index)
         raise RequestValidationError(errors) from None
+    return _none_repeated(body, value)
+
+
+def _none_repeated(body: bytes, value):
+    "`value`, parsed from a valid `body`, unless a record gave a census field twice (then a 422 that says which)."
     # A valid record holds exactly 14 keys and no category has a colon, so only a valid body with more than 14
     # colons per object can repeat one: counting bytes costs 0.1 ms a megabyte (a parse with a pairs hook far more)
     if body.count(b":") > len(FEATURES) * max(body.count(b"{"), 1) and (repeated := _repeated_keys(body)):
@@ -192,13 +176,15 @@ def _bounded(error: dict) -> dict:
 
 
 def error_detail(
-    errors: list[dict],  # pydantic's errors, as RequestValidationError holds them
+    errors: list[dict],  # pydantic's errors, as RequestValidationError holds them (or the first ERRORS_SHOWN of them)
+    count: int | None = None,  # how many there are in all, when `errors` holds only the first
 ) -> list[dict]:  # FastAPI's `detail`: at most ERRORS_SHOWN worded errors, then a count of the rest
     "The body of a 422: bounded in every field and in length, however many problems a request has and however large."
     detail = [_bounded(describe_error(e)) for e in errors[:ERRORS_SHOWN]]
-    if len(errors) > ERRORS_SHOWN:
+    count = len(errors) if count is None else count
+    if count > ERRORS_SHOWN:
         detail.append({"loc": ["body"], "type": "too_many_errors",
-                       "msg": f"... and {len(errors) - ERRORS_SHOWN} more problem(s), {len(errors)} in all: "
+                       "msg": f"... and {count - ERRORS_SHOWN} more problem(s), {count} in all: "
                               f"fix the first {ERRORS_SHOWN} and send the request again"})
     return detail
 
@@ -206,20 +192,70 @@ def error_detail(
 class BoundedValidationError(RequestValidationError):
     "A refusal already worded (`error_detail`) and counted per field and reason (`rejection_tally`) where it was parsed."
 
-    def __init__(self, errors: list[dict]):  # every error pydantic found
+    def __init__(
+        self,
+        errors: list[dict],  # every error pydantic found, or the first ERRORS_SHOWN of them (with `count` and `tally`)
+        count: int | None = None,  # how many errors there are in all
+        tally: dict[tuple[str, str], int] | None = None,  # all of them per field and reason (`rejection_tally`)
+    ):
         super().__init__(errors[:ERRORS_SHOWN])
-        self.detail, self.tally = error_detail(errors), rejection_tally(errors)
+        self.detail = error_detail(errors, count)
+        self.tally = rejection_tally(errors) if tally is None else tally
 
 
 def parse_bounded(
     schema,  # a pydantic model class or TypeAdapter
     body: bytes,  # raw JSON
+    first_fault: TypeAdapter | None = None,  # `schema` as a list with `fail_fast`: a bad batch is listed record by record
 ):  # the validated value
     "`parse_body`, with its refusal worded and counted here (on the thread that parses), not by the app's handler."
+    if first_fault is not None:
+        try:
+            return _none_repeated(body, first_fault.validate_json(body))
+        except ValidationError as err:
+            if refusal := _refusal_by_record(body, err.errors(include_url=False)[0], first_fault.core_schema):
+                raise refusal from None  # else a list's own error (its length, not JSON): pydantic's words, below
     try:
         return parse_body(schema, body)
     except RequestValidationError as err:
         raise BoundedValidationError(err.errors()) from None
+
+# %% ../../nbs/06c_body.ipynb #8f9253b1
+_RECORD = TypeAdapter(RecordRow)
+
+
+def _refusal_by_record(
+    body: bytes,  # a batch that `first_fault` refused
+    first: dict,  # the first error it found
+    rule: dict,  # its core schema: a list, with its length bounds
+) -> BoundedValidationError | None:  # its refusal, or None when the batch is not a list of records of allowed length
+    """pydantic lists every error of a batch in one call that holds the GIL (20 ms and 50,460 error objects for a
+    megabyte of unknown keys), and the event loop's thread waits for it. Listed one record at a time, the loop gets
+    its turn between records, and only the errors a 422 shows are kept: the rest are counted (and tallied per field).
+    The words are pydantic's, error for error (checked in the tests); any doubt (the first error not the one the
+    whole-list check found first, a length out of bounds) and pydantic's whole list is used."""
+    try:
+        records = json.loads(body, object_pairs_hook=_keep_pairs)
+    except ValueError:
+        return None
+    if not (isinstance(records, list) and rule.get("min_length", 0) <= len(records) <= rule.get("max_length", len(records))):
+        return None
+    shown, count, tally = [], 0, defaultdict(int)
+    for i, record in enumerate(records):
+        try:
+            _RECORD.validate_json(json.dumps(record))
+            errors = []
+        except ValidationError as err:
+            errors = [e | {"loc": (i, *e["loc"])} for e in err.errors(include_url=False)]
+            if first is not None and errors[0] != first:
+                return None
+            first = None  # the first bad record agrees: the rest are taken as listed
+        errors = _repeats(i, record) + errors  # a census field given twice first, as `parse_body` sorts them
+        shown += errors[:ERRORS_SHOWN - len(shown)]
+        count += len(errors)
+        for key, n in rejection_tally(errors).items():
+            tally[key] += n
+    return BoundedValidationError(shown, count, dict(tally)) if count else None
 
 # %% ../../nbs/06c_body.ipynb #b0a1e7c8
 HEADER_TIMEOUT = 5.0  # seconds a connection may take from opening (or from a request's first byte) to its headers' end

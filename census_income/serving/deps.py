@@ -52,7 +52,7 @@ async def one_record(body: Body) -> Record:
 async def many_records(body: Body, model: Model) -> list[RecordRow]:
     "The body as a list of 1 to CENSUS_MAX_BATCH records, or a 422 naming each bad field of each record (a large body: off the loop)."
     if len(body) > OFF_LOOP_BYTES:
-        return await model.off_loop(parse_bounded, model.batch, body)
+        return await model.off_loop(parse_bounded, model.batch, body, model.first_fault)
     return parse_body(model.batch, body)
 
 

@@ -33,6 +33,9 @@ class ServingModel:
         self.predictor, self.version, self.coalesce, self._pending = predictor, predictor.version, settings.coalesce, []
         # a batch longer than the limit stops validating at its first extra record (pydantic-core checks as it goes)
         self.batch = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=settings.max_batch)])
+        # the same, stopping at the first bad record: a large batch is checked so first (`parse_bounded`)
+        self.first_fault = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=settings.max_batch,
+                                                                         fail_fast=True)])
         # one thread for the large bodies: more would only take turns at Python's lock, and starve the event loop
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="census-scoring")
 

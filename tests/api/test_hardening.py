@@ -14,14 +14,25 @@ import statistics
 import subprocess
 import time
 import warnings
+from typing import Annotated
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import Field, TypeAdapter
 
-from census_income.serving.body import HEADER_TIMEOUT, LOC_CHARS, MAX_HEAD_BYTES, MAX_HEADERS, MSG_CHARS
+from census_income.serving.body import (
+    ERRORS_SHOWN,
+    HEADER_TIMEOUT,
+    LOC_CHARS,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    MSG_CHARS,
+    BoundedValidationError,
+    parse_bounded,
+)
 from census_income.toy import toy_model_folder
-from census_income.validation import EXAMPLE
+from census_income.validation import EXAMPLE, RecordRow
 
 from ..conftest import ROOT, VENV_BIN, tool_env
 from .conftest import free_port, procfile_flags, starlette_test_client, start_uvicorn, wait_ready
@@ -69,29 +80,37 @@ def test_every_error_answer_is_bounded(app_client, path, body):
 
 
 def many_error_bodies() -> list[bytes]:
-    "Batches whose errors pass MANY_ERRORS: unknown keys in every record (a 1 MiB one), and bad values beside them."
+    "Batches of many errors: unknown keys in every record (a 1 MiB one), bad values beside them, repeated fields."
     junk = {f"unknown_{k}": k for k in range(145)}
     hostile = json.dumps([EXAMPLE | junk] * 1000).encode()[: 1 << 20]
     mixed = [EXAMPLE | {"age": "x", "sex": "M", **{f"u{k}": 1 for k in range(i % 7)}} | ({"fnlgt": 1.5} if i % 3 else {})
              for i in range(900)]
-    return [hostile[: hostile.rfind(b"}, {") + 1] + b"]", json.dumps(mixed).encode()]
+    twice = json.dumps([EXAMPLE, EXAMPLE | {"race": "Martian"}, EXAMPLE, EXAMPLE | {"u": 1}] * 30)
+    twice = twice.replace(AGE, f'{AGE}, "age": 14').replace('"sex": "Male"', '"sex": "Male", "sex": "Male"', 7)
+    return [hostile[: hostile.rfind(b"}, {") + 1] + b"]", json.dumps(mixed).encode(), twice.encode()]
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_many_errors_are_listed_record_by_record_in_pydantics_words(which):
-    "The record-by-record listing (the event loop gets its turn between records) is pydantic's own, error for error."
-    from pydantic import TypeAdapter, ValidationError
+@pytest.mark.parametrize("which, first", [(0, "extra_forbidden"), (1, "float_type"), (2, "duplicate_key")])
+def test_many_errors_are_listed_record_by_record_in_pydantics_words(which, first):
+    "The record-by-record listing (the event loop gets its turn between records) answers as the whole-list check does."
+    body, whole = many_error_bodies()[which], TypeAdapter(list[RecordRow])
+    with pytest.raises(BoundedValidationError) as at_once:
+        parse_bounded(whole, body)
+    with pytest.raises(BoundedValidationError) as by_record:
+        parse_bounded(whole, body, TypeAdapter(Annotated[list[RecordRow], Field(fail_fast=True)]))
+    assert by_record.value.detail == at_once.value.detail and by_record.value.tally == at_once.value.tally
+    assert sum(at_once.value.tally.values()) > ERRORS_SHOWN  # more errors than a 422 shows: some were only counted
+    assert at_once.value.detail[0]["type"] == first, at_once.value.detail[0]
 
-    from census_income.serving.body import MANY_ERRORS, _errors_by_record
-    from census_income.validation import RecordRow
 
-    body = many_error_bodies()[which]
-    with pytest.raises(ValidationError) as caught:
-        TypeAdapter(list[RecordRow]).validate_json(body)
-    whole = caught.value.errors(include_url=False)
-    assert len(whole) > MANY_ERRORS
-    assert _errors_by_record(body, len(whole)) == whole
-    assert _errors_by_record(body, len(whole) + 1) is None  # a count that disagrees: pydantic's list is used
+def test_a_batch_the_record_by_record_listing_doubts_gets_pydantics_whole_list():
+    "Too many records, or not a list: the list's own error, in pydantic's words, and not the records' errors alone."
+    rule = Annotated[list[RecordRow], Field(max_length=3)]
+    for body, kind in ((json.dumps([EXAMPLE | {"u": 1}] * 5), "too_long"), ('{"age": 1}', "list_type")):
+        with pytest.raises(BoundedValidationError) as caught:
+            parse_bounded(TypeAdapter(rule), body.encode(),
+                          TypeAdapter(Annotated[list[RecordRow], Field(max_length=3, fail_fast=True)]))
+        assert kind in [e["type"] for e in caught.value.detail], caught.value.detail
 
 
 def test_a_batch_of_many_errors_is_answered_bounded(app_client):
