@@ -213,8 +213,13 @@ def parse_bounded(
         try:
             return _none_repeated(body, first_fault.validate_json(body))
         except ValidationError as err:
-            if refusal := _refusal_by_record(body, err.errors(include_url=False)[0], first_fault.core_schema):
-                raise refusal from None  # else a list's own error (its length, not JSON): pydantic's words, below
+            first = err.errors(include_url=False)[0]
+        refusal = _refusal_by_record(body, first, first_fault.core_schema)
+        if refusal is not None:  # else a list's own error (its length, not JSON): pydantic's words, below
+            try:
+                raise refusal
+            finally:  # kept in a local, the refusal would hold this frame (and its body) in a cycle with its own
+                del refusal  # traceback until Python's cycle collector came: a megabyte per refused batch
     try:
         return parse_body(schema, body)
     except RequestValidationError as err:

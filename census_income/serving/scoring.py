@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
 from typing import Annotated
@@ -19,7 +20,28 @@ from .settings import Settings
 from ..validation import Record, RecordRow
 
 # %% auto #0
-__all__ = ['ROW_VALUES', 'OFF_LOOP_BYTES', 'ServingModel']
+__all__ = ['ROW_VALUES', 'OFF_LOOP_BYTES', 'release_memory', 'ServingModel']
+
+# %% ../../nbs/06e_scoring.ipynb #f5aa8490
+def _malloc_trim():
+    "glibc's `malloc_trim`, or None under a C library without it (musl, macOS)."
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> bool:
+    "Give the C library's whole free pages back to the system; whether there is a `malloc_trim` to do it."
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
 
 # %% ../../nbs/06e_scoring.ipynb #9ff2e2c2
 ROW_VALUES = itemgetter(*(c.replace("-", "_") for c in ROW_ORDER))  # a validated record's values in ROW_ORDER
@@ -38,10 +60,18 @@ class ServingModel:
                                                                          fail_fast=True)])
         # one thread for the large bodies: more would only take turns at Python's lock, and starve the event loop
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="census-scoring")
+        self._queued = 0  # jobs sent to the thread and not yet back
 
     async def off_loop(self, fn, *args):
         "`fn(*args)` on the scoring thread: the event loop answers small requests meanwhile (its exceptions come back)."
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        loop = asyncio.get_running_loop()
+        self._queued += 1
+        try:
+            return await loop.run_in_executor(self._thread, fn, *args)
+        finally:
+            self._queued -= 1
+            if not self._queued:  # the thread runs out of work: what the last jobs freed goes back to the system
+                loop.run_in_executor(self._thread, release_memory)
 
     def close(self) -> None:
         "Stop the scoring thread (at shut-down; work not started is dropped)."

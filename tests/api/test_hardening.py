@@ -5,6 +5,7 @@ The in-process tests run the app on a toy model folder; the others run a real uv
 talk to it through real sockets (the `integration` tier)."""
 
 import base64
+import gc
 import hashlib
 import json
 import re
@@ -101,6 +102,24 @@ def test_many_errors_are_listed_record_by_record_in_pydantics_words(which, first
     assert by_record.value.detail == at_once.value.detail and by_record.value.tally == at_once.value.tally
     assert sum(at_once.value.tally.values()) > ERRORS_SHOWN  # more errors than a 422 shows: some were only counted
     assert at_once.value.detail[0]["type"] == first, at_once.value.detail[0]
+
+
+def test_a_refused_batch_leaves_no_cycle_to_hold_its_body():
+    "Freed at once, not when Python's cycle collector comes: a refusal kept in a frame's locals held each 1 MiB body."
+    whole, first = TypeAdapter(list[RecordRow]), TypeAdapter(Annotated[list[RecordRow], Field(fail_fast=True)])
+    gc.collect()
+    gc.disable()
+    try:
+        for body in many_error_bodies():
+            try:
+                parse_bounded(whole, body, first)
+                raise AssertionError("the batch must be refused")
+            except BoundedValidationError:
+                pass
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0, f"{unreachable} objects were left in reference cycles"
 
 
 def test_a_batch_the_record_by_record_listing_doubts_gets_pydantics_whole_list():
