@@ -94,8 +94,9 @@ async def read_body(
 
 # %% ../../nbs/06c_body.ipynb #c55a786c
 class _Record(dict):
-    "A JSON object as parsed, with the keys it gave more than once."
+    "A JSON object as parsed, with the keys it gave more than once (and then every pair it gave, in order)."
     repeated: tuple = ()
+    pairs: list | None = None
 
 
 def _keep_pairs(items: list) -> _Record:
@@ -107,7 +108,7 @@ def _keep_pairs(items: list) -> _Record:
             if key in seen:
                 repeated.append(key)
             seen.add(key)
-        record.repeated = tuple(dict.fromkeys(repeated))
+        record.repeated, record.pairs = tuple(dict.fromkeys(repeated)), items
     return record
 
 
@@ -115,8 +116,8 @@ def _repeated_keys(body: bytes) -> list[dict]:
     "Errors for census fields given twice in a record, or in a batch's records (a JSON parser keeps the last silently)."
     try:
         value = json.loads(body, object_pairs_hook=_keep_pairs)
-    except ValueError:
-        return []  # not JSON: pydantic says so
+    except (ValueError, RecursionError):
+        return []  # not JSON, or nested past Python's parser: pydantic says so
     records = enumerate(value) if isinstance(value, list) else [(None, value)]
     return [error for i, record in records for error in _repeats(i, record)]
 
@@ -229,6 +230,13 @@ def parse_bounded(
 _RECORD = TypeAdapter(RecordRow)
 
 
+def _as_json(record) -> str:
+    "A record parsed by `_keep_pairs` as JSON again, as pydantic read it in the body: a repeated key given each time."
+    if getattr(record, "pairs", None) is None:
+        return json.dumps(record)
+    return "{" + ", ".join(f"{json.dumps(key)}: {json.dumps(value)}" for key, value in record.pairs) + "}"
+
+
 def _refusal_by_record(
     body: bytes,  # a batch that `first_fault` refused
     first: dict,  # the first error it found
@@ -241,15 +249,17 @@ def _refusal_by_record(
     whole-list check found first, a length out of bounds) and pydantic's whole list is used."""
     try:
         records = json.loads(body, object_pairs_hook=_keep_pairs)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's parser (pydantic's own limit is lower)
         return None
     if not (isinstance(records, list) and rule.get("min_length", 0) <= len(records) <= rule.get("max_length", len(records))):
         return None
     shown, count, tally = [], 0, defaultdict(int)
     for i, record in enumerate(records):
         try:
-            _RECORD.validate_json(json.dumps(record))
+            _RECORD.validate_json(_as_json(record))
             errors = []
+        except RecursionError:  # nested deeper than Python's encoder goes: pydantic's whole list
+            return None
         except ValidationError as err:
             errors = [e | {"loc": (i, *e["loc"])} for e in err.errors(include_url=False)]
             if first is not None and errors[0] != first:

@@ -32,6 +32,7 @@ from census_income.serving.body import (
     BoundedValidationError,
     parse_bounded,
 )
+from census_income.serving.scoring import OFF_LOOP_BYTES
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, RecordRow
 
@@ -88,10 +89,13 @@ def many_error_bodies() -> list[bytes]:
              for i in range(900)]
     twice = json.dumps([EXAMPLE, EXAMPLE | {"race": "Martian"}, EXAMPLE, EXAMPLE | {"u": 1}] * 30)
     twice = twice.replace(AGE, f'{AGE}, "age": 14').replace('"sex": "Male"', '"sex": "Male", "sex": "Male"', 7)
-    return [hostile[: hostile.rfind(b"}, {") + 1] + b"]", json.dumps(mixed).encode(), twice.encode()]
+    # a later record repeating an unknown key, or a census field in its underscore spelling (an adversarial run's find)
+    later = json.dumps([EXAMPLE | {"age": "x"}] + [EXAMPLE | {"zz": 1}, EXAMPLE | {"education_num": 13}] * 15 + [EXAMPLE] * 250)
+    later = later.replace('"zz": 1', '"zz": 1, "zz": 2').replace('"education_num": 13', '"education_num": 13, "education_num": 12')
+    return [hostile[: hostile.rfind(b"}, {") + 1] + b"]", json.dumps(mixed).encode(), twice.encode(), later.encode()]
 
 
-@pytest.mark.parametrize("which, first", [(0, "extra_forbidden"), (1, "float_type"), (2, "duplicate_key")])
+@pytest.mark.parametrize("which, first", [(0, "extra_forbidden"), (1, "float_type"), (2, "duplicate_key"), (3, "float_type")])
 def test_many_errors_are_listed_record_by_record_in_pydantics_words(which, first):
     "The record-by-record listing (the event loop gets its turn between records) answers as the whole-list check does."
     body, whole = many_error_bodies()[which], TypeAdapter(list[RecordRow])
@@ -130,6 +134,15 @@ def test_a_batch_the_record_by_record_listing_doubts_gets_pydantics_whole_list()
             parse_bounded(TypeAdapter(rule), body.encode(),
                           TypeAdapter(Annotated[list[RecordRow], Field(max_length=3, fail_fast=True)]))
         assert kind in [e["type"] for e in caught.value.detail], caught.value.detail
+
+
+@pytest.mark.parametrize("nested", ["[" * 1100 + "]" * 1100, '[{"zz": ' + "[" * 2000 + "]" * 2000 + "}]"])
+def test_a_large_body_nested_past_pythons_parser_is_a_422(app_client, nested):
+    "Nested deeper than Python's JSON parser goes, in a body large enough to leave the loop: pydantic's words, no 500."
+    body = (nested + " " * (OFF_LOOP_BYTES + 1)).encode()
+    answer = post(app_client, "/predict/batch", body)
+    assert answer.status_code == 422, (answer.status_code, answer.text[:300])
+    assert answer.json()["detail"][0]["type"] == "json_invalid", answer.json()["detail"][0]
 
 
 def test_a_batch_of_many_errors_is_answered_bounded(app_client):
