@@ -19,11 +19,11 @@ from census_income.explain import explain, explain_columns
 from census_income.features import ROW_ORDER
 from census_income.predict import Predictor
 from census_income.schema import FEATURES
-from census_income.serving.body import parse_body
+from census_income.serving.body import PlainRecord, plain_value
 from census_income.serving.schemas import Prediction
 from census_income.serving.scoring import ROW_VALUES
 from census_income.serving.v2 import infer_response, parse_request, request_columns
-from census_income.validation import Record, validated_columns
+from census_income.validation import validated_columns
 
 
 def route_work(predictor: Predictor, one: dict) -> dict:
@@ -32,8 +32,8 @@ def route_work(predictor: Predictor, one: dict) -> dict:
     v2 = json.dumps({"inputs": [{"name": c, "shape": [1], "datatype": "INT64" if isinstance(one[c], int) else "BYTES",
                                  "data": [one[c]]} for c in FEATURES]}).encode()
 
-    def predict():  # /predict: parse_body(Record), the row path, the answer's JSON
-        values = ROW_VALUES(parse_body(Record, body).__dict__)
+    def predict():  # /predict: the loop's check of a body (`plain_value`), the row path, the answer's JSON
+        values = ROW_VALUES(plain_value(PlainRecord, body).__dict__)
         return Prediction(**predictor.answers(predictor.predict_rows([values]))[0], model_version="v").model_dump_json()
 
     def infer():  # V2 infer: the request's columns, the row path, the answer's body
@@ -42,8 +42,8 @@ def route_work(predictor: Predictor, one: dict) -> dict:
         p = predictor.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True)))
         return infer_response(req, None, "v", p, [a["prediction"] for a in predictor.answers(p)])
 
-    def explained():  # /explain: parse_body(Record), the explanation
-        return explain_columns(predictor, validated_columns([parse_body(Record, body).__dict__]))
+    def explained():  # /explain: the loop's check of a body (`plain_value`), the explanation
+        return explain_columns(predictor, validated_columns([plain_value(PlainRecord, body).__dict__]))
 
     return {"predict_records([record])": lambda: predictor.predict_records([one]), "/predict's work": predict,
             "V2 infer's work": infer, "/explain's work": explained}

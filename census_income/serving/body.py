@@ -6,26 +6,29 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import resource
 from collections import defaultdict
 from http import HTTPStatus
+from typing import Annotated
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..schema import FEATURES, canonical_name
 from .monitor import new_request_id, rejection_tally
-from ..validation import RecordRow, cut, describe_error
+from ..validation import Record, RecordRow, cut, describe_error
 
 # %% auto #0
-__all__ = ['log', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'HEADER_TIMEOUT', 'MAX_WAITING',
-           'MAX_HEAD_BYTES', 'MAX_HEADERS', 'SECURITY_HEADERS', 'TEXT_POLICY', 'BodyDeadlines', 'read_body',
-           'parse_body', 'error_detail', 'BoundedValidationError', 'parse_bounded', 'HeadLimits', 'HeaderDeadline']
+__all__ = ['log', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'MAX_FIELDS', 'HEADER_TIMEOUT',
+           'MAX_WAITING', 'MAX_HEAD_BYTES', 'MAX_HEADERS', 'SECURITY_HEADERS', 'TEXT_POLICY', 'BodyDeadlines',
+           'read_body', 'parse_body', 'error_detail', 'BoundedValidationError', 'parse_bounded', 'PlainRecord',
+           'PlainRow', 'plain_value', 'HeadLimits', 'HeaderDeadline']
 
 # %% ../../nbs/06c_body.ipynb #49958d9c
 log = logging.getLogger("uvicorn.error")
@@ -208,15 +211,19 @@ def parse_bounded(
     schema,  # a pydantic model class or TypeAdapter
     body: bytes,  # raw JSON
     first_fault: TypeAdapter | None = None,  # `schema` as a list with `fail_fast`: a bad batch is listed record by record
+    plain=None,  # `schema` ignoring unknown keys (`PlainRecord`, a list of `PlainRow`): a valid body is taken at its cost
 ):  # the validated value
     "`parse_body`, with its refusal worded and counted here (on the thread that parses), not by the app's handler."
-    if first_fault is not None:
+    if plain is not None and (value := plain_value(plain, body)) is not None:
+        return value
+    records = _parsed(body)  # what pydantic would list one error for each key of is refused here, in one error
+    if first_fault is not None and records is not None:
         try:
             return _none_repeated(body, first_fault.validate_json(body))
         except ValidationError as err:
             first = err.errors(include_url=False)[0]
-        refusal = _refusal_by_record(body, first, first_fault.core_schema)
-        if refusal is not None:  # else a list's own error (its length, not JSON): pydantic's words, below
+        refusal = _refusal_by_record(records, first, first_fault.core_schema)
+        if refusal is not None:  # else pydantic's whole list, below (a doubt: not a list, a first error not agreed)
             try:
                 raise refusal
             finally:  # kept in a local, the refusal would hold this frame (and its body) in a cycle with its own
@@ -238,7 +245,7 @@ def _as_json(record) -> str:
 
 
 def _refusal_by_record(
-    body: bytes,  # a batch that `first_fault` refused
+    records,  # a batch that `first_fault` refused, as `_parsed` read it
     first: dict,  # the first error it found
     rule: dict,  # its core schema: a list, with its length bounds
 ) -> BoundedValidationError | None:  # its refusal, or None when the batch is not a list of records of allowed length
@@ -247,12 +254,13 @@ def _refusal_by_record(
     its turn between records, and only the errors a 422 shows are kept: the rest are counted (and tallied per field).
     The words are pydantic's, error for error (checked in the tests); any doubt (the first error not the one the
     whole-list check found first, a length out of bounds) and pydantic's whole list is used."""
-    try:
-        records = json.loads(body, object_pairs_hook=_keep_pairs)
-    except (ValueError, RecursionError):  # not JSON, or nested past Python's parser (pydantic's own limit is lower)
+    if not isinstance(records, list):
         return None
-    if not (isinstance(records, list) and rule.get("min_length", 0) <= len(records) <= rule.get("max_length", len(records))):
-        return None
+    if not rule.get("min_length", 0) <= len(records) <= rule.get("max_length", len(records)):  # the length's error only
+        try:
+            _length_rule(rule.get("min_length", 0), rule.get("max_length")).validate_python(records)
+        except ValidationError as err:
+            return BoundedValidationError(err.errors(include_url=False))
     shown, count, tally = [], 0, defaultdict(int)
     for i, record in enumerate(records):
         try:
@@ -271,6 +279,66 @@ def _refusal_by_record(
         for key, n in rejection_tally(errors).items():
             tally[key] += n
     return BoundedValidationError(shown, count, dict(tally)) if count else None
+
+# %% ../../nbs/06c_body.ipynb #336407b0
+MAX_FIELDS = 1024  # most keys one JSON object of a refused body may hold (a record has 14): past it, one error in all
+
+
+class _Crowded(ValueError):
+    "An object of the body with more than MAX_FIELDS keys."
+
+
+def _crowded_pairs(items: list) -> _Record:
+    "`_keep_pairs`, stopping the parse at an object of more than MAX_FIELDS keys."
+    if len(items) > MAX_FIELDS:
+        raise _Crowded(len(items))
+    return _keep_pairs(items)
+
+
+def _parsed(body: bytes):
+    """A refused body as Python's parser reads it (None when that parser refuses it: pydantic then says why). An
+    object of more than MAX_FIELDS keys is refused here in one error: pydantic would word one for each key, in one
+    call that holds the GIL (half a second for a record of 90,000 keys)."""
+    try:
+        return json.loads(body, object_pairs_hook=_crowded_pairs)
+    except _Crowded as err:
+        raise BoundedValidationError([{"type": "too_many_fields", "loc": (), "input": None, "msg": (
+            f"a JSON object in the body holds {err.args[0]:,} keys; a record holds the 14 census fields, each once "
+            f"(at most {MAX_FIELDS:,} keys are read)")}]) from None
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's parser (pydantic's own limit is lower)
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def _length_rule(low: int, high: int | None) -> TypeAdapter:
+    "A list's length bounds alone: a batch of too many records is told so, not what is wrong in each of them."
+    return TypeAdapter(Annotated[list, Field(min_length=low, max_length=high)])
+
+
+# %% ../../nbs/06c_body.ipynb #646d0c40
+class PlainRecord(Record):
+    "`Record`, ignoring keys beyond the 14: `plain_value` counts them instead, and a refusal names them."
+
+    model_config = ConfigDict(extra="ignore")
+
+
+@with_config(RecordRow.__pydantic_config__ | ConfigDict(extra="ignore"))
+class PlainRow(RecordRow):
+    "`RecordRow`, ignoring keys beyond the 14 (a batch's records, for `plain_value`)."
+
+
+def plain_value(
+    plain,  # `PlainRecord`, or a TypeAdapter of a list of `PlainRow` (`fail_fast`)
+    body: bytes,  # raw JSON
+):  # the validated value, or None: the body is refused, and `parse_bounded` words why
+    "The body's value if every record is valid and gives its 14 census fields once each and no other key; else None."
+    if body.count(b":") != len(FEATURES) * body.count(b"{"):  # a valid body: 14 colons an object, every object a record
+        return None  # (a body of crowded records never reaches pydantic here: it costs it microseconds a key)
+    try:
+        value = plain.validate_json(body) if isinstance(plain, TypeAdapter) else plain.model_validate_json(body)
+    except ValidationError:
+        return None
+    return value if body.count(b":") == len(FEATURES) * (len(value) if isinstance(value, list) else 1) else None
 
 # %% ../../nbs/06c_body.ipynb #b0a1e7c8
 HEADER_TIMEOUT = 5.0  # seconds a connection may take from opening (or from a request's first byte) to its headers' end

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from .body import parse_body, parse_bounded, read_body
+from .body import PlainRecord, parse_bounded, plain_value, read_body
 from .monitor import Monitor
 from .scoring import OFF_LOOP_BYTES, ServingModel
 from ..validation import Record, RecordRow
@@ -44,16 +44,19 @@ async def get_body(request: Request, model: Model) -> bytes:
 Body = Annotated[bytes, Depends(get_body)]
 
 
-async def one_record(body: Body) -> Record:
-    "The body as one census record, or a 422 naming each bad field."
-    return parse_body(Record, body)
+async def one_record(body: Body, model: Model) -> Record:
+    "The body as one census record, or a 422 naming each bad field (worded on the scoring thread, as a large body is read)."
+    if len(body) <= OFF_LOOP_BYTES and (record := plain_value(PlainRecord, body)) is not None:
+        return record
+    return await model.off_loop(parse_bounded, Record, body, None, None if len(body) <= OFF_LOOP_BYTES else PlainRecord)
 
 
 async def many_records(body: Body, model: Model) -> list[RecordRow]:
-    "The body as a list of 1 to CENSUS_MAX_BATCH records, or a 422 naming each bad field of each record (a large body: off the loop)."
-    if len(body) > OFF_LOOP_BYTES:
-        return await model.off_loop(parse_bounded, model.batch, body, model.first_fault)
-    return parse_body(model.batch, body)
+    "The body as a list of 1 to CENSUS_MAX_BATCH records, or a 422 naming each bad field of each record (off the loop)."
+    if len(body) <= OFF_LOOP_BYTES and (records := plain_value(model.plain_batch, body)) is not None:
+        return records
+    plain = None if len(body) <= OFF_LOOP_BYTES else model.plain_batch  # a small body was tried on the loop
+    return await model.off_loop(parse_bounded, model.batch, body, model.first_fault, plain)
 
 
 OneRecord = Annotated[Record, Depends(one_record)]

@@ -15,6 +15,7 @@ from pydantic import Field, TypeAdapter
 
 from ..features import ROW_ORDER
 from ..predict import Predictor
+from .body import PlainRow
 from .schemas import Prediction
 from .settings import Settings
 from ..validation import Record, RecordRow
@@ -58,6 +59,9 @@ class ServingModel:
         # the same, stopping at the first bad record: a large batch is checked so first (`parse_bounded`)
         self.first_fault = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=settings.max_batch,
                                                                          fail_fast=True)])
+        # the rules ignoring unknown keys (`plain_value`): what may run on the event loop, whatever the body holds
+        self.plain_batch = TypeAdapter(Annotated[list[PlainRow], Field(min_length=1, max_length=settings.max_batch,
+                                                                        fail_fast=True)])
         # one thread for the large bodies: more would only take turns at Python's lock, and starve the event loop
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="census-scoring")
         self._queued = 0  # jobs sent to the thread and not yet back

@@ -19,18 +19,24 @@ from typing import Annotated
 
 import httpx
 import pytest
+from fastapi.exceptions import RequestValidationError
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 
 from census_income.serving.body import (
     ERRORS_SHOWN,
     HEADER_TIMEOUT,
     LOC_CHARS,
+    MAX_FIELDS,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
     MSG_CHARS,
     BoundedValidationError,
+    PlainRecord,
+    PlainRow,
+    parse_body,
     parse_bounded,
+    plain_value,
 )
 from census_income.serving.scoring import OFF_LOOP_BYTES
 from census_income.toy import toy_model_folder
@@ -143,6 +149,61 @@ def test_a_large_body_nested_past_pythons_parser_is_a_422(app_client, nested):
     answer = post(app_client, "/predict/batch", body)
     assert answer.status_code == 422, (answer.status_code, answer.text[:300])
     assert answer.json()["detail"][0]["type"] == "json_invalid", answer.json()["detail"][0]
+
+
+def _plain_cases() -> list[bytes]:
+    "Valid batches in every spelling, and refused ones of every kind a client can send in a few KiB."
+    valid = [[EXAMPLE], [EXAMPLE | {"occupation": "?"}] * 3, [{k.replace("-", "_"): v for k, v in EXAMPLE.items()}]]
+    refused = [[EXAMPLE | {"zz": 1}], [EXAMPLE | {"education_num": 13}], [{}] * 700, [EXAMPLE, {"age": "x"}], [],
+               [EXAMPLE | {"sex": "M"}], [[1, 2]], [EXAMPLE | {"a:b": 1}], [EXAMPLE | {"age": {"a": 1}}]]
+    bodies = [json.dumps(b).encode() for b in valid + refused]
+    twice = json.dumps([EXAMPLE]).replace('"age": 44', '"age": 44, "age": 45')
+    return bodies + [twice.encode(), b"[", b'{"age": 1}', b"[" * 3000 + b"]" * 3000]
+
+
+@pytest.mark.parametrize("body", _plain_cases(), ids=range(len(_plain_cases())))
+def test_what_runs_on_the_loop_takes_a_body_if_and_only_if_the_rules_do(body):
+    "`plain_value` (records that ignore unknown keys, and a count of colons) accepts what `parse_body` accepts, alike."
+    strict, plain = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1)]), \
+        TypeAdapter(Annotated[list[PlainRow], Field(min_length=1, fail_fast=True)])
+    try:
+        expected = parse_body(strict, body)
+    except RequestValidationError:
+        expected = None
+    assert plain_value(plain, body) == expected
+    one = body[1:-1] if body.startswith(b"[{") and body.count(b"{") == 1 else None
+    if one is not None:  # the same record alone, as /predict reads it
+        try:
+            alone = parse_body(PlainRecord.__mro__[1], one).model_dump()
+        except RequestValidationError:
+            alone = None
+        assert getattr(plain_value(PlainRecord, one), "model_dump", lambda: None)() == alone
+
+
+def test_a_refused_body_costs_the_loop_one_records_errors_at_most():
+    "A thousand empty records, or one record of 5,000 unknown keys: the loop's check stops within one record's 14 fields."
+    plain = TypeAdapter(Annotated[list[PlainRow], Field(min_length=1, fail_fast=True)])
+    for body in ([{}] * 1000, [{f"k{i}": i for i in range(5000)}], [EXAMPLE | {"age": "x", "sex": "M"}] * 500):
+        with pytest.raises(ValidationError) as caught:
+            plain.validate_json(json.dumps(body))
+        assert caught.value.error_count() <= 14, caught.value.error_count()
+
+
+@pytest.mark.parametrize("route, wrap", [("/predict", False), ("/predict/batch", True)])
+@pytest.mark.parametrize("keys", [MAX_FIELDS + 1, 60_000])
+def test_an_object_of_too_many_keys_is_refused_in_one_error(app_client, route, wrap, keys):
+    "Not one error for each key, in a call that holds Python's lock half a second: one, that says what a record is."
+    record = {f"k{i}": 1 for i in range(keys)}
+    answer = post(app_client, route, json.dumps([record] if wrap else record).encode())
+    detail = answer.json()["detail"]
+    assert answer.status_code == 422 and len(detail) == 1, (answer.status_code, detail[:3])
+    assert detail[0]["type"] == "too_many_fields" and f"{keys:,} keys" in detail[0]["msg"], detail[0]
+
+
+def test_a_batch_of_too_many_bad_records_is_told_its_length_only(app_client):
+    "Past CENSUS_MAX_BATCH, the length's error: not the 14 missing fields of each of 1,001 empty records."
+    answer = post(app_client, "/predict/batch", json.dumps([{}] * 20_000).encode())
+    assert answer.status_code == 422 and [d["type"] for d in answer.json()["detail"]] == ["too_long"], answer.text[:300]
 
 
 def test_a_batch_of_many_errors_is_answered_bounded(app_client):
