@@ -38,7 +38,11 @@ Model = Annotated[ServingModel, Depends(get_model)]
 # %% ../../nbs/06f_deps.ipynb #a062a6a8
 async def get_body(request: Request, model: Model) -> bytes:
     "The request body, within CENSUS_MAX_BODY_BYTES and CENSUS_BODY_TIMEOUT (asks for the model first: 503 before reading)."
-    return await read_body(request, request.state.settings.max_body_bytes, request.state.bodies)
+    try:
+        return await read_body(request, request.state.settings.max_body_bytes, request.state.bodies)
+    except HTTPException:  # refused part-read (too large, too slow, cut off): a second on, its chunks are freed
+        model.release_soon(1.0)  # and their pages go back to the system (200 slow uploads kept 170 MiB until then)
+        raise
 
 
 Body = Annotated[bytes, Depends(get_body)]

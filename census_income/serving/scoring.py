@@ -74,8 +74,19 @@ class ServingModel:
             return await loop.run_in_executor(self._thread, fn, *args)
         finally:
             self._queued -= 1
-            if not self._queued:  # the thread runs out of work: what the last jobs freed goes back to the system
-                loop.run_in_executor(self._thread, release_memory)
+            self._release_if_idle()  # the thread runs out of work: what the last jobs freed goes back to the system
+
+    def release_soon(self, delay: float) -> None:
+        "Have the scoring thread give freed memory back to the system in `delay` seconds (or when it next runs out of work)."
+        asyncio.get_running_loop().call_later(delay, self._release_if_idle)
+
+    def _release_if_idle(self) -> None:
+        "`release_memory` on the scoring thread, unless it has work (it will run out of it, and release then)."
+        if not self._queued:
+            try:
+                asyncio.get_running_loop().run_in_executor(self._thread, release_memory)
+            except RuntimeError:  # the thread was stopped: the app is shutting down
+                pass
 
     def close(self) -> None:
         "Stop the scoring thread (at shut-down; work not started is dropped)."

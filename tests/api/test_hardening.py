@@ -200,6 +200,15 @@ def test_an_object_of_too_many_keys_is_refused_in_one_error(app_client, route, w
     assert detail[0]["type"] == "too_many_fields" and f"{keys:,} keys" in detail[0]["msg"], detail[0]
 
 
+def test_an_object_giving_one_key_too_many_times_is_refused_in_one_error():
+    "Python's parser counts every pair: one key given 5,000 times is an object of 5,000 keys, as pydantic would read it."
+    body = ("[{" + ", ".join(['"zz": 1'] * 5000) + "}]").encode()
+    rule = TypeAdapter(Annotated[list[RecordRow], Field(fail_fast=True)])
+    with pytest.raises(BoundedValidationError) as caught:
+        parse_bounded(TypeAdapter(list[RecordRow]), body, rule)
+    assert [(d["type"], "5,000 keys" in d["msg"]) for d in caught.value.detail] == [("too_many_fields", True)]
+
+
 def test_a_batch_of_too_many_bad_records_is_told_its_length_only(app_client):
     "Past CENSUS_MAX_BATCH, the length's error: not the 14 missing fields of each of 1,001 empty records."
     answer = post(app_client, "/predict/batch", json.dumps([{}] * 20_000).encode())
@@ -487,3 +496,35 @@ def test_slow_clients_never_take_every_file_descriptor(toy_dir, stall):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _rss_mib(pid: int) -> float:
+    return int(next(ln for ln in open(f"/proc/{pid}/status") if ln.startswith("VmRSS")).split()[1]) / 1024
+
+
+@pytest.mark.integration
+def test_bodies_refused_part_read_give_their_memory_back(toy_dir):
+    "100 uploads of 1 MB that never finish: each a 408 after CENSUS_BODY_TIMEOUT, and the worker ends near its start."
+    port = free_port()
+    proc = start_uvicorn(toy_dir, port, CENSUS_BODY_TIMEOUT="1")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base)
+        httpx.post(f"{base}/predict", json=EXAMPLE)  # one request of each kind first: the worker's start
+        start = _rss_mib(proc.pid)
+        part = b"[" + b'{"zz": 1},' * 100_000
+        head = f"POST /predict/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(part) + 999}\r\n\r\n"
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(100)]
+        for conn in stalled:
+            conn.sendall(head.encode() + part)
+        answers = [read_until_closed(conn).split(b"\r\n", 1)[0] for conn in stalled]
+        for conn in stalled:
+            conn.close()
+        grown = _rss_mib(proc.pid)
+        time.sleep(3)  # a second after each refusal, the scoring thread gives the freed pages back
+        after = _rss_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, set(answers)
+    assert after - start < 0.25 * max(grown - start, 40), (start, grown, after)
