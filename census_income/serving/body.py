@@ -158,11 +158,17 @@ def parse_body(
     return _none_repeated(body, value)
 
 
+def _plain_objects(body: bytes) -> int | None:
+    """How many objects the body has, if it has exactly 14 colons for each; else None. No census value holds a colon or
+    a brace and a valid record holds the 14 fields, so a valid body without a key given twice always has them: counting
+    bytes costs 0.1 ms a megabyte (a parse with a pairs hook far more)."""
+    objects = body.count(b"{")
+    return objects if body.count(b":") == len(FEATURES) * objects else None
+
+
 def _none_repeated(body: bytes, value):
     "`value`, parsed from a valid `body`, unless a record gave a census field twice (then a 422 that says which)."
-    # A valid record holds exactly 14 keys and no category has a colon, so only a valid body with more than 14
-    # colons per object can repeat one: counting bytes costs 0.1 ms a megabyte (a parse with a pairs hook far more)
-    if body.count(b":") > len(FEATURES) * max(body.count(b"{"), 1) and (repeated := _repeated_keys(body)):
+    if _plain_objects(body) is None and (repeated := _repeated_keys(body)):
         raise RequestValidationError(repeated)
     return value
 
@@ -249,12 +255,13 @@ def _refusal_by_record(
     records,  # a batch that `first_fault` refused, as `_parsed` read it
     first: dict,  # the first error it found
     rule: dict,  # its core schema: a list, with its length bounds
-) -> BoundedValidationError | None:  # its refusal, or None when the batch is not a list of records of allowed length
+) -> BoundedValidationError | None:  # its refusal, or None when in doubt (then pydantic's whole list)
     """pydantic lists every error of a batch in one call that holds the GIL (20 ms and 50,460 error objects for a
     megabyte of unknown keys), and the event loop's thread waits for it. Listed one record at a time, the loop gets
     its turn between records, and only the errors a 422 shows are kept: the rest are counted (and tallied per field).
-    The words are pydantic's, error for error (checked in the tests); any doubt (the first error not the one the
-    whole-list check found first, a length out of bounds) and pydantic's whole list is used."""
+    The words are pydantic's, error for error (checked in the tests); any doubt (not a list, the first error not the
+    one the fail-fast check found) and pydantic's whole list is used. A batch of a length out of bounds gets the
+    length's error alone."""
     if not isinstance(records, list):
         return None
     if not rule.get("min_length", 0) <= len(records) <= rule.get("max_length", len(records)):  # the length's error only
@@ -351,13 +358,13 @@ def plain_value(
     body: bytes,  # raw JSON
 ):  # the validated value, or None: the body is refused, and `parse_bounded` words why
     "The body's value if every record is valid and gives its 14 census fields once each and no other key; else None."
-    if body.count(b":") != len(FEATURES) * body.count(b"{"):  # a valid body: 14 colons an object, every object a record
-        return None  # (a body of crowded records never reaches pydantic here: it costs it microseconds a key)
+    if (objects := _plain_objects(body)) is None:  # a body of crowded records never reaches pydantic here: it costs
+        return None  # it microseconds a key
     try:
         value = plain.validate_json(body) if isinstance(plain, TypeAdapter) else plain.model_validate_json(body)
     except ValidationError:
         return None
-    return value if body.count(b":") == len(FEATURES) * (len(value) if isinstance(value, list) else 1) else None
+    return value if objects == (len(value) if isinstance(value, list) else 1) else None  # every object one record
 
 # %% ../../nbs/06c_body.ipynb #b0a1e7c8
 HEADER_TIMEOUT = 5.0  # seconds a connection may take from opening (or from a request's first byte) to its headers' end
