@@ -20,6 +20,8 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi.exceptions import RequestValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -34,6 +36,7 @@ from census_income.serving.body import (
     BoundedValidationError,
     PlainRecord,
     PlainRow,
+    list_items,
     parse_body,
     parse_bounded,
     plain_value,
@@ -213,6 +216,27 @@ def test_a_batch_of_too_many_bad_records_is_told_its_length_only(app_client):
     "Past CENSUS_MAX_BATCH, the length's error: not the 14 missing fields of each of 1,001 empty records."
     answer = post(app_client, "/predict/batch", json.dumps([{}] * 20_000).encode())
     assert answer.status_code == 422 and [d["type"] for d in answer.json()["detail"]] == ["too_long"], answer.text[:300]
+
+
+_TEXT = st.text(alphabet=st.sampled_from('ab"\\[]{},: \n\té'), max_size=6)  # every byte the count must see through
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON, st.sampled_from([None, 0, 2]), st.booleans())
+def test_list_items_counts_a_lists_items_as_a_parser_does(value, indent, ascii_only):
+    body = json.dumps(value, indent=indent, ensure_ascii=ascii_only).encode()
+    assert list_items(b" \n" + body) == (len(value) if isinstance(value, list) else None), body
+
+
+@pytest.mark.parametrize("record", [{}, {"zz": 'a "quoted" ]}, [{"comma"'}, {"zz": "\\"}])
+def test_a_batch_of_more_objects_than_records_allowed_is_told_its_length_or_that_it_is_not_json(app_client, record):
+    "Counted on the bytes, the length error comes as pydantic's; a body cut short is still not JSON."
+    body = json.dumps([record] * 1500).encode()
+    for sent, kind in ((body, "too_long"), (body[:-1], "json_invalid"), (body[:-1] + b", 1}]", "json_invalid")):
+        answer = post(app_client, "/predict/batch", sent)
+        assert answer.status_code == 422 and [d["type"] for d in answer.json()["detail"]] == [kind], answer.text[:300]
 
 
 def test_a_batch_of_many_errors_is_answered_bounded(app_client):
