@@ -404,7 +404,7 @@ def plain_value(
         return None
     return value if objects == (len(value) if isinstance(value, list) else 1) else None  # every object one record
 
-# %% ../../nbs/06c_body.ipynb #f47660ec
+# %% ../../nbs/06c_body.ipynb #d509bc33
 _WHITE = b" \t\r\n"  # JSON's whitespace
 
 
