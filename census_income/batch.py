@@ -209,14 +209,20 @@ def signals_held() -> Iterator[None]:
         return
     # a handler that notes the signal, not a blocked mask: the kernel hands a process's signal to any thread that does
     # not block it (torch's, pyarrow's), and Python runs the handler in the main thread all the same
-    held = []
-    saved = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
-             for sig in JOB_SIGNALS if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
-    try:
+    held, saved = [], {}
+    try:  # each handler noted as soon as it is set: whatever happens after, the job's own come back
+        for sig in JOB_SIGNALS:
+            if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                saved[sig] = signal.signal(sig, lambda signum, frame: held.append(signum))
         yield
     finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        try:
+            while saved:
+                sig, handler = saved.popitem()
+                signal.signal(sig, handler)
+        finally:  # a signal just restored acted (it raises): the others are restored all the same
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
         if held:
             signal.raise_signal(held[0])  # the first one held acts now, as it would have
 

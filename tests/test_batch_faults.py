@@ -290,6 +290,35 @@ def test_a_signal_another_thread_receives_waits_for_the_held_block_then_acts(sig
     assert proc.stdout.splitlines() == ["block ended", acted], proc.stderr
 
 
+SETUP_SCRIPT = """
+import signal
+from census_income.batch import job_signals, signals_held
+job_signals()
+real, calls = signal.signal, []
+
+def acting(sig, handler):  # a SIGTERM that acts just as the block sets its second handler
+    calls.append(sig)
+    if len(calls) == 2:
+        raise SystemExit(143)
+    return real(sig, handler)
+
+signal.signal = acting
+try:
+    with signals_held():
+        print("block ran", flush=True)
+except SystemExit as err:
+    print("SystemExit", err.code, flush=True)
+signal.signal = real
+print("Ctrl-C acts", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+"""
+
+
+def test_a_signal_acting_while_the_block_sets_its_handlers_leaves_the_jobs_own():
+    proc = subprocess.run([sys.executable, "-c", SETUP_SCRIPT], cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=60, preexec_fn=interactive_signals)
+    assert proc.stdout.splitlines() == ["SystemExit 143", "Ctrl-C acts True"], proc.stderr
+
+
 LOST_SCRIPT = """
 import io, os, signal, sys, threading, time
 import pyarrow.csv as pacsv

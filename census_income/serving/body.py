@@ -30,7 +30,7 @@ from ..validation import Record, RecordRow, cut, describe_error
 __all__ = ['log', 'ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'MAX_FIELDS', 'HEADER_TIMEOUT',
            'MAX_WAITING', 'MAX_HEAD_BYTES', 'MAX_HEADERS', 'SECURITY_HEADERS', 'TEXT_POLICY', 'BodyDeadlines',
            'read_body', 'parse_body', 'error_detail', 'BoundedValidationError', 'parse_bounded', 'PlainRecord',
-           'PlainRow', 'plain_value', 'list_items', 'HeadLimits', 'HeaderDeadline']
+           'PlainRow', 'plain_value', 'list_items', 'nested_values', 'HeadLimits', 'HeaderDeadline']
 
 # %% ../../nbs/06c_body.ipynb #49958d9c
 log = logging.getLogger("uvicorn.error")
@@ -264,8 +264,8 @@ def _refusal_by_record(
     The words are pydantic's, error for error (checked in the tests); any doubt (not a list, the first error not the
     one the fail-fast check found) and pydantic's whole list is used. A batch of a length out of bounds gets the
     length's error alone."""
-    if not isinstance(records, list):
-        return None
+    if not isinstance(records, list) or (first is not None and first["type"] == "json_invalid"):
+        return None  # Python's parser took what pydantic's does not (a BOM, a lone surrogate): pydantic's words
     if (refusal := _length_refusal(len(records), rule)) is not None:  # the length's error only
         return refusal
     shown, count, tally = [], 0, defaultdict(int)
@@ -309,6 +309,13 @@ def _crowded(keys: int) -> BoundedValidationError:
         f"(at most {MAX_FIELDS:,} keys are read)")}])
 
 
+def _nested(n: int) -> BoundedValidationError:
+    "The one error of a body whose records hold `n` lists or objects in their values, more than MAX_FIELDS."
+    return BoundedValidationError([{"type": "nested_values", "loc": (), "input": None, "msg": (
+        f"the records in the body hold {n:,} lists or objects in their values; a record's 14 values are numbers and "
+        f"strings (at most {MAX_FIELDS:,} lists or objects are read)")}])
+
+
 def _most_keys(body: bytes) -> int:
     "The most distinct keys of a record of the body (0 when it is not JSON), by pydantic's parser: 9 ms for 60,000."
     try:
@@ -324,6 +331,8 @@ def _parsed(body: bytes):
     call that holds the GIL (half a second for a record of 90,000 keys). Where the body has more colons than
     MAX_FIELDS for each brace, a record of that many distinct keys is first looked for with pydantic's parser (Python's
     with its pairs hook took 100 ms on 60,000 of them); keys given many times are found by Python's."""
+    if body.count(b"[") + body.count(b"{") > 2 * MAX_FIELDS and (n := nested_values(body)) > MAX_FIELDS:
+        raise _nested(n)
     if body.count(b":") > MAX_FIELDS * max(body.count(b"{"), 1) and (keys := _most_keys(body)) > MAX_FIELDS:
         raise _crowded(keys)
     try:
@@ -371,8 +380,8 @@ def _too_long(
     high = rule.get("max_length")
     if high is None or body.count(b"{") <= high or (items := list_items(body)) is None or items <= high:
         return None
-    try:
-        _JSON_CHECK.validate_json(body)
+    try:  # a first item of 1 (the list holds some), so that pydantic's error does not copy a large first record
+        _JSON_CHECK.validate_json(b"[1," + body.lstrip(_WHITE)[1:])
     except ValidationError as err:
         if err.errors(include_url=False)[0]["type"] == "json_invalid":
             return None  # not JSON: pydantic says so, as for any body
@@ -408,6 +417,29 @@ def plain_value(
 _WHITE = b" \t\r\n"  # JSON's whitespace
 
 
+def _structure(
+    body: bytes,  # a JSON text (valid, or what this says means nothing)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # per byte: its step (+1 opens, -1 closes, 0), the depth after it, commas
+    "The brackets and commas of a JSON text outside its strings, byte by byte, and the depth each byte is at."
+    data = np.frombuffer(body, np.uint8)
+    step = np.zeros(len(data), np.int8)  # +1 where a list or an object opens, -1 where one closes
+    step[(data == ord("[")) | (data == ord("{"))] = 1
+    step[(data == ord("]")) | (data == ord("}"))] = -1
+    commas = data == ord(",")
+    quotes = np.flatnonzero(data == ord('"'))
+    if len(quotes):  # inside a string, brackets and commas are characters
+        if (slashes := data == ord("\\")).any():  # and a quote after an odd run of backslashes is one too
+            last_other = np.maximum.accumulate(np.where(slashes, -1, np.arange(len(data), dtype=np.int32)))
+            run = (quotes - 1) - last_other[np.maximum(quotes - 1, 0)]  # the backslashes just before each quote
+            quotes = quotes[(quotes == 0) | (run % 2 == 0)]
+        marks = np.zeros(len(data), np.int8)
+        marks[quotes] = 1
+        inside = (np.cumsum(marks, dtype=np.int32) & 1).astype(bool)  # from an opening quote to its closing one
+        step[inside] = 0
+        commas &= ~inside
+    return step, np.cumsum(step, dtype=np.int32), commas
+
+# %% ../../nbs/06c_body.ipynb #72c10228
 def list_items(
     body: bytes,  # a JSON text: valid, or the count means nothing (check it with a parser)
 ) -> int | None:  # how many items its top-level list holds; None when it is not a list
@@ -417,24 +449,17 @@ def list_items(
         return None
     if text[1:].lstrip(_WHITE).startswith(b"]"):
         return 0
-    data = np.frombuffer(body, np.uint8)
-    step = np.zeros(len(data), np.int8)  # +1 where a list or an object opens, -1 where one closes
-    step[(data == ord("[")) | (data == ord("{"))] = 1
-    step[(data == ord("]")) | (data == ord("}"))] = -1
-    commas = data == ord(",")
-    quotes = np.flatnonzero(data == ord('"'))
-    if len(quotes):  # inside a string, brackets and commas are characters
-        if (slashes := data == ord("\\")).any():  # and a quote after an odd run of backslashes is one too
-            last_other = np.maximum.accumulate(np.where(slashes, -1, np.arange(len(data))))
-            run = (quotes - 1) - last_other[np.maximum(quotes - 1, 0)]  # the backslashes just before each quote
-            quotes = quotes[(quotes == 0) | (run % 2 == 0)]
-        marks = np.zeros(len(data), np.int8)
-        marks[quotes] = 1
-        inside = (np.cumsum(marks, dtype=np.int32) & 1).astype(bool)  # from an opening quote to its closing one
-        step[inside] = 0
-        commas &= ~inside
-    depth = np.cumsum(step, dtype=np.int32)
+    _, depth, commas = _structure(body)
     return int(np.count_nonzero(commas & (depth == 1))) + 1
+
+
+def nested_values(
+    body: bytes,  # a JSON text: a record, or a list of records (valid, or the count means nothing)
+) -> int:  # how many lists and objects its records hold inside their values
+    "Count the lists and objects inside the records' values on the bytes: a census record's values are numbers and strings."
+    record_depth = 2 if body.lstrip(_WHITE).startswith(b"[") else 1
+    step, depth, _ = _structure(body)
+    return int(np.count_nonzero((step == 1) & (depth > record_depth)))
 
 # %% ../../nbs/06c_body.ipynb #b0a1e7c8
 HEADER_TIMEOUT = 5.0  # seconds a connection may take from opening (or from a request's first byte) to its headers' end
