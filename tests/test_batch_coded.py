@@ -69,7 +69,7 @@ def column_path(path: Path, predictor, block_bytes: int) -> tuple[pd.DataFrame, 
     return pd.concat(scored), sorted(rejects, key=lambda r: int(r[0])), counts
 
 
-@pytest.mark.parametrize("block_bytes", [4096, 1 << 20])
+@pytest.mark.parametrize("block_bytes", [16384, 1 << 20])  # 16 KiB: 70 blocks, and 70 KB lines across them
 def test_the_arrow_path_writes_what_the_column_path_computes(tmp_path, params, block_bytes):
     predictor = toy_predictor()
     path = tmp_path / "faults.csv"
