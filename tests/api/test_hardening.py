@@ -13,6 +13,7 @@ import resource
 import socket
 import statistics
 import subprocess
+import threading
 import time
 import warnings
 from typing import Annotated
@@ -581,3 +582,37 @@ def test_bodies_refused_part_read_give_their_memory_back(toy_dir):
         proc.wait(timeout=20)
     assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, set(answers)
     assert after - start < 0.25 * max(grown - start, 40), (start, grown, after)
+
+
+@pytest.mark.integration
+def test_many_refused_megabytes_leave_the_worker_near_its_start(toy_dir):
+    "8 clients posting 1 MiB bodies of empty records: every one refused, and the worker ends within 10% of its start."
+    port = free_port()
+    proc = start_uvicorn(toy_dir, port)
+    base = f"http://127.0.0.1:{port}"
+    body = b"[" + b",".join([b"{}"] * 349_000) + b"]"
+    try:
+        wait_ready(proc, base)
+        with httpx.Client(base_url=base, timeout=60) as client:  # one of each first: the worker's start
+            client.post("/predict", json=EXAMPLE)
+            client.post("/predict/batch", content=body, headers={"Content-Type": "application/json"})
+        time.sleep(2)
+        start = _rss_mib(proc.pid)
+
+        def post_many(answers: list) -> None:
+            with httpx.Client(base_url=base, timeout=60, headers={"Content-Type": "application/json"}) as c:
+                answers += [c.post("/predict/batch", content=body).status_code for _ in range(8)]
+
+        answers: list[int] = []
+        clients = [threading.Thread(target=post_many, args=(answers,)) for _ in range(8)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(120)
+        time.sleep(3)  # the scoring thread, out of work, has given the freed pages back
+        after = _rss_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert answers == [422] * 64, answers
+    assert after <= 1.10 * start, (start, after)
