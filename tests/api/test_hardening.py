@@ -41,6 +41,7 @@ from census_income.serving.body import (
     parse_body,
     parse_bounded,
     plain_value,
+    record_pairs,
 )
 from census_income.serving.scoring import OFF_LOOP_BYTES
 from census_income.toy import toy_model_folder
@@ -229,6 +230,15 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow
 def test_list_items_counts_a_lists_items_as_a_parser_does(value, indent, ascii_only):
     body = json.dumps(value, indent=indent, ensure_ascii=ascii_only).encode()
     assert list_items(b" \n" + body) == (len(value) if isinstance(value, list) else None), body
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(_TEXT, _JSON, max_size=6), max_size=5) | st.dictionaries(_TEXT, _JSON, max_size=6))
+def test_record_pairs_counts_the_keys_of_the_fullest_record_as_a_parser_does(value):
+    body = json.dumps(value).encode()
+    records = json.loads(body, object_pairs_hook=lambda pairs: pairs)  # each object as its list of pairs
+    expected = max((len(r) for r in (records if isinstance(value, list) else [records])), default=0)
+    assert record_pairs(body) == expected, body
 
 
 @pytest.mark.parametrize("record", [{}, {"zz": 'a "quoted" ]}, [{"comma"'}, {"zz": "\\"}])
