@@ -450,9 +450,14 @@ def _too_long(
 
 
 def _is_json(body: bytes) -> bool:
-    "Whether pydantic's parser reads the body as JSON (10 ms a megabyte): as the second item of a list whose first fails."
-    try:  # so that its error copies the 1, never a large first record
-        _JSON_CHECK.validate_json(b"[1," + body + b"]")
+    "Whether pydantic's parser reads the body as JSON (5 ms a megabyte): after an item of 1 that fails, never copying a record."
+    text = body.lstrip(_WHITE)
+    if text.startswith(b"[") and not text[1:].lstrip(_WHITE).startswith(b"]"):
+        probe = b"[1," + text[1:]  # a list's own items after the 1: checked without being built (a list inside, 30% more)
+    else:
+        probe = b"[1," + body + b"]"
+    try:
+        _JSON_CHECK.validate_json(probe)
     except ValidationError as err:
         return err.errors(include_url=False)[0]["type"] != "json_invalid"
     return True
