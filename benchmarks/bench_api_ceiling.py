@@ -7,7 +7,8 @@ Run: uvicorn benchmarks.bench_api_ceiling:app --no-access-log
 
 from fastapi import FastAPI, Request
 
-from census_income.serving.body import BodyDeadlines, parse_body, read_body
+from census_income.serving.body import BodyDeadlines, read_body
+from census_income.serving.parsing import parse_body
 from census_income.serving.schemas import Prediction
 from census_income.serving.settings import Settings
 from census_income.validation import Record

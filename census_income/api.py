@@ -34,11 +34,12 @@ from threadpoolctl import threadpool_limits
 
 from .explain import METHOD, ExplainError, explain_columns
 from .predict import FEW_ROWS, ModelFilesError, Predictor
-from .serving.body import (SECURITY_HEADERS, TEXT_POLICY, BodyDeadlines,
-    BoundedValidationError, error_detail)
+from .serving.body import BodyDeadlines
 from .serving.deps import (CountAnswers, ManyRecords, Metrics, Model, OneRecord,
     answer_counter, get_body, get_model, one_record)
+from .serving.head import SECURITY_HEADERS, TEXT_POLICY
 from .serving.monitor import REQUEST_ID, Monitor, new_request_id, worker_share
+from .serving.parsing import BoundedValidationError, error_detail
 from .serving.payload import start_traffic, traffic_metrics
 from .serving.schemas import (BatchPrediction, ErrorMessage, Explanation, Prediction,
     Readiness, ValidationErrors, Welcome)

@@ -10,7 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from .body import PlainRecord, parse_bounded, plain_value, read_body
+from .body import read_body
+from .parsing import PlainRecord, parse_bounded, plain_value
 from .monitor import Monitor
 from .scoring import OFF_LOOP_BYTES, ServingModel
 from ..validation import Record, RecordRow

@@ -15,7 +15,7 @@ from pydantic import Field, TypeAdapter
 
 from ..features import ROW_ORDER
 from ..predict import Predictor
-from .body import PlainRow
+from .parsing import PlainRow
 from .schemas import Prediction
 from .settings import Settings
 from ..validation import Record, RecordRow

@@ -18,7 +18,8 @@ from .. import __version__
 from ..features import ROW_ORDER
 from ..predict import FEW_ROWS
 from ..schema import CATEGORICAL, FEATURES, canonical_name
-from .body import MSG_CHARS, read_body
+from .body import read_body
+from .parsing import MSG_CHARS
 from .deps import answer_counter, get_model
 from .monitor import REQUEST_ID
 from .scoring import OFF_LOOP_BYTES, ServingModel

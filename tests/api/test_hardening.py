@@ -27,24 +27,21 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field, TypeAdapter, ValidationError
 
-from census_income.serving.body import (
+from census_income.serving.head import HEADER_TIMEOUT, MAX_HEAD_BYTES, MAX_HEADERS
+from census_income.serving.parsing import (
     ERRORS_SHOWN,
-    HEADER_TIMEOUT,
     LOC_CHARS,
     MAX_FIELDS,
-    MAX_HEAD_BYTES,
-    MAX_HEADERS,
     MSG_CHARS,
     BoundedValidationError,
     PlainRecord,
     PlainRow,
-    list_items,
     parse_body,
     parse_bounded,
     plain_value,
-    record_pairs,
 )
 from census_income.serving.scoring import OFF_LOOP_BYTES
+from census_income.serving.shape import list_items, record_pairs
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, RecordRow
 
@@ -134,9 +131,10 @@ def test_a_refused_batch_leaves_no_cycle_to_hold_its_body():
             except BoundedValidationError:
                 pass
         gc.collect()
-        # only a refusal or a frame of the body module: the rest of the process (another test's threads) may leave cycles
+        # only a refusal or a frame of the modules that read a body: the rest of the process (another test's threads)
+        # may leave cycles
         held = [type(o).__name__ for o in gc.garbage if isinstance(o, BoundedValidationError) or
-                (inspect.isframe(o) and o.f_code.co_filename.endswith("body.py"))]
+                (inspect.isframe(o) and o.f_code.co_filename.endswith(("parsing.py", "shape.py", "body.py")))]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
