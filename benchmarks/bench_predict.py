@@ -22,7 +22,7 @@ from census_income.schema import FEATURES
 from census_income.serving.parsing import PlainRecord, plain_value
 from census_income.serving.schemas import Prediction
 from census_income.serving.scoring import ROW_VALUES
-from census_income.serving.v2 import infer_response, parse_request, request_columns
+from census_income.serving.tensors import infer_response, parse_request, request_columns
 from census_income.validation import validated_columns
 
 

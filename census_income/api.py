@@ -45,7 +45,8 @@ from .serving.schemas import (BatchPrediction, ErrorMessage, Explanation, Predic
     Readiness, ValidationErrors, Welcome)
 from .serving.scoring import ROW_VALUES, ServingModel
 from .serving.settings import SettingsError, read_settings
-from .serving.v2 import V2Error, v2_error
+from .serving.tensors import V2Error
+from .serving.v2 import v2_error
 from .serving.v2 import add_routes as add_v2_routes
 from .validation import Record, validated_columns
 
