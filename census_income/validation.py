@@ -22,7 +22,7 @@ from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, 
 # %% auto #0
 __all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'cut', 'show_value', 'category_error',
            'range_error', 'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'is_utf8', 'as_numbers',
-           'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'validated_columns', 'Record',
+           'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'Record', 'validated_columns',
            'error_field', 'describe_error']
 
 # %% ../nbs/00a_validation.ipynb #8343b9af
@@ -43,7 +43,7 @@ class Rule:
 RULES: dict[str, Rule] = {c: Rule(c, *RANGES[c]) if c in CONTINUOUS else Rule(c, allowed=CATEGORIES[c], nullable=c in NULLABLE)
                           for c in FEATURES} | {LABEL: Rule(LABEL, allowed=CLASSES)}
 
-# %% ../nbs/00a_validation.ipynb #7712885e
+# %% ../nbs/00a_validation.ipynb #e9dad247
 def cut(text: str, limit: int) -> str:
     "`text`, or its first `limit` characters and how long it was: every message that echoes a value bounds it here."
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
@@ -58,7 +58,7 @@ def show_value(value, limit: int = 60) -> str:
     except ValueError:  # an int of more than 4,300 digits, which Python refuses to write out
         return f"a number of about {int(value.bit_length() * math.log10(2)) + 1:,} digits"
 
-
+# %% ../nbs/00a_validation.ipynb #1c5e200d
 def category_error(field: str, value) -> str:  # the field as the user named it, and what it held
     "An unknown category (or label value)."
     allowed = RULES[canonical_name(field) or field].allowed
@@ -121,8 +121,9 @@ def as_numbers(
             pass
     return out
 
-# %% ../nbs/00a_validation.ipynb #a937d7bd
+# %% ../nbs/00a_validation.ipynb #17cdca2e
 _NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)  # a number as JSON writes it
+
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 
 
@@ -147,7 +148,7 @@ def _numbers_at(
     bad = {v for v in set(values) if not _is_number(v, text)}
     return np.fromiter((v not in bad for v in values), bool, len(values)) if bad else np.ones(len(values), bool)
 
-
+# %% ../nbs/00a_validation.ipynb #47a5b1c7
 FEW_VALUES = 16  # up to this many values (a request's records), a column is judged value by value: fewer numpy calls
 
 
@@ -179,7 +180,7 @@ def _number_problems(rule: Rule, values: Sequence, text: bool = True) -> list[tu
             for i in np.flatnonzero(whole & ((x < lo) | (x > hi))).tolist()]
     return out
 
-
+# %% ../nbs/00a_validation.ipynb #cfacc60b
 def _category_problems(rule: Rule, values: Sequence) -> list[tuple[int, str, str]]:
     "Problems of one categorical column (or the label): unknown values, or a missing one where none may be."
     col, allowed = rule.column, set(rule.allowed) | ({None} if rule.nullable else set())
@@ -241,8 +242,9 @@ def _raise_problems(problems: list[tuple[int, str, str]], total: int | None = No
         shown = "; ".join(f"record {i}: {msg}" for i, _, msg in problems[:10])
         raise RecordError(shown + (f"; ... and {total - 10} more problem(s)" if total > 10 else ""))
 
-# %% ../nbs/00a_validation.ipynb #d9d61c95
+# %% ../nbs/00a_validation.ipynb #06e245dc
 _SPELLINGS = tuple((frozenset(names), names) for names in (FEATURES, tuple(c.replace("-", "_") for c in FEATURES)))
+
 _NULLABLE_AT = tuple(FEATURES.index(c) for c in NULLABLE)
 
 
@@ -275,7 +277,7 @@ def _record_row(i: int, record: Mapping) -> tuple[list, list]:
     problems += [(i, c, missing_error(c)) for c in FEATURES if c not in seen]
     return _none_for_missing([seen[c][1] if c in seen else None for c in FEATURES]), problems
 
-
+# %% ../nbs/00a_validation.ipynb #15d88c86
 def record_columns(
     records: Sequence[Mapping],  # dicts keyed by census names, in either spelling
 ) -> dict[str, list]:  # column → values, schema spelling, every value checked
@@ -307,14 +309,6 @@ def _plain(
         elif not (type(v) is str or v is None) or v not in allowed:
             return False
     return True
-
-
-def validated_columns(
-    records: Sequence[Mapping],  # records pydantic has validated (`Record.__dict__`, `RecordRow`): attribute spelling
-) -> dict[str, list]:  # as `record_columns` returns them: column → values, schema spelling, missing markers as None
-    "Records already validated, as columns, without checking them a second time."
-    rows = [_none_for_missing([r[a] for a in ATTRIBUTES]) for r in records]
-    return {c: list(v) for c, v in zip(FEATURES, zip(*rows, strict=True), strict=True)} if rows else {c: [] for c in FEATURES}
 
 # %% ../nbs/00a_validation.ipynb #2ac2e5e7
 EXAMPLE = {
@@ -362,6 +356,14 @@ class Record(BaseModel):
 # the same fields validated into a plain dict (attribute spelling): a batch skips making 1,000 model objects
 RecordRow = with_config(Record.model_config)(TypedDict("RecordRow", Record.__annotations__))
 ATTRIBUTES: tuple[str, ...] = tuple(c.replace("-", "_") for c in FEATURES)  # the attribute spelling of FEATURES
+
+# %% ../nbs/00a_validation.ipynb #e03b0e5e
+def validated_columns(
+    records: Sequence[Mapping],  # records pydantic has validated (`Record.__dict__`, `RecordRow`): attribute spelling
+) -> dict[str, list]:  # as `record_columns` returns them: column → values, schema spelling, missing markers as None
+    "Records already validated, as columns, without checking them a second time."
+    rows = [_none_for_missing([r[a] for a in ATTRIBUTES]) for r in records]
+    return {c: list(v) for c, v in zip(FEATURES, zip(*rows, strict=True), strict=True)} if rows else {c: [] for c in FEATURES}
 
 # %% ../nbs/00a_validation.ipynb #e34e34c7
 _BROKEN = {  # pydantic's error type on a field → the wording of the rule it broke (the same words the column checks use)
