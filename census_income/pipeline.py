@@ -45,9 +45,11 @@ def prepare(
             stage_function(upstream)(params)
     return params
 
-# %% ../nbs/00b_pipeline.ipynb #4387ca7a
+# %% ../nbs/00b_pipeline.ipynb #f08274af
 log = logging.getLogger("census_income.pipeline")
+
 REPORT_FROM = "## Run the stage"  # the heading where a stage notebook's report begins
+
 _CDN_SCRIPTS = re.compile(r'<script src="https://[^"]*"[^>]*>\s*</script>|<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->'
                           r'|<script type="module">(?:(?!</script>).)*mermaid(?:(?!</script>).)*</script>', re.S)
 
@@ -58,7 +60,7 @@ def offline_html(
     "Remove MathJax, require.js and mermaid, which nbconvert's template loads from a CDN and these notebooks never use."
     return _CDN_SCRIPTS.sub("", body)
 
-
+# %% ../nbs/00b_pipeline.ipynb #49a10865
 def strip_run_metadata(
     nb,  # an executed notebook (nbformat)
 ) -> None:
@@ -87,7 +89,7 @@ def report_cells(
                          if not {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
     return [c for c in keep if c.cell_type == "markdown" or c.outputs]
 
-
+# %% ../nbs/00b_pipeline.ipynb #3d733b15
 def render_html(
     notebook,  # an executed notebook
 ) -> Path:  # the HTML page written beside it
@@ -107,8 +109,9 @@ def render_html(
     out.write_text(offline_html(body), encoding="utf-8")
     return out
 
-# %% ../nbs/00b_pipeline.ipynb #e47f9409
+# %% ../nbs/00b_pipeline.ipynb #72ceedec
 STAGING_DIR = ".census-stage"  # beside params.yaml: one folder per running stage, removed when its outputs are in place
+
 MOVING = ".moving"  # in a stage's staging folder: its run finished, and its outputs are being moved into place
 
 
@@ -134,7 +137,7 @@ def stage_copy(
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, staging / rel)
 
-
+# %% ../nbs/00b_pipeline.ipynb #2e36a71b
 def move_into_place(
     staging: Path,  # the folder a stage wrote into
     root: Path,  # the params file's folder
@@ -154,31 +157,7 @@ def move_into_place(
             moved.append(rel)
     return moved
 
-
-def run_stage(
-    stage: str,  # a key of STAGES
-    params_file="params.yaml",  # the pipeline's params, relative to the current folder
-) -> Path:  # the rendered report
-    "Execute a stage's notebook with papermill (params file only) into a staging folder, render its report, move it all into place."
-    params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
-    root = Path(params_file).resolve().parent
-    staging = root / STAGING_DIR / stage
-    if (staging / MOVING).is_file():  # a run killed while moving its outputs: finish its move, never leave a mix of two runs
-        finished = move_into_place(staging, root)
-        sys.stderr.write(f"census-stage {stage}: moved the rest of a killed run's outputs into place first "
-                         f"({len(finished)} files)\n")
-    shutil.rmtree(staging, ignore_errors=True)  # what a failed or killed run of the stage left
-    stage_copy(params, root, staging)
-    os.environ[STAGING] = str(staging)  # load_params, in this process and in the stage's kernel, now writes there
-    try:
-        page = _execute(stage, params_file, load_params(params_file), staging / "kernel-stderr.log")
-    finally:
-        del os.environ[STAGING]
-    move_into_place(staging, root)
-    shutil.rmtree(staging)
-    return root / page.relative_to(staging)
-
-
+# %% ../nbs/00b_pipeline.ipynb #657f6733
 def _execute(stage: str, params_file, params: dict, chatter: Path) -> Path:
     "Run the stage's notebook with papermill (the kernel's stderr to `chatter`), strip its timings and render its report."
     import nbformat
@@ -204,7 +183,31 @@ def _execute(stage: str, params_file, params: dict, chatter: Path) -> Path:
     nbformat.write(nb, reports / notebook)
     return render_html(reports / notebook)
 
-# %% ../nbs/00b_pipeline.ipynb #d893e102
+# %% ../nbs/00b_pipeline.ipynb #256aa260
+def run_stage(
+    stage: str,  # a key of STAGES
+    params_file="params.yaml",  # the pipeline's params, relative to the current folder
+) -> Path:  # the rendered report
+    "Execute a stage's notebook with papermill (params file only) into a staging folder, render its report, move it all into place."
+    params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
+    root = Path(params_file).resolve().parent
+    staging = root / STAGING_DIR / stage
+    if (staging / MOVING).is_file():  # a run killed while moving its outputs: finish its move, never leave a mix of two runs
+        finished = move_into_place(staging, root)
+        sys.stderr.write(f"census-stage {stage}: moved the rest of a killed run's outputs into place first "
+                         f"({len(finished)} files)\n")
+    shutil.rmtree(staging, ignore_errors=True)  # what a failed or killed run of the stage left
+    stage_copy(params, root, staging)
+    os.environ[STAGING] = str(staging)  # load_params, in this process and in the stage's kernel, now writes there
+    try:
+        page = _execute(stage, params_file, load_params(params_file), staging / "kernel-stderr.log")
+    finally:
+        del os.environ[STAGING]
+    move_into_place(staging, root)
+    shutil.rmtree(staging)
+    return root / page.relative_to(staging)
+
+# %% ../nbs/00b_pipeline.ipynb #465fed71
 def _one_line(text: str | None, most: int = 400) -> str:
     "An exception's message on one line, cut to `most` characters."
     text = " ".join((text or "").split())
@@ -222,7 +225,7 @@ def copy_environ(
         return None
     return os.environ | {"PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
-
+# %% ../nbs/00b_pipeline.ipynb #ce1dd696
 def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the notebook failed, 2 the params refused
     "`census-stage STAGE [--params FILE]`: run one stage's notebook as dvc.yaml does."
     import papermill
