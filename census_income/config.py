@@ -12,18 +12,18 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .schema import CATEGORICAL
 from .validation import cut
+from .yamlfile import YamlError, read_yaml
 
 # %% auto #0
 __all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
-           'INPUTS', 'PathText', 'STAGING', 'MAX_YAML_BYTES', 'MAX_YAML_DEPTH', 'Section', 'HyperParams', 'CleanConfig',
-           'SplitConfig', 'ProfileConfig', 'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation',
-           'SlicesConfig', 'ReportConfig', 'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'Paths', 'Params',
-           'ParamsError', 'check_params', 'read_yaml', 'load_params']
+           'INPUTS', 'PathText', 'STAGING', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig', 'ProfileConfig',
+           'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig',
+           'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'inside_and_apart', 'Paths', 'Params',
+           'ParamsError', 'check_params', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -46,7 +46,7 @@ class HyperParams(Section):
 
 HYPER_PARAMS: tuple[str, ...] = tuple(HyperParams.model_fields)  # the one key set of the hyper-parameters
 
-# %% ../nbs/00d_config.ipynb #a169dd15
+# %% ../nbs/00d_config.ipynb #a04e9950
 Seed = Annotated[int, Field(ge=0, lt=2**32)]  # a seed numpy, scikit-learn and torch all take
 
 
@@ -68,7 +68,7 @@ class ProfileConfig(Section):
     chunks: int = Field(ge=20, le=5000)  # chunks drawn to learn the alarm's threshold
     seed: Seed  # which rows fall in each fold and chunk
 
-
+# %% ../nbs/00d_config.ipynb #d28dd72a
 _Int, _Float = int, float  # the field names `int` and `float` below hide the builtins inside the class
 
 
@@ -89,7 +89,7 @@ class Range(Section):
             raise ValueError(f"the range {list(low_high)} must go from low to high (and above 0 on a log scale)")
         return self
 
-
+# %% ../nbs/00d_config.ipynb #3edb641e
 STORAGES = ("sqlite:///", "journal:", "postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")
 
 
@@ -127,7 +127,7 @@ class TuneConfig(Section):
                              f"(it has {', '.join(self.space)})")
         return self
 
-
+# %% ../nbs/00d_config.ipynb #77602691
 class Distill(Section):
     transfer: int = Field(ge=0, le=16)  # synthetic rows per real training row, each scored by the whole ensemble
     swap: float = Field(gt=0, lt=1)  # chance that each attribute of a synthetic row comes from another random training row
@@ -148,9 +148,11 @@ class TrainConfig(Section):
     n_boot: int = Field(ge=1)  # paired-bootstrap resamples for the AUC gap to each baseline
     ci_level: float = Field(gt=0, lt=1)  # level of the percentile intervals
 
-# %% ../nbs/00d_config.ipynb #4d99d43c
+# %% ../nbs/00d_config.ipynb #a31523c6
 Attribute = Literal[CATEGORICAL]  # a categorical attribute of the census schema, by its name
+
 EQUALIZED_ODDS_OBJECTIVES = ("accuracy_score", "balanced_accuracy_score")  # what fairlearn optimises under equalized odds
+
 RATE_OBJECTIVES = ("selection_rate", "true_positive_rate", "true_negative_rate")  # ... and, besides, under demographic parity
 
 
@@ -168,7 +170,7 @@ class Mitigation(Section):
                              f"use one of {', '.join(EQUALIZED_ODDS_OBJECTIVES)}")
         return self
 
-
+# %% ../nbs/00d_config.ipynb #dd266763
 class SlicesConfig(Section):
     n_boot: int = Field(ge=1)
     seed: Seed
@@ -188,13 +190,14 @@ STAGES: dict[str, tuple[str, str]] = {  # stage → (notebook in nbs/, "module:f
     "slices": ("05_slices", "census_income.slices:run_slices"),
     "report": ("05a_report", "census_income.report:run_report"),
 }
+
 StagePage = Literal[tuple(notebook for notebook, _ in STAGES.values())]  # a stage's rendered notebook, reports/NAME.html
 
 
 class ReportConfig(Section):
     pages: list[StagePage] = Field(min_length=1)  # rendered notebooks that reports/index.html links, in order
 
-
+# %% ../nbs/00d_config.ipynb #b27833f9
 class DriftThresholds(Section):
     psi_flag: float = Field(gt=0)
     ratio_flag: float = Field(gt=1)
@@ -219,7 +222,7 @@ class BatchConfig(Section):
     drift: DriftThresholds
     performance: PerformanceSettings
 
-
+# %% ../nbs/00d_config.ipynb #92463308
 INPUTS = ("raw_csv", "nbs_dir")  # paths a quick run reads from the repository; every other path is an output
 
 
@@ -235,6 +238,21 @@ def _printable_path(value: str) -> str:
 PathText = Annotated[str, AfterValidator(_printable_path)]
 
 
+def inside_and_apart(
+    paths: dict[str, str],  # key → path relative to params.yaml's folder, as its `paths:` section gives them
+) -> None:
+    "Refuse an output (every path but the `INPUTS`) outside the params file's folder, and two keys naming one path."
+    for key, value in paths.items():
+        p = Path(value)
+        if key not in INPUTS and (p.is_absolute() or ".." in p.parts or not p.parts):
+            raise ValueError(f"{key}: {value!r} must be a path inside the params file's folder (relative, no '..'): "
+                             "a stage writes it into a staging folder first, and a quick run into a temporary one")
+    named = {}
+    for key, value in paths.items():
+        if (other := named.setdefault(Path(value), key)) != key:
+            raise ValueError(f"{key} and {other} are the same path {value!r}: each file of the pipeline needs its own")
+
+# %% ../nbs/00d_config.ipynb #07e76590
 class Paths(Section):
     "Where each stage reads and writes, relative to params.yaml's folder: every file and folder of the pipeline, named once."
     raw_csv: PathText
@@ -262,19 +280,10 @@ class Paths(Section):
 
     @model_validator(mode="after")
     def _outputs_stay_inside_and_apart(self) -> Paths:
-        outputs = {k: v for k, v in self.model_dump().items() if k not in INPUTS}
-        for key, value in outputs.items():
-            p = Path(value)
-            if p.is_absolute() or ".." in p.parts or not p.parts:
-                raise ValueError(f"{key}: {value!r} must be a path inside the params file's folder (relative, no '..'): "
-                                 "a stage writes it into a staging folder first, and a quick run into a temporary one")
-        named = {}
-        for key, value in self.model_dump().items():
-            if (other := named.setdefault(Path(value), key)) != key:
-                raise ValueError(f"{key} and {other} are the same path {value!r}: each file of the pipeline needs its own")
+        inside_and_apart(self.model_dump())
         return self
 
-
+# %% ../nbs/00d_config.ipynb #11a53f32
 class Params(Section):
     "The whole of params.yaml (after a quick run's overrides)."
     paths: Paths
@@ -305,64 +314,10 @@ def check_params(
         raise ParamsError(f"{source} cannot be used: " + "; ".join(problems[:10])
                           + (f"; ... and {len(problems) - 10} more" if len(problems) > 10 else "")) from None
 
-# %% ../nbs/00d_config.ipynb #571c202b
+# %% ../nbs/00d_config.ipynb #a6c7ef8c
 STAGING = "PIPELINE_OUTPUT_DIR"  # set by `census-stage` for its stage's kernel: outputs go there, moved into place on success
 
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    "YAML's safe loader, refusing a key given twice in one mapping (the plain loader keeps the last silently)."
-
-    def construct_mapping(self, node, deep=False):
-        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
-        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
-        if twice:
-            raise yaml.constructor.ConstructorError(None, None, f"{', '.join(twice)} given twice in one mapping", node.start_mark)
-        return super().construct_mapping(node, deep=deep)
-
-
-MAX_YAML_BYTES = 1 << 20  # params.yaml is a few KB: a larger file is refused before it is parsed
-MAX_YAML_DEPTH = 16  # params.yaml nests 5 deep (tune.space.depth.int, a list): deeper is refused before it is built
-
-
-def _plain_yaml(text: str) -> None:
-    """Refuse what a params file never needs, from the parser's events (a loop: nothing is built yet): anchors and aliases,
-    whose expansion can take any time and memory (an alias bomb), and nesting deeper than the builder's recursion."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        where = f"at line {event.start_mark.line + 1}, column {event.start_mark.column + 1}"
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise ParamsError(f"{where}: anchors and aliases (&name, *name) are not read here; write each value out")
-        depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
-        if depth > MAX_YAML_DEPTH:
-            raise ParamsError(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep; params.yaml needs 5")
-
-
-def read_yaml(
-    path: Path,  # a YAML file (params.yaml)
-) -> object:  # its content, plain Python values
-    """Read a YAML file with the safe loader: anything it cannot read is one ParamsError naming the line. An alias bomb,
-    deep nesting or a file over `MAX_YAML_BYTES` is refused in milliseconds, before anything is built from it."""
-    try:
-        if (size := path.stat().st_size) > MAX_YAML_BYTES:
-            raise ParamsError(f"{size:,} bytes, more than a params file needs (at most {MAX_YAML_BYTES:,})")
-        text = path.read_bytes().decode("utf-8")
-        _plain_yaml(text)
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
-    except ParamsError as err:
-        raise ParamsError(f"{path} cannot be used: {err}") from None
-    except OSError as err:  # missing, a folder, unreadable
-        raise ParamsError(f"{path} cannot be read: {err.strerror or err}; give the path of a params file") from None
-    except UnicodeDecodeError as err:
-        raise ParamsError(f"{path} cannot be used: byte {err.start} is not UTF-8") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = " ".join(str(getattr(err, "problem", None) or err).split())
-        raise ParamsError(f"{path} cannot be used: not YAML the pipeline reads{where}: {cut(what, 200)}") from None
-    except ValueError as err:  # an integer of thousands of digits (Python's int limit)
-        raise ParamsError(f"{path} cannot be used: {cut(str(err), 200)}") from None
-
-
+# %% ../nbs/00d_config.ipynb #2116edcb
 def _absolute_storage(url: str, root: Path) -> str:
     "An Optuna storage URL whose file path (sqlite:///PATH, journal:PATH) is made absolute against root."
     for prefix in ("sqlite:///", "journal:"):
@@ -378,7 +333,10 @@ def load_params(
 ) -> dict:  # the sections, every path absolute
     "Read params.yaml; make its paths absolute; for a quick run, apply the overrides and redirect the outputs."
     path = Path(path).resolve()
-    params = read_yaml(path)
+    try:
+        params = read_yaml(path)
+    except YamlError as err:  # the reader's words, as the params' error every caller knows
+        raise ParamsError(str(err)) from None
     if not isinstance(params, dict) or not isinstance(params.get("quick", {}), dict):
         raise ParamsError(f"{path} cannot be used: it must hold the sections of params (a mapping), with `quick:` a mapping too")
     overrides, root, out = params.pop("quick", {}), path.parent, path.parent

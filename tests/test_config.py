@@ -165,7 +165,7 @@ def test_a_file_the_yaml_reader_refuses_is_one_line(tmp_path, text, message):
 
 
 def test_a_file_larger_than_any_params_file_is_refused_before_it_is_read(tmp_path):
-    from census_income.config import MAX_YAML_BYTES
+    from census_income.yamlfile import MAX_YAML_BYTES
 
     (tmp_path / "params.yaml").write_text("# a comment\n" * (MAX_YAML_BYTES // 12 + 1))
     with pytest.raises(ParamsError, match=r"params.yaml cannot be used: 1,048,\d{3} bytes, more than a params file needs"):
