@@ -221,7 +221,7 @@ def main() -> None:
 
 def dask_run(path: Path, rows: int, workers: int, a, out: Path) -> None:
     "Score the file on a LocalCluster of `workers` processes; print one table row (start-up included)."
-    from census_income.batch import score_dask
+    from census_income.batch_dask import score_dask
 
     t = time.perf_counter()
     reference, thresholds = drift_inputs(a.model_dir)

@@ -45,7 +45,7 @@ def drift_sentence(
             f"{limits['multivariate_level']:.0%} quantile of training chunks' errors scaled to this many rows: it sees values "
             "that no longer go together as in training, which no attribute alone shows.")
 
-
+# %% ../nbs/07a_batch_page.ipynb #90dda6a9
 def together_text(
     together: Mapping | None,  # a drift report's "multivariate" (`census_income.multivariate.judge`)
 ) -> str:  # the alarm or its absence, with the error and the threshold
@@ -58,7 +58,7 @@ def together_text(
     return (f"{state}: mean reconstruction error {together['error']:.4f}, threshold {together['threshold']:.4f} at the "
             f"{together['level']:.0%} level (training chunks: {together['reference']:.4f})")
 
-
+# %% ../nbs/07a_batch_page.ipynb #84a0a49a
 def performance_sentence(
     est: Mapping,  # a drift report's "performance" (`census_income.cbpe.performance_report`)
 ) -> str:  # how the estimate is made, what it assumes, where it fails

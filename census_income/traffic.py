@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .batch import check_drift_inputs, drift_report
+from .batch_blocks import check_drift_inputs, drift_report
 from .batch_page import page_html, reject_summary
 from .cbpe import score_counts
 from .drift import ALARM_STATUS, add_tallies, alarm_line, load_reference, tally

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from census_income.batch import done_path, drift_path, page_path, read_done, score_csv
+from census_income.batch import score_csv
+from census_income.batch_outputs import done_path, drift_path, page_path, read_done
 from census_income.batch_page import SHOWN_REJECTS
 from census_income.drift import load_reference, shifted, tally
 from census_income.fileio import read_clean, write_csv

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from census_income.batch import plan_partitions, score_csv, score_dask
+from census_income.batch import score_csv
+from census_income.batch_dask import plan_partitions, score_dask
 from census_income.drift import load_reference
 from census_income.predict import Predictor
 
@@ -92,7 +93,7 @@ def test_the_jobs_workers_start_with_malloc_settings_that_keep_numpy_fast():
 
     from distributed import Client
 
-    from census_income.batch import WORKER_ENVIRON, local_cluster
+    from census_income.batch_dask import WORKER_ENVIRON, local_cluster
 
     with local_cluster(1) as cluster, Client(cluster) as client:
         seen = next(iter(client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON}).values()))

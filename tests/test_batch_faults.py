@@ -20,7 +20,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from census_income.batch import done_path, drift_path, job_lock, page_path, read_done, score_csv, score_dask
+from census_income.batch import score_csv
+from census_income.batch_dask import score_dask
+from census_income.batch_outputs import done_path, drift_path, job_lock, page_path, read_done
 from census_income.drift import ALARM_STATUS, fit_reference, load_reference, save_reference
 from census_income.explain import explain
 from census_income.fileio import atomic_file
@@ -268,7 +270,7 @@ def test_a_terminated_job_removes_its_temporaries_and_keeps_the_previous_run(sig
 # Each script runs in its own process: signal handlers are the main thread's, and a pytest-xdist worker ignores SIGINT.
 HELD_SCRIPT = """
 import signal, sys, threading, time
-from census_income.batch import job_signals, signals_held
+from census_income.batch_outputs import job_signals, signals_held
 job_signals()
 other = threading.Thread(target=time.sleep, args=(5,), daemon=True)
 other.start()
@@ -292,7 +294,7 @@ def test_a_signal_another_thread_receives_waits_for_the_held_block_then_acts(sig
 
 SETUP_SCRIPT = """
 import signal
-from census_income.batch import job_signals, signals_held
+from census_income.batch_outputs import job_signals, signals_held
 job_signals()
 real, calls = signal.signal, []
 
@@ -322,7 +324,7 @@ def test_a_signal_acting_while_the_block_sets_its_handlers_leaves_the_jobs_own()
 LOST_SCRIPT = """
 import io, os, signal, sys, threading, time
 import pyarrow.csv as pacsv
-from census_income.batch import job_signals
+from census_income.batch_outputs import job_signals
 job_signals()
 handled = []
 signal.signal(signal.SIGTERM, lambda signum, frame: handled.append(signum))  # counted, not acted on

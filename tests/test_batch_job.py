@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from census_income.batch import OUTPUT_COLUMNS, read_done, run_batch
+from census_income.batch import run_batch
+from census_income.batch_blocks import OUTPUT_COLUMNS
+from census_income.batch_outputs import read_done
 from census_income.clean import CensusDataError
 from census_income.drift import ALARM_STATUS, shifted
 from census_income.fileio import read_clean

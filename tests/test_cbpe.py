@@ -152,7 +152,7 @@ def test_a_model_from_before_cbpe_still_scores_and_the_report_says_what_its_esti
 
 def test_a_manifest_whose_test_counts_are_damaged_is_refused_before_any_work(model, reference, params, settings):
     "Counts of another threshold (a manifest put together from two runs) stop the job before it writes anything."
-    from census_income.batch import check_drift_inputs
+    from census_income.batch_blocks import check_drift_inputs
 
     class Damaged:  # what check_drift_inputs reads of a model: its encoder, threshold and manifest
         encoder, threshold = model.encoder, model.threshold

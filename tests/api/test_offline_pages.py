@@ -20,7 +20,7 @@ import pytest
 import yaml
 from websockets.sync.client import connect
 
-from census_income.batch import done_path, drift_path, page_path, read_done
+from census_income.batch_outputs import done_path, drift_path, page_path, read_done
 
 from ..conftest import ROOT, VENV_BIN, run
 
