@@ -27,9 +27,10 @@ from ..schema import canonical_name
 from ..validation import error_field
 
 # %% auto #0
-__all__ = ['REQUEST_ID', 'LATENCY_BUCKETS', 'new_request_id', 'Monitor', 'rejection_tally', 'WorkerShare', 'worker_share']
+__all__ = ['REQUEST_ID', 'LATENCY_BUCKETS', 'new_request_id', 'request_log', 'series_text', 'histogram_lines', 'rejection_tally',
+           'Counts', 'SharedCounts', 'MetricsText', 'Observer', 'Monitor', 'WorkerShare', 'worker_share']
 
-# %% ../../nbs/06d_monitor.ipynb #dadf33e7
+# %% ../../nbs/06d_monitor.ipynb #97ad2bac
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # an X-Request-ID kept as sent: 1 to 128 of these characters
 
 
@@ -37,13 +38,180 @@ def new_request_id() -> str:
     "A fresh request id: 32 hex digits from the OS's random source."
     return os.urandom(16).hex()
 
+# %% ../../nbs/06d_monitor.ipynb #060bd53a
+def request_log(
+    log_requests: bool,  # write one JSON line per request to stderr
+) -> logging.Logger | None:  # the logger of those lines (None: not asked)
+    "The logger of the request lines: bare messages on stderr, not passed on to the root logger."
+    if not log_requests:
+        return None
+    log = logging.getLogger("census_income.requests")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
 
+# %% ../../nbs/06d_monitor.ipynb #98de180e
+def _escape(value: str) -> str:
+    "A label value as the text format writes it: backslash, double quote and newline escaped."
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+# %% ../../nbs/06d_monitor.ipynb #3d666449
+def series_text(
+    name: str,  # the metric's name
+    labels: tuple[str, ...],  # its label names
+    values: tuple,  # their values, in the same order
+) -> str:  # e.g. `census_requests_total{method="GET",route="/",status="200"} `
+    "The text before a sample's value: the metric's name and its labels, sorted by name, their values escaped."
+    pairs = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(zip(labels, values, strict=True)))
+    return f"{name}{{{pairs}}} "
+
+# %% ../../nbs/06d_monitor.ipynb #04a8c656
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds
+_BOUNDS = (*map(str, LATENCY_BUCKETS), "+Inf")  # the histogram's `le` labels
+
+
+def histogram_lines(
+    series,  # (metric, label names, label values) → the text before a sample's value (`MetricsText._series`)
+    latency: dict[str, list],  # route → [count per bucket (the last: above every bound), sum of seconds]
+) -> list[str]:  # lines of the text format
+    "The request duration histogram in Prometheus' text format: per route, its cumulative buckets, count and sum."
+    name = "census_request_duration_seconds"
+    lines = [f"# HELP {name} Time from the request to the end of the response", f"# TYPE {name} histogram"]
+    for route, (counts, total) in list(latency.items()):
+        cumulative = list(accumulate(counts))
+        lines += [f"{series(name + '_bucket', ('le', 'route'), (bound, route))}{float(n)!r}"
+                  for bound, n in zip(_BOUNDS, cumulative, strict=True)]
+        lines += [f"{series(name + '_count', ('route',), (route,))}{float(cumulative[-1])!r}",
+                  f"{series(name + '_sum', ('route',), (route,))}{float(total)!r}"]
+    return lines
+
+# %% ../../nbs/06d_monitor.ipynb #6144e7c5
+def rejection_tally(
+    errors: list[dict],  # pydantic's errors of one request
+) -> dict[tuple[str, str], int]:  # (census field, error type) → invalid inputs
+    "A request's invalid inputs per census field (as the census names it) and error type: bounded labels."
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for (name, kind), n in Tally((error_field(e), e.get("type", "unknown")) for e in errors).items():
+        field = "(record)" if name is None else canonical_name(name) or "(unknown field)"
+        out[field, str(kind)[:40]] += n
+    return dict(out)
+
+# %% ../../nbs/06d_monitor.ipynb #c7f6faed
+class Counts:
+    "One process's counts under bounded labels, bumped on the event loop's thread (no locks), read when Prometheus scrapes."
+
+    def __init__(
+        self,
+        routes: Iterable[str],  # the app's route paths
+        mounts: Iterable[str] = (),  # paths of mounted folders: their requests count under the mount's path
+    ):
+        self.routes, self.mounts = frozenset(routes), tuple(m.rstrip("/") + "/" for m in mounts)
+        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)  # (route, method, status) → requests
+        self.latency: dict[str, list] = {}  # route → [count per bucket (the last: above every bound), sum of seconds]
+        self.answers: dict[tuple[str, str], int] = defaultdict(int)  # (endpoint, prediction) → answers
+        self.rejected: dict[tuple[str, str], int] = defaultdict(int)  # (field, error type) → invalid inputs
+
+    def route(self, path: str) -> str:
+        "The route label of a request path: one of the app's routes, or `other`."
+        if path in self.routes:
+            return path
+        return next((m[:-1] for m in self.mounts if path.startswith(m)), "other")
+
+    def answered(self, endpoint: str, predictions: list[str]) -> None:
+        "Count answers per class."
+        if len(predictions) == 1:
+            self.answers[endpoint, predictions[0]] += 1
+            return
+        for label, n in Tally(predictions).items():
+            self.answers[endpoint, label] += n
+
+    def reject(self, errors: list[dict]) -> None:
+        "Count a request's invalid inputs per census field and error type (a batch can bring 28,000: tallied first)."
+        self.add_rejected(rejection_tally(errors))
+
+    def add_rejected(self, tally: dict[tuple[str, str], int]) -> None:
+        "Add invalid inputs already tallied (`rejection_tally`, on the scoring thread for a large body)."
+        for key, n in tally.items():
+            self.rejected[key] += n
+
+# %% ../../nbs/06d_monitor.ipynb #337287c6
+_COUNTS = ("requests", "answers", "rejected")  # a monitor's counters: label values → count
+_COUNTERS = (("census_requests_total", "HTTP requests answered, by route, method and status", ("route", "method", "status"),
+              "requests"),
+             ("census_predictions_total", "Answers given, by endpoint and predicted class", ("endpoint", "prediction"), "answers"),
+             ("census_rejected_inputs_total", "Invalid inputs, by census field and pydantic error type", ("field", "reason"),
+              "rejected"))  # (metric, help, label names, the counts' attribute)
+
+
+class SharedCounts(Counts):
+    "Counts that travel between worker processes: a snapshot JSON can hold, and another process's added in."
+
+    def snapshot(self) -> dict:
+        "The counts as JSON can hold them (what a worker leaves for the others)."
+        return {"latency": {r: [c, s] for r, (c, s) in self.latency.items()},
+                **{name: [[list(k), n] for k, n in getattr(self, name).items()] for name in _COUNTS}}
+
+    def add(
+        self,
+        snap: dict,  # another process's `snapshot`
+    ) -> None:
+        "Add another process's counts to these."
+        for name in _COUNTS:
+            for key, n in snap.get(name, []):
+                getattr(self, name)[tuple(key)] += int(n)
+        for route, (counts, total) in snap.get("latency", {}).items():
+            hist = self.latency.setdefault(route, [[0] * (len(LATENCY_BUCKETS) + 1), 0.0])
+            hist[0] = [a + int(b) for a, b in zip(hist[0], counts, strict=True)]
+            hist[1] += float(total)
+
+# %% ../../nbs/06d_monitor.ipynb #e28cce88
+class MetricsText(SharedCounts):
+    "The counts in Prometheus' text format (0.0.4), each series' label text written once (the labels are bounded)."
+
+    def __init__(
+        self,
+        version: str,  # the model's version
+        routes: Iterable[str],  # the app's route paths
+        mounts: Iterable[str] = (),  # paths of mounted folders: their requests count under the mount's path
+    ):
+        super().__init__(routes, mounts)
+        self.version = version
+        self._prefixes: dict[tuple, str] = {}  # (metric, label values) → the series' text up to its value
+
+    def _series(self, name: str, labels: tuple[str, ...], values: tuple) -> str:
+        "The text before a sample's value (`series_text`), once per series: the labels are bounded, so this cache is too."
+        key = (name, values)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            prefix = self._prefixes[key] = series_text(name, labels, values)
+        return prefix
+
+    def render(
+        self,
+        workers: int,  # the worker processes whose counts these are
+    ) -> bytes:  # the text format
+        "The counts in Prometheus' text format, and how many processes they come from."
+        lines = []
+        for name, help_, labels, counts in _COUNTERS:
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} counter"]
+            lines += [f"{self._series(name, labels, key)}{float(n)!r}" for key, n in list(getattr(self, counts).items())]
+        lines += histogram_lines(self._series, self.latency)
+        lines += ["# HELP census_model_info The model answering (1 for its version)", "# TYPE census_model_info gauge",
+                  f"{self._series('census_model_info', ('version',), (self.version,))}1.0",
+                  "# HELP census_workers Worker processes whose counts these metrics add up", "# TYPE census_workers gauge",
+                  f"census_workers {float(workers)!r}", ""]
+        return "\n".join(lines).encode()
+
+# %% ../../nbs/06d_monitor.ipynb #01418348
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class Monitor:
-    "One process's Prometheus metrics and, when asked, a JSON line per request."
+class Observer(MetricsText):
+    "Counts each answered request and its duration, and writes its JSON line when asked."
 
     def __init__(
         self,
@@ -51,31 +219,9 @@ class Monitor:
         log_requests: bool,  # write one JSON line per request to stderr
         routes: Iterable[str],  # the app's route paths
         mounts: Iterable[str] = (),  # paths of mounted folders: their requests count under the mount's path
-        share: WorkerShare | None = None,  # where the server's other worker processes leave their counts (`worker_share`)
     ):
-        self.version, self.share, self._args = version, share, (version, log_requests, routes, mounts)
-        self.routes, self.mounts = frozenset(routes), tuple(m.rstrip("/") + "/" for m in mounts)
-        # plain counts, bumped on the event loop's thread (no locks), read by `collect` when Prometheus scrapes
-        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)  # (route, method, status) → requests
-        self.latency: dict[str, list] = {}  # route → [count per bucket (the last: above every bound), sum of seconds]
-        self.answers: dict[tuple[str, str], int] = defaultdict(int)  # (endpoint, prediction) → answers
-        self.rejected: dict[tuple[str, str], int] = defaultdict(int)  # (field, error type) → invalid inputs
-        self._prefixes: dict[tuple, str] = {}  # (metric, label values) → the series' text up to its value
-        self.log = None
-        if log_requests:
-            self.log = logging.getLogger("census_income.requests")
-            if not self.log.handlers:
-                handler = logging.StreamHandler(sys.stderr)
-                handler.setFormatter(logging.Formatter("%(message)s"))
-                self.log.addHandler(handler)
-            self.log.setLevel(logging.INFO)
-            self.log.propagate = False
-
-    def route(self, path: str) -> str:
-        "The route label of a request path: one of the app's routes, or `other`."
-        if path in self.routes:
-            return path
-        return next((m[:-1] for m in self.mounts if path.startswith(m)), "other")
+        super().__init__(version, routes, mounts)
+        self.log = request_log(log_requests)
 
     def observe(
         self,
@@ -98,31 +244,20 @@ class Monitor:
                                       "route": route, "status": status, "ms": round(seconds * 1000, 3),
                                       "model_version": self.version, "request_id": request_id}))
 
-    def answered(self, endpoint: str, predictions: list[str]) -> None:
-        "Count answers per class."
-        if len(predictions) == 1:
-            self.answers[endpoint, predictions[0]] += 1
-            return
-        for label, n in Tally(predictions).items():
-            self.answers[endpoint, label] += n
+# %% ../../nbs/06d_monitor.ipynb #d1685669
+class Monitor(Observer):
+    "One process's Prometheus metrics and, when asked, a JSON line per request."
 
-    def reject(self, errors: list[dict]) -> None:
-        "Count a request's invalid inputs per census field and error type (a batch can bring 28,000: tallied first)."
-        self.add_rejected(rejection_tally(errors))
-
-    def add_rejected(self, tally: dict[tuple[str, str], int]) -> None:
-        "Add invalid inputs already tallied (`rejection_tally`, on the scoring thread for a large body)."
-        for key, n in tally.items():
-            self.rejected[key] += n
-
-    def _series(self, name: str, labels: tuple[str, ...], values: tuple) -> str:
-        "The text before a sample's value, e.g. `census_requests_total{method=\"GET\",route=\"/\",status=\"200\"} `."
-        key = (name, values)
-        prefix = self._prefixes.get(key)
-        if prefix is None:  # once per series: the labels are bounded, so this cache is too
-            pairs = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(zip(labels, values, strict=True)))
-            prefix = self._prefixes[key] = f"{name}{{{pairs}}} "
-        return prefix
+    def __init__(
+        self,
+        version: str,  # the model's version
+        log_requests: bool,  # write one JSON line per request to stderr
+        routes: Iterable[str],  # the app's route paths
+        mounts: Iterable[str] = (),  # paths of mounted folders: their requests count under the mount's path
+        share: WorkerShare | None = None,  # where the server's other worker processes leave their counts (`worker_share`)
+    ):
+        super().__init__(version, log_requests, routes, mounts)
+        self.share, self._args = share, (version, log_requests, routes, mounts)
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format (0.0.4), written from the counts on the event loop: about 0.1 ms for
@@ -133,11 +268,6 @@ class Monitor:
         others = self.share.others()
         return self.merged(others).render(1 + len(others))
 
-    def snapshot(self) -> dict:
-        "The counts as JSON can hold them (what a worker leaves for the others)."
-        return {"latency": {r: [c, s] for r, (c, s) in self.latency.items()},
-                **{name: [[list(k), n] for k, n in getattr(self, name).items()] for name in _COUNTS}}
-
     def merged(
         self,
         snapshots: Iterable[dict],  # other processes' `snapshot`s
@@ -145,63 +275,8 @@ class Monitor:
         "This process's counts and the others', added up."
         out = Monitor(*self._args[:1], False, *self._args[2:])
         for snap in [self.snapshot(), *snapshots]:
-            for name in _COUNTS:
-                for key, n in snap.get(name, []):
-                    getattr(out, name)[tuple(key)] += int(n)
-            for route, (counts, total) in snap.get("latency", {}).items():
-                hist = out.latency.setdefault(route, [[0] * (len(LATENCY_BUCKETS) + 1), 0.0])
-                hist[0] = [a + int(b) for a, b in zip(hist[0], counts, strict=True)]
-                hist[1] += float(total)
+            out.add(snap)
         return out
-
-    def render(
-        self,
-        workers: int,  # the worker processes whose counts these are
-    ) -> bytes:  # the text format
-        "The counts in Prometheus' text format, and how many processes they come from."
-        lines = []
-        for name, help_, labels, counts in (
-                ("census_requests_total", "HTTP requests answered, by route, method and status",
-                 ("route", "method", "status"), self.requests),
-                ("census_predictions_total", "Answers given, by endpoint and predicted class",
-                 ("endpoint", "prediction"), self.answers),
-                ("census_rejected_inputs_total", "Invalid inputs, by census field and pydantic error type",
-                 ("field", "reason"), self.rejected)):
-            lines += [f"# HELP {name} {help_}", f"# TYPE {name} counter"]
-            lines += [f"{self._series(name, labels, key)}{float(n)!r}" for key, n in list(counts.items())]
-        name = "census_request_duration_seconds"
-        lines += [f"# HELP {name} Time from the request to the end of the response", f"# TYPE {name} histogram"]
-        for route, (counts, total) in list(self.latency.items()):
-            cumulative = list(accumulate(counts))
-            lines += [f"{self._series(name + '_bucket', ('le', 'route'), (bound, route))}{float(n)!r}"
-                      for bound, n in zip(_BOUNDS, cumulative, strict=True)]
-            lines += [f"{self._series(name + '_count', ('route',), (route,))}{float(cumulative[-1])!r}",
-                      f"{self._series(name + '_sum', ('route',), (route,))}{float(total)!r}"]
-        lines += ["# HELP census_model_info The model answering (1 for its version)", "# TYPE census_model_info gauge",
-                  f"{self._series('census_model_info', ('version',), (self.version,))}1.0",
-                  "# HELP census_workers Worker processes whose counts these metrics add up", "# TYPE census_workers gauge",
-                  f"census_workers {float(workers)!r}", ""]
-        return "\n".join(lines).encode()
-
-
-_BOUNDS = (*map(str, LATENCY_BUCKETS), "+Inf")  # the histogram's `le` labels
-
-
-def rejection_tally(
-    errors: list[dict],  # pydantic's errors of one request
-) -> dict[tuple[str, str], int]:  # (census field, error type) → invalid inputs
-    "A request's invalid inputs per census field (as the census names it) and error type: bounded labels."
-    out: dict[tuple[str, str], int] = defaultdict(int)
-    for (name, kind), n in Tally((error_field(e), e.get("type", "unknown")) for e in errors).items():
-        field = "(record)" if name is None else canonical_name(name) or "(unknown field)"
-        out[field, str(kind)[:40]] += n
-    return dict(out)
-_COUNTS = ("requests", "answers", "rejected")  # a monitor's counters: label values → count
-
-
-def _escape(value: str) -> str:
-    "A label value as the text format writes it: backslash, double quote and newline escaped."
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 # %% ../../nbs/06d_monitor.ipynb #143d22c0
 class WorkerShare:

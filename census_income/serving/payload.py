@@ -25,8 +25,8 @@ from .settings import Settings, SettingsError
 from ..validation import cut
 
 # %% auto #0
-__all__ = ['DIFF_BUCKETS', 'GROUP', 'payload_lines', 'rotated', 'RotatingLog', 'ShadowTally', 'shadow_scores', 'shadow_group',
-           'Recorder', 'Traffic', 'traffic_metrics', 'load_shadow', 'start_traffic']
+__all__ = ['DIFF_BUCKETS', 'GROUP', 'payload_lines', 'rotated', 'shift_files', 'RotatingLog', 'ShadowTally', 'shadow_scores',
+           'shadow_group', 'Recorder', 'TrafficQueue', 'Traffic', 'traffic_metrics', 'load_shadow', 'start_traffic']
 
 # %% ../../nbs/06h_payload.ipynb #5a8df86d
 def payload_lines(
@@ -50,12 +50,24 @@ def payload_lines(
         out.append(to_json(line).decode() + "\n")  # pydantic-core's writer: about 3 times json.dumps' speed
     return "".join(out)
 
-# %% ../../nbs/06h_payload.ipynb #c9c190f7
+# %% ../../nbs/06h_payload.ipynb #77bfd196
 def rotated(path: Path, k: int) -> Path:
     "The k-th rotated file of a log: `LOG.k` (0: the live file)."
     return path if k == 0 else path.with_name(f"{path.name}.{k}")
 
+# %% ../../nbs/06h_payload.ipynb #f972e27d
+def shift_files(
+    path: Path,  # the live file
+    files: int,  # files kept, the live one included
+) -> None:
+    "Move each kept file one place older (`LOG.1` to `LOG.2`, the live file to `LOG.1`); keeping one file, remove it."
+    for k in range(files - 1, 0, -1):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(rotated(path, k - 1), rotated(path, k))
+    if files == 1:
+        os.unlink(path)
 
+# %% ../../nbs/06h_payload.ipynb #e989e075
 class RotatingLog:
     "Appends text to a file; past `max_bytes` it becomes `LOG.1`, keeping `files` files in all (the live one too)."
 
@@ -86,11 +98,7 @@ class RotatingLog:
             with contextlib.suppress(FileNotFoundError):
                 now = os.stat(self.path)
                 if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):  # still the live file: this process rotates it
-                    for k in range(self.files - 1, 0, -1):
-                        with contextlib.suppress(FileNotFoundError):
-                            os.replace(rotated(self.path, k - 1), rotated(self.path, k))
-                    if self.files == 1:
-                        os.unlink(self.path)
+                    shift_files(self.path, self.files)
             os.close(self.fd)
             self.fd = self._open()
 
@@ -219,7 +227,7 @@ class Recorder:
                 logging.getLogger("uvicorn.error").error("payload log %s: %d records not written: %s", self.log.path, n, err)
             self.failed += n
 
-# %% ../../nbs/06h_payload.ipynb #6e114a4a
+# %% ../../nbs/06h_payload.ipynb #3d375276
 GROUP = 256  # most queued requests the thread records at once (one shadow product)
 
 
@@ -227,19 +235,18 @@ def _records(answers) -> int:
     "How many records a request's answers hold (V2 hands (probabilities, labels))."
     return len(answers[1]) if isinstance(answers, tuple) else len(answers)
 
+# %% ../../nbs/06h_payload.ipynb #135e871e
+class TrafficQueue:
+    "The bounded queue a route hands what it scored to: appended on the event loop, taken by one thread, no lock."
 
-class Traffic:
-    "The bounded queue a route hands what it scored to, and the thread that empties it into a `Recorder`."
-
-    def __init__(self, recorder: Recorder, queue_size: int, every: float = 0.02):  # what to do; most requests
-        # waiting (more are dropped and counted); seconds between the thread's looks at the queue
-        self.recorder, self.size, self.every, self.dropped = recorder, queue_size, every, 0  # size, dropped: records
+    def __init__(
+        self,
+        queue_size: int,  # most records waiting (more are dropped and counted)
+        active: bool,  # whether anything takes from the queue (a refused shadow and no log: it stays idle)
+    ):
+        self.size, self.active, self.dropped = queue_size, active, 0  # size, dropped: records
         self.offered = self.taken = 0  # records queued by the event loop, records taken by the thread: one writer each
         self.queue: deque = deque()  # appended on the event loop, taken by the thread: both atomic, no lock
-        self.active = recorder.log is not None or recorder.shadow is not None  # a refused shadow and no log: idle
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="census-traffic", daemon=True)
-        self.thread.start()
 
     def put(self, request_id: str, route: str, version: str, records, answers) -> None:
         "Hand one request's records and answers to the thread (an append), or count them dropped when the queue is full."
@@ -251,6 +258,24 @@ class Traffic:
             self.offered += n
         else:
             self.dropped += n
+
+    def take(self) -> list[tuple]:
+        "The thread's side: up to GROUP queued requests, their records counted as taken."
+        items = [self.queue.popleft() for _ in range(min(GROUP, len(self.queue)))]
+        self.taken += sum(_records(item[-1]) for item in items)
+        return items
+
+# %% ../../nbs/06h_payload.ipynb #884840d7
+class Traffic(TrafficQueue):
+    "The bounded queue a route hands what it scored to, and the thread that empties it into a `Recorder`."
+
+    def __init__(self, recorder: Recorder, queue_size: int, every: float = 0.02):  # what to do; most records
+        # waiting (more are dropped and counted); seconds between the thread's looks at the queue
+        super().__init__(queue_size, recorder.log is not None or recorder.shadow is not None)
+        self.recorder, self.every = recorder, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="census-traffic", daemon=True)
+        self.thread.start()
 
     def close(self, timeout: float = 5.0) -> None:
         "Let the thread record what is queued (at most `timeout` seconds), then close the log."
@@ -264,8 +289,7 @@ class Traffic:
         while True:
             stopping = self.stop.wait(self.every)  # a look every 20 ms: no wake-up, no lock, per request
             while self.queue:
-                items = [self.queue.popleft() for _ in range(min(GROUP, len(self.queue)))]
-                self.taken += sum(_records(item[-1]) for item in items)
+                items = self.take()
                 try:
                     self.recorder.record(items)
                 except Exception:  # never let the thread die: the next group is recorded as usual

@@ -15,7 +15,7 @@ from ..schema import CLASSES
 __all__ = ['Prediction', 'Scored', 'BatchPrediction', 'Contribution', 'Baseline', 'Explanation', 'Welcome', 'Readiness',
            'ErrorMessage', 'FieldError', 'ValidationErrors']
 
-# %% ../../nbs/06b_schemas.ipynb #d44d9c68
+# %% ../../nbs/06b_schemas.ipynb #01c0837b
 class Prediction(BaseModel):
     "The model's answer for one record."
 
@@ -23,7 +23,7 @@ class Prediction(BaseModel):
     probability: float = Field(ge=0, le=1)  # the model's probability of >50K
     model_version: str  # content hash of the model that answered
 
-
+# %% ../../nbs/06b_schemas.ipynb #f772d631
 class Scored(BaseModel):
     "One record's result inside a batch."
 
@@ -37,7 +37,7 @@ class BatchPrediction(BaseModel):
     model_version: str
     predictions: list[Scored]
 
-
+# %% ../../nbs/06b_schemas.ipynb #6f685045
 class Contribution(BaseModel):
     "One census attribute's part in a probability, relative to the baseline record."
 

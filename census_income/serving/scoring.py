@@ -22,7 +22,7 @@ from ..validation import Record, RecordRow
 
 # %% auto #0
 __all__ = ['M_MMAP_THRESHOLD', 'MMAP_BYTES', 'ROW_VALUES', 'OFF_LOOP_BYTES', 'release_memory', 'hold_mmap_threshold',
-           'ServingModel']
+           'batch_adapters', 'ScoringThread', 'answer_pending', 'ServingModel']
 
 # %% ../../nbs/06e_scoring.ipynb #f5aa8490
 def _malloc_trim():
@@ -61,25 +61,27 @@ def hold_mmap_threshold() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, MMAP_BYTES) == 1
 
-# %% ../../nbs/06e_scoring.ipynb #9ff2e2c2
+# %% ../../nbs/06e_scoring.ipynb #ad60de7e
 ROW_VALUES = itemgetter(*(c.replace("-", "_") for c in ROW_ORDER))  # a validated record's values in ROW_ORDER
 OFF_LOOP_BYTES = 64 * 1024  # a body larger than this is validated (and a batch scored) on the scoring thread
 
 
-class ServingModel:
-    "A loaded `Predictor`, scoring one record (coalescing concurrent requests) or a batch."
+def batch_adapters(
+    max_batch: int,  # most records one batch may carry (CENSUS_MAX_BATCH)
+) -> tuple[TypeAdapter, TypeAdapter, TypeAdapter]:  # every error; the first fault; the rules ignoring unknown keys
+    "A batch's validators, each stopping at the first record past `max_batch` (pydantic-core checks as it goes)."
+    batch = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=max_batch)])
+    # the same, stopping at the first bad record: a large batch is checked so first (`parse_bounded`)
+    first_fault = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=max_batch, fail_fast=True)])
+    # the rules ignoring unknown keys (`plain_value`): what may run on the event loop, whatever the body holds
+    plain_batch = TypeAdapter(Annotated[list[PlainRow], Field(min_length=1, max_length=max_batch, fail_fast=True)])
+    return batch, first_fault, plain_batch
 
-    def __init__(self, predictor: Predictor, settings: Settings):  # a loaded model; the serving settings
-        self.predictor, self.version, self.coalesce, self._pending = predictor, predictor.version, settings.coalesce, []
-        hold_mmap_threshold()  # a server's large bodies go back to the system when freed
-        # a batch longer than the limit stops validating at its first extra record (pydantic-core checks as it goes)
-        self.batch = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=settings.max_batch)])
-        # the same, stopping at the first bad record: a large batch is checked so first (`parse_bounded`)
-        self.first_fault = TypeAdapter(Annotated[list[RecordRow], Field(min_length=1, max_length=settings.max_batch,
-                                                                         fail_fast=True)])
-        # the rules ignoring unknown keys (`plain_value`): what may run on the event loop, whatever the body holds
-        self.plain_batch = TypeAdapter(Annotated[list[PlainRow], Field(min_length=1, max_length=settings.max_batch,
-                                                                        fail_fast=True)])
+# %% ../../nbs/06e_scoring.ipynb #9210bee5
+class ScoringThread:
+    "The model's one thread for large bodies; when it runs out of work, freed memory goes back to the system."
+
+    def __init__(self):
         # one thread for the large bodies: more would only take turns at Python's lock, and starve the event loop
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="census-scoring")
         self._queued = 0  # jobs sent to the thread and not yet back
@@ -110,18 +112,36 @@ class ServingModel:
         "Stop the scoring thread (at shut-down; work not started is dropped)."
         self._thread.shutdown(wait=False, cancel_futures=True)
 
+# %% ../../nbs/06e_scoring.ipynb #a362e509
+def answer_pending(
+    predictor: Predictor,  # the loaded model
+    pending: list[tuple],  # per request: (its record's values in ROW_ORDER, the future its handler awaits)
+) -> None:
+    "Score the pending records together and hand each request its answer (or the error)."
+    try:
+        answers = predictor.answers(predictor.predict_rows([values for values, _ in pending]))
+        if len(answers) != len(pending):
+            raise RuntimeError(f"the model gave {len(answers)} answers for {len(pending)} records")
+    except Exception as err:  # every waiting request gets the error, none hangs
+        answers = [err] * len(pending)
+    for (_, fut), answer in zip(pending, answers, strict=True):
+        if not fut.done():  # the client may have gone
+            fut.set_exception(answer) if isinstance(answer, Exception) else fut.set_result(answer)
+
+# %% ../../nbs/06e_scoring.ipynb #3ae8c0a7
+class ServingModel(ScoringThread):
+    "A loaded `Predictor`, scoring one record (coalescing concurrent requests) or a batch."
+
+    def __init__(self, predictor: Predictor, settings: Settings):  # a loaded model; the serving settings
+        super().__init__()  # the scoring thread
+        self.predictor, self.version, self.coalesce, self._pending = predictor, predictor.version, settings.coalesce, []
+        hold_mmap_threshold()  # a server's large bodies go back to the system when freed
+        self.batch, self.first_fault, self.plain_batch = batch_adapters(settings.max_batch)
+
     def _flush(self) -> None:
         "Score every pending record together and hand each request its answer (or the error)."
         pending, self._pending = self._pending, []
-        try:
-            answers = self.predictor.answers(self.predictor.predict_rows([values for values, _ in pending]))
-            if len(answers) != len(pending):
-                raise RuntimeError(f"the model gave {len(answers)} answers for {len(pending)} records")
-        except Exception as err:  # every waiting request gets the error, none hangs
-            answers = [err] * len(pending)
-        for (_, fut), answer in zip(pending, answers, strict=True):
-            if not fut.done():  # the client may have gone
-                fut.set_exception(answer) if isinstance(answer, Exception) else fut.set_result(answer)
+        answer_pending(self.predictor, pending)
 
     async def score_one(self, record: Record) -> Prediction:
         "Score one validated record (joining the requests that arrived with it)."

@@ -19,7 +19,7 @@ from ..validation import cut
 # %% auto #0
 __all__ = ['NOT_SETTINGS', 'Settings', 'SettingsError', 'unknown_setting', 'read_settings']
 
-# %% ../../nbs/06a_settings.ipynb #0feb7862
+# %% ../../nbs/06a_settings.ipynb #40726bfe
 class Settings(BaseSettings):
     "Serving settings, read from the environment (`CENSUS_MODEL_DIR`, `CENSUS_MAX_BATCH`, ...)."
 
@@ -45,14 +45,14 @@ class Settings(BaseSettings):
     shadow_model_dir: Path | None = None  # a challenger's model folder: scores every request off its path (/metrics)
     shadow_model_version: str | None = Field(None, pattern="^[0-9a-f]{32}$")  # the version the challenger must be
 
-
+# %% ../../nbs/06a_settings.ipynb #f81e4c95
 NOT_SETTINGS = frozenset({"CENSUS_TEST_ARTIFACTS", *CPU_VARIABLES})  # CENSUS_ variables others read (tests, census_income.cpu)
 
 
 class SettingsError(ValueError):
     "A serving setting that cannot be used: the message names the environment variable."
 
-
+# %% ../../nbs/06a_settings.ipynb #fb757fa4
 def unknown_setting(
     env: Mapping[str, str],  # the process environment
 ) -> str | None:  # one line naming the first CENSUS_ variable that is no setting, and the closest setting; None: none
@@ -64,7 +64,7 @@ def unknown_setting(
             return f"{cut(name, 60)} is not a setting: " + (f"did you mean {close[0]}?" if close else f"the settings are {', '.join(known)}")
     return None
 
-
+# %% ../../nbs/06a_settings.ipynb #61a2039d
 def read_settings(
     env: Mapping[str, str] | None = None,  # the variables to check for misspelt names; None: the process environment
 ) -> Settings:
