@@ -36,8 +36,8 @@ import pyarrow.csv as pacsv
 from .batch_page import write_page
 from .cbpe import check_performance_inputs, performance_report, score_counts
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
-from .drift import (ALARM_STATUS, ReferenceFileError, add_tallies, alarm_line, check_reference,
-    check_thresholds, compare, load_reference, tally)
+from .drift import ALARM_STATUS, alarm_line, check_thresholds, compare
+from .reference import ReferenceFileError, add_tallies, check_reference, load_reference, tally
 from .fileio import atomic_file
 from .predict import Predictor
 from .schema import CLASSES, CONTINUOUS, FEATURES
