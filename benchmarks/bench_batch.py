@@ -51,7 +51,7 @@ def generate(data: Path, rows: int, path: Path) -> None:
 
 def drift_inputs(model_dir: str, encoder=None) -> tuple[dict, dict]:
     "The training profile beside the model and params.yaml's drift thresholds: the job runs its drift checks, as the notebook does."
-    from census_income.drift import load_reference
+    from census_income.reference import load_reference
 
     return load_reference(Path(model_dir) / "reference.json", encoder), load_params("params.yaml")["batch"]["drift"]
 

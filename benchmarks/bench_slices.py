@@ -20,7 +20,7 @@ from machine import blas_line  # benchmarks/machine.py (the folder of the script
 
 from census_income.metrics import percentile_ci, rates_from_counts
 from census_income.schema import CATEGORICAL, LABEL
-from census_income.slices import bootstrap_weights, group_counts
+from census_income.slice_stats import bootstrap_weights, group_counts
 from tests.test_metrics import FAIRLEARN  # the slice metrics as fairlearn + scikit-learn compute them
 
 

@@ -25,8 +25,9 @@ import pandas as pd
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
 from census_income.config import load_params
-from census_income.drift import compare, load_reference, shifted, swapped, tally
+from census_income.drift import compare, shifted, swapped
 from census_income.fileio import read_clean
+from census_income.reference import load_reference, tally
 from census_income.schema import FEATURES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,8 @@ from .batch_outputs import (all_or_none, check_owners, check_paths, companion, d
     job_signals, page_path, remove_leftovers, run_name, signals_held, write_done)
 from .batch_page import write_page
 from .clean import read_tables
-from .drift import ALARM_STATUS, alarm_line, load_reference
+from .drift import ALARM_STATUS, alarm_line
+from .reference import load_reference
 from .predict import Predictor
 from .schema import FEATURES
 

@@ -20,7 +20,8 @@ import pyarrow.csv as pacsv
 
 from .cbpe import check_performance_inputs, performance_report, score_counts
 from .clean import CensusDataError
-from .drift import ReferenceFileError, add_tallies, check_reference, check_thresholds, compare, tally
+from .drift import check_thresholds, compare
+from .reference import ReferenceFileError, add_tallies, check_reference, tally
 from .fileio import atomic_file
 from .predict import Predictor
 from .schema import CLASSES, CONTINUOUS, FEATURES
@@ -110,7 +111,7 @@ def no_rows(
 
 # %% ../nbs/07b_batch_blocks.ipynb #f231f1d2
 def drift_report(
-    counts: dict,  # a job's drift counts (`census_income.drift.tally`, summed with `add_tallies`), with score counts
+    counts: dict,  # a job's drift counts (`census_income.reference.tally`, summed with `add_tallies`), with score counts
     reference: dict,  # the training profile
     thresholds: Mapping,  # the drift thresholds (params.yaml: batch.drift)
     performance: Mapping | None,  # n_sim, seed, ci_level of the estimated performance (None: none estimated)
@@ -143,7 +144,7 @@ def drift_outputs(
 # %% ../nbs/07b_batch_blocks.ipynb #42b8cab6
 def check_drift_inputs(
     predictor: Predictor,  # the loaded model
-    reference: dict,  # the training profile (`census_income.drift.load_reference`)
+    reference: dict,  # the training profile (`census_income.reference.load_reference`)
     thresholds: Mapping | None,  # the drift thresholds (params.yaml: batch.drift)
     performance: Mapping | None = None,  # the estimated performance's settings (params.yaml: batch.performance), if wanted
 ) -> None:

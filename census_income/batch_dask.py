@@ -20,7 +20,7 @@ from .batch_blocks import check_drift_inputs, drift_outputs, no_rows, score_bloc
 from .batch_outputs import job_lock, run_name, signals_held, write_done
 from .batch_page import write_page
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
-from .drift import add_tallies
+from .reference import add_tallies
 from .fileio import atomic_file
 from .predict import Predictor
 from .schema import FEATURES

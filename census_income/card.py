@@ -15,7 +15,7 @@ from .metrics import (METRIC_NAMES, RATES, brier, calibration_error, log_loss,
     percentile_ci, readable, roc_auc)
 from .predict import Predictor
 from .schema import CATEGORICAL, CONTINUOUS, LABEL
-from .slices import bootstrap_weights
+from .slice_stats import bootstrap_weights
 
 # %% auto #0
 __all__ = ['USES', 'THRESHOLD_WHY', 'THRESHOLD_CAVEAT', 'INTERVAL_CAVEAT', 'ETHICS', 'VARIANTS', 'RESAMPLED', 'DATA_REF',

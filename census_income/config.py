@@ -61,7 +61,7 @@ class SplitConfig(Section):
 
 
 class ProfileConfig(Section):
-    "The multivariate part of the training split's drift profile (`census_income.drift.fit_reference`)."
+    "The multivariate part of the training split's drift profile (`census_income.reference.fit_reference`)."
     variance: float = Field(gt=0, lt=1)  # share of the standardised rows' variance the principal components keep
     folds: int = Field(ge=2, le=10)  # each training row's error from components fitted on the other folds
     chunk_rows: int = Field(ge=100, le=1_000_000)  # rows of a reference chunk (a smaller split: half of it)

@@ -118,7 +118,7 @@ def reliability(
     share = np.bincount(b, weights=y, minlength=n_bins)[keep] / rows[keep]
     return {"mean_probability": mean_p, "share_positive": share, "rows": rows[keep]}
 
-
+# %% ../nbs/02a_metrics.ipynb #3786da71
 def calibration_error(
     y: np.ndarray,  # true labels, 1 for >50K
     p: np.ndarray,  # probabilities of >50K
@@ -128,7 +128,7 @@ def calibration_error(
     r = reliability(y, p, n_bins)
     return float(np.sum(r["rows"] * np.abs(r["mean_probability"] - r["share_positive"])) / max(len(np.asarray(y)), 1))
 
-
+# %% ../nbs/02a_metrics.ipynb #ad9ac2b1
 def brier(
     y: np.ndarray,  # true labels, 1 for >50K
     p: np.ndarray,  # probabilities of >50K
@@ -136,12 +136,12 @@ def brier(
     "The Brier score."
     return float(np.mean((np.asarray(p, dtype=np.float64) - np.asarray(y, dtype=np.float64)) ** 2))
 
-
+# %% ../nbs/02a_metrics.ipynb #854fb00d
 def sigmoid(z: np.ndarray) -> np.ndarray:  # probabilities
     "The logistic function, without overflow warnings (the logit is clipped to ±80)."
     return 1.0 / (1.0 + np.exp(-np.clip(z, -80, 80)))
 
-
+# %% ../nbs/02a_metrics.ipynb #8537fd6c
 def fit_temperature(
     y: np.ndarray,  # true labels of held-out rows (out-of-fold predictions)
     z: np.ndarray,  # their logits

@@ -79,7 +79,7 @@ def threshold(
 
 def judge(
     multivariate: Mapping,  # a profile's multivariate part
-    error_sum: float,  # the batch's summed reconstruction errors (`census_income.drift.tally`)
+    error_sum: float,  # the batch's summed reconstruction errors (`census_income.reference.tally`)
     rows: int,  # the rows summed
     level: float,  # quantile of the reference chunks' errors (params.yaml: batch.drift.multivariate_level)
     min_rows: int,  # fewer rows: shown, not judged (params.yaml: batch.drift.min_rows)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import LabelBinarizer, OneHotEncoder, StandardScaler
 
-from .drift import fit_reference, save_reference
+from .reference import fit_reference, save_reference
 from .features import Encoder, save_encoder
 from .fileio import read_clean, write_csv
 from .schema import CATEGORICAL, CONTINUOUS, LABEL, POSITIVE

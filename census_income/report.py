@@ -10,19 +10,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .card import (ETHICS, INTERVAL_CAVEAT, RESAMPLED, THRESHOLD_CAVEAT, THRESHOLD_WHY, USES, VARIANTS,
-    card_text, test_split_intervals)
+from .card import card_text, test_split_intervals
+from .card_markdown import calibration_sentence, candidates, ci_label, gap_sentence, model_card, num, with_ci
 from .datasheet import datasheet, datasheet_facts
 from .metrics import METRIC_NAMES, readable
 
-
 # %% auto #0
-__all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'INDEX_CSS', 'CARD_LINKS', 'result_files', 'load_results', 'num', 'pct', 'with_ci',
-           'ci_label', 'table', 'candidates', 'model_details', 'intended_use', 'factors', 'metrics_section',
-           'data_sections', 'held_sentence', 'overall_table', 'interval_sentence', 'gap_sentence',
-           'calibration_sentence', 'disparity_table', 'importance_section', 'fairness_section', 'quantitative_analyses',
-           'bullets', 'ethics_and_caveats', 'baseline_advice', 'model_card', 'notebook_title', 'reliability_png',
-           'index_html', 'headline', 'run_report']
+__all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'INDEX_CSS', 'CARD_LINKS', 'result_files', 'load_results', 'notebook_title',
+           'reliability_png', 'index_html', 'headline', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
 TRAIN_RESULTS = ("test", "dev", "baselines", "calibration", "comparison", "importance")  # metrics_dir/NAME.json
@@ -48,338 +43,6 @@ def load_results(
     return res | {"training": {"rows": res["training"]["rows"]}, "intervals": intervals}
 
 
-# %% ../nbs/05a_report.ipynb #3af0a7e5
-def num(
-    x: float | None,  # a metric, None when undefined
-    digits: int = 3,  # decimals
-) -> str:  # e.g. "0.719", or "n/a"
-    "A metric rounded for reading."
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def pct(x: float) -> str:  # share in [0, 1] → "24.1%"
-    "A share as a percentage."
-    return f"{100 * x:.1f}%"
-
-
-def with_ci(
-    row: dict,  # a slice row of slices.json
-    metric: str,  # e.g. "f1"
-) -> str:  # "0.719 [0.701, 0.735]"
-    "A metric and its interval."
-    lo, hi = row[metric + "_ci"]
-    return f"{num(row[metric])} [{num(lo)}, {num(hi)}]"
-
-# %% ../nbs/05a_report.ipynb #36cac9ca
-def ci_label(res: dict) -> str:  # results from `load_results` → e.g. "95%"
-    "The confidence level of the intervals, as the slice stage used it."
-    return f"{100 * res['slices']['settings']['ci_level']:g}%"
-
-# %% ../nbs/05a_report.ipynb #d4889a98
-def table(
-    header: Sequence[str],  # column titles
-    rows: Sequence[Sequence],  # cells, already formatted
-) -> str:  # a Markdown table
-    "A Markdown table."
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-
-
-def candidates(res: dict) -> tuple[str, str]:  # results from `load_results` → ("student", "ensemble") or the reverse
-    "The served model's name and the other candidate's, as the train stage wrote them (metrics/comparison.json)."
-    served = res["comparison"]["served"]
-    return served, next(name for name in res["comparison"]["candidates"] if name != served)
-
-
-def model_details(res: dict) -> str:  # results from `load_results`
-    "Model details: what the model is and how it was made."
-    m, arch, prm = res["manifest"], res["manifest"]["architecture"], res["manifest"]["params"]
-    served, other = candidates(res)
-    c, d = res["comparison"]["candidates"], prm["distill"]
-    shape = (f"each of the {arch['n_numeric']} numbers through periodic embeddings ({arch['n_frequencies']} learnt frequencies, "
-             f"initial spread {num(arch['sigma'], 2)}, then a linear layer to {arch['d_embedding']} units and ReLU), beside the "
-             f"one-hot categories; then {arch['depth']} hidden layers of {arch['hidden']} units with ReLU and dropout "
-             f"{num(arch['dropout'])}, one logit for `>50K`")
-    ensemble = (f"one member per stratified fold of the training split ({prm['n_folds']} folds), each trained on the other folds "
-                f"and early-stopped on its own fold's log-loss (patience {prm['patience']}, at most {prm['max_epochs']} epochs; they "
-                f"stopped after {', '.join(str(e) for e in c['ensemble']['epochs'])})")
-    optimiser = (f"AdamW, learning rate {prm['lr']:.6f}, weight decay {prm['weight_decay']:.6f}, batch size {prm['batch_size']}, "
-                 f"binary cross-entropy; seed {prm['seed']}. Hyper-parameters from an Optuna search on the training split.")
-    if served == "student":
-        what = (f"one multilayer perceptron, distilled from an ensemble of {c['ensemble']['networks']} wider ones ("
-                f"{c['ensemble']['depth']} hidden layers of {c['ensemble']['hidden']} units each: the reference, measured "
-                "beside it below)")
-        how = (f"The ensemble: {ensemble}. The served network: trained on every fold but the first, on the labels mixed with "
-               f"the ensemble's out-of-fold probabilities (weight {num(d['alpha'], 2)}) and on {d['transfer']} synthetic rows per "
-               f"real row (each attribute of a real row swapped for another row's with chance {num(d['swap'], 2)}) labelled by "
-               f"the whole ensemble; early-stopped on the first fold after {m['metrics']['epochs'][0]} epochs. {optimiser}")
-        calibration = ("the logit is divided by the temperature that minimises the log-loss of the network's predictions on the "
-                       "first fold, which it never trained on.")
-    else:
-        what = f"an ensemble of {arch['members']} multilayer perceptrons whose logits are averaged"
-        how = f"{ensemble}. {optimiser}"
-        calibration = ("none: a temperature fitted on single members' out-of-fold logits makes the average under-confident; "
-                       "the average is served as it is.")
-    return f"""## Model details
-- **Model:** {what} (`{arch['class']}`), version `{m['version']}` (a hash of its manifest and of every file it names: weights, encoder, training profile).
-- **Architecture of each network:** {shape}.
-- **Training:** {how}
-- **Calibration:** {calibration}
-- **Cost:** {c[served]['multiply_adds']} multiply-adds per row, against {c[other]['multiply_adds']} for the {other}.
-- **Decision threshold:** predicts `>50K` when the probability is at least {num(m['threshold'])} (why: see Metrics).
-- **Files:** `weights.safetensors` (tensors only) and `manifest.json`, `encoder.json` (JSON): loading them runs no code. The numpy `Predictor` serves them without torch.
-- **Developed by** the census-income team, as a worked example of a reproducible pipeline (nbdev notebooks, DVC, FastAPI). Licence: Apache.
-"""
-
-
-def intended_use(res: dict) -> str:  # results from `load_results`
-    "Intended use and the uses it is not fit for."
-    return f"""## Intended use
-- **Primary use:** {USES['use']}
-- **Primary users:** {USES['users']}
-- **Out of scope:** {USES['out_of_scope']}
-"""
-
-
-def factors(res: dict) -> str:  # results from `load_results`
-    "Factors: the groups the evaluation is broken down by."
-    s = res["slices"]
-    crossed = list(s["settings"].get("intersections", []))  # "sex×race"
-    feats = ", ".join(f"`{f}`" for f in s["slices"] if "×" not in f)
-    return f"""## Factors
-- **Relevant groups:** every value of every categorical column ({feats}): {s['counts']['slices']} slices in all. `sex` and `race` are protected attributes; `relationship` (husband, wife) and `marital-status` carry much of the same information as `sex`, so they act as proxies.
-- **Evaluation factors:** each slice's metrics with intervals, and for `sex` and `race` the largest gap between groups in recall (equal opportunity) and in selection rate (demographic parity).
-- **Intersections:** {", ".join(crossed) or "none"}, sliced like a feature (each pair of values a slice, with its gaps and calibration); other intersections are not evaluated.
-- **Not evaluated:** intersections other than those, the continuous columns (age, hours) as slices, and anything the census does not record.
-"""
-
-
-def metrics_section(res: dict) -> str:  # results from `load_results`
-    "Metrics: what is measured and how uncertainty is shown."
-    st = res["slices"]["settings"]
-    return f"""## Metrics
-- **Performance measures:** precision, recall and F1 of `>50K` at the decision threshold, accuracy, and the threshold-free ROC AUC and log-loss. Per slice also the false-positive and false-negative rates and the selection rate (share predicted `>50K`).
-- **Calibration measures:** the Brier score and the expected calibration error (ECE: {res['calibration']['n_bins']} equal-width bins of the probability, the gap between mean probability and share of `>50K` in each, weighed by its rows).
-- **Decision threshold:** {num(st['threshold'])}: {THRESHOLD_WHY}.
-- **Uncertainty:** {100 * st['ci_level']:g}% percentile bootstrap intervals from {st['n_boot']} resamples of the test split (seed {st['seed']}); every slice and every gap is computed on the same resamples.
-- **Too small to judge:** a slice with fewer than {st['min_support']} rows or fewer than {st['min_class']} rows of either class is flagged and left out of the rankings and gaps.
-"""
-
-# %% ../nbs/05a_report.ipynb #d188d067
-def data_sections(res: dict) -> str:  # results from `load_results`
-    "Evaluation data and training data."
-    o, prm = res["slices"]["overall"], res["manifest"]["params"]
-    return f"""## Evaluation data
-- **Data:** the held-out test split: {o['n']} rows of the cleaned census file, stratified on the label, never seen in training, tuning or threshold choice; {pct(o['share_positive'])} of them earn `>50K`.
-- **Preprocessing:** the same cleaning as training (spaces stripped, exact duplicates dropped, `?` kept as its own category in the three columns that have it) and the encoder fitted on the training split.
-
-## Training data
-- **Data:** the rest of the cleaned census file (UCI Adult, "census income"), {res['training']['rows']} rows, cut into {prm['n_folds']} stratified folds: each member of the ensemble trains on all folds but one and is early-stopped on that one; {held_sentence(res)} The hyper-parameter search scored its trials on a dev split of the training rows, never on the test split. The encoder is fitted on the training rows without their labels.
-- **Label:** `salary`, `>50K` or `<=50K`.
-"""
-
-
-def held_sentence(res: dict) -> str:  # results from `load_results`
-    "Which held-out rows chose the served model's threshold (and temperature), in words."
-    if candidates(res)[0] == "student":
-        return (f"the served network trains on all folds but the first, and that fold ({res['dev']['n']} rows), which it never "
-                "saw, chooses its temperature and threshold.")
-    return "their out-of-fold predictions choose the threshold."
-
-
-def overall_table(res: dict) -> str:  # results from `load_results`
-    "The served model beside the other candidate and the baselines on the test split."
-    o, t, dev, base = res["slices"]["overall"], res["test"], res["dev"], res["baselines"]
-    served, other = candidates(res)
-    ref = res["comparison"]["candidates"][other]["test"]
-    lr, gb = base.get("logistic_regression", {}), base.get("hist_gradient_boosting", {})
-    rows = [[METRIC_NAMES["roc_auc"], num(t["roc_auc"]), num(dev["roc_auc"]), num(ref["roc_auc"]), num(lr.get("roc_auc")),
-             num(gb.get("roc_auc"))]]
-    for m in ("f1", "precision", "recall", "accuracy"):
-        rows.append([METRIC_NAMES[m], with_ci(o, m), num(dev[m]), num(ref[m]), num(lr.get(m)), num(gb.get(m))])
-    for m in ("log_loss", "brier", "ece", "threshold"):
-        rows.append([METRIC_NAMES[m], num(t[m]), num(dev[m]), num(ref[m]), num(lr.get(m)), num(gb.get(m))])
-    return table(["metric", f"served {served}, test [{ci_label(res)} CI]", f"served {served}, held out", f"{other}, test",
-                  "logistic regression, test", "gradient boosting, test"], rows)
-
-
-def interval_sentence(res: dict) -> str:  # results from `load_results`
-    "The threshold-free metrics with their intervals, as the JSON card has them (nothing for results without them)."
-    iv = res.get("intervals")
-    if not iv:
-        return ""
-    said = [f"{METRIC_NAMES[k]} {num(iv[k]['value'])} [{num(iv[k]['ci'][0])}, {num(iv[k]['ci'][1])}]" for k in RESAMPLED]
-    return f"The threshold-free metrics with {ci_label(res)} intervals on the same resamples: {', '.join(said)}. "
-
-
-def gap_sentence(res: dict) -> str:  # results from `load_results`
-    "The served model's ROC AUC gap to the other candidate and to gradient boosting, with intervals, in words."
-    served, other = candidates(res)
-    o = res["comparison"]["auc_gap"][other]
-    first = (f"The served {served} against the {other}: ROC AUC {num(res['test']['roc_auc'])} against "
-             f"{num(res['comparison']['candidates'][other]['test']['roc_auc'])}, a gap of {o['gap']:+.4f} "
-             f"[{o['low']:+.4f}, {o['high']:+.4f}] (paired bootstrap). ")
-    g = res["comparison"]["auc_gap"].get("hist_gradient_boosting")
-    if not g:
-        return first + "The baselines were not fitted in this run."
-    verdict = ("ahead of gradient boosting" if g["low"] > 0 else "behind gradient boosting" if g["high"] < 0
-               else "level with gradient boosting (the interval spans zero)")
-    return first + (f"The gradient-boosting baseline, fitted on the same folds, is the bar to clear: the MLP's ROC AUC is "
-            f"{num(res['test']['roc_auc'])} against its {num(res['baselines']['hist_gradient_boosting']['roc_auc'])}, a gap of "
-            f"{g['gap']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}] ({100 * g['level']:g}% paired bootstrap interval, "
-            f"{g['n_boot']} resamples of the test split): the MLP is {verdict}.")
-
-
-def calibration_sentence(res: dict) -> str:  # results from `load_results`
-    "What the temperature did to calibration, in words."
-    c = res["calibration"]
-    b, a = c["test"]["before"], c["test"]["after"]
-    where = "on the held-out fold, where it was fitted" if candidates(res)[0] == "student" else "out of fold"
-    return (f"The temperature {num(c['temperature'])} moves the expected calibration error on the test split from "
-            f"{num(b['ece'])} to {num(a['ece'])} and the Brier score from {num(b['brier'], 4)} to {num(a['brier'], 4)} "
-            f"({where}: ECE {num(c['held_out']['before']['ece'])} to "
-            f"{num(c['held_out']['after']['ece'])}); the ROC AUC does not change. The reliability diagram is in the training report.")
-
-
-def disparity_table(res: dict) -> str:  # results from `load_results`
-    "Largest gaps between groups of the protected attributes."
-    rows = []
-    for attr, d in res["slices"]["disparity"].items():
-        for m, name in (("recall", "recall"), ("selection_rate", "selection rate")):
-            x = d[m]
-            rows.append([f"`{attr}`", name, f"{x['max_group']} {num(x['by_group'][x['max_group']])}",
-                         f"{x['min_group']} {num(x['by_group'][x['min_group']])}",
-                         f"{num(x['gap'])} [{num(x['gap_ci'][0])}, {num(x['gap_ci'][1])}]", num(x["ratio"]),
-                         ", ".join(d["excluded_small"]) or "none"])
-    return table(["attribute", "metric", "highest group", "lowest group", f"gap [{ci_label(res)} CI]", "lowest / highest",
-                  "groups too small to compare"], rows)
-
-# %% ../nbs/05a_report.ipynb #43176077
-def importance_section(res: dict) -> str:  # results from `load_results`
-    "What the model relies on: permutation importance, and where to get one record's explanation."
-    imp = res["importance"]
-    rows = [[f"`{r['attribute']}`", f"{num(r['auc_drop'])} [{num(r['low'])}, {num(r['high'])}]"] for r in imp["attributes"]]
-    least = [f"`{r['attribute']}`" for r in imp["attributes"] if r["low"] <= 0]
-    base = res["manifest"]["baseline"]
-    return f"""Shuffling one attribute's column of the test split (the other thirteen kept) lowers the ROC AUC by
-this much, averaged over {imp['repeats']} shuffles of bootstrap resamples, with {imp['ci_level']:.0%} intervals:
-
-{table(["attribute", "drop of ROC AUC [interval]"], rows)}
-
-{("The model's use of " + ", ".join(least) + " cannot be told from none (their intervals include zero): other attributes carry the same information, or none. ") if least else ""}A drop measures what the model uses, not what causes income; correlated attributes share their credit.
-
-One record's explanation comes from `POST /explain`: each attribute's contribution to its probability, relative
-to a typical person of the training split ({base['age']} years, {base['education']}, {base['marital-status']},
-{base['occupation']}, {base['sex']}, {base['hours-per-week']} hours a week), by integrated gradients; the
-contributions add up to the difference of the two probabilities.
-"""
-
-
-def fairness_section(res: dict) -> str:  # results from `load_results`
-    "What a post-processing mitigation would cost: the served model beside fairlearn's ThresholdOptimizer, in numbers."
-    f, lvl = res["fairness"], ci_label(res)
-    out = []
-    for attr in f["settings"]["mitigation"]["sensitive"]:
-        v = f[attr]["variants"]
-        rows = [[VARIANTS.get(k, k), with_ci(r, "accuracy"), with_ci(r, "f1"), with_ci(r, "recall_gap"), with_ci(r, "selection_rate_gap")]
-                for k, r in v.items()]
-        a, eo, dp = v["as_trained"], v.get("equalized_odds"), v.get("demographic_parity")
-        words = []
-        if eo:
-            words.append(f"Equalized odds would narrow the largest recall gap between the groups of `{attr}` from {num(a['recall_gap'])} to "
-                         f"{num(eo['recall_gap'])}, at an F1 of {num(eo['f1'])} instead of {num(a['f1'])} (accuracy {num(eo['accuracy'])} "
-                         f"instead of {num(a['accuracy'])}).")
-        if dp:
-            words.append(f"Demographic parity would bring the selection-rate gap from {num(a['selection_rate_gap'])} to "
-                         f"{num(dp['selection_rate_gap'])}, but the recall gap would become {num(dp['recall_gap'])} (F1 {num(dp['f1'])}).")
-        if "one_threshold" in v:
-            words.append(f"The optimizer maximises accuracy, not F1: one threshold for everyone chosen the same way already gives an F1 of "
-                         f"{num(v['one_threshold']['f1'])}, so part of the F1 drop is the objective, not fairness.")
-        folds = f["settings"]["mitigation"]["folds"]
-        out.append(f"""Sensitive attribute `{attr}`; each mitigated decision comes from an optimizer fitted on the other
-{"half" if folds == 2 else "folds"} of the test split ({folds}-fold cross-fitting), {lvl} intervals:
-
-{table(["variant", "accuracy", "F1", "largest recall gap", "largest selection-rate gap"], rows)}
-
-{" ".join(words)} The mitigated variants are measured, not served: both decide with a threshold per group, so they would need `{attr}` at prediction time.
-""")
-    return "\n".join(out)
-
-
-def quantitative_analyses(res: dict) -> str:  # results from `load_results`
-    "Quantitative analyses: overall, disparities, worst slices."
-    s = res["slices"]
-    worst = [[f"`{w['feature']}` = {w['value']}", w["n"], pct(w["share_positive"]), with_ci(w, "f1"),
-              with_ci(w, "precision"), with_ci(w, "recall")] for w in s["worst_f1"]]
-    return f"""## Quantitative analyses
-### Overall, beside the baselines
-{overall_table(res)}
-
-{interval_sentence(res)}{gap_sentence(res)}
-
-### Calibration
-{calibration_sentence(res)}
-
-### What the model relies on
-{importance_section(res)}
-### Disparities between groups
-{disparity_table(res)}
-
-### What a mitigation would cost
-{fairness_section(res)}
-### The slices with the worst F1
-Among the slices large enough to judge ({s['counts']['judged']} of {s['counts']['slices']}; {s['counts']['small']} are flagged too small):
-
-{table(["slice", "rows", "share >50K", f"F1 [{ci_label(res)} CI]", "precision", "recall"], worst)}
-
-Every slice is in `reports/slice_output.txt` and `metrics/slices.json`, and plotted in the slice report.
-"""
-
-
-def bullets(lines) -> str:  # sentences → Markdown list items, one a line
-    "A Markdown list."
-    return "".join(f"- {line}\n" for line in lines)
-
-
-def ethics_and_caveats(res: dict) -> str:  # results from `load_results`
-    "Ethical considerations, caveats and recommendations."
-    sel = res["slices"]["disparity"].get("sex", {}).get("selection_rate")
-    base = res["slices"]["slices"].get("sex", {})
-    gap = "".join(f" Of the {g} rows, {pct(base[g]['share_positive'])} earn `>50K` and the model predicts `>50K` for "
-                  f"{pct(sel['by_group'][g])}." for g in (sel["min_group"], sel["max_group"])) if sel and base else ""
-    return f"""## Ethical considerations
-- `sex` and `race` are inputs of the model, and other inputs stand in for them; the served model has no fairness constraint or mitigation (what two mitigations would cost is measured above). A selection-rate gap partly mirrors different shares of high earners in the groups (the base rates); a recall gap does not: it means the model finds the high earners of one group less often than those of another.{gap}
-{bullets(ETHICS)}
-## Caveats and recommendations
-- {INTERVAL_CAVEAT}
-- Slices flagged too small, and intersections of groups other than {", ".join(res["slices"]["settings"].get("intersections", [])) or "none"}, are not evaluated: absence of evidence there is not evidence of good behaviour.
-- {THRESHOLD_CAVEAT}
-- Before any use beyond teaching: evaluate on current, representative data, decide which errors matter for the use, weigh the mitigations measured above against the use. {baseline_advice(res)}
-"""
-
-
-def baseline_advice(res: dict) -> str:  # results from `load_results`
-    "Whether the gradient-boosting baseline leads the served model on the test split, in ROC AUC or F1, and what follows."
-    t, gb = res["test"], res["baselines"].get("hist_gradient_boosting")
-    if not gb:
-        return "No gradient-boosting baseline was trained in this run: compare with one before relying on the network."
-    lead = [f"{METRIC_NAMES[m]} {num(gb[m])} against {num(t[m])}" for m in ("roc_auc", "f1") if gb[m] > t[m]]
-    if lead:
-        return (f"The gradient-boosting baseline leads the served model on the test split ({'; '.join(lead)}): prefer it "
-                "unless the network's own strengths (its cost per record, its explanations) matter for the use, and read "
-                "the lead against the test split's intervals above.")
-    return (f"The gradient-boosting baseline does not lead the served model on the test split (ROC AUC {num(gb['roc_auc'])} "
-            f"against {num(t['roc_auc'])}, F1 {num(gb['f1'])} against {num(t['f1'])}).")
-
-
-def model_card(res: dict) -> str:  # results from `load_results`
-    "The whole model card as Markdown."
-    head = (f"# Model card: census income MLP `{res['manifest']['version']}`\n\n"
-            "Generated by the DVC stage `report` from `model/manifest.json` and `metrics/*.json`; do not edit by hand.\n")
-    parts = [head, model_details(res), intended_use(res), factors(res), metrics_section(res), data_sections(res),
-             quantitative_analyses(res), ethics_and_caveats(res)]
-    return "\n".join(parts)
-
 # %% ../nbs/05a_report.ipynb #574605ea
 def notebook_title(
     path,  # a notebook of nbs/
@@ -397,12 +60,7 @@ def notebook_title(
             break
     return title, summary
 
-# %% ../nbs/05a_report.ipynb #d2c093e3
-INDEX_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
-th{background:#f3f3f3}li{margin:.3rem 0}.muted{color:#666}"""
-
-
+# %% ../nbs/05a_report.ipynb #f562bc23
 def reliability_png(res: dict) -> str:  # results from `load_results` → a data: URL
     "The test split's reliability diagram, before and after the temperature, as an inline PNG."
     import base64
@@ -424,6 +82,11 @@ def reliability_png(res: dict) -> str:  # results from `load_results` → a data
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+# %% ../nbs/05a_report.ipynb #d2c093e3
+INDEX_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
+th{background:#f3f3f3}li{margin:.3rem 0}.muted{color:#666}"""
 
 
 def index_html(

@@ -5,7 +5,6 @@
 # %% ../nbs/05_slices.ipynb #a894181d
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 import json
 import time
@@ -19,164 +18,16 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from .fileio import read_clean
-from .metrics import (RATES, binary_metrics, calibration_error, decide, percentile_ci, rates_from_counts,
-                                   readable)
+from .metrics import RATES, binary_metrics, decide, readable
 from .predict import Predictor
 from .schema import CATEGORICAL, CLASSES, LABEL, POSITIVE
+from .slice_stats import (CALIBRATION, CROSS, _feature_rows, add_intersections, bootstrap_weights, disparity,
+                                       group_calibration, slice_metrics)
 
 # %% auto #0
-__all__ = ['CROSS', 'CALIBRATION', 'bootstrap_weights', 'group_counts', 'slice_metrics', 'disparity', 'add_intersections',
-           'group_calibration', 'ServedScores', 'stratified_folds', 'cross_fit_thresholds', 'variant_summary',
-           'mitigation_decisions', 'fairness_comparison', 'slice_lines', 'slice_header', 'slices_report',
-           'plot_feature_slices', 'plot_confusion', 'plot_curves', 'disparity_summary', 'write_slices', 'run_slices']
-
-# %% ../nbs/05_slices.ipynb #a90e9493
-def bootstrap_weights(
-    n: int,  # rows in the test split
-    n_boot: int,  # resamples
-    seed: int,  # seed of the resampling, from params.yaml
-) -> np.ndarray:  # (n_boot, n) float32: how often each row is drawn in each resample
-    "Row counts of `n_boot` resamples with replacement."
-    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    offsets = (np.arange(n_boot)[:, None] * n + draws).ravel()
-    return np.bincount(offsets, minlength=n_boot * n).reshape(n_boot, n).astype(np.float32)
-
-
-def group_counts(
-    y: np.ndarray,  # true labels, 1 for >50K
-    pred: np.ndarray,  # predicted labels
-    codes: np.ndarray,  # group index of each row, 0..n_groups-1
-    n_groups: int,  # number of groups
-    weights: np.ndarray,  # (n_boot, n) from `bootstrap_weights`, or ones((1, n)) for the sample itself
-) -> tuple[np.ndarray, ...]:  # tp, fp, fn, tn, each (n_boot, n_groups)
-    "Weighted confusion counts of each group in each resample, by one matrix product."
-    y, pred = np.asarray(y, bool), np.asarray(pred, bool)
-    cells = np.stack([y & pred, ~y & pred, y & ~pred, ~y & ~pred], axis=1).astype(np.float32)
-    onehot = np.zeros((len(y), n_groups), np.float32)
-    onehot[np.arange(len(y)), codes] = 1
-    counts = (weights @ (onehot[:, :, None] * cells[:, None, :]).reshape(len(y), -1)).reshape(len(weights), n_groups, 4)
-    return tuple(np.rint(counts[..., k]) for k in range(4))
-
-# %% ../nbs/05_slices.ipynb #fb0e832a
-def _feature_rows(feature, groups, y, pred, weights, level) -> pd.DataFrame:
-    "The rows of one feature's slices (or the overall row when `feature` is None)."
-    values = sorted(set(np.asarray(groups).tolist())) if feature else ["all"]
-    codes = pd.Categorical(np.asarray(groups), categories=values).codes if feature else np.zeros(len(y), int)
-    counts = group_counts(y, pred, codes, len(values), np.ones((1, len(y)), np.float32))
-    exact = rates_from_counts(*counts)
-    boot = rates_from_counts(*group_counts(y, pred, codes, len(values), weights))
-    out = pd.DataFrame({"feature": feature or "overall", "value": values, "n": sum(counts)[0].astype(int),
-                        "positives": counts[0][0] + counts[2][0]})
-    for m in ("share_positive", *RATES):
-        out[m] = exact[m][0]
-        out[f"{m}_lo"], out[f"{m}_hi"] = percentile_ci(boot[m], level)
-    return out
-
-# %% ../nbs/05_slices.ipynb #a66f3375
-def slice_metrics(
-    df: pd.DataFrame,  # the test rows (at least the categorical columns)
-    y: np.ndarray,  # true labels, 1 for >50K
-    pred: np.ndarray,  # predicted labels at the model's threshold
-    features: Sequence[str],  # the columns to slice on
-    n_boot: int,  # bootstrap resamples
-    seed: int,  # seed of the resampling
-    level: float,  # confidence level of the intervals
-    min_support: int,  # fewer rows than this: flagged small
-    min_class: int,  # fewer positives or negatives than this: flagged small
-) -> pd.DataFrame:  # one row per slice, overall first; metric, metric_lo, metric_hi, small
-    "Slice metrics with bootstrap intervals for every value of every feature."
-    y, pred = np.asarray(y, int), np.asarray(pred, int)
-    weights = bootstrap_weights(len(y), n_boot, seed)
-    parts = [_feature_rows(None, np.zeros(len(y)), y, pred, weights, level)]
-    parts += [_feature_rows(f, df[f].astype(str).to_numpy(), y, pred, weights, level) for f in features]
-    table = pd.concat(parts, ignore_index=True)
-    negatives = table["n"] - table["positives"]
-    table["small"] = (table["n"] < min_support) | (table["positives"] < min_class) | (negatives < min_class)
-    return table
-
-# %% ../nbs/05_slices.ipynb #49299cef
-def disparity(
-    df: pd.DataFrame,  # the test rows
-    y: np.ndarray,  # true labels
-    pred: np.ndarray,  # predicted labels
-    feature: str,  # a protected attribute, e.g. "sex"
-    table: pd.DataFrame,  # from `slice_metrics`, for the small flags
-    weights: np.ndarray,  # (n_boot, n) from `bootstrap_weights`, the same seed as the table
-    level: float,  # confidence level of the gap's interval
-    metrics: Sequence[str] = ("recall", "selection_rate"),  # metrics to compare
-) -> dict:  # per metric: by_group, max/min group, gap, gap_ci, ratio; and the excluded groups
-    "Largest gap between the eligible groups of one attribute, with a bootstrap interval."
-    rows = table[(table["feature"] == feature) & ~table["small"]]
-    keep = df[feature].astype(str).isin(rows["value"]).to_numpy()
-    groups = df[feature].astype(str).to_numpy()[keep]
-    values = sorted(rows["value"])
-    codes = pd.Categorical(groups, categories=values).codes
-    exact = rates_from_counts(*group_counts(y[keep], pred[keep], codes, len(values), np.ones((1, keep.sum()), np.float32)))
-    boot = rates_from_counts(*group_counts(y[keep], pred[keep], codes, len(values), weights[:, keep]))
-    out = {"groups": values,
-           "excluded_small": sorted(set(table.loc[table["feature"] == feature, "value"]) - set(rows["value"]))}
-    for m in metrics:
-        by = pd.Series(exact[m][0], index=values)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            gaps = np.nanmax(boot[m], axis=1) - np.nanmin(boot[m], axis=1)
-        lo, hi = percentile_ci(gaps, level)
-        out[m] = {"by_group": {str(k): float(v) for k, v in by.items()}, "max_group": str(by.idxmax()),
-                  "min_group": str(by.idxmin()), "gap": float(by.max() - by.min()), "gap_ci": [float(lo), float(hi)],
-                  "ratio": float(by.min() / by.max())}
-    return out
-
-# %% ../nbs/05_slices.ipynb #67d91ce3
-CROSS = "×"  # joins the names and the values of crossed attributes: sex×race = Female×White (no category holds it)
-
-
-def add_intersections(
-    df: pd.DataFrame,  # the test rows
-    intersections: Sequence[Sequence[str]],  # attributes to cross, e.g. [["sex", "race"]]
-) -> pd.DataFrame:  # a copy with one more column per intersection, name and values joined by CROSS
-    "The rows with a column per intersection of attributes."
-    out = df.copy()
-    for attrs in intersections:
-        first, *rest = (df[a].astype(str) for a in attrs)
-        out[CROSS.join(attrs)] = first.str.cat(rest, sep=CROSS) if rest else first
-    return out
-
-# %% ../nbs/05_slices.ipynb #a309dc08
-def _calibration_of(y, p, w, level, rng) -> dict:
-    "One group's calibration: means with intervals from its rows' counts in each resample; its ECE and chance's."
-    with np.errstate(invalid="ignore", divide="ignore"):  # a group can be absent from a resample
-        boot = {"mean_probability": w @ p / w.sum(axis=1), "share_positive": w @ y / w.sum(axis=1)}
-    boot["gap"] = boot["share_positive"] - boot["mean_probability"]
-    out = {}
-    for m, v in {"mean_probability": p.mean(), "share_positive": y.mean(), "gap": y.mean() - p.mean()}.items():
-        lo, hi = percentile_ci(boot[m], level)
-        out |= {m: float(v), f"{m}_lo": float(lo), f"{m}_hi": float(hi)}
-    calibrated = rng.random((len(w), len(p))) < p  # labels of a model exactly right about this group
-    chance = [calibration_error(labels, p) for labels in calibrated]
-    return out | {"ece": calibration_error(y, p), "ece_chance": float(np.quantile(chance, level))}
-
-# %% ../nbs/05_slices.ipynb #4b75cc45
-CALIBRATION = ("mean_probability", "share_positive", "gap")  # what `group_calibration` reports with intervals
-
-
-def group_calibration(
-    df: pd.DataFrame,  # the test rows, with the intersection columns
-    y: np.ndarray,  # true labels, 1 for >50K
-    p: np.ndarray,  # predicted probabilities of >50K, as served
-    features: Sequence[str],  # attributes whose groups are checked, e.g. ["sex", "race", "sex×race"]
-    table: pd.DataFrame,  # from `slice_metrics` on the same rows: support and small flags
-    weights: np.ndarray,  # (n_boot, n) from `bootstrap_weights`, the same seed as the table
-    level: float,  # confidence level of the intervals and of ECE's chance bound
-    seed: int,  # seed of the labels drawn for the chance bound
-) -> pd.DataFrame:  # overall first, one row per group: n, positives, small, CALIBRATION each with _lo, _hi, ece, ece_chance
-    "Mean predicted probability against observed share of >50K in every group, with intervals; ECE against chance."
-    y, p, rng = np.asarray(y, np.float64), np.asarray(p, np.float64), np.random.default_rng(seed)
-    groups = [("overall", "all", np.ones(len(y), bool))]
-    groups += [(f, v, df[f].astype(str).to_numpy() == v) for f in features for v in sorted(set(df[f].astype(str)))]
-    rows = pd.DataFrame([{"feature": f, "value": v} | _calibration_of(y[m], p[m], weights[:, m], level, rng)
-                         for f, v, m in groups])
-    support = table[["feature", "value", "n", "positives", "small"]]
-    return rows.merge(support, on=["feature", "value"], how="left", validate="one_to_one")[[*support.columns, *rows.columns[2:]]]
+__all__ = ['ServedScores', 'stratified_folds', 'cross_fit_thresholds', 'variant_summary', 'mitigation_decisions',
+           'fairness_comparison', 'slice_lines', 'slice_header', 'slices_report', 'plot_feature_slices',
+           'plot_confusion', 'plot_curves', 'disparity_summary', 'write_slices', 'run_slices']
 
 # %% ../nbs/05_slices.ipynb #d8216c89
 class ServedScores(BaseEstimator):
@@ -323,7 +174,7 @@ def _clean(x):
     "JSON-safe number: NaN becomes None."
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else x
 
-
+# %% ../nbs/05_slices.ipynb #c82b30d5
 def _json_row(r, metrics: Sequence[str], plain: Sequence[str] = ()) -> dict:
     "One slice or group: support, small flag, each metric with its interval and the plain values (None where undefined)."
     out = {"n": int(r["n"]), "positives": int(r["positives"]), "small": bool(r["small"])}
@@ -332,7 +183,7 @@ def _json_row(r, metrics: Sequence[str], plain: Sequence[str] = ()) -> dict:
         out[m + "_ci"] = [_clean(float(r[m + "_lo"])), _clean(float(r[m + "_hi"]))]
     return out | {m: _clean(float(r[m])) for m in plain}
 
-
+# %% ../nbs/05_slices.ipynb #1f69fc0c
 def _by_feature(rows: pd.DataFrame, metrics: Sequence[str], plain: Sequence[str] = ()) -> dict:
     "Rows (the overall one left out) keyed by feature, then value."
     out = {}
@@ -340,7 +191,7 @@ def _by_feature(rows: pd.DataFrame, metrics: Sequence[str], plain: Sequence[str]
         out.setdefault(r["feature"], {})[r["value"]] = _json_row(r, metrics, plain)
     return out
 
-
+# %% ../nbs/05_slices.ipynb #ece38670
 def slices_report(
     table: pd.DataFrame,  # from `slice_metrics`
     disparities: dict,  # attribute → `disparity` result

@@ -16,7 +16,8 @@ from pathlib import Path
 from .batch_blocks import check_drift_inputs, drift_report
 from .batch_page import page_html, reject_summary
 from .cbpe import score_counts
-from .drift import ALARM_STATUS, add_tallies, alarm_line, load_reference, tally
+from .drift import ALARM_STATUS, alarm_line
+from .reference import add_tallies, load_reference, tally
 from .fileio import atomic_file
 from .predict import Predictor
 from .validation import RecordError, cut, record_columns
@@ -127,7 +128,7 @@ def traffic_counts(
     lines: Sequence[dict],  # the window (`window`), at least one line
     reference: dict,  # the training profile
     predictor: Predictor,  # the model that scored them (its threshold)
-) -> dict:  # the drift counts of `census_income.drift.tally`, with score counts
+) -> dict:  # the drift counts of `census_income.reference.tally`, with score counts
     "The window's records and served probabilities as the batch job counts its rows (records re-checked: `LogError` names a bad one)."
     try:
         columns = record_columns([line["record"] for line in lines])

@@ -15,9 +15,10 @@ import pytest
 from census_income.batch import score_csv
 from census_income.batch_outputs import done_path, drift_path, page_path, read_done
 from census_income.batch_page import SHOWN_REJECTS
-from census_income.drift import load_reference, shifted, tally
+from census_income.drift import shifted
 from census_income.fileio import read_clean, write_csv
 from census_income.predict import Predictor
+from census_income.reference import load_reference, tally
 from census_income.schema import CATEGORICAL, CONTINUOUS
 
 from .conftest import ROOT, VENV_BIN, run

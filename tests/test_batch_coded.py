@@ -13,7 +13,7 @@ import pytest
 
 from census_income.batch import score_csv
 from census_income.clean import read_blocks
-from census_income.drift import fit_reference, tally
+from census_income.reference import fit_reference, tally
 from census_income.schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, RANGES
 from census_income.toy import toy_predictor
 from census_income.validation import as_numbers, column_problems

@@ -9,8 +9,8 @@ import pytest
 
 from census_income.batch import score_csv
 from census_income.batch_dask import plan_partitions, score_dask
-from census_income.drift import load_reference
 from census_income.predict import Predictor
+from census_income.reference import load_reference
 
 from .conftest import assert_same_answers
 from .test_csv_faults import GOOD, HEADER, OTHER

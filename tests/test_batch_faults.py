@@ -23,10 +23,11 @@ from pydantic import ValidationError
 from census_income.batch import score_csv
 from census_income.batch_dask import score_dask
 from census_income.batch_outputs import done_path, drift_path, job_lock, page_path, read_done
-from census_income.drift import ALARM_STATUS, fit_reference, load_reference, save_reference
+from census_income.drift import ALARM_STATUS
 from census_income.explain import explain
 from census_income.fileio import atomic_file
 from census_income.predict import Predictor
+from census_income.reference import fit_reference, load_reference, save_reference
 from census_income.schema import CATEGORICAL, CATEGORIES, FEATURES, RANGES
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, Record, RecordError, category_error, describe_error, whole_error

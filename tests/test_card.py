@@ -17,7 +17,7 @@ from census_income.fileio import read_clean
 from census_income.pipeline import load_params
 from census_income.predict import Predictor
 from census_income.schema import LABEL, POSITIVE
-from census_income.slices import bootstrap_weights
+from census_income.slice_stats import bootstrap_weights
 
 from .conftest import ROOT
 

@@ -18,10 +18,11 @@ import pytest
 
 from census_income.batch import score_csv
 from census_income.cbpe import METRICS, estimate_performance, score_counts
-from census_income.drift import add_tallies, load_reference, shifted, tally
+from census_income.drift import shifted
 from census_income.fileio import read_clean, write_csv
 from census_income.metrics import binary_metrics, decide
 from census_income.predict import Predictor
+from census_income.reference import add_tallies, load_reference, tally
 from census_income.schema import FEATURES, LABEL
 from census_income.toy import toy_predictor
 
@@ -135,7 +136,7 @@ def test_blocks_and_one_pass_give_the_same_counts_and_report(model, test_split, 
 def test_a_model_from_before_cbpe_still_scores_and_the_report_says_what_its_estimate_lacks(params, settings, tmp_path,
                                                                                            test_split):
     "The toy's manifest has no test-split counts, like a model trained before CBPE: estimated as given, said so."
-    from census_income.drift import fit_reference
+    from census_income.reference import fit_reference
     from census_income.schema import CATEGORICAL, CATEGORIES, RANGES
 
     write_csv(test_split.head(500), tmp_path / "in.csv")

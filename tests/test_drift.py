@@ -11,20 +11,18 @@ import pandas as pd
 import pytest
 
 from census_income.clean import clean_census
-from census_income.drift import (
+from census_income.drift import compare, shifted, swapped
+from census_income.preprocess import fit_encoder
+from census_income.reference import (
     ReferenceFileError,
     add_tallies,
     check_reference,
-    compare,
     fit_reference,
     load_reference,
     reference_counts,
     save_reference,
-    shifted,
-    swapped,
     tally,
 )
-from census_income.preprocess import fit_encoder
 from census_income.schema import CATEGORICAL, CONTINUOUS, FEATURES
 from census_income.split import split_data
 

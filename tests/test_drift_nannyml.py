@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from census_income.clean import clean_census
-from census_income.drift import compare, fit_reference, swapped, tally
+from census_income.drift import compare, swapped
+from census_income.reference import fit_reference, tally
 from census_income.schema import FEATURES
 from census_income.split import split_data
 

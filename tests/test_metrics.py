@@ -21,7 +21,7 @@ from census_income.clean import clean_census
 from census_income.metrics import RATES, best_threshold, binary_metrics, decide, roc_auc
 from census_income.metrics import log_loss as our_log_loss
 from census_income.schema import CATEGORICAL, LABEL
-from census_income.slices import slice_metrics
+from census_income.slice_stats import slice_metrics
 
 
 @pytest.fixture(scope="module")

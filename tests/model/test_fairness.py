@@ -11,18 +11,15 @@ from census_income.clean import clean_census
 from census_income.metrics import calibration_error, decide, sigmoid
 from census_income.pipeline import load_params
 from census_income.schema import CATEGORIES, LABEL
-from census_income.slices import (  # noqa: I001
+from census_income.slice_stats import (
     CROSS,
     add_intersections,
     bootstrap_weights,
-    cross_fit_thresholds,
     disparity,
-    fairness_comparison,
     group_calibration,
-    run_slices,
     slice_metrics,
-    stratified_folds,
 )
+from census_income.slices import cross_fit_thresholds, fairness_comparison, run_slices, stratified_folds
 
 KW = {"level": 0.95, "min_support": 50, "min_class": 10}  # the settings params.yaml gives the slices stage
 MITIGATION = {"folds": 2, "constraints": ["equalized_odds", "demographic_parity"], "objective": "accuracy_score", "grid_size": 200}

@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from census_income.card_markdown import model_card
 from census_income.pipeline import load_params
-from census_income.report import load_results, model_card, result_files
-from census_income.slices import bootstrap_weights, disparity, slice_metrics, slices_report
+from census_income.report import load_results, result_files
+from census_income.slice_stats import bootstrap_weights, disparity, slice_metrics
+from census_income.slices import slices_report
 
 SECTIONS = ("Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",
             "Quantitative analyses", "Ethical considerations", "Caveats and recommendations")

@@ -8,17 +8,11 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from census_income.clean import clean_census
-from census_income.metrics import rates_from_counts, readable
+from census_income.metrics import percentile_ci, rates_from_counts, readable
 from census_income.predict import Predictor
 from census_income.schema import CATEGORICAL, LABEL
-from census_income.slices import (  # noqa: I001
-    bootstrap_weights,
-    disparity,
-    group_counts,
-    percentile_ci,
-    slice_lines,
-    slice_metrics,
-)
+from census_income.slice_stats import bootstrap_weights, disparity, group_counts, slice_metrics
+from census_income.slices import slice_lines
 
 KW = {"level": 0.95, "min_support": 50, "min_class": 10}  # the settings params.yaml gives the slices stage
 
