@@ -12,7 +12,8 @@ import numpy as np
 
 from .features import Encoder
 from .metrics import percentile_ci, roc_auc
-from .predict import Network, Predictor
+from .network import Network
+from .predict import Predictor
 from .schema import CATEGORICAL, CONTINUOUS, FEATURES
 from .validation import record_columns
 

@@ -26,7 +26,8 @@ from .features import Encoder, load_encoder
 from .metrics import (FLOAT_FORMAT, N_BINS, auc_gap, best_threshold, binary_metrics, curves, decide,
                                    fit_temperature, readable, reliability, sigmoid)
 from .model import ARCH, IncomeEnsemble, fit_folds, fit_mlp, predict_logits
-from .predict import WEIGHTS, Predictor, seal_model, write_model_folder
+from .network import WEIGHTS
+from .predict import Predictor, seal_model, write_model_folder
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES, LABEL, POSITIVE
 
 # %% ../nbs/04_train.ipynb #c3858f4f
