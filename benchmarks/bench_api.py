@@ -33,7 +33,7 @@ from pathlib import Path
 
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
-from census_income.predict import MANIFEST
+from census_income.network import MANIFEST
 from census_income.schema import CATEGORICAL, FEATURES
 from census_income.schema import CONTINUOUS as NUMBERS
 from census_income.validation import EXAMPLE

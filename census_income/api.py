@@ -32,7 +32,8 @@ from starlette.routing import Mount
 from threadpoolctl import threadpool_limits
 
 from .explain import METHOD, ExplainError, explain_columns
-from .predict import FEW_ROWS, ModelFilesError, Predictor
+from .network import FEW_ROWS, ModelFilesError
+from .predict import Predictor
 from .serving.body import BodyDeadlines
 from .serving.deps import (CountAnswers, ManyRecords, Metrics, Model, OneRecord,
     answer_counter, get_body, get_model, one_record)

@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from .config import load_params
-from .predict import JSON_LIMIT, MANIFEST, WEIGHTS, ModelFilesError, model_version, read_model_file
+from .network import MANIFEST, WEIGHTS, ModelFilesError
+from .predict import JSON_LIMIT, model_version, read_model_file
 
 # %% auto #0
 __all__ = ['model_files', 'on_dyno', 'error_line', 'PullError', 'pull_model', 'pinned_version', 'main']

@@ -12,7 +12,8 @@ import numpy as np
 
 from .features import Encoder
 from .metrics import percentile_ci, roc_auc
-from .predict import Network, Predictor
+from .network import Network
+from .predict import Predictor
 from .schema import CATEGORICAL, CONTINUOUS, FEATURES
 from .validation import record_columns
 
@@ -57,7 +58,7 @@ def attribute_columns(
     cols |= {c: encoder.n_onehot + np.arange(j * d, (j + 1) * d) for j, c in enumerate(CONTINUOUS)}
     return {c: cols[c] for c in FEATURES}
 
-
+# %% ../nbs/04b_explain.ipynb #7741f074
 def _first_inputs(net: Network, X: np.ndarray) -> np.ndarray:
     "What each member's first layer sees of the rows: (members, rows, one-hot + embedded numbers)."
     n, m = net.n_onehot, net.members
@@ -66,7 +67,7 @@ def _first_inputs(net: Network, X: np.ndarray) -> np.ndarray:
         e = np.broadcast_to(e, (m, *e.shape))
     return np.concatenate([np.broadcast_to(X[:, :n], (m, len(X), n)), e], -1)
 
-
+# %% ../nbs/04b_explain.ipynb #5c9a9b95
 def integrated_gradients(
     net: Network,  # the loaded network
     X: np.ndarray,  # two encoded rows: the record, then the baseline
@@ -117,7 +118,7 @@ def _prepared(predictor: Predictor) -> tuple[dict, list]:
                                        list(attribute_columns(predictor.encoder, predictor.net).values()))
     return made
 
-
+# %% ../nbs/04b_explain.ipynb #bebd81ad
 def explain_columns(
     predictor: Predictor,  # the loaded model (its manifest holds the baseline record)
     record: Mapping[str, Sequence],  # one validated record as columns (`record_columns`, or `validated_columns` in the API)
@@ -140,7 +141,7 @@ def explain_columns(
             "residual": (p - p_base) - sum(r["contribution"] for r in contributions),
             "contributions": contributions}
 
-
+# %% ../nbs/04b_explain.ipynb #9cfe557c
 def explain(
     predictor: Predictor,  # the loaded model (its manifest holds the baseline record)
     record: Mapping,  # one census record keyed by census names, in either spelling (validated here)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['CPU_NOTE', 'ARCH', 'PeriodicEmbeddings', 'IncomeMLP', 'IncomeEnsemble', 'seed_everything', 'predict_logits',
-           'predict_proba', 'fit_mlp', 'fit_folds']
+           'predict_proba', 'train_epoch', 'fit_mlp', 'fit_folds']
 
 # %% ../nbs/02b_model.ipynb #4def38a5
 import math
@@ -51,7 +51,7 @@ class PeriodicEmbeddings(nn.Module):
         v = torch.cat([torch.cos(v), torch.sin(v)], -1)
         return torch.relu(torch.einsum("nfk,fkd->nfd", v, self.weight) + self.bias).flatten(1)
 
-
+# %% ../nbs/02b_model.ipynb #6715eeb7
 class IncomeMLP(nn.Module):
     "One-hot categories and embedded numbers, then `depth` blocks of Linear → ReLU → Dropout, then one logit for `>50K`."
 
@@ -81,7 +81,7 @@ class IncomeMLP(nn.Module):
             x = torch.cat([x[:, :self.n_onehot], self.embed(x[:, self.n_onehot:])], 1)
         return self.net(x).squeeze(-1)
 
-
+# %% ../nbs/02b_model.ipynb #c8f047e7
 class IncomeEnsemble(nn.Module):
     "Members' logits averaged, then divided by the temperature: the served model."
 
@@ -129,6 +129,26 @@ def predict_proba(
     "Probabilities from a torch model, in eval mode."
     return sigmoid(predict_logits(model, X))
 
+# %% ../nbs/02b_model.ipynb #6db41d59
+def train_epoch(
+    model: IncomeMLP,  # the network, trained in place
+    opt: torch.optim.Optimizer,  # its optimiser
+    Xt: torch.Tensor, yt: torch.Tensor,  # training rows and their labels, float32
+    batch_size: int,  # rows per step
+    gen: torch.Generator,  # the seeded generator of the batch order
+) -> float:  # the training log-loss summed over the rows
+    "One pass over the rows in a random order, one optimiser step per batch."
+    model.train()
+    loss_fn = nn.BCEWithLogitsLoss()
+    total = 0.0
+    for idx in torch.randperm(len(Xt), generator=gen).split(batch_size):
+        opt.zero_grad()
+        loss = loss_fn(model(Xt[idx]), yt[idx])
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+    return total
+
 # %% ../nbs/02b_model.ipynb #a4ec9a4b
 def fit_mlp(
     X: np.ndarray, y: np.ndarray,  # training rows (float32) and labels (0/1)
@@ -145,19 +165,11 @@ def fit_mlp(
     gen = seed_everything(seed)
     model = IncomeMLP(n_onehot, X.shape[1] - n_onehot, **{k: getattr(hp, k) for k in ARCH})
     opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.float32))
     best, best_state, history, wait = np.inf, None, [], 0
     bar = tqdm(range(max_epochs), disable=not progress, desc="epochs", mininterval=5)
     for epoch in bar:
-        model.train()
-        total = 0.0
-        for idx in torch.randperm(len(Xt), generator=gen).split(hp.batch_size):
-            opt.zero_grad()
-            loss = loss_fn(model(Xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+        total = train_epoch(model, opt, Xt, yt, hp.batch_size, gen)
         p_dev = predict_proba(model, X_dev)
         row = {"epoch": epoch, "train_loss": total / len(Xt), "dev_loss": log_loss(y_dev, p_dev), "dev_auc": roc_auc(y_dev, p_dev)}
         history.append(row)

@@ -10,258 +10,21 @@ import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load as load_tensors
 
 from .features import ROW_ORDER, Encoder
-from .metrics import decide, sigmoid
+from .metrics import decide
+from .network import FEW_ROWS, MANIFEST, WEIGHTS, ModelFilesError, Network
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS
-from .validation import EXAMPLE, as_numbers, cut, record_columns
+from .validation import EXAMPLE, as_numbers, record_columns
 
 # %% auto #0
-__all__ = ['MANIFEST', 'WEIGHTS', 'ARCH_BOUNDS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'JSON_LIMIT', 'WEIGHTS_LIMIT',
-           'NAMED_FILES', 'ModelFilesError', 'layer_name', 'tensor_names', 'check_architecture', 'Network',
-           'file_digest', 'model_version', 'read_model_file', 'read_model_folder', 'check_model', 'Predictor',
-           'seal_model', 'write_model_folder', 'predict']
+__all__ = ['JSON_LIMIT', 'WEIGHTS_LIMIT', 'NAMED_FILES', 'file_digest', 'model_version', 'read_model_file', 'read_model_folder',
+           'check_model', 'Predictor', 'seal_model', 'write_model_folder', 'predict']
 
-# %% ../nbs/04a_predict.ipynb #37a4fde8
-MANIFEST, WEIGHTS = "manifest.json", "weights.safetensors"  # a model folder's own files (the encoder's is named in the manifest)
-
-
-class ModelFilesError(RuntimeError):
-    "Model files missing or unusable: the message says which file and what to do."
-
-
-def layer_name(k: int) -> str:
-    "torch's name for a member's k-th Linear layer: `IncomeMLP.net` stacks Linear, ReLU, Dropout per hidden layer."
-    return f"net.{3 * k}"
-
-
-def tensor_names(
-    members: int,  # members of the ensemble
-    depth: int,  # hidden layers per member
-    embedded: bool,  # whether the numbers go through periodic embeddings
-) -> list[str]:  # the tensors in weights.safetensors, as `IncomeEnsemble.state_dict` names them
-    "Every tensor a saved ensemble holds, in order."
-    names = ["temperature"]
-    for m in range(members):
-        names += [f"members.{m}.embed.{p}" for p in ("frequencies", "weight", "bias") if embedded]
-        names += [f"members.{m}.{layer_name(k)}.{p}" for k in range(depth + 1) for p in ("weight", "bias")]
-    return names
-
-# %% ../nbs/04a_predict.ipynb #cba48e74
-ARCH_BOUNDS = {"members": (1, 64), "depth": (0, 64), "n_frequencies": (0, 4096), "n_numeric": (1, 1024)}  # load's limits
-
-
-def check_architecture(
-    architecture,  # the manifest's `architecture`
-) -> tuple[int, int, bool]:  # members, hidden layers, whether numbers are embedded
-    "The counts `Network.load` builds from, each a whole number inside `ARCH_BOUNDS`, else a `ModelFilesError` naming it."
-    if not isinstance(architecture, Mapping):
-        raise ModelFilesError(f"{MANIFEST}'s architecture is not a JSON object")
-    for key, (lo, hi) in ARCH_BOUNDS.items():
-        value = architecture.get(key)
-        if type(value) is not int or not lo <= value <= hi:
-            raise ModelFilesError(f"{MANIFEST}'s architecture says {key} = {cut(repr(value), 60)}; a model has {lo}..{hi}: "
-                                  "the file was edited or is not this project's (retrain, or `dvc checkout`)")
-    return architecture["members"], architecture["depth"], architecture["n_frequencies"] > 0
-
-# %% ../nbs/04a_predict.ipynb #bfa92aa9
-@dataclass(frozen=True, eq=False)
-class Network:
-    "The calibrated ensemble as numpy arrays, members stacked along a first axis: what prediction and explanation run."
-    temperature: float  # the calibration temperature: logits are divided by it
-    weights: tuple[np.ndarray, ...]  # per Linear layer: (members, inputs, outputs), float64
-    biases: tuple[np.ndarray, ...]  # per Linear layer: (members, 1, outputs), float64
-    n_numeric: int  # standardised numbers at the end of each encoded row
-    frequencies: np.ndarray | None = None  # (members, numbers, k): 2π c in float32 as torch computes it; None: no embeddings
-    embed_weight: np.ndarray | None = None  # (members, numbers, 2k, d), float64
-    embed_bias: np.ndarray | None = None  # (members, numbers, 1, d), float64
-
-    @property
-    def members(self) -> int:
-        return len(self.weights[0])
-
-    @property
-    def d_embedding(self) -> int:
-        "Columns per number in what the first layer sees (1: the number itself)."
-        return 1 if self.frequencies is None else self.embed_weight.shape[-1]
-
-    @property
-    def multiply_adds(self) -> int:
-        "Multiply-adds per row, all members: the embeddings' linear maps and every Linear layer (what a row costs the engine)."
-        per_member = sum(W.shape[1] * W.shape[2] for W in self.weights)
-        if self.frequencies is not None:
-            per_member += self.embed_weight.shape[1] * self.embed_weight.shape[2] * self.embed_weight.shape[3]
-        return self.members * per_member
-
-    @property
-    def n_onehot(self) -> int:
-        "One-hot columns at the start of each encoded row."
-        return self.weights[0].shape[1] - self.n_numeric * self.d_embedding
-
-    @classmethod
-    def load(
-        cls,
-        data: bytes,  # the bytes of weights.safetensors
-        architecture: Mapping,  # the manifest's: members, depth, n_frequencies (0: no embeddings), n_numeric
-    ) -> Network:
-        "Read the ensemble's tensors (nothing runs), float64 wherever BLAS sums (every float32 is exact in float64)."
-        tensors = load_tensors(data)
-        m, depth, embedded = check_architecture(architecture)
-        expected = tensor_names(m, depth, embedded)
-        if set(tensors) != set(expected):
-            missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-            raise ModelFilesError(f"{WEIGHTS} does not hold the {m}-member ensemble of {depth} hidden layers that {MANIFEST} "
-                                  f"describes: missing {missing[:3]}, unexpected {extra[:3]}")
-        stack = lambda name: np.stack([tensors[f"members.{i}.{name}"] for i in range(m)])  # noqa: E731
-        wide = lambda a: np.ascontiguousarray(a, np.float64)  # noqa: E731
-        layers = [layer_name(k) for k in range(depth + 1)]
-        embedding = {"frequencies": np.float32(2 * np.pi) * stack("embed.frequencies"),  # 2π c, as torch computes it
-                     "embed_weight": wide(stack("embed.weight")),
-                     "embed_bias": wide(stack("embed.bias")[:, :, None, :])} if embedded else {}
-        return cls(temperature=float(tensors["temperature"]), n_numeric=architecture["n_numeric"],
-                   weights=tuple(wide(stack(f"{k}.weight").transpose(0, 2, 1)) for k in layers),
-                   biases=tuple(wide(stack(f"{k}.bias")[:, None, :]) for k in layers), **embedding)
-
-# %% ../nbs/04a_predict.ipynb #c02c6222
-def _embed(
-    self: Network,
-    x: np.ndarray,  # standardised numbers, (rows, numbers)
-    m=slice(None),  # which members: all (stacked along a first axis) or one (an int)
-) -> np.ndarray:  # what the first layer sees of the numbers: ([members,] rows, numbers * d), torch's order
-    "The periodic embeddings of the numbers (cosines and sines of learnt frequencies, a linear map, ReLU), in float64."
-    if self.frequencies is None:  # a plain network sees the numbers themselves
-        return x.astype(np.float64)
-    v = self.frequencies[m][..., None, :] * x.T[..., None]  # ([members,] numbers, rows, k), float32 as in torch
-    cs = np.concatenate([np.cos(v), np.sin(v)], -1).astype(np.float64)  # numpy's own float32 cos and sin
-    e = np.matmul(cs, self.embed_weight[m])  # ([members,] numbers, rows, d)
-    e += self.embed_bias[m]
-    np.maximum(e, 0, out=e)
-    return np.swapaxes(e, -3, -2).reshape(*e.shape[:-3], len(x), -1)
-
-
-def _first_layer(
-    self: Network,
-    X: np.ndarray,  # encoded rows, float32: one-hot columns, then the standardised numbers
-    m=slice(None),  # which members: all (stacked) or one
-) -> np.ndarray:  # the first Linear layer's output before its ReLU: ([members,] rows, hidden)
-    "The first layer: the one-hot columns and the embedded numbers through their two blocks of the first weights."
-    n, W0 = self.n_onehot, self.weights[0][m]
-    h = np.matmul(X[:, :n], W0[..., :n, :]) + np.matmul(self.embed(X[:, n:], m), W0[..., n:, :])
-    h += self.biases[0][m]
-    return h
-
-
-def _hidden(
-    self: Network,
-    h: np.ndarray,  # a first-layer output ([members,] points, hidden), float64; overwritten
-    m=slice(None),  # which members: all (stacked) or one
-    masks: list | None = None,  # if a list: each ReLU's mask (where it lets through) is appended, in order
-) -> np.ndarray:  # the logit per [member and] point
-    "The rest of the network: ReLU then Linear, layer after layer, to one logit."
-    for W, b in zip(self.weights[1:], self.biases[1:], strict=True):
-        if masks is not None:
-            masks.append(h > 0)
-        np.maximum(h, 0, out=h)
-        h = np.matmul(h, W[m])
-        h += b[m]
-    return h[..., 0]
-
-
-Network.embed, Network.first_layer, Network.hidden = _embed, _first_layer, _hidden
-
-# %% ../nbs/04a_predict.ipynb #ce42310a
-BLOCK_ROWS = 1024  # rows per pass: the activations of one block stay in cache (a 33,000-row pass ran 35% slower)
-FEW_ROWS = 16  # up to this many rows, all members go through in one stacked pass (fewer numpy calls)
-TOLERANCE = 1e-7  # a record's probability agrees within this wherever it is scored (one float32 step is at most 2**-24)
-
-
-def _calibrate(
-    self: Network,
-    z: np.ndarray,  # logits, members first: (members, ...)
-) -> np.ndarray:  # the calibrated probability of >50K, float64
-    "The ensemble's answer: the members' mean logit (summed in member order), over the temperature, through a sigmoid."
-    total = z[0].copy()
-    for m in range(1, self.members):
-        total += z[m]
-    return sigmoid(total / self.members / self.temperature)
-
-
-def _member_logits(
-    self: Network,
-    X: np.ndarray,  # encoded rows, float32
-) -> np.ndarray:  # (members, rows) logits, float64
-    "Every member's logit per row: a few rows stacked, more block by block and member by member."
-    z = np.empty((self.members, len(X)))
-    for i in range(0, len(X), BLOCK_ROWS):
-        block = X[i:i + BLOCK_ROWS]
-        if len(block) <= FEW_ROWS:  # a request's few records: all members in one stacked pass
-            z[:, i:i + len(block)] = self.hidden(self.first_layer(block))
-        else:
-            for m in range(self.members):
-                z[m, i:i + len(block)] = self.hidden(self.first_layer(block, m), m)
-    return z
-
-
-def _forward64(self: Network, X: np.ndarray) -> np.ndarray:
-    "Calibrated probability of >50K per encoded row, float64 (`forward` rounds it)."
-    return self.calibrate(self.member_logits(X))
-
-
-def _forward(self: Network, X: np.ndarray) -> np.ndarray:
-    "The served probabilities: `forward64` rounded to float32 (within `TOLERANCE` wherever a row is scored)."
-    return self.forward64(X).astype(np.float32)
-
-
-Network.calibrate, Network.member_logits, Network.forward64, Network.forward = _calibrate, _member_logits, _forward64, _forward
-
-# %% ../nbs/04a_predict.ipynb #a2072f04
-def _embed_column(
-    self: Network,
-    z: np.ndarray,  # standardised values of one number (float32)
-    k: int,  # which number (its place in `CONTINUOUS`)
-    m: int,  # which member
-) -> np.ndarray:  # (values, d): what the first layer sees of each value, as `embed` computes it for a whole row
-    "The embedding of one number's values, for one member."
-    if self.frequencies is None:
-        return z[:, None].astype(np.float64)
-    v = self.frequencies[m][k] * z[:, None]  # (values, k), float32 as in torch
-    e = np.matmul(np.concatenate([np.cos(v), np.sin(v)], -1).astype(np.float64), self.embed_weight[m][k])
-    e += self.embed_bias[m][k]
-    np.maximum(e, 0, out=e)
-    return e
-
-
-def _forward_coded(
-    self: Network,
-    hot: np.ndarray,  # (rows, categoricals) int64: each row's one-hot input column per categorical (n_onehot: none)
-    numbers: Sequence[tuple[np.ndarray, np.ndarray]],  # per number: its distinct standardised values (float32), each row's
-) -> np.ndarray:  # float32 probability per row, as `forward` gives it
-    "`forward` of coded rows: each number's embedding computed once per distinct value, the one-hot product as a sum of weight rows."
-    z, n = np.empty((self.members, len(hot))), self.n_onehot
-    for m in range(self.members):
-        W0 = self.weights[0][m]
-        onehot = np.concatenate([W0[:n], np.zeros((1, W0.shape[1]))])  # row n: a category never seen adds nothing
-        embedded = [self.embed_column(values, k, m) for k, (values, _) in enumerate(numbers)]
-        for i in range(0, len(hot), BLOCK_ROWS):
-            rows = slice(i, i + BLOCK_ROWS)
-            h = onehot[hot[rows, 0]]
-            for j in range(1, hot.shape[1]):
-                h += onehot[hot[rows, j]]
-            e = np.concatenate([E[at[rows]] for E, (_, at) in zip(embedded, numbers, strict=True)], 1)
-            h += np.matmul(e, W0[n:])
-            h += self.biases[0][m]
-            z[m, rows] = self.hidden(h, m)
-    return self.calibrate(z).astype(np.float32)
-
-
-Network.embed_column, Network.forward_coded = _embed_column, _forward_coded
-
-# %% ../nbs/04a_predict.ipynb #5913b7ab
+# %% ../nbs/04a_predict.ipynb #5223ca48
 JSON_LIMIT = 4 * 2**20  # most bytes read from the manifest, the encoder or the training profile (each a few KB)
 WEIGHTS_LIMIT = 256 * 2**20  # most bytes read from the weights (the trained ensemble is 1.4 MB)
 NAMED_FILES = {"weights": WEIGHTS_LIMIT, "encoder": JSON_LIMIT, "reference": JSON_LIMIT}  # manifest key → size limit
@@ -279,7 +42,7 @@ def model_version(
     body = {k: v for k, v in manifest.items() if k != "version"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
-
+# %% ../nbs/04a_predict.ipynb #10ac4e14
 def read_model_file(
     folder: Path,  # the model folder
     name,  # a file name as the manifest gives it
@@ -303,7 +66,7 @@ def read_model_file(
         raise ModelFilesError(f"{name} holds more than {limit:,} bytes, the most a model's {name} may hold")
     return data
 
-
+# %% ../nbs/04a_predict.ipynb #af81c89c
 def read_model_folder(
     folder,  # the model folder
     version: str | None = None,  # the version it must hold (None: any version its files hash to)
@@ -336,7 +99,6 @@ def read_model_folder(
             raise ModelFilesError(f"{name} hashes to {actual[:16]}… but {MANIFEST} records {str(digests[name])[:16]}…: "
                                   "a file was changed, or the files come from different runs (run `dvc checkout`)")
     return manifest, files
-
 
 # %% ../nbs/04a_predict.ipynb #7a54677b
 def check_model(
@@ -374,69 +136,9 @@ def check_model(
         problems.append(f"the threshold {threshold!r} is not strictly between 0 and 1")
     return problems
 
-# %% ../nbs/04a_predict.ipynb #9e8ded03
-class Predictor:
-    "A saved model ready to score records: encoder, numpy ensemble (calibrated) and threshold."
-
-    def __init__(self, encoder: Encoder, net: Network, manifest: dict):  # `seal_model` writes a manifest; `load` reads one
-        self.encoder, self.net, self.manifest = encoder, net, manifest
-        self.threshold, self.version = manifest["threshold"], manifest["version"]
-        self.baseline = manifest.get("baseline")  # the record explanations start from (`census_income.explain`)
-        problems = check_model(encoder, net, self.threshold)
-        if problems or not isinstance(self.version, str):
-            raise ModelFilesError("; ".join(problems or [f"the version {self.version!r} is not a content hash"]))
-
-    @classmethod
-    def load(
-        cls,
-        model_dir,  # the model folder
-        version: str | None = None,  # the version it must hold (the API's CENSUS_MODEL_VERSION); None: whatever it holds
-    ) -> Predictor:
-        "Load a model folder and make it prove itself: version (pinned, and of every file), structure, the known record's score."
-        d = Path(model_dir)
-        try:
-            manifest, files = read_model_folder(d, version)
-            weights, encoder = files["weights"], files["encoder"]
-            predictor = cls(Encoder(json.loads(encoder)), Network.load(weights, manifest["architecture"]), manifest)
-            predictor.check_known_record()
-            if predictor.baseline is not None:
-                try:  # a baseline the schema refuses cannot be explained against
-                    record_columns([predictor.baseline])
-                except ValueError as err:
-                    raise ModelFilesError(f"the baseline record in manifest.json is not a census record: {err}") from None
-            return predictor
-        except FileNotFoundError as err:
-            raise ModelFilesError(f"model file missing in {d}: {err.filename or err} "
-                                  "(build it with `make pipeline` or fetch it with `dvc pull`)") from None
-        except ModelFilesError as err:
-            raise ModelFilesError(f"model files in {d} are unusable: {err}") from None
-        except Exception as err:  # a corrupt file of any kind: say which folder and why
-            raise ModelFilesError(f"model files in {d} are unusable: {type(err).__name__}: {err}") from None
-
-    def check_known_record(self) -> None:
-        "Score the record stored in the manifest and compare with the probability stored beside it."
-        check = self.manifest.get("check")
-        if not isinstance(check, dict) or "record" not in check or "probability" not in check:
-            raise ModelFilesError("manifest.json has no known record to check the model with (retrain: `make pipeline`)")
-        p = self.predict_records([check["record"]])[0]["probability"]
-        if not abs(p - float(check["probability"])) <= 1e-6:
-            raise ModelFilesError(f"the known record scores {p:.6f}, not {check['probability']:.6f} as when it was saved")
-
-    def predict_proba(
-        self,
-        columns: Mapping[str, Sequence],  # column name → values, schema spelling, already validated
-    ) -> np.ndarray:  # probability of >50K per row
-        "Probabilities for rows given as columns (a dict of lists or a DataFrame)."
-        return self.net.forward(self.encoder.transform(columns))
-
-    def predict_coded(
-        self,
-        columns: Mapping[str, tuple[Sequence, np.ndarray]],  # column name → (distinct values, each row's position among them)
-    ) -> np.ndarray:  # probability of >50K per row, as `predict_proba` gives it
-        "Probabilities for validated rows given as each column's distinct values (as a file's block holds them): each value encoded once."
-        hot = np.stack([self.encoder.hot_columns(c, columns[c][0])[columns[c][1]] for c in CATEGORICAL], 1)
-        numbers = [(self.encoder.standardise(as_numbers(columns[c][0]), c).astype(np.float32), columns[c][1]) for c in CONTINUOUS]
-        return self.net.forward_coded(hot, numbers)
+# %% ../nbs/04a_predict.ipynb #8c450e9a
+class _Labels:
+    "A `Predictor`'s labels of probabilities, at its threshold."
 
     def labels(
         self,
@@ -461,6 +163,26 @@ class Predictor:
             raise ModelFilesError("the model gave a non-finite probability")
         return [{"prediction": c, "probability": v} for c, v in zip(self.labels(p), p.tolist(), strict=True)]
 
+# %% ../nbs/04a_predict.ipynb #37e1a356
+class _Scores:
+    "A `Predictor`'s probabilities of >50K: of columns, of columns as distinct values, of rows, of records it checks."
+
+    def predict_proba(
+        self,
+        columns: Mapping[str, Sequence],  # column name → values, schema spelling, already validated
+    ) -> np.ndarray:  # probability of >50K per row
+        "Probabilities for rows given as columns (a dict of lists or a DataFrame)."
+        return self.net.forward(self.encoder.transform(columns))
+
+    def predict_coded(
+        self,
+        columns: Mapping[str, tuple[Sequence, np.ndarray]],  # column name → (distinct values, each row's position among them)
+    ) -> np.ndarray:  # probability of >50K per row, as `predict_proba` gives it
+        "Probabilities for validated rows given as each column's distinct values (as a file's block holds them): each value encoded once."
+        hot = np.stack([self.encoder.hot_columns(c, columns[c][0])[columns[c][1]] for c in CATEGORICAL], 1)
+        numbers = [(self.encoder.standardise(as_numbers(columns[c][0]), c).astype(np.float32), columns[c][1]) for c in CONTINUOUS]
+        return self.net.forward_coded(hot, numbers)
+
     def predict_rows(
         self,
         rows: Sequence[Sequence],  # a few records, each its 14 values in `census_income.features.ROW_ORDER`
@@ -477,6 +199,62 @@ class Predictor:
         if len(records) <= FEW_ROWS:  # a few: the row path `/predict` takes (the column path costs 5 times more per call)
             return self.answers(self.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True))))
         return self.answers(self.predict_proba(columns))
+
+# %% ../nbs/04a_predict.ipynb #179963ea
+class _Proofs:
+    "What a loaded `Predictor` must prove beyond its files' hashes: its known record's score, a baseline of the schema."
+
+    def check_known_record(self) -> None:
+        "Score the record stored in the manifest and compare with the probability stored beside it."
+        check = self.manifest.get("check")
+        if not isinstance(check, dict) or "record" not in check or "probability" not in check:
+            raise ModelFilesError("manifest.json has no known record to check the model with (retrain: `make pipeline`)")
+        p = self.predict_records([check["record"]])[0]["probability"]
+        if not abs(p - float(check["probability"])) <= 1e-6:
+            raise ModelFilesError(f"the known record scores {p:.6f}, not {check['probability']:.6f} as when it was saved")
+
+    def check_baseline(self) -> None:
+        "A baseline record, if the manifest holds one, must be a census record (explanations start from it)."
+        if self.baseline is not None:
+            try:  # a baseline the schema refuses cannot be explained against
+                record_columns([self.baseline])
+            except ValueError as err:
+                raise ModelFilesError(f"the baseline record in manifest.json is not a census record: {err}") from None
+
+# %% ../nbs/04a_predict.ipynb #9e8ded03
+class Predictor(_Proofs, _Scores, _Labels):
+    "A saved model ready to score records: encoder, numpy ensemble (calibrated) and threshold."
+
+    def __init__(self, encoder: Encoder, net: Network, manifest: dict):  # `seal_model` writes a manifest; `load` reads one
+        self.encoder, self.net, self.manifest = encoder, net, manifest
+        self.threshold, self.version = manifest["threshold"], manifest["version"]
+        self.baseline = manifest.get("baseline")  # the record explanations start from (`census_income.explain`)
+        problems = check_model(encoder, net, self.threshold)
+        if problems or not isinstance(self.version, str):
+            raise ModelFilesError("; ".join(problems or [f"the version {self.version!r} is not a content hash"]))
+
+    @classmethod
+    def load(
+        cls,
+        model_dir,  # the model folder
+        version: str | None = None,  # the version it must hold (the API's CENSUS_MODEL_VERSION); None: whatever it holds
+    ) -> Predictor:
+        "Load a model folder and make it prove itself: version (pinned, and of every file), structure, the known record's score."
+        d = Path(model_dir)
+        try:
+            manifest, files = read_model_folder(d, version)
+            weights, encoder = files["weights"], files["encoder"]
+            predictor = cls(Encoder(json.loads(encoder)), Network.load(weights, manifest["architecture"]), manifest)
+            predictor.check_known_record()
+            predictor.check_baseline()
+            return predictor
+        except FileNotFoundError as err:
+            raise ModelFilesError(f"model file missing in {d}: {err.filename or err} "
+                                  "(build it with `make pipeline` or fetch it with `dvc pull`)") from None
+        except ModelFilesError as err:
+            raise ModelFilesError(f"model files in {d} are unusable: {err}") from None
+        except Exception as err:  # a corrupt file of any kind: say which folder and why
+            raise ModelFilesError(f"model files in {d} are unusable: {type(err).__name__}: {err}") from None
 
 # %% ../nbs/04a_predict.ipynb #c3d9e4f1
 def seal_model(

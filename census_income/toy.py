@@ -12,7 +12,8 @@ import numpy as np
 from safetensors.numpy import save as save_tensors
 
 from .features import Encoder
-from .predict import WEIGHTS, Network, Predictor, layer_name, seal_model, tensor_names, write_model_folder
+from .network import WEIGHTS, Network, layer_name, tensor_names
+from .predict import Predictor, seal_model, write_model_folder
 from .schema import CATEGORICAL, CATEGORIES, CLASSES, CONTINUOUS
 from .validation import EXAMPLE
 

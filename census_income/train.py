@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['train_ensemble', 'transfer_rows', 'student_params', 'train_student', 'package_model', 'save_model', 'fit_baselines',
-           'write_metrics', 'write_plots', 'measure_served', 'calibration_report', 'run_train']
+           'write_metrics', 'write_plots', 'measure_served', 'calibration_report', 'package_runs', 'compare_runs',
+           'write_history', 'run_train']
 
 # %% ../nbs/04_train.ipynb #757d85a1
 import json
@@ -26,7 +27,8 @@ from .features import Encoder, load_encoder
 from .metrics import (FLOAT_FORMAT, N_BINS, auc_gap, best_threshold, binary_metrics, curves, decide,
                                    fit_temperature, readable, reliability, sigmoid)
 from .model import ARCH, IncomeEnsemble, fit_folds, fit_mlp, predict_logits
-from .predict import WEIGHTS, Predictor, seal_model, write_model_folder
+from .network import WEIGHTS
+from .predict import Predictor, seal_model, write_model_folder
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS, FEATURES, LABEL, POSITIVE
 
 # %% ../nbs/04_train.ipynb #c3858f4f
@@ -61,7 +63,7 @@ def transfer_rows(
         out[c] = out[c].where(rng.random(n) >= swap, donor)
     return out
 
-
+# %% ../nbs/04_train.ipynb #86fa3b9d
 def student_params(
     hp: HyperParams,  # the tuned hyper-parameters (the ensemble members')
     cfg: TrainConfig,  # its `distill` section: the student's depth and width
@@ -69,7 +71,7 @@ def student_params(
     "The student's hyper-parameters: the tuned ones with the depth and width `train.distill` gives it."
     return HyperParams.model_validate(hp.model_dump() | {"depth": cfg.distill.depth, "hidden": cfg.distill.hidden})
 
-
+# %% ../nbs/04_train.ipynb #b3e87663
 def train_student(
     train: pd.DataFrame,  # the training split (typed rows with the label)
     encoder: Encoder,  # fitted on the training split
@@ -96,7 +98,6 @@ def train_student(
     return {"model": IncomeEnsemble([student], temperature), "histories": [history], "threshold": threshold, "hp": hp,
             "held_out": binary_metrics(y[held], p_cal, threshold),
             "held_out_before": binary_metrics(y[held], p_raw, best_threshold(y[held], p_raw))}
-
 
 # %% ../nbs/04_train.ipynb #04c252d6
 def package_model(
@@ -126,7 +127,7 @@ def package_model(
     })
     return {WEIGHTS: weights, **dict(files.values())}, served
 
-
+# %% ../nbs/04_train.ipynb #2a578ed4
 def save_model(
     out_dir,  # the model folder (paths.model_dir)
     files: dict[str, bytes],  # from `package_model`: file name → bytes
@@ -139,7 +140,6 @@ def save_model(
                 tmp.write_bytes(data)
 
     return write_model_folder(out_dir, manifest, files, write)
-
 
 # %% ../nbs/04_train.ipynb #23bf6b9f
 def fit_baselines(
@@ -215,7 +215,7 @@ def measure_served(
     p = served.predict_proba(test)
     return {"test": binary_metrics(y, p, run["threshold"]), "y": y, "p": p}
 
-
+# %% ../nbs/04_train.ipynb #08df0e38
 def calibration_report(
     served: Predictor,  # the served model
     run: dict,  # its training run: held-out metrics before and after its temperature (the student's)
@@ -230,7 +230,51 @@ def calibration_report(
             "test": {"before": binary_metrics(y, before, held["before"]["threshold"]), "after": measured["test"]},
             "reliability": {k: {c: v.tolist() for c, v in reliability(y, q).items()} for k, q in (("before", before), ("after", p))}}
 
+# %% ../nbs/04_train.ipynb #58f89baf
+def package_runs(
+    runs: dict,  # name → its training run (`train_ensemble`, `train_student`)
+    train: pd.DataFrame,  # the training split: its typical record is each model's baseline
+    cfg: TrainConfig,  # the settings that made the runs, recorded in each manifest
+    paths: dict,  # params.yaml's paths: the encoder and the training profile each model names
+) -> dict[str, tuple[dict[str, bytes], Predictor]]:  # name → `package_model` of its run
+    "Each run packaged as a model folder's files and the model as served, its manifest recording what made it."
+    made_by = cfg.model_dump(include={"n_folds", "max_epochs", "patience", "seed"}) | {"served": cfg.serve,
+                                                                                       "distill": cfg.distill.model_dump()}
+    return {name: package_model(r["model"], paths["encoder_json"], r["threshold"], r["hp"].model_dump() | made_by,
+                                typical_record(train), paths["reference_json"]) for name, r in runs.items()}
 
+# %% ../nbs/04_train.ipynb #243f6e62
+def compare_runs(
+    runs: dict,  # name → its training run
+    built: dict,  # name → its files and the model as served (`package_runs`)
+    measured: dict,  # name → `measure_served` of it
+    test: pd.DataFrame,  # the test split
+    cfg: TrainConfig,  # which run is served, and the bootstrap's settings
+) -> dict:  # the served run, each candidate's size and metrics, the first member's metrics, the ROC AUC gaps
+    "The candidates side by side, and the served one's ROC AUC gap to each other one (a paired bootstrap)."
+    served, m = built[cfg.serve][1], measured[cfg.serve]
+    first = sigmoid(built["ensemble"][1].net.member_logits(served.encoder.transform(test))[0])  # one member, as trained
+    candidates = {name: {"networks": built[name][1].net.members, "depth": r["hp"].depth, "hidden": r["hp"].hidden,
+                         "multiply_adds": built[name][1].net.multiply_adds,
+                         "epochs": [len(h) for h in r["histories"]], "test": measured[name]["test"], "held_out": r["held_out"]}
+                  for name, r in runs.items()}
+    return {"served": cfg.serve, "candidates": candidates,
+            "first_member": binary_metrics(m["y"], first, runs["ensemble"]["threshold"]),
+            "auc_gap": {name: auc_gap(m["y"], m["p"], measured[name]["p"], cfg.n_boot, cfg.seed, cfg.ci_level)
+                        for name in runs if name != cfg.serve}}
+
+# %% ../nbs/04_train.ipynb #11e4df0b
+def write_history(
+    runs: dict,  # the ensemble's and the student's training runs
+    out_dir,  # the metrics folder (paths.metrics_dir)
+) -> None:
+    "Every network's training curve, epoch by epoch, as `training_curve.csv` for `dvc plots`."
+    history = pd.concat([pd.DataFrame(h).assign(network=f"member {k}") for k, h in enumerate(runs["ensemble"]["histories"])]
+                        + [pd.DataFrame(runs["student"]["histories"][0]).assign(network="student")])
+    history[["network", "epoch", "train_loss", "dev_loss", "dev_auc"]].to_csv(
+        Path(out_dir, "training_curve.csv"), index=False, float_format=FLOAT_FORMAT)
+
+# %% ../nbs/04_train.ipynb #43c501c8
 def run_train(
     params: dict,  # params.yaml as `census_income.config.load_params` returns it
 ) -> dict:  # params used, epochs, seconds, test/held-out/baseline metrics, calibration, candidates, gaps, histories, manifest
@@ -243,22 +287,11 @@ def run_train(
     runs = {"ensemble": train_ensemble(train, encoder, hp, cfg, progress=False)}
     runs["student"] = train_student(train, encoder, hp, cfg, runs["ensemble"], progress=False)
     seconds = time.perf_counter() - started
-    made_by = cfg.model_dump(include={"n_folds", "max_epochs", "patience", "seed"}) | {"served": cfg.serve,
-                                                                                       "distill": cfg.distill.model_dump()}
-    built = {name: package_model(r["model"], paths["encoder_json"], r["threshold"], r["hp"].model_dump() | made_by,
-                                 typical_record(train), paths["reference_json"]) for name, r in runs.items()}
+    built = package_runs(runs, train, cfg, paths)
     measured = {name: measure_served(built[name][1], r, test) for name, r in runs.items()}
     run, (files, served), m = runs[cfg.serve], built[cfg.serve], measured[cfg.serve]
     calibration = calibration_report(served, run, test, m)
-    first = sigmoid(built["ensemble"][1].net.member_logits(served.encoder.transform(test))[0])  # one member, as trained
-    candidates = {name: {"networks": built[name][1].net.members, "depth": r["hp"].depth, "hidden": r["hp"].hidden,
-                         "multiply_adds": built[name][1].net.multiply_adds,
-                         "epochs": [len(h) for h in r["histories"]], "test": measured[name]["test"], "held_out": r["held_out"]}
-                  for name, r in runs.items()}
-    comparison = {"served": cfg.serve, "candidates": candidates,
-                  "first_member": binary_metrics(m["y"], first, runs["ensemble"]["threshold"]),
-                  "auc_gap": {name: auc_gap(m["y"], m["p"], measured[name]["p"], cfg.n_boot, cfg.seed, cfg.ci_level)
-                              for name in runs if name != cfg.serve}}
+    comparison = compare_runs(runs, built, measured, test, cfg)
     baselines = {}
     if cfg.baselines:
         fitted = fit_baselines(train, test, runs["ensemble"]["folds"], encoder, cfg.seed)
@@ -268,18 +301,14 @@ def run_train(
     importance = {"metric": "roc_auc drop", "repeats": cfg.importance_repeats, "ci_level": cfg.ci_level,
                   "attributes": permutation_importance(served.predict_proba, test, m["y"], cfg.importance_repeats,
                                                        cfg.seed, cfg.ci_level)}
-    epochs = candidates[cfg.serve]["epochs"]
+    epochs = comparison["candidates"][cfg.serve]["epochs"]
     manifest = served.manifest | {"metrics": readable({"test": m["test"], "held_out": run["held_out"], "epochs": epochs}) |
                                   {"test_scores": score_counts(m["p"], run["threshold"], m["y"])}}  # for batch jobs' CBPE
     manifest = save_model(paths["model_dir"], files, manifest).manifest  # its version now covers the metrics too
     w = write_metrics(paths["metrics_dir"], test=m["test"], dev=run["held_out"], baselines=baselines,
                       calibration=calibration, comparison=comparison, importance=importance)
-    history = pd.concat([pd.DataFrame(h).assign(network=f"member {k}") for k, h in enumerate(runs["ensemble"]["histories"])]
-                        + [pd.DataFrame(runs["student"]["histories"][0]).assign(network="student")])
-    history[["network", "epoch", "train_loss", "dev_loss", "dev_auc"]].to_csv(
-        Path(paths["metrics_dir"], "training_curve.csv"), index=False, float_format=FLOAT_FORMAT)
+    write_history(runs, paths["metrics_dir"])
     write_plots(Path(paths["metrics_dir"], "plots"), m["y"], m["p"], run["threshold"], calibration["reliability"]["after"])
     return {"params": runs[cfg.serve]["hp"].model_dump(), "epochs": epochs, "seconds": seconds, "test": w["test"], "dev": w["dev"],
             "baselines": w["baselines"], "calibration": w["calibration"], "comparison": w["comparison"],
             "importance": w["importance"], "histories": {name: r["histories"] for name, r in runs.items()}, "manifest": manifest}
-

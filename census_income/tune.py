@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['WORKER_OPTIONS', 'open_storage', 'load_study', 'suggest_params', 'make_objective', 'SearchTimeout', 'run_study',
-           'best_params', 'storage_url', 'plot_history', 'search', 'run_tune', 'worker_main']
+           'best_params', 'storage_url', 'plot_history', 'search', 'run_tune', 'worker_main', 'worker_parser',
+           'worker_params', 'storage_refusal']
 
 # %% ../nbs/03_tune.ipynb #0916ca58
 import json
@@ -189,37 +190,21 @@ def run_tune(
     plt.close(fig)
     return result | {"study": study}
 
-# %% ../nbs/03_tune.ipynb #0240bc8c
-WORKER_OPTIONS = {"storage": "--storage", "n_trials": "--n-trials"}  # the tune section's keys a worker's options override
-
-
+# %% ../nbs/03_tune.ipynb #ed05782a
 def worker_main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 2 refused, 1 failed (one line on stderr)
     "`census-tune-worker [--params FILE] [--storage URL] [--n-trials N]`: add trials to the shared study."
-    import argparse
     import sys
 
-    from pydantic import ValidationError
-
-    from census_income.config import ParamsError, load_params  # not from the pipeline (it loads this module)
+    from census_income.config import ParamsError  # not from the pipeline (it loads this module)
     from census_income.cpu import exec_pinned
 
-    ap = argparse.ArgumentParser(prog="census-tune-worker", description=worker_main.__doc__)
-    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
-    ap.add_argument("--storage", help="Optuna storage URL shared by the workers (default: tune.storage)")
-    ap.add_argument("--n-trials", type=int, help="trials in the whole study (default: tune.n_trials)")
-    args = ap.parse_args(argv)
+    args = worker_parser().parse_args(argv)
     if argv is None:  # as a command: start again on the pinned CPU kernels (census_income.cpu) before any work
         exec_pinned([sys.executable, *sys.orig_argv[1:]])
-    options = {k: v for k in WORKER_OPTIONS if (v := getattr(args, k)) is not None}
     try:
-        params = load_params(args.params)
-        params["tune"] |= TuneConfig.model_validate(params["tune"] | options).model_dump(include=set(options))
+        params = worker_params(args)
     except ParamsError as err:
         sys.stderr.write(f"census-tune-worker: {err}\n")
-        return 2
-    except ValidationError as err:  # an option, checked by the tune section's own model: one line naming it
-        e = err.errors(include_url=False)[0]
-        sys.stderr.write(f"census-tune-worker: {WORKER_OPTIONS[e['loc'][0]]} {e['input']}: {e['msg'].removeprefix('Value error, ')}\n")
         return 2
     missing = [params["paths"][k] for k in ("train_csv", "encoder_json") if not Path(params["paths"][k]).is_file()]
     if missing:  # checked before the study is opened: nothing is created in a storage for a worker that cannot work
@@ -231,14 +216,54 @@ def worker_main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 2
     except SearchTimeout as err:
         sys.stderr.write(f"census-tune-worker: {err}\n")
         return 1
-    except Exception as err:  # a storage it cannot open or reach (a driver missing, a path it cannot write): one line
-        import re
-
-        where = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", params["tune"]["storage"]) or params["paths"]["optuna_db"]  # no password
-        text = " ".join(str(err).split()).replace(params["tune"]["storage"] or "\0", where)
-        sys.stderr.write(f"census-tune-worker: the study at {where} cannot be used: {type(err).__name__}: {text[:300]}\n")
+    except Exception as err:  # a storage it cannot open or reach: one line
+        sys.stderr.write(f"census-tune-worker: {storage_refusal(params, err)}\n")
         return 1
     best = best_params(study)
     sys.stderr.write(f"study {params['tune']['study_name']}: {best['n_trials']} finished, {best['n_pruned']} pruned; "
                      f"best dev ROC AUC {best['dev_auc']:.4f} (trial {best['trial']})\n")
     return 0
+
+# %% ../nbs/03_tune.ipynb #0240bc8c
+WORKER_OPTIONS = {"storage": "--storage", "n_trials": "--n-trials"}  # the tune section's keys a worker's options override
+
+
+def worker_parser():  # an `argparse.ArgumentParser`
+    "The options of `census-tune-worker`: the params file, and the tune section's keys a worker may override."
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="census-tune-worker", description=worker_main.__doc__)
+    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    ap.add_argument("--storage", help="Optuna storage URL shared by the workers (default: tune.storage)")
+    ap.add_argument("--n-trials", type=int, help="trials in the whole study (default: tune.n_trials)")
+    return ap
+
+# %% ../nbs/03_tune.ipynb #5daf3c8d
+def worker_params(
+    args,  # the worker's parsed options (`worker_parser`)
+) -> dict:  # params.yaml with the options applied; a `ParamsError` says in one line what is wrong
+    "The params a worker runs with: its params file, each option checked by the tune section's own model."
+    from pydantic import ValidationError
+
+    from census_income.config import ParamsError, load_params  # not from the pipeline (it loads this module)
+
+    options = {k: v for k in WORKER_OPTIONS if (v := getattr(args, k)) is not None}
+    try:
+        params = load_params(args.params)
+        params["tune"] |= TuneConfig.model_validate(params["tune"] | options).model_dump(include=set(options))
+    except ValidationError as err:  # an option, checked by the tune section's own model: one line naming it
+        e = err.errors(include_url=False)[0]
+        raise ParamsError(f"{WORKER_OPTIONS[e['loc'][0]]} {e['input']}: {e['msg'].removeprefix('Value error, ')}") from None
+    return params
+
+# %% ../nbs/03_tune.ipynb #d6c375b3
+def storage_refusal(
+    params: dict,  # the worker's params: tune.storage, paths.optuna_db
+    err: Exception,  # what opening the study raised
+) -> str:  # one line, the storage's password masked
+    "Why a worker cannot use the study's storage (a driver missing, a path it cannot write, a server it cannot reach)."
+    import re
+
+    where = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", params["tune"]["storage"]) or params["paths"]["optuna_db"]  # no password
+    text = " ".join(str(err).split()).replace(params["tune"]["storage"] or "\0", where)
+    return f"the study at {where} cannot be used: {type(err).__name__}: {text[:300]}"

@@ -51,9 +51,9 @@ def exit_report(proc: subprocess.Popen, what: str = "process", tail: int = 30) -
 
 
 def assert_same_answers(got, want, threshold: float, got_labels=None, want_labels=None, what: str = "") -> None:
-    """The guarantee of `census_income.predict.forward`, and no more: probabilities within `TOLERANCE` wherever a
+    """The guarantee of `census_income.network.Network.forward`, and no more: probabilities within `TOLERANCE` wherever a
     record is scored, and the same label unless the probability lies within `TOLERANCE` of the threshold."""
-    from census_income.predict import TOLERANCE
+    from census_income.network import TOLERANCE
 
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape, (got.shape, want.shape, what)

@@ -12,8 +12,8 @@ from census_income.batch_outputs import read_done
 from census_income.clean import CensusDataError
 from census_income.drift import ALARM_STATUS, shifted
 from census_income.fileio import read_clean
+from census_income.network import ModelFilesError
 from census_income.pipeline import load_params
-from census_income.predict import ModelFilesError
 
 from .conftest import ROOT, VENV_BIN, tool_env
 

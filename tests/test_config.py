@@ -128,8 +128,8 @@ def test_the_tune_workers_options_are_checked_by_the_tune_sections_model(tmp_pat
 
 
 def test_dvc_yaml_names_the_model_files_as_the_predictor_does():
-    "The model folder's file names have one home (census_income.predict); dvc.yaml's outputs must use the same."
-    from census_income.predict import MANIFEST, WEIGHTS
+    "The model folder's file names have one home (census_income.network); dvc.yaml's outputs must use the same."
+    from census_income.network import MANIFEST, WEIGHTS
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     outs = {next(iter(o)) for o in stages["train"]["outs"]}

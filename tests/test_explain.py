@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from census_income.explain import attribute_columns, integrated_gradients
-from census_income.predict import Network
+from census_income.network import Network
 from census_income.toy import toy_encoder, toy_network
 from census_income.validation import EXAMPLE, record_columns
 

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from census_income.predict import TOLERANCE
+from census_income.network import TOLERANCE
 from tests.conftest import ROOT, tool_env
 
 KERNELS = ["Prescott", "Nehalem", "Sandybridge", "Haswell", "SkylakeX", "Zen"]
@@ -26,7 +26,7 @@ PROBE = r"""
 import json, sys
 import numpy as np
 from threadpoolctl import threadpool_limits
-from census_income.predict import BLOCK_ROWS, FEW_ROWS
+from census_income.network import BLOCK_ROWS, FEW_ROWS
 from census_income.schema import CATEGORICAL, CATEGORIES, CONTINUOUS
 from census_income.toy import toy_encoder, toy_network
 from tests.conftest import openblas_kernel

@@ -19,18 +19,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from census_income.features import Encoder
-from census_income.predict import (
-    JSON_LIMIT,
-    MANIFEST,
-    WEIGHTS,
-    WEIGHTS_LIMIT,
-    ModelFilesError,
-    Network,
-    Predictor,
-    file_digest,
-    layer_name,
-    model_version,
-)
+from census_income.network import MANIFEST, WEIGHTS, ModelFilesError, Network, layer_name
+from census_income.predict import JSON_LIMIT, WEIGHTS_LIMIT, Predictor, file_digest, model_version
 from census_income.validation import EXAMPLE
 from tests.conftest import ROOT, tool_env
 

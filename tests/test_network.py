@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save
 
 from census_income.model import IncomeEnsemble, IncomeMLP, predict_proba
-from census_income.predict import Network, tensor_names
+from census_income.network import Network, tensor_names
 from census_income.schema import CONTINUOUS
 from census_income.toy import toy_encoder
 

@@ -15,7 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from census_income.predict import MANIFEST, Predictor, model_version
+from census_income.network import MANIFEST
+from census_income.predict import Predictor, model_version
 from census_income.serving.settings import SettingsError, read_settings
 from census_income.toy import toy_model_folder
 from tests.api.conftest import free_port, start_uvicorn, wait_ready

@@ -5,7 +5,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from census_income.predict import ModelFilesError, Predictor
+from census_income.network import ModelFilesError
+from census_income.predict import Predictor
 from census_income.serving.scoring import ServingModel
 from census_income.serving.settings import Settings
 from census_income.validation import EXAMPLE, Record

@@ -19,7 +19,8 @@ from pathlib import Path
 from pydantic_core import to_json
 
 from ..features import ROW_ORDER
-from ..predict import FEW_ROWS, ModelFilesError, Predictor
+from ..network import FEW_ROWS, ModelFilesError
+from ..predict import Predictor
 from .scoring import ROW_VALUES
 from .settings import Settings, SettingsError
 from ..validation import cut

@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..features import ROW_ORDER
-from ..predict import FEW_ROWS
+from ..network import FEW_ROWS
 from ..schema import FEATURES
 from .body import read_body
 from .deps import answer_counter, get_model

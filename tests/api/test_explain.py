@@ -87,7 +87,7 @@ def test_a_tampered_baseline_is_refused(model_dir, tmp_path):
     import json
     import shutil
 
-    from census_income.predict import ModelFilesError
+    from census_income.network import ModelFilesError
 
     d = tmp_path / "model"
     shutil.copytree(model_dir, d)

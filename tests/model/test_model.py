@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from census_income.config import HYPER_PARAMS
 from census_income.metrics import readable
 from census_income.model import ARCH, IncomeEnsemble, IncomeMLP, predict_proba
-from census_income.predict import ModelFilesError, Predictor, predict
+from census_income.network import ModelFilesError
+from census_income.predict import Predictor, predict
 from census_income.schema import CATEGORIES, FEATURES, LABEL
 from census_income.validation import RecordError, category_error, range_error
 
