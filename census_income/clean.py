@@ -140,7 +140,68 @@ def _as_text(table: pa.Table, lines: np.ndarray, first_line: int) -> tuple[pa.Ta
                      for n in table.column_names})
     return text, lines, rejects
 
-# %% ../nbs/01_clean.ipynb #ff18b928
+# %% ../nbs/01_clean.ipynb #487067dc
+def _line_lengths(block: bytes) -> np.ndarray:
+    "The length of each line of a block of whole lines, without its newline."
+    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+    return np.diff(np.concatenate([[-1], ends])) - 1
+
+
+def _blank_lines(block: bytes, lines: np.ndarray) -> np.ndarray:
+    "Which of the given block-relative lines are empty (or hold only a carriage return)."
+    return _line_lengths(block)[lines] <= 1 if len(lines) else np.zeros(0, bool)
+
+
+def _drop_overlong(block: bytes, first_line: int) -> tuple[bytes, list[dict]]:
+    "The block with every line longer than MAX_LINE_BYTES emptied (so it reads as blank), and a reject for each."
+    long = np.flatnonzero(_line_lengths(block) > MAX_LINE_BYTES)
+    if not len(long):
+        return block, []
+    lines = block.split(b"\n")
+    rejects = [{"line": first_line + int(i), "reason": f"the line is longer than {MAX_LINE_BYTES} bytes",
+                "row": lines[i][:200].decode("utf-8", "replace") + "..."} for i in long]
+    for i in long:
+        lines[i] = b""
+    return b"\n".join(lines), rejects
+
+# %% ../nbs/01_clean.ipynb #9ed8ceae
+def _drop_unreadable(block: bytes, first_line: int, n_fields: int) -> tuple[bytes, list[dict]]:
+    "The block with each line the CSV parser cannot take alone emptied (it then reads as blank), and a reject for each."
+    data = np.frombuffer(block, np.uint8)
+    cr = np.flatnonzero(data == 13)
+    stray = cr[data[cr + 1] != 10]  # a line ends with "\n" or "\r\n" only (a block ends with "\n")
+    ends = np.flatnonzero(data == 10) if len(stray) else stray
+    reasons = {int(i): "a carriage return (\\r) inside the line: end each row with one line end (\\n or \\r\\n)"
+               for i in np.searchsorted(ends, stray)}
+    if not is_utf8(block):  # rare: a line that is not UTF-8 and has the wrong number of fields stops the parser
+        for i, line in enumerate(block.split(b"\n")[:-1]):
+            if i not in reasons and not is_utf8(line) and line.count(b",") + 1 != n_fields:
+                reasons[i] = f"expected {n_fields} fields, found {line.count(b',') + 1} (and bytes that are not UTF-8)"
+    if not reasons:
+        return block, []
+    lines = block.split(b"\n")
+    rejects = [{"line": first_line + i, "reason": reason, "row": lines[i][:2000].decode("utf-8", "replace").replace("\r", "\\r")}
+               for i, reason in sorted(reasons.items())]
+    for i in reasons:
+        lines[i] = b""
+    return b"\n".join(lines), rejects
+
+# %% ../nbs/01_clean.ipynb #d2b93e41
+def _parse_text(block: bytes, header: list[str]) -> tuple[pa.Table, np.ndarray, list[dict]]:
+    "`_parse_block` as text, where every byte is UTF-8 (nearly always: one pass); else as bytes, for `_as_text` to find the rows."
+    try:
+        return _parse_block(block, header, pa.string())
+    except pa.ArrowInvalid as err:
+        if "invalid UTF8" not in str(err):
+            raise
+        return _parse_block(block, header, pa.binary())
+
+
+def _no_rows(header: Sequence[str]) -> pa.Table:
+    "A table of text without rows."
+    return pa.table({c: pa.array([], pa.string()) for c in header})
+
+# %% ../nbs/01_clean.ipynb #558767f4
 def read_tables(
     source,  # path of a census CSV, or a binary file object
     required: Sequence[str],  # columns the file must have
@@ -173,45 +234,7 @@ def read_tables(
             rejects = [r | {"line": first_line + r["line"]} for r in malformed] + not_utf8 + overlong
             yield text, first_line + lines, sorted(rejects, key=lambda r: r["line"])
 
-
-def _drop_unreadable(block: bytes, first_line: int, n_fields: int) -> tuple[bytes, list[dict]]:
-    "The block with each line the CSV parser cannot take alone emptied (it then reads as blank), and a reject for each."
-    data = np.frombuffer(block, np.uint8)
-    cr = np.flatnonzero(data == 13)
-    stray = cr[data[cr + 1] != 10]  # a line ends with "\n" or "\r\n" only (a block ends with "\n")
-    ends = np.flatnonzero(data == 10) if len(stray) else stray
-    reasons = {int(i): "a carriage return (\\r) inside the line: end each row with one line end (\\n or \\r\\n)"
-               for i in np.searchsorted(ends, stray)}
-    if not is_utf8(block):  # rare: a line that is not UTF-8 and has the wrong number of fields stops the parser
-        for i, line in enumerate(block.split(b"\n")[:-1]):
-            if i not in reasons and not is_utf8(line) and line.count(b",") + 1 != n_fields:
-                reasons[i] = f"expected {n_fields} fields, found {line.count(b',') + 1} (and bytes that are not UTF-8)"
-    if not reasons:
-        return block, []
-    lines = block.split(b"\n")
-    rejects = [{"line": first_line + i, "reason": reason, "row": lines[i][:2000].decode("utf-8", "replace").replace("\r", "\\r")}
-               for i, reason in sorted(reasons.items())]
-    for i in reasons:
-        lines[i] = b""
-    return b"\n".join(lines), rejects
-
-
-
-def _parse_text(block: bytes, header: list[str]) -> tuple[pa.Table, np.ndarray, list[dict]]:
-    "`_parse_block` as text, where every byte is UTF-8 (nearly always: one pass); else as bytes, for `_as_text` to find the rows."
-    try:
-        return _parse_block(block, header, pa.string())
-    except pa.ArrowInvalid as err:
-        if "invalid UTF8" not in str(err):
-            raise
-        return _parse_block(block, header, pa.binary())
-
-
-def _no_rows(header: Sequence[str]) -> pa.Table:
-    "A table of text without rows."
-    return pa.table({c: pa.array([], pa.string()) for c in header})
-
-
+# %% ../nbs/01_clean.ipynb #c638a7bf
 def read_blocks(
     source,  # path of a census CSV, or a binary file object
     required: Sequence[str],  # columns the file must have
@@ -223,30 +246,6 @@ def read_blocks(
         frame = text.to_pandas(types_mapper=None).astype(object)
         frame.index = pd.Index(lines, name="line")
         yield frame, rejects
-
-
-def _line_lengths(block: bytes) -> np.ndarray:
-    "The length of each line of a block of whole lines, without its newline."
-    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
-    return np.diff(np.concatenate([[-1], ends])) - 1
-
-
-def _blank_lines(block: bytes, lines: np.ndarray) -> np.ndarray:
-    "Which of the given block-relative lines are empty (or hold only a carriage return)."
-    return _line_lengths(block)[lines] <= 1 if len(lines) else np.zeros(0, bool)
-
-
-def _drop_overlong(block: bytes, first_line: int) -> tuple[bytes, list[dict]]:
-    "The block with every line longer than MAX_LINE_BYTES emptied (so it reads as blank), and a reject for each."
-    long = np.flatnonzero(_line_lengths(block) > MAX_LINE_BYTES)
-    if not len(long):
-        return block, []
-    lines = block.split(b"\n")
-    rejects = [{"line": first_line + int(i), "reason": f"the line is longer than {MAX_LINE_BYTES} bytes",
-                "row": lines[i][:200].decode("utf-8", "replace") + "..."} for i in long]
-    for i in long:
-        lines[i] = b""
-    return b"\n".join(lines), rejects
 
 # %% ../nbs/01_clean.ipynb #35e3458e
 def read_census(

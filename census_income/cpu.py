@@ -88,7 +88,7 @@ def pinned_environ(
         env[NUMPY] = " ".join(dict.fromkeys([*environ.get(NUMPY, "").split(), *off]))
     return env, None
 
-# %% ../nbs/00e_cpu.ipynb #cc30f448
+# %% ../nbs/00e_cpu.ipynb #3b2a02d7
 def exec_pinned(
     argv: list[str],  # the command to start again (e.g. sys.orig_argv)
     environ: Mapping[str, str] | None = None,  # the environment to start it in, before the pins (default: os.environ)
@@ -113,7 +113,7 @@ def pin_torch(
     environ.update({k: v for k, v in env.items() if k != NUMPY})
     return note
 
-
+# %% ../nbs/00e_cpu.ipynb #9416641a
 def unpinned(
     torch_capability: str | None,  # `torch.backends.cpu.get_cpu_capability()` (None: torch not used)
     environ: Mapping[str, str] | None = None,  # the environment (default: os.environ)

@@ -17,12 +17,12 @@ from .schema import CATEGORICAL, CONTINUOUS, MISSING
 # %% auto #0
 __all__ = ['ROW_ORDER', 'Encoder', 'save_encoder', 'load_encoder']
 
-# %% ../nbs/01a_features.ipynb #138ee543
+# %% ../nbs/01a_features.ipynb #bbf2141a
 ROW_ORDER: tuple[str, ...] = CATEGORICAL + CONTINUOUS  # the order of a record's values for `Encoder.encode_rows`
 
 
-class Encoder:
-    "Fitted feature encoder: JSON state in, float32 model input out."
+class _EncoderState:
+    "An encoder's fitted state: its categories, its numbers' mean and scale, its label classes, its input columns."
 
     def __init__(self, state: dict):  # as `Encoder.state` holds it (or `model/encoder.json`)
         self.state = state
@@ -45,6 +45,22 @@ class Encoder:
             lut[None] = lut[MISSING]
         return lut
 
+    def check(self) -> list[str]:  # what makes the state unusable; empty when it is sound
+        "A state to refuse: a non-finite mean, or a scale that is not a positive number."
+        if np.isfinite(self.mean).all() and np.isfinite(self.scale).all() and (self.scale > 0).all():
+            return []
+        return ["encoder.json holds a non-finite mean, or a scale that is not a positive number"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        "Names of the model's input columns, in order."
+        names = [f"{c}={v}" for c in CATEGORICAL for v in self.categories[c]]
+        return names + [f"{c}:z" for c in CONTINUOUS]
+
+# %% ../nbs/01a_features.ipynb #0d77c6b1
+class _EncoderColumns(_EncoderState):
+    "One column at a time: its numbers standardised, its categories' one-hot positions, the label binarised."
+
     def _dense(self, x: np.ndarray, out: np.ndarray) -> None:
         "Fill the standardised numbers of `out` from raw numbers `x` (n, 6)."
         out[:, self.n_onehot:] = self.standardise(x)
@@ -66,6 +82,21 @@ class Encoder:
         "Where each value of a categorical column sets its one: the one-hot encoding as positions."
         lut = self._hot[CATEGORICAL.index(col)]
         return np.fromiter((lut.get(v, self.n_onehot) for v in values), np.int64, len(values))
+
+    def encode_label(
+        self,
+        labels: Sequence[str],  # values of the label column
+    ) -> np.ndarray:  # 1 for the positive class, 0 for the negative, as float32
+        "Binarise the label the way the fitted label binarizer does."
+        y = np.asarray(labels)
+        unknown = set(np.unique(y)) - set(self.classes)
+        if unknown:
+            raise ValueError(f"unknown label value(s) {sorted(unknown)}; expected {self.classes}")
+        return (y == self.classes[1]).astype(np.float32)
+
+# %% ../nbs/01a_features.ipynb #07927639
+class Encoder(_EncoderColumns):
+    "Fitted feature encoder: JSON state in, float32 model input out."
 
     def transform(
         self,
@@ -92,29 +123,6 @@ class Encoder:
         out.reshape(-1)[hot] = 1.0
         self._dense(np.array([row[len(CATEGORICAL):] for row in rows], dtype=np.float64).reshape(-1, len(CONTINUOUS)), out)
         return out
-
-    def check(self) -> list[str]:  # what makes the state unusable; empty when it is sound
-        "A state to refuse: a non-finite mean, or a scale that is not a positive number."
-        if np.isfinite(self.mean).all() and np.isfinite(self.scale).all() and (self.scale > 0).all():
-            return []
-        return ["encoder.json holds a non-finite mean, or a scale that is not a positive number"]
-
-    @property
-    def feature_names(self) -> list[str]:
-        "Names of the model's input columns, in order."
-        names = [f"{c}={v}" for c in CATEGORICAL for v in self.categories[c]]
-        return names + [f"{c}:z" for c in CONTINUOUS]
-
-    def encode_label(
-        self,
-        labels: Sequence[str],  # values of the label column
-    ) -> np.ndarray:  # 1 for the positive class, 0 for the negative, as float32
-        "Binarise the label the way the fitted label binarizer does."
-        y = np.asarray(labels)
-        unknown = set(np.unique(y)) - set(self.classes)
-        if unknown:
-            raise ValueError(f"unknown label value(s) {sorted(unknown)}; expected {self.classes}")
-        return (y == self.classes[1]).astype(np.float32)
 
 # %% ../nbs/01a_features.ipynb #2ae27eab
 def save_encoder(

@@ -22,8 +22,7 @@ from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, 
 # %% auto #0
 __all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'cut', 'show_value', 'category_error',
            'range_error', 'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'is_utf8', 'as_numbers',
-           'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'Record', 'validated_columns',
-           'error_field', 'describe_error']
+           'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'Record', 'validated_columns']
 
 # %% ../nbs/00a_validation.ipynb #8343b9af
 @dataclass(frozen=True)
@@ -364,54 +363,3 @@ def validated_columns(
     "Records already validated, as columns, without checking them a second time."
     rows = [_none_for_missing([r[a] for a in ATTRIBUTES]) for r in records]
     return {c: list(v) for c, v in zip(FEATURES, zip(*rows, strict=True), strict=True)} if rows else {c: [] for c in FEATURES}
-
-# %% ../nbs/00a_validation.ipynb #e34e34c7
-_BROKEN = {  # pydantic's error type on a field → the wording of the rule it broke (the same words the column checks use)
-    "literal_error": category_error,
-    "greater_than_equal": range_error, "less_than_equal": range_error,
-    "float_type": whole_error, "int_from_float": whole_error, "finite_number": whole_error, "float_parsing": whole_error,
-}
-
-
-def _message(field: str | None, kind: str, err: dict, in_batch: bool) -> str:
-    "The message of one pydantic error, in this module's wording."
-    col = canonical_name(field) if field else None
-    if kind == "missing" or (kind in _BROKEN and err.get("input") is None):  # null where a value is required
-        return missing_error(field)
-    if col in RULES and kind in _BROKEN:
-        return _BROKEN[kind](field, err.get("input"))
-    if kind == "extra_forbidden" and col in FEATURES:  # the alias and the attribute name in one record
-        return twice_error(col, col, field)
-    if kind == "extra_forbidden":
-        return unknown_field_error(field)
-    if field is None and kind == "too_long":
-        limit = err.get("ctx", {}).get("max_length")
-        return f"the batch has more than {limit} records; send 1 to {limit} per request (CENSUS_MAX_BATCH sets the limit)"
-    if field is None and kind == "too_short":
-        return "the batch is empty; send at least one record"
-    if kind == "json_invalid":
-        return f"the body is not valid JSON ({err.get('ctx', {}).get('error', err['msg'])})"
-    if field is None and kind in ("model_type", "model_attributes_type", "dict_type"):
-        return ("must be a JSON object with the 14 census fields (see /docs)" if in_batch else
-                "the body must be one record: a JSON object with the 14 census fields (see /docs)")
-    if field is None and kind == "list_type":
-        return "the body must be a JSON list of records (see /docs)"
-    return f"{field}: {err['msg']}" if field else err["msg"]
-
-# %% ../nbs/00a_validation.ipynb #d0acf302
-def error_field(
-    err: dict,  # one error from pydantic's `ValidationError.errors()` (its loc may start with "body")
-) -> str | None:  # the field it is about, as the client named it; None for the record or the list itself
-    "Which field an error is about: the last name in its location."
-    return next((p for p in reversed(err.get("loc", ())) if isinstance(p, str) and p != "body"), None)
-
-
-def describe_error(
-    err: dict,  # one error from pydantic's `ValidationError.errors()`
-) -> dict:  # {"loc", "msg", "type"} with a message naming the field
-    "Rewrite one validation error so that it says which field is wrong and what is allowed."
-    loc, kind = [p for p in err["loc"] if p != "body"], err["type"]
-    field = error_field(err)
-    in_batch = bool(loc) and isinstance(loc[0], int)
-    msg = _message(field, kind, err, in_batch)
-    return {"loc": ["body", *loc], "msg": f"record {loc[0]}: {msg}" if in_batch else msg, "type": kind}

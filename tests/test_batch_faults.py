@@ -27,10 +27,11 @@ from census_income.drift import ALARM_STATUS
 from census_income.explain import explain
 from census_income.fileio import atomic_file
 from census_income.predict import Predictor
+from census_income.pydantic_errors import describe_error
 from census_income.reference import fit_reference, load_reference, save_reference
 from census_income.schema import CATEGORICAL, CATEGORIES, FEATURES, RANGES
 from census_income.toy import toy_model_folder
-from census_income.validation import EXAMPLE, Record, RecordError, category_error, describe_error, whole_error
+from census_income.validation import EXAMPLE, Record, RecordError, category_error, whole_error
 
 from .conftest import ROOT, tool_env
 from .test_csv_faults import GOOD, HEADER, OTHER

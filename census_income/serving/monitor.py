@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 from ..schema import canonical_name
-from ..validation import error_field
+from ..pydantic_errors import error_field
 
 # %% auto #0
 __all__ = ['REQUEST_ID', 'LATENCY_BUCKETS', 'new_request_id', 'request_log', 'series_text', 'histogram_lines', 'rejection_tally',

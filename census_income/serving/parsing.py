@@ -13,10 +13,11 @@ from typing import Annotated
 from fastapi.exceptions import RequestValidationError
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 
+from ..pydantic_errors import describe_error
 from ..schema import FEATURES, canonical_name
 from .monitor import rejection_tally
 from .shape import JSON_CHECK, is_json, list_items, nested_values, record_pairs
-from ..validation import Record, RecordRow, cut, describe_error
+from ..validation import Record, RecordRow, cut
 
 # %% auto #0
 __all__ = ['ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'MAX_FIELDS', 'MAX_NESTED', 'error_detail',
