@@ -36,3 +36,45 @@ def test_every_command_named_is_installed():
     scripts = set(re.findall(r"(census-[a-z-]+)=", (ROOT / "settings.ini").read_text()))
     named = set(re.findall(r"`(census-(?!income|mlp)[a-z-]+)", " ".join(DOCS.values())))
     assert named == scripts, f"named, not installed: {sorted(named - scripts)}; installed, never named: {sorted(scripts - named)}"
+
+
+DOTTED = re.compile(r"(?<![\"'\w])census_income\.[a-z_]+(?:\.[A-Za-z_]\w*)*")  # not in a string literal (a logger's name)
+
+
+def _prose_of_the_code() -> dict[str, str]:
+    "What a reader reads about the code: the README and guide, the chapters' prose, the package's comments and docstrings."
+    import json
+
+    texts = dict(DOCS)
+    for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        texts[f"nbs/{nb.name}"] = "\n".join("".join(c["source"]) for c in cells)
+    for module in sorted((ROOT / "census_income").rglob("*.py")):
+        if module.name != "_modidx.py":
+            texts[str(module.relative_to(ROOT))] = module.read_text()
+    return texts
+
+
+def _resolves(dotted: str) -> bool:
+    "Whether `census_income.a.b.C.d` names a module of the package, or something a module of it defines."
+    import importlib
+
+    parts = dotted.rstrip(".").split(".")
+    for k in range(len(parts), 1, -1):  # the longest prefix that is a module, then attributes
+        try:
+            found = importlib.import_module(".".join(parts[:k]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[k:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+        return True
+    return False
+
+
+def test_every_name_of_the_package_the_prose_names_exists():
+    "A module split or a function renamed leaves no prose naming the old home (`census_income.drift.tally` once did)."
+    named = {(where, m) for where, text in _prose_of_the_code().items() for m in DOTTED.findall(text)}
+    wrong = sorted(f"{where}: {m}" for where, m in named if not _resolves(m))
+    assert len(named) > 50 and not wrong, f"{len(wrong)} names the package lacks: {wrong[:20]}"
