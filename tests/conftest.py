@@ -4,7 +4,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,29 +11,13 @@ import pytest
 import yaml
 
 from census_income.cpu import pinned_environ
+from testkit import ROOT, copy_repo, run, set_params
 
-ROOT = Path(__file__).resolve().parents[1]
 # The pipeline's CPU kernels (census_income.cpu) for every process a test starts, the notebooks' kernels included,
 # and one BLAS/OpenMP thread per process: pytest-xdist workers and the notebooks' kernels run side by side on the
 # 2 cores, and oversubscribed threads made the notebooks run three times slower (96 s against 30 s, measured).
 os.environ.update(pinned_environ(os.environ)[0])
-VENV_BIN = Path(sys.executable).parent
 CENSUS_SHA256 = "7f758a82ba6135555fdf24d27bdd807927e31b55dfc149f7e223790284e84252"
-
-
-def tool_env(**extra: str) -> dict:
-    "The environment for the project's command-line tools: the venv first on PATH."
-    env = os.environ.copy()
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
-
-
-def run(cmd: list[str], cwd: Path, timeout: int = 900, status: int = 0, **env: str) -> subprocess.CompletedProcess:
-    "Run a command that must end with `status` (0: success); otherwise show its output in the assertion message."
-    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == status, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc
 
 
 def exit_report(proc: subprocess.Popen, what: str = "process", tail: int = 30) -> str:
@@ -70,32 +53,6 @@ def openblas_kernel() -> str:
     from threadpoolctl import threadpool_info
 
     return next(i["architecture"] for i in threadpool_info() if i["internal_api"] == "openblas")
-
-
-def copy_repo(dest: Path) -> Path:
-    "Copy the files git knows or would add (what a clone has, plus uncommitted work) to dest, as a new git repo."
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    run(["git", "init", "-q", "-b", "main"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
-    return dest
-
-
-def set_params(repo: Path, **sections: dict) -> None:
-    "Overwrite values in repo/params.yaml, e.g. set_params(repo, tune={'enabled': False})."
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 PIPELINE_FIXTURES = {"pipeline_repo", "artifacts"}  # a full `dvc repro` in a scratch copy (or CENSUS_TEST_ARTIFACTS)

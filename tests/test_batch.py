@@ -18,8 +18,7 @@ from census_income.drift import load_reference, shifted, tally
 from census_income.fileio import read_clean, write_csv
 from census_income.predict import Predictor
 from census_income.schema import CATEGORICAL, CONTINUOUS
-
-from .conftest import ROOT, VENV_BIN, run
+from testkit import ROOT, VENV_BIN, run
 
 N_ROWS = 100_000
 

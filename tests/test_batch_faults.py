@@ -28,8 +28,8 @@ from census_income.predict import Predictor
 from census_income.schema import CATEGORICAL, CATEGORIES, FEATURES, RANGES
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, Record, RecordError, category_error, describe_error, whole_error
+from testkit import ROOT, tool_env
 
-from .conftest import ROOT, tool_env
 from .test_csv_faults import GOOD, HEADER, OTHER
 
 THRESHOLDS = {"psi_flag": 0.25, "ratio_flag": 2.0, "ratio_min_share": 0.05, "ratio_min_rows": 50, "unseen_flag": 0.05}

@@ -12,8 +12,7 @@ from census_income.drift import ALARM_STATUS, shifted
 from census_income.fileio import read_clean
 from census_income.pipeline import load_params
 from census_income.predict import ModelFilesError
-
-from .conftest import ROOT, VENV_BIN, tool_env
+from testkit import ROOT, VENV_BIN, tool_env
 
 
 def census_batch(*args: str) -> subprocess.CompletedProcess:

@@ -18,8 +18,7 @@ from census_income.pipeline import load_params
 from census_income.predict import Predictor
 from census_income.schema import LABEL, POSITIVE
 from census_income.slices import bootstrap_weights
-
-from .conftest import ROOT
+from testkit import ROOT
 
 
 def library_errors(card: dict) -> str | None:

@@ -32,7 +32,7 @@ from census_income.predict import (
     model_version,
 )
 from census_income.validation import EXAMPLE
-from tests.conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 
 def rehash(d: Path) -> None:

@@ -18,9 +18,9 @@ import yaml
 from census_income.predict import MANIFEST, Predictor, model_version
 from census_income.serving.settings import SettingsError, read_settings
 from census_income.toy import toy_model_folder
-from tests.api.conftest import free_port, start_uvicorn, wait_ready
+from testkit import ROOT, free_port, tool_env
+from tests.api.conftest import start_uvicorn, wait_ready
 from tests.api.test_faults import one_line_exit
-from tests.conftest import ROOT, tool_env
 
 
 def web_prefix() -> str:

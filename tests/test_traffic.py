@@ -16,8 +16,7 @@ from census_income.predict import Predictor
 from census_income.schema import CONTINUOUS, FEATURES
 from census_income.serving.payload import RotatingLog, payload_lines
 from census_income.traffic import LogError, log_files, run_monitor
-
-from .conftest import ROOT, VENV_BIN, tool_env
+from testkit import ROOT, VENV_BIN, tool_env
 
 START = 1.8e9  # the first record's time: 2027-01-15T08:00:00Z
 

@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from census_income.validation import EXAMPLE
+from testkit import free_port
 
 from ..test_model_faults import CASES, rehash
-from .conftest import free_port, start_uvicorn, wait_ready
+from .conftest import start_uvicorn, wait_ready
 
 pytestmark = pytest.mark.integration  # real server processes: not in `make test-fast`
 BODY_TIMEOUT = "1"

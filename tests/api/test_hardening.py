@@ -47,9 +47,9 @@ from census_income.serving.body import (
 from census_income.serving.scoring import OFF_LOOP_BYTES
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, RecordRow
+from testkit import ROOT, VENV_BIN, free_port, procfile_flags, tool_env
 
-from ..conftest import ROOT, VENV_BIN, tool_env
-from .conftest import free_port, procfile_flags, starlette_test_client, start_uvicorn, wait_ready
+from .conftest import starlette_test_client, start_uvicorn, wait_ready
 
 HUGE_KEY = "k" * 500_000
 WORST_ANSWER = 32_000  # bytes: the ceiling of any 422 (21 entries, each field cut), with room to spare

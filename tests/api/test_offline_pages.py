@@ -21,8 +21,7 @@ import yaml
 from websockets.sync.client import connect
 
 from census_income.batch import done_path, drift_path, page_path, read_done
-
-from ..conftest import ROOT, VENV_BIN, run
+from testkit import ROOT, VENV_BIN, run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = ROOT / "test-artifacts" / "screenshots"

@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port, start_uvicorn, wait_ready
+from testkit import free_port
+
+from .conftest import start_uvicorn, wait_ready
 
 pytestmark = pytest.mark.integration
 

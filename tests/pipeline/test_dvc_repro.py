@@ -7,7 +7,7 @@ import subprocess
 import pandas as pd
 import yaml
 
-from ..conftest import ROOT, run, set_params, tool_env
+from testkit import ROOT, run, set_params, tool_env
 
 
 def test_repro_builds_every_declared_output(pipeline_repo):
