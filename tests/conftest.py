@@ -95,9 +95,17 @@ def quick_run(tmp_path_factory) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="session")
-def quick_model(quick_run) -> Path:
+def quick_model_dir(quick_run) -> Path:
     "A small real model, trained in seconds by the quick run: its folder."
     return Path(quick_run[0]["paths"]["model_dir"])
+
+
+@pytest.fixture(scope="session")
+def quick_predictor(quick_model_dir):
+    "The quick run's model (`quick_model_dir`), loaded: a `Predictor` of a model this test session trained."
+    from census_income.predict import Predictor
+
+    return Predictor.load(quick_model_dir)
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +117,27 @@ def pipeline_repo(tmp_path_factory) -> Path:
     proc = run(["dvc", "repro"], repo, timeout=1800)
     (repo / "repro.log").write_text(proc.stdout + proc.stderr)
     return repo
+
+
+@pytest.fixture(scope="session")
+def artifacts(request) -> Path:
+    "A folder with the pipeline's model/ and data/: the `pipeline_repo` run, or CENSUS_TEST_ARTIFACTS to reuse one."
+    reuse = os.environ.get("CENSUS_TEST_ARTIFACTS")
+    return Path(reuse) if reuse else request.getfixturevalue("pipeline_repo")
+
+
+@pytest.fixture(scope="session")
+def model_dir(artifacts) -> Path:
+    "The pipeline's model folder (`artifacts`/model)."
+    return artifacts / "model"
+
+
+@pytest.fixture(scope="session")
+def predictor(model_dir):
+    "The pipeline's model (`model_dir`), loaded: a `Predictor`."
+    from census_income.predict import Predictor
+
+    return Predictor.load(model_dir)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """A real uvicorn serving the pipeline's model on 127.0.0.1, an httpx client for it, and records from the data."""
 
 import csv
-import os
 import subprocess
 import time
 import warnings
@@ -42,18 +41,6 @@ def read_records(path: Path) -> list[dict]:
     "Rows of a census CSV as API records (numbers as ints), label included under 'salary'."
     with open(path, newline="") as f:
         return [{k: int(v) if k in CONTINUOUS else v for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-@pytest.fixture(scope="session")
-def artifacts(request) -> Path:
-    "A folder with the pipeline's model/ and data/: the `pipeline_repo` run, or CENSUS_TEST_ARTIFACTS to reuse one."
-    reuse = os.environ.get("CENSUS_TEST_ARTIFACTS")
-    return Path(reuse) if reuse else request.getfixturevalue("pipeline_repo")
-
-
-@pytest.fixture(scope="session")
-def model_dir(artifacts) -> Path:
-    return artifacts / "model"
 
 
 @pytest.fixture(scope="session")

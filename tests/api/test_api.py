@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from census_income.features import ROW_ORDER
-from census_income.predict import Predictor, predict
+from census_income.predict import predict
 from census_income.schema import CATEGORICAL, CLASSES, CONTINUOUS
 from census_income.validation import EXAMPLE
 
@@ -20,11 +20,6 @@ from .conftest import starlette_test_client
 ISSUE_BODY = ('{"age": 41, "workclass": "State-gov", "fnlgt": 77516, "education": "Bachelors", "education-num": 13, '
               '"marital-status": "Divorced", "occupation": "Prof-specialty", "relationship": "Husband", "race": "White", '
               '"sex": "Male", "capital-gain": 2100, "capital-loss": 0, "hours-per-week": 40, "native-country": "Cuba"}')
-
-
-@pytest.fixture(scope="session")
-def predictor(model_dir) -> Predictor:
-    return Predictor.load(model_dir)
 
 
 @pytest.fixture(scope="session")
