@@ -33,19 +33,26 @@ def exit_report(proc: subprocess.Popen, what: str = "process", tail: int = 30) -
     return f"{what} exited ({proc.returncode}); the last {len(lines)} lines it printed:\n{shown}"
 
 
-def assert_same_answers(got, want, threshold: float, got_labels=None, want_labels=None, what: str = "") -> None:
-    """The guarantee of `census_income.predict.forward`, and no more: probabilities within `TOLERANCE` wherever a
-    record is scored, and the same label unless the probability lies within `TOLERANCE` of the threshold."""
+def assert_same_probabilities(got, want, what: str = "") -> None:
+    "The first half of `census_income.predict.forward`'s guarantee: probabilities within `TOLERANCE` wherever scored."
     from census_income.predict import TOLERANCE
 
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape, (got.shape, want.shape, what)
     gap = np.abs(got - want)
     assert gap.max(initial=0) <= TOLERANCE, f"{what}: |Δp| up to {gap.max():.3g} at row {gap.argmax()}"
-    if got_labels is not None:
-        flipped = np.asarray(got_labels) != np.asarray(want_labels)
-        near = np.abs(want - threshold) <= TOLERANCE
-        assert not (flipped & ~near).any(), f"{what}: labels differ at rows {np.flatnonzero(flipped & ~near)[:10]}"
+
+
+def assert_same_answers(got, want, threshold: float, got_labels, want_labels, what: str = "") -> None:
+    """The guarantee of `census_income.predict.forward`, and no more: probabilities within `TOLERANCE` wherever a
+    record is scored, and the same label unless the probability lies within `TOLERANCE` of the threshold."""
+    from census_income.predict import TOLERANCE
+
+    assert_same_probabilities(got, want, what)
+    want = np.asarray(want, np.float64)
+    flipped = np.asarray(got_labels) != np.asarray(want_labels)
+    near = np.abs(want - threshold) <= TOLERANCE
+    assert not (flipped & ~near).any(), f"{what}: labels differ at rows {np.flatnonzero(flipped & ~near)[:10]}"
 
 
 def openblas_kernel() -> str:

@@ -442,8 +442,17 @@ def test_a_batch_job_pinned_to_another_version_refuses_the_model_before_any_work
     argv = [str(source), "--output", str(out), "--model-dir", str(toy_model_dir), "--engine", engine, "--params", str(ROOT / "params.yaml")]
     assert main([*argv, "--model-version", pinned]) == 2
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
-    if engine == "local":  # the version the folder holds is served, pinned or not
-        assert main([*argv, "--model-version", toy_predictor.version]) == 0 and read_done(done_path(out))
+
+
+def test_a_batch_job_pinned_to_the_folders_own_version_runs(tmp_path, toy_model_dir, toy_predictor):
+    "The version the folder holds is served, pinned or not."
+    from census_income.batch import main
+
+    source = tmp_path / "in.csv"
+    source.write_bytes(lines(GOOD, OTHER))
+    out = tmp_path / "scored.csv"
+    argv = [str(source), "--output", str(out), "--model-dir", str(toy_model_dir), "--engine", "local", "--params", str(ROOT / "params.yaml")]
+    assert main([*argv, "--model-version", toy_predictor.version]) == 0 and read_done(done_path(out))
 
 
 def test_the_pin_message_names_both_versions(capsys, tmp_path, toy_model_dir, toy_predictor):

@@ -183,13 +183,21 @@ def test_what_runs_on_the_loop_takes_a_body_if_and_only_if_the_rules_do(body):
     except RequestValidationError:
         expected = None
     assert plain_value(plain, body) == expected
-    one = body[1:-1] if body.startswith(b"[{") and body.count(b"{") == 1 else None
-    if one is not None:  # the same record alone, as /predict reads it
-        try:
-            alone = parse_body(PlainRecord.__mro__[1], one).model_dump()
-        except RequestValidationError:
-            alone = None
-        assert getattr(plain_value(PlainRecord, one), "model_dump", lambda: None)() == alone
+
+
+def _one_record_cases() -> list[bytes]:
+    "The record of each case that is a list of one record, alone."
+    return [body[1:-1] for body in _plain_cases() if body.startswith(b"[{") and body.count(b"{") == 1]
+
+
+@pytest.mark.parametrize("one", _one_record_cases(), ids=range(len(_one_record_cases())))
+def test_what_runs_on_the_loop_takes_one_record_if_and_only_if_the_rules_do(one):
+    "The same for a record alone, as /predict reads it."
+    try:
+        alone = parse_body(PlainRecord.__mro__[1], one).model_dump()
+    except RequestValidationError:
+        alone = None
+    assert getattr(plain_value(PlainRecord, one), "model_dump", lambda: None)() == alone
 
 
 def test_a_refused_body_costs_the_loop_one_records_errors_at_most():
