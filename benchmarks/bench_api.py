@@ -22,7 +22,6 @@ import csv
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,13 +40,7 @@ from census_income.validation import EXAMPLE
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(1, str(ROOT))
-from tests.api.conftest import procfile_flags  # noqa: E402  (the flags the Procfile runs uvicorn with)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from testkit import free_port, procfile_flags  # noqa: E402  (testkit.py at the repo root; the Procfile's uvicorn flags)
 
 
 def rss_mib(pid: int) -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
-from tests.conftest import copy_repo, run, set_params  # noqa: E402
+from testkit import copy_repo, run, set_params  # noqa: E402  (testkit.py at the repo root, shared with the tests)
 
 
 def timed_repro(skip_tuning: bool) -> float:

@@ -10,8 +10,10 @@ trained model is needed; the cost does not depend on them.
 """
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +23,9 @@ from machine import blas_line  # benchmarks/machine.py (the folder of the script
 from census_income.metrics import percentile_ci, rates_from_counts
 from census_income.schema import CATEGORICAL, LABEL
 from census_income.slice_stats import bootstrap_weights, group_counts
-from tests.test_metrics import FAIRLEARN  # the slice metrics as fairlearn + scikit-learn compute them
+
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from testkit import fairlearn_metrics  # noqa: E402  (testkit.py at the repo root: the slice metrics as fairlearn + scikit-learn compute them)
 
 
 def main() -> None:
@@ -33,11 +37,11 @@ def main() -> None:
     df = pd.read_csv(args.csv, keep_default_na=False)
     y = (df[LABEL] == ">50K").to_numpy().astype(int)
     pred = np.where(np.random.default_rng(0).random(len(y)) < 0.85, y, 1 - y)
-    rows = []
+    rows, fairlearn = [], fairlearn_metrics()
 
     started = time.perf_counter()
     for f in CATEGORICAL:
-        assert len(MetricFrame(metrics=FAIRLEARN, y_true=y, y_pred=pred, sensitive_features=df[f].astype(str)).by_group) > 1
+        assert len(MetricFrame(metrics=fairlearn, y_true=y, y_pred=pred, sensitive_features=df[f].astype(str)).by_group) > 1
     rows.append(("MetricFrame point estimates, all features", 1, time.perf_counter() - started))
 
     started = time.perf_counter()
@@ -52,7 +56,7 @@ def main() -> None:
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        MetricFrame(metrics=FAIRLEARN, y_true=y, y_pred=pred, sensitive_features=df["education"].astype(str),
+        MetricFrame(metrics=fairlearn, y_true=y, y_pred=pred, sensitive_features=df["education"].astype(str),
                     n_boot=args.fairlearn_boot, ci_quantiles=[0.025, 0.975], random_state=42)
     fl = time.perf_counter() - started
     rows.append(("fairlearn MetricFrame(n_boot), education only", args.fairlearn_boot, fl))

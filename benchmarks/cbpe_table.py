@@ -29,7 +29,7 @@ from census_income.schema import LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(ROOT))
-from tests.test_cbpe_nannyml import nannyml_cbpe  # noqa: E402  (NannyML's CBPE in .venv-nannyml)
+from testkit import nannyml_cbpe  # noqa: E402  (testkit.py at the repo root: NannyML's CBPE in .venv-nannyml)
 
 
 def files(test: pd.DataFrame, model: Predictor) -> dict:

@@ -4,7 +4,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,29 +11,13 @@ import pytest
 import yaml
 
 from census_income.cpu import pinned_environ
+from testkit import ROOT, copy_repo, run, set_params
 
-ROOT = Path(__file__).resolve().parents[1]
 # The pipeline's CPU kernels (census_income.cpu) for every process a test starts, the notebooks' kernels included,
 # and one BLAS/OpenMP thread per process: pytest-xdist workers and the notebooks' kernels run side by side on the
 # 2 cores, and oversubscribed threads made the notebooks run three times slower (96 s against 30 s, measured).
 os.environ.update(pinned_environ(os.environ)[0])
-VENV_BIN = Path(sys.executable).parent
 CENSUS_SHA256 = "7f758a82ba6135555fdf24d27bdd807927e31b55dfc149f7e223790284e84252"
-
-
-def tool_env(**extra: str) -> dict:
-    "The environment for the project's command-line tools: the venv first on PATH."
-    env = os.environ.copy()
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
-
-
-def run(cmd: list[str], cwd: Path, timeout: int = 900, status: int = 0, **env: str) -> subprocess.CompletedProcess:
-    "Run a command that must end with `status` (0: success); otherwise show its output in the assertion message."
-    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == status, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc
 
 
 def exit_report(proc: subprocess.Popen, what: str = "process", tail: int = 30) -> str:
@@ -50,19 +33,26 @@ def exit_report(proc: subprocess.Popen, what: str = "process", tail: int = 30) -
     return f"{what} exited ({proc.returncode}); the last {len(lines)} lines it printed:\n{shown}"
 
 
-def assert_same_answers(got, want, threshold: float, got_labels=None, want_labels=None, what: str = "") -> None:
-    """The guarantee of `census_income.network.Network.forward`, and no more: probabilities within `TOLERANCE` wherever a
-    record is scored, and the same label unless the probability lies within `TOLERANCE` of the threshold."""
+def assert_same_probabilities(got, want, what: str = "") -> None:
+    "The first half of `census_income.network.Network.forward`'s guarantee: probabilities within `TOLERANCE` wherever scored."
     from census_income.network import TOLERANCE
 
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape, (got.shape, want.shape, what)
     gap = np.abs(got - want)
     assert gap.max(initial=0) <= TOLERANCE, f"{what}: |Δp| up to {gap.max():.3g} at row {gap.argmax()}"
-    if got_labels is not None:
-        flipped = np.asarray(got_labels) != np.asarray(want_labels)
-        near = np.abs(want - threshold) <= TOLERANCE
-        assert not (flipped & ~near).any(), f"{what}: labels differ at rows {np.flatnonzero(flipped & ~near)[:10]}"
+
+
+def assert_same_answers(got, want, threshold: float, got_labels, want_labels, what: str = "") -> None:
+    """The guarantee of `census_income.network.Network.forward`, and no more: probabilities within `TOLERANCE` wherever a
+    record is scored, and the same label unless the probability lies within `TOLERANCE` of the threshold."""
+    from census_income.network import TOLERANCE
+
+    assert_same_probabilities(got, want, what)
+    want = np.asarray(want, np.float64)
+    flipped = np.asarray(got_labels) != np.asarray(want_labels)
+    near = np.abs(want - threshold) <= TOLERANCE
+    assert not (flipped & ~near).any(), f"{what}: labels differ at rows {np.flatnonzero(flipped & ~near)[:10]}"
 
 
 def openblas_kernel() -> str:
@@ -70,32 +60,6 @@ def openblas_kernel() -> str:
     from threadpoolctl import threadpool_info
 
     return next(i["architecture"] for i in threadpool_info() if i["internal_api"] == "openblas")
-
-
-def copy_repo(dest: Path) -> Path:
-    "Copy the files git knows or would add (what a clone has, plus uncommitted work) to dest, as a new git repo."
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    run(["git", "init", "-q", "-b", "main"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
-    return dest
-
-
-def set_params(repo: Path, **sections: dict) -> None:
-    "Overwrite values in repo/params.yaml, e.g. set_params(repo, tune={'enabled': False})."
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 PIPELINE_FIXTURES = {"pipeline_repo", "artifacts"}  # a full `dvc repro` in a scratch copy (or CENSUS_TEST_ARTIFACTS)
@@ -138,9 +102,17 @@ def quick_run(tmp_path_factory) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="session")
-def quick_model(quick_run) -> Path:
+def quick_model_dir(quick_run) -> Path:
     "A small real model, trained in seconds by the quick run: its folder."
     return Path(quick_run[0]["paths"]["model_dir"])
+
+
+@pytest.fixture(scope="session")
+def quick_predictor(quick_model_dir):
+    "The quick run's model (`quick_model_dir`), loaded: a `Predictor` of a model this test session trained."
+    from census_income.predict import Predictor
+
+    return Predictor.load(quick_model_dir)
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +124,27 @@ def pipeline_repo(tmp_path_factory) -> Path:
     proc = run(["dvc", "repro"], repo, timeout=1800)
     (repo / "repro.log").write_text(proc.stdout + proc.stderr)
     return repo
+
+
+@pytest.fixture(scope="session")
+def artifacts(request) -> Path:
+    "A folder with the pipeline's model/ and data/: the `pipeline_repo` run, or CENSUS_TEST_ARTIFACTS to reuse one."
+    reuse = os.environ.get("CENSUS_TEST_ARTIFACTS")
+    return Path(reuse) if reuse else request.getfixturevalue("pipeline_repo")
+
+
+@pytest.fixture(scope="session")
+def model_dir(artifacts) -> Path:
+    "The pipeline's model folder (`artifacts`/model)."
+    return artifacts / "model"
+
+
+@pytest.fixture(scope="session")
+def predictor(model_dir):
+    "The pipeline's model (`model_dir`), loaded: a `Predictor`."
+    from census_income.predict import Predictor
+
+    return Predictor.load(model_dir)
 
 
 @pytest.fixture

@@ -13,13 +13,14 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from testkit import free_port
 
 SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
 RUN_AS = "postgres"  # the unprivileged user the server runs as when the tests run as root
@@ -36,12 +37,6 @@ def find_bin_dir() -> Path | None:
         candidates.append(Path(on_path).resolve().parent)
     candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
     return next((d for d in candidates if all(os.access(d / b, os.X_OK) for b in SERVER_BINARIES)), None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

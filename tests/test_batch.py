@@ -3,10 +3,8 @@
 import csv
 import html
 import json
-import os
 import random
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,17 +18,9 @@ from census_income.fileio import read_clean, write_csv
 from census_income.predict import Predictor
 from census_income.reference import load_reference, tally
 from census_income.schema import CATEGORICAL, CONTINUOUS
-
-from .conftest import ROOT, VENV_BIN, run
+from testkit import ROOT, VENV_BIN, run
 
 N_ROWS = 100_000
-
-
-@pytest.fixture(scope="module")
-def artifacts(request) -> Path:
-    "A folder with the pipeline's model/ and data/: the `pipeline_repo` run, or CENSUS_TEST_ARTIFACTS to reuse one."
-    reuse = os.environ.get("CENSUS_TEST_ARTIFACTS")
-    return Path(reuse) if reuse else request.getfixturevalue("pipeline_repo")
 
 
 def spoil(row: list[str], kind: int) -> tuple[list[str], str]:

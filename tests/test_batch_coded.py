@@ -17,8 +17,7 @@ from census_income.reference import fit_reference, tally
 from census_income.schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, RANGES
 from census_income.toy import toy_predictor
 from census_income.validation import as_numbers, column_problems
-
-from .conftest import ROOT
+from testkit import ROOT
 
 SPOILS = [  # what a line can get wrong: (field index or None for the whole line, how)
     (None, lambda r: r[:-2]), (8, "Martian"), (0, "130"), (12, "forty"), (0, "39.5"), (2, "1e3"), (1, "?"), (6, "?"),

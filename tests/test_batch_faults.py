@@ -32,15 +32,15 @@ from census_income.reference import fit_reference, load_reference, save_referenc
 from census_income.schema import CATEGORICAL, CATEGORIES, FEATURES, RANGES
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, Record, RecordError, category_error, whole_error
+from testkit import ROOT, tool_env
 
-from .conftest import ROOT, tool_env
 from .test_csv_faults import GOOD, HEADER, OTHER
 
 THRESHOLDS = {"psi_flag": 0.25, "ratio_flag": 2.0, "ratio_min_share": 0.05, "ratio_min_rows": 50, "unseen_flag": 0.05}
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
+def toy_model_dir(tmp_path_factory) -> Path:
     "A toy model folder shaped like the trained one (five members, embeddings) with a training profile beside it."
     folder = toy_model_folder(tmp_path_factory.mktemp("model"), members=5, n_frequencies=8, d_embedding=8, hidden=16)
     every = pd.DataFrame({c: (list(CATEGORIES[c]) * 42)[:42] if c in CATEGORICAL else np.linspace(*RANGES[c], 42).round()
@@ -50,8 +50,8 @@ def model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def predictor(model) -> Predictor:
-    return Predictor.load(model)
+def toy_predictor(toy_model_dir) -> Predictor:
+    return Predictor.load(toy_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +84,18 @@ NO_VALID_ROW = {  # name: (the file, rows read, scored, rejected)
 
 
 @pytest.mark.parametrize("name", NO_VALID_ROW)
-def test_a_block_without_a_valid_row_is_an_ordinary_block(name, tmp_path, predictor, model, thresholds):
+def test_a_block_without_a_valid_row_is_an_ordinary_block(name, tmp_path, toy_predictor, toy_model_dir, thresholds):
     data, read, scored, rejected = NO_VALID_ROW[name]
-    report, rejects = score(tmp_path, data, predictor, model, thresholds)
+    report, rejects = score(tmp_path, data, toy_predictor, toy_model_dir, thresholds)
     assert (report["rows_read"], report["rows_scored"], report["rows_rejected"]) == (read, scored, rejected)
     assert report["drift"]["rows_scored"] == scored and len(rejects) == rejected
     assert len(pd.read_csv(tmp_path / "out" / "scored.csv")) == scored
 
 
-def test_no_records_score_to_no_answers(predictor):
-    assert predictor.predict_records([]) == []
-    p = predictor.predict_proba({c: [] for c in FEATURES})
-    assert p.shape == (0,) and predictor.answers(p) == []
+def test_no_records_score_to_no_answers(toy_predictor):
+    assert toy_predictor.predict_records([]) == []
+    p = toy_predictor.predict_proba({c: [] for c in FEATURES})
+    assert p.shape == (0,) and toy_predictor.answers(p) == []
 
 
 # --- item 4: one validation for every door -------------------------------------------------------------------
@@ -104,42 +104,42 @@ STRINGS_AND_ODDITIES = ["41", " 41 ", "4_1", "041", "٤١", [41], 10**400, float
 
 
 @pytest.mark.parametrize("value", STRINGS_AND_ODDITIES, ids=repr)
-def test_predict_records_and_explain_refuse_what_the_api_refuses_in_its_words(value, predictor):
+def test_predict_records_and_explain_refuse_what_the_api_refuses_in_its_words(value, toy_predictor):
     with pytest.raises(ValidationError) as api:
         Record.model_validate(EXAMPLE | {"age": value})
     words = describe_error(api.value.errors()[0])["msg"]
     assert words == whole_error("age", value)  # the API's words
-    for door in (lambda r: predictor.predict_records([r]), lambda r: explain(predictor, r)):
+    for door in (lambda r: toy_predictor.predict_records([r]), lambda r: explain(toy_predictor, r)):
         with pytest.raises(RecordError) as got:
             door(EXAMPLE | {"age": value})
         assert str(got.value) == f"record 0: {words}"
 
 
-def test_a_list_as_a_category_is_refused_not_a_type_error(predictor):
+def test_a_list_as_a_category_is_refused_not_a_type_error(toy_predictor):
     with pytest.raises(ValidationError) as api:
         Record.model_validate(EXAMPLE | {"workclass": ["State-gov"]})
     with pytest.raises(RecordError) as got:
-        predictor.predict_records([EXAMPLE | {"workclass": ["State-gov"]}])
+        toy_predictor.predict_records([EXAMPLE | {"workclass": ["State-gov"]}])
     assert str(got.value) == f"record 0: {describe_error(api.value.errors()[0])['msg']}"
     assert category_error("workclass", ["State-gov"]) in str(got.value)
 
 
 @pytest.mark.parametrize("steps", [0, -3, 2.5, True, 1025, 10**7])
-def test_explain_refuses_a_path_integral_without_steps_or_with_too_many(steps, predictor):
+def test_explain_refuses_a_path_integral_without_steps_or_with_too_many(steps, toy_predictor):
     "No steps gives zeros and leaves all as residual; ten million would ask for gigabytes: both refused at once."
     from census_income.explain import MAX_STEPS
 
     with pytest.raises(ValueError, match=f"steps: {steps!r} is not a whole number in 1..{MAX_STEPS}"):
-        explain(predictor, EXAMPLE, steps=steps)
-    assert explain(predictor, EXAMPLE, steps=1)["steps"] == 1 and explain(predictor, EXAMPLE, steps=MAX_STEPS)["steps"] == MAX_STEPS
+        explain(toy_predictor, EXAMPLE, steps=steps)
+    assert explain(toy_predictor, EXAMPLE, steps=1)["steps"] == 1 and explain(toy_predictor, EXAMPLE, steps=MAX_STEPS)["steps"] == MAX_STEPS
 
 
-def test_csv_numbers_are_ascii_digits_as_json_writes_them(tmp_path, predictor, model, thresholds):
+def test_csv_numbers_are_ascii_digits_as_json_writes_them(tmp_path, toy_predictor, toy_model_dir, thresholds):
     "A CSV field is text: a number written as JSON writes it is a number; `4_1`, `٤١`, `+41`, `041` are not."
     refused = ["4_1", "٤١", "+41", "041", "41 years", "0x29"]
     accepted = ["41", "41.0", "4.1e1"]
     rows = [GOOD.replace(b"39,", v.encode() + b",", 1) for v in accepted + refused]
-    report, rejects = score(tmp_path, lines(*rows), predictor, model, thresholds)
+    report, rejects = score(tmp_path, lines(*rows), toy_predictor, toy_model_dir, thresholds)
     assert report["rows_scored"] == len(accepted)
     assert rejects["line"].tolist() == list(range(2 + len(accepted), 2 + len(rows)))
     assert rejects["reason"].tolist() == [whole_error("age", v) for v in refused]
@@ -147,37 +147,37 @@ def test_csv_numbers_are_ascii_digits_as_json_writes_them(tmp_path, predictor, m
 
 # --- item 1: outputs all together or not at all --------------------------------------------------------------
 
-def test_an_output_path_that_is_a_folder_is_refused_before_any_work(tmp_path, predictor, model, thresholds):
+def test_an_output_path_that_is_a_folder_is_refused_before_any_work(tmp_path, toy_predictor, toy_model_dir, thresholds):
     (tmp_path / "in.csv").write_bytes(lines(GOOD, OTHER))
     (tmp_path / "scored.csv").mkdir()
     with pytest.raises(ValueError, match=r"the output path .*scored.csv is a folder: give a file name"):
-        score_csv(tmp_path / "in.csv", tmp_path / "scored.csv", tmp_path / "rejects.csv", predictor, 300,
-                  load_reference(model / "reference.json"), thresholds)
+        score_csv(tmp_path / "in.csv", tmp_path / "scored.csv", tmp_path / "rejects.csv", toy_predictor, 300,
+                  load_reference(toy_model_dir / "reference.json"), thresholds)
     (tmp_path / "scored.txt.drift.json").mkdir()
     with pytest.raises(ValueError, match="the drift report path .* is a folder"):
-        score_csv(tmp_path / "in.csv", tmp_path / "scored.txt", tmp_path / "rejects.csv", predictor, 300,
-                  load_reference(model / "reference.json"), thresholds)
+        score_csv(tmp_path / "in.csv", tmp_path / "scored.txt", tmp_path / "rejects.csv", toy_predictor, 300,
+                  load_reference(toy_model_dir / "reference.json"), thresholds)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "scored.csv", "scored.txt.drift.json"]
 
 
-def test_a_second_job_on_the_same_outputs_is_refused(tmp_path, predictor):
+def test_a_second_job_on_the_same_outputs_is_refused(tmp_path, toy_predictor):
     (tmp_path / "in.csv").write_bytes(lines(GOOD))
     with job_lock(tmp_path / ".rejects.csv.lock"):  # another job, writing the same reject file
         with pytest.raises(RuntimeError, match="another batch job is writing these outputs"):
-            score_csv(tmp_path / "in.csv", tmp_path / "b.csv", tmp_path / "rejects.csv", predictor, 300)
+            score_csv(tmp_path / "in.csv", tmp_path / "b.csv", tmp_path / "rejects.csv", toy_predictor, 300)
     assert not (tmp_path / "b.csv").exists() and not (tmp_path / "rejects.csv").exists()
-    score_csv(tmp_path / "in.csv", tmp_path / "b.csv", tmp_path / "rejects.csv", predictor, 300)  # free once it ends
+    score_csv(tmp_path / "in.csv", tmp_path / "b.csv", tmp_path / "rejects.csv", toy_predictor, 300)  # free once it ends
     assert read_done(tmp_path / "b.done.json")["rows_scored"] == 1
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
-def test_outputs_keep_the_users_umask(umask, tmp_path, predictor, model, thresholds):
+def test_outputs_keep_the_users_umask(umask, tmp_path, toy_predictor, toy_model_dir, thresholds):
     old = os.umask(umask)
     try:
         (tmp_path / "in.csv").write_bytes(lines(GOOD, OTHER))
         out = tmp_path / "out" / "scored.csv"
-        score_csv(tmp_path / "in.csv", out, tmp_path / "out" / "rejects.csv", predictor, 300,
-                  load_reference(model / "reference.json"), thresholds)
+        score_csv(tmp_path / "in.csv", out, tmp_path / "out" / "rejects.csv", toy_predictor, 300,
+                  load_reference(toy_model_dir / "reference.json"), thresholds)
         with atomic_file(tmp_path / "weights.safetensors") as tmp:  # what every stage writes through, the model too
             tmp.write_bytes(b"w")
     finally:
@@ -243,14 +243,14 @@ def first_run(big_input: Path, out: Path, model: Path) -> dict:
 
 
 @pytest.mark.integration
-def test_kill_9_mid_run_leaves_the_record_away_and_the_next_run_cleans_up(tmp_path, big_input, model):
+def test_kill_9_mid_run_leaves_the_record_away_and_the_next_run_cleans_up(tmp_path, big_input, toy_model_dir):
     out = tmp_path / "scored.csv"
-    before = first_run(big_input, out, model)
-    proc = census_batch(big_input, out, model)
+    before = first_run(big_input, out, toy_model_dir)
+    proc = census_batch(big_input, out, toy_model_dir)
     left = kill_mid_run(proc, tmp_path, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL and any(".scored.csv." in n for n in left)
     assert read_done(done_path(out)) == before  # the renames had not begun: the previous run is still whole
-    after = first_run(big_input, out, model)  # the next run removes the dead run's temporaries and lock
+    after = first_run(big_input, out, toy_model_dir)  # the next run removes the dead run's temporaries and lock
     assert after["run"] != before["run"] and after["rows_read"] == BIG_ROWS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scored.csv", "scored.done.json", "scored.drift.json",
                                                           "scored.rejects.csv", "scored.report.html"]
@@ -258,10 +258,10 @@ def test_kill_9_mid_run_leaves_the_record_away_and_the_next_run_cleans_up(tmp_pa
 
 @pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_terminated_job_removes_its_temporaries_and_keeps_the_previous_run(sig, tmp_path, big_input, model):
+def test_a_terminated_job_removes_its_temporaries_and_keeps_the_previous_run(sig, tmp_path, big_input, toy_model_dir):
     out = tmp_path / "scored.csv"
-    before = first_run(big_input, out, model)
-    proc = census_batch(big_input, out, model)
+    before = first_run(big_input, out, toy_model_dir)
+    proc = census_batch(big_input, out, toy_model_dir)
     kill_mid_run(proc, tmp_path, sig)
     assert proc.returncode != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scored.csv", "scored.done.json", "scored.drift.json",
@@ -360,12 +360,12 @@ def test_no_signal_is_lost_while_the_job_reads_csv():
 
 @pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_papermill_killed_mid_run_leaves_the_previous_run_and_the_next_run_cleans_up(sig, tmp_path, big_input, model):
+def test_papermill_killed_mid_run_leaves_the_previous_run_and_the_next_run_cleans_up(sig, tmp_path, big_input, toy_model_dir):
     "papermill killed: its kernel dies without cleaning up; the previous record stands and the next run removes the rest."
     out = tmp_path / "scored.csv"
-    before = first_run(big_input, out, model)
+    before = first_run(big_input, out, toy_model_dir)
     proc = subprocess.Popen(["papermill", "--cwd", "nbs", "nbs/07_batch.ipynb", str(tmp_path / "run.ipynb"),
-                             "-p", "input_path", str(big_input), "-p", "output_path", str(out), "-p", "model_dir", str(model),
+                             "-p", "input_path", str(big_input), "-p", "output_path", str(out), "-p", "model_dir", str(toy_model_dir),
                              "-p", "chunk_bytes", "200000"], cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     kill_mid_run(proc, tmp_path, sig)
@@ -373,7 +373,7 @@ def test_papermill_killed_mid_run_leaves_the_previous_run_and_the_next_run_clean
     deadline = time.monotonic() + 60  # the orphaned kernel notices its parent is gone and exits; then its lock is free
     while True:
         try:
-            after = first_run(big_input, out, model)
+            after = first_run(big_input, out, toy_model_dir)
             break
         except AssertionError as err:
             assert "another batch job" in str(err) and time.monotonic() < deadline, err
@@ -383,8 +383,8 @@ def test_papermill_killed_mid_run_leaves_the_previous_run_and_the_next_run_clean
                                                           "scored.rejects.csv", "scored.report.html"]
 
 
-def test_a_reader_is_told_when_the_outputs_are_not_one_runs(tmp_path, predictor, model, thresholds):
-    score(tmp_path, lines(GOOD, OTHER), predictor, model, thresholds)
+def test_a_reader_is_told_when_the_outputs_are_not_one_runs(tmp_path, toy_predictor, toy_model_dir, thresholds):
+    score(tmp_path, lines(GOOD, OTHER), toy_predictor, toy_model_dir, thresholds)
     out = tmp_path / "out"
     (out / "rejects.csv").write_text("line,reason,row\n9,age: field required,\n")  # another run's file
     with pytest.raises(ValueError, match=r"rejects.csv is not the file run .* wrote"):
@@ -417,7 +417,7 @@ def test_the_notebook_refuses_a_job_without_a_model(tmp_path, named_by):
 
 
 @pytest.mark.integration
-def test_dask_outputs_replace_the_previous_run_whole(tmp_path, model, thresholds):
+def test_dask_outputs_replace_the_previous_run_whole(tmp_path, toy_model_dir, thresholds):
     "A dead run's stage folder is removed, the previous run's partition files replaced, done.json lists the new ones."
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.csv").write_bytes(lines(*[GOOD, OTHER] * 500))
@@ -425,8 +425,8 @@ def test_dask_outputs_replace_the_previous_run_whole(tmp_path, model, thresholds
     (out / ".run-4242-dead.tmp").mkdir(parents=True)
     (out / ".run-4242-dead.tmp" / "scored-a-000000000000.csv").write_text("half")
     (out / "scored-old-000000000000.csv").write_text("a previous run's partition")
-    report = score_dask(str(tmp_path / "in"), out, model, chunk_bytes=20_000, partition_bytes=40_000, n_workers=1,
-                        reference=load_reference(model / "reference.json"), thresholds=thresholds)
+    report = score_dask(str(tmp_path / "in"), out, toy_model_dir, chunk_bytes=20_000, partition_bytes=40_000, n_workers=1,
+                        reference=load_reference(toy_model_dir / "reference.json"), thresholds=thresholds)
     done = read_done(out / "done.json")
     assert done["rows_read"] == report["rows_read"] == 1000
     assert sorted(Path(p).name for p in done["outputs"]) == sorted(p.name for p in out.iterdir() if p.name != "done.json")
@@ -435,7 +435,7 @@ def test_dask_outputs_replace_the_previous_run_whole(tmp_path, model, thresholds
 
 
 @pytest.mark.parametrize("engine", ["local", "dask"])
-def test_a_batch_job_pinned_to_another_version_refuses_the_model_before_any_work(engine, tmp_path, model, predictor):
+def test_a_batch_job_pinned_to_another_version_refuses_the_model_before_any_work(engine, tmp_path, toy_model_dir, toy_predictor):
     "`--model-version` pins the model as the API's CENSUS_MODEL_VERSION does: any other version, one line, no output."
     from census_income.batch import main
 
@@ -443,27 +443,36 @@ def test_a_batch_job_pinned_to_another_version_refuses_the_model_before_any_work
     source.write_bytes(lines(GOOD, OTHER))
     out = tmp_path / ("scored.csv" if engine == "local" else "scored")
     pinned = "0" * 32
-    argv = [str(source), "--output", str(out), "--model-dir", str(model), "--engine", engine, "--params", str(ROOT / "params.yaml")]
+    argv = [str(source), "--output", str(out), "--model-dir", str(toy_model_dir), "--engine", engine, "--params", str(ROOT / "params.yaml")]
     assert main([*argv, "--model-version", pinned]) == 2
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
-    if engine == "local":  # the version the folder holds is served, pinned or not
-        assert main([*argv, "--model-version", predictor.version]) == 0 and read_done(done_path(out))
 
 
-def test_the_pin_message_names_both_versions(capsys, tmp_path, model, predictor):
+def test_a_batch_job_pinned_to_the_folders_own_version_runs(tmp_path, toy_model_dir, toy_predictor):
+    "The version the folder holds is served, pinned or not."
+    from census_income.batch import main
+
+    source = tmp_path / "in.csv"
+    source.write_bytes(lines(GOOD, OTHER))
+    out = tmp_path / "scored.csv"
+    argv = [str(source), "--output", str(out), "--model-dir", str(toy_model_dir), "--engine", "local", "--params", str(ROOT / "params.yaml")]
+    assert main([*argv, "--model-version", toy_predictor.version]) == 0 and read_done(done_path(out))
+
+
+def test_the_pin_message_names_both_versions(capsys, tmp_path, toy_model_dir, toy_predictor):
     from census_income.batch import main
 
     source = tmp_path / "in.csv"
     source.write_bytes(lines(GOOD))
-    assert main([str(source), "--output", str(tmp_path / "s.csv"), "--model-dir", str(model), "--params",
+    assert main([str(source), "--output", str(tmp_path / "s.csv"), "--model-dir", str(toy_model_dir), "--params",
                  str(ROOT / "params.yaml"), "--model-version", "f" * 32]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("census-batch: ModelFilesError: model files in ")
     assert f"expected model version {'f' * 32}" in err[0]
-    assert f"the files are version {predictor.version}" in err[0]
+    assert f"the files are version {toy_predictor.version}" in err[0]
 
 
-def test_only_a_runs_own_temporaries_are_ever_removed(tmp_path, predictor):
+def test_only_a_runs_own_temporaries_are_ever_removed(tmp_path, toy_predictor):
     "Leftovers are matched by the exact names a run makes: a user's look-alike files and folders stay, and an input so named is refused."
     source = tmp_path / "in.csv"
     source.write_bytes(lines(GOOD, OTHER))
@@ -475,30 +484,30 @@ def test_only_a_runs_own_temporaries_are_ever_removed(tmp_path, predictor):
     (tmp_path / ".s.csv.old.tmp" / "inside").write_text("mine")
     leftover = tmp_path / ".s.csv.4242-0123abcd.tmp"
     leftover.write_text("half a run")
-    score_csv(source, out, tmp_path / "rejects.csv", predictor, chunk_bytes=65_536)
+    score_csv(source, out, tmp_path / "rejects.csv", toy_predictor, chunk_bytes=65_536)
     assert not leftover.exists()
     assert all(p.read_text() == "mine" for p in keep) and (tmp_path / ".s.csv.old.tmp" / "inside").exists()
     named = tmp_path / ".s.csv.4242-0123abcd.tmp"
     named.write_bytes(lines(GOOD))
     with pytest.raises(ValueError, match="is named as a batch run's temporary"):
-        score_csv(named, out, tmp_path / "rejects.csv", predictor, chunk_bytes=65_536)
+        score_csv(named, out, tmp_path / "rejects.csv", toy_predictor, chunk_bytes=65_536)
     assert named.exists()
 
 
-def test_a_fifo_as_input_is_named_as_such(tmp_path, predictor):
+def test_a_fifo_as_input_is_named_as_such(tmp_path, toy_predictor):
     fifo = tmp_path / "in.csv"
     os.mkfifo(fifo)
     with pytest.raises(Exception, match="not a regular file"):
-        score_csv(fifo, tmp_path / "s.csv", tmp_path / "r.csv", predictor, chunk_bytes=65_536)
+        score_csv(fifo, tmp_path / "s.csv", tmp_path / "r.csv", toy_predictor, chunk_bytes=65_536)
 
 
 @pytest.mark.parametrize("chunk", ["-1", "100", str(2**70)])
-def test_a_block_size_out_of_bounds_is_one_line(chunk, tmp_path, model, capsys):
+def test_a_block_size_out_of_bounds_is_one_line(chunk, tmp_path, toy_model_dir, capsys):
     from census_income.batch import main
 
     source = tmp_path / "in.csv"
     source.write_bytes(lines(GOOD))
-    assert main([str(source), "--output", str(tmp_path / "s.csv"), "--model-dir", str(model), "--params",
+    assert main([str(source), "--output", str(tmp_path / "s.csv"), "--model-dir", str(toy_model_dir), "--params",
                  str(ROOT / "params.yaml"), "--chunk-bytes", chunk]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"census-batch: ValueError: chunk_bytes {chunk}: Input should be")
@@ -506,12 +515,12 @@ def test_a_block_size_out_of_bounds_is_one_line(chunk, tmp_path, model, capsys):
 
 
 @pytest.mark.parametrize("name", ["report.html", "drift.json", "done.json"])
-def test_a_dask_output_folder_whose_record_or_page_is_a_folder_is_refused_before_any_work(name, tmp_path, model):
+def test_a_dask_output_folder_whose_record_or_page_is_a_folder_is_refused_before_any_work(name, tmp_path, toy_model_dir):
     "The files a Dask run replaces at the end must be files: found as folders, the job stops before it removes anything."
     (tmp_path / "in.csv").write_bytes(lines(GOOD, OTHER))
     out = tmp_path / "out"
     (out / name).mkdir(parents=True)
     (out / "scored-old.csv").write_text("a previous run's scores")
     with pytest.raises(ValueError, match=rf"{re.escape(name)} is not a regular file .*: remove it, or choose another output folder"):
-        score_dask(str(tmp_path / "in.csv"), out, model, chunk_bytes=20_000, partition_bytes=40_000, n_workers=1)
+        score_dask(str(tmp_path / "in.csv"), out, toy_model_dir, chunk_bytes=20_000, partition_bytes=40_000, n_workers=1)
     assert (out / "scored-old.csv").read_text() == "a previous run's scores" and (out / name).is_dir()

@@ -14,8 +14,7 @@ from census_income.drift import ALARM_STATUS, shifted
 from census_income.fileio import read_clean
 from census_income.network import ModelFilesError
 from census_income.pipeline import load_params
-
-from .conftest import ROOT, VENV_BIN, tool_env
+from testkit import ROOT, VENV_BIN, tool_env
 
 
 def census_batch(*args: str) -> subprocess.CompletedProcess:
@@ -43,10 +42,10 @@ def test_a_folder_without_a_model_is_refused_before_any_work(quick_run, tmp_path
         run_batch(params, params["paths"]["test_csv"], str(tmp_path / "s.csv"), engine="spark")
 
 
-def test_the_command_scores_and_says_what_it_wrote(quick_run, quick_model, tmp_path):
+def test_the_command_scores_and_says_what_it_wrote(quick_run, quick_model_dir, tmp_path):
     params = quick_run[0]
     out = tmp_path / "scored.csv"
-    proc = census_batch(params["paths"]["test_csv"], "--output", str(out), "--model-dir", str(quick_model),
+    proc = census_batch(params["paths"]["test_csv"], "--output", str(out), "--model-dir", str(quick_model_dir),
                         "--chunk-bytes", "65536")  # the smallest block allowed (params.yaml: batch)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr.startswith("census-batch: ") and len(proc.stderr.splitlines()) == 1
@@ -55,12 +54,12 @@ def test_the_command_scores_and_says_what_it_wrote(quick_run, quick_model, tmp_p
     assert out.is_file() and (tmp_path / "scored.rejects.csv").is_file() and (tmp_path / "scored.drift.json").is_file()
 
 
-def test_a_drift_alarm_ends_the_command_with_its_own_status_and_one_line(quick_run, quick_model, tmp_path):
+def test_a_drift_alarm_ends_the_command_with_its_own_status_and_one_line(quick_run, quick_model_dir, tmp_path):
     "A file whose people are 80 years older (ages the model never saw): every output written, the alarm status (not 0, not a refusal's 2), one line why."
     older = tmp_path / "older.csv"
     shifted(read_clean(quick_run[0]["paths"]["test_csv"]), occupation=None, years=80).to_csv(older, index=False)
     out = tmp_path / "scored.csv"
-    proc = census_batch(str(older), "--output", str(out), "--model-dir", str(quick_model))
+    proc = census_batch(str(older), "--output", str(out), "--model-dir", str(quick_model_dir))
     assert proc.returncode == ALARM_STATUS != 2, proc.stderr
     last = proc.stderr.splitlines()[-1]
     assert last.startswith("census-batch: drift alarm (") and "age" in last, proc.stderr
@@ -108,7 +107,7 @@ def test_an_input_column_named_as_an_output_column_is_refused(quick_run, tmp_pat
         assert not (tmp_path / name / "scored.csv").exists()
 
 
-def test_a_cluster_of_no_workers_is_refused_at_once(quick_run, quick_model, tmp_path):
+def test_a_cluster_of_no_workers_is_refused_at_once(quick_run, quick_model_dir, tmp_path):
     proc = census_batch(quick_run[0]["paths"]["test_csv"], "--output", str(tmp_path / "o"), "--engine", "dask",
-                        "--n-workers", "0", "--model-dir", str(quick_model))
+                        "--n-workers", "0", "--model-dir", str(quick_model_dir))
     assert proc.returncode == 2 and "n_workers '0' cannot start a LocalCluster: give 1 to 256 workers" in proc.stderr

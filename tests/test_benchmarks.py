@@ -3,8 +3,7 @@
 import warnings
 
 from census_income.validation import EXAMPLE
-
-from .conftest import ROOT
+from testkit import ROOT
 
 
 def test_the_api_ceiling_app_answers_like_the_real_endpoint(monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from testkit import ROOT
 
 pytestmark = pytest.mark.integration  # external tools, several seconds: not in `make test-fast`
 BIN = Path(sys.executable).parent

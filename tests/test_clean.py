@@ -8,8 +8,7 @@ import yaml
 
 from census_income.clean import CensusDataError, clean_census
 from census_income.fileio import write_csv
-
-from .conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 HEADER = (
     "age, workclass, fnlgt, education, education-num, marital-status, occupation, relationship, race, sex, "

@@ -8,7 +8,7 @@ import yaml
 
 from census_income.config import HYPER_PARAMS, HyperParams, ParamsError, TrainConfig, TuneConfig, load_params
 from census_income.model import ARCH
-from tests.conftest import ROOT
+from testkit import ROOT
 
 
 def params_file(tmp_path, change) -> str:

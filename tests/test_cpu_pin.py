@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from census_income.cpu import AVX2_CPU, SWITCH, THREADS, avx2_cpu_environ, cpu_facts, refusal, wider_here, without_pins
-from tests.conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 RUN = r"""
 import sys

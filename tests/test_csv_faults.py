@@ -1,7 +1,7 @@
 """Fault injection for CSV files: one bad line costs that line only, in the batch job and in the cleaning stage.
 
 Each hostile file is built from good census lines with one kind of damage; the batch job (with a small real model,
-`quick_model`) must reject exactly the damaged lines with their true line numbers and score every other line, and
+`quick_model_dir`) must reject exactly the damaged lines with their true line numbers and score every other line, and
 `clean_census` must name the same lines. Paths that collide are refused before any work; no temporary file
 outlives a job, even one that fails.
 """
@@ -23,11 +23,6 @@ from census_income.validation import EXAMPLE, RecordError
 HEADER = ", ".join(COLUMNS).encode()
 GOOD = b"39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K"
 OTHER = b"50, Self-emp-not-inc, 83311, Bachelors, 13, Married-civ-spouse, Exec-managerial, Husband, White, Male, 0, 0, 13, United-States, <=50K"
-
-
-@pytest.fixture(scope="module")
-def predictor(quick_model) -> Predictor:
-    return Predictor.load(quick_model)
 
 
 def build(tmp_path: Path, bad: dict[int, bytes], n: int = 40, header: bytes = HEADER, prefix: bytes = b"") -> Path:
@@ -64,10 +59,10 @@ HOSTILE = {  # name: (the damaged lines, the start of each reject's reason)
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
-def test_the_batch_job_rejects_each_damaged_line_alone(tmp_path, predictor, case):
+def test_the_batch_job_rejects_each_damaged_line_alone(tmp_path, quick_predictor, case):
     bad, reasons = HOSTILE[case]
     n = 1200 if "128 KB" in case else 40  # 1,200 lines of ~130 bytes after the stray quote
-    report, scored, rejects = run_batch(build(tmp_path, bad, n), predictor)
+    report, scored, rejects = run_batch(build(tmp_path, bad, n), quick_predictor)
     assert rejects["line"].astype(int).tolist() == sorted(reasons)
     for line, reason in zip(rejects["line"].astype(int), rejects["reason"], strict=True):
         assert reason.startswith(reasons[line]), (line, reason)
@@ -85,9 +80,9 @@ def test_the_cleaning_stage_names_the_same_lines(tmp_path, case):
         assert f"line {line}: " in str(err.value), str(err.value)
 
 
-def test_a_byte_order_mark_and_blank_lines_are_fine(tmp_path, predictor):
+def test_a_byte_order_mark_and_blank_lines_are_fine(tmp_path, quick_predictor):
     path = build(tmp_path, {5: b"", 6: b"\r"}, prefix=b"\xef\xbb\xbf")
-    report, scored, rejects = run_batch(path, predictor)
+    report, scored, rejects = run_batch(path, quick_predictor)
     assert rejects.empty and report["rows_read"] == report["rows_scored"] == 38
     assert clean_census(path)[1]["rows_read"] == 38
 
@@ -99,31 +94,31 @@ def test_a_byte_order_mark_and_blank_lines_are_fine(tmp_path, predictor):
     (HEADER + b", " + b"x" * 70_000, "line 1 (header): longer than 65,536 bytes"),  # was: its tail read as line 2
     (b"cr-only", "line 1 (header): holds a carriage return inside the line: the file's lines end with CR alone"),
 ])
-def test_a_bad_header_is_one_clear_error(tmp_path, predictor, header, message):
+def test_a_bad_header_is_one_clear_error(tmp_path, quick_predictor, header, message):
     "A header the job cannot read says why: CR-only line ends made the whole file one header 'naming columns twice'."
     path = build(tmp_path, {}, header=header) if header not in (b"", b"cr-only") else tmp_path / "in.csv"
     if not header:
         path.write_bytes(b"")
     if header == b"cr-only":
         path.write_bytes(b"\r".join([HEADER, GOOD, OTHER]) + b"\r")
-    for run in (lambda: run_batch(path, predictor), lambda: clean_census(path)):
+    for run in (lambda: run_batch(path, quick_predictor), lambda: clean_census(path)):
         with pytest.raises(CensusDataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             run()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_colliding_paths_are_refused_before_any_work(tmp_path, predictor):
+def test_colliding_paths_are_refused_before_any_work(tmp_path, quick_predictor):
     path = build(tmp_path, {})
     before = path.read_bytes()
     for out, rej, says in [(path, tmp_path / "r.csv", "the output path"), (tmp_path / "o.csv", path, "the rejects path"),
                            (tmp_path / "same.csv", tmp_path / "same.csv", "the output path")]:
         with pytest.raises(ValueError, match=says):
-            score_csv(path, out, rej, predictor, chunk_bytes=2048)
+            score_csv(path, out, rej, quick_predictor, chunk_bytes=2048)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
 @pytest.mark.parametrize("node", ["fifo", "device"])
-def test_an_output_that_is_a_fifo_or_a_device_is_refused_and_left_alone(tmp_path, predictor, node):
+def test_an_output_that_is_a_fifo_or_a_device_is_refused_and_left_alone(tmp_path, quick_predictor, node):
     "An adversarial run, as root: `--output /dev/null` replaced the device with a plain file. The rename never reaches it."
     path = build(tmp_path, {})
     out = tmp_path / "d" / "out.csv"
@@ -131,12 +126,12 @@ def test_an_output_that_is_a_fifo_or_a_device_is_refused_and_left_alone(tmp_path
     os.mkfifo(out) if node == "fifo" else out.symlink_to("/dev/null")  # a link to a device: what resolve() sees
     for target, rej in ((out, tmp_path / "r.csv"), (tmp_path / "o.csv", out)):
         with pytest.raises(ValueError, match="is not a regular file \\(a FIFO or a device\\)"):
-            score_csv(path, target, rej, predictor, chunk_bytes=2048)
+            score_csv(path, target, rej, quick_predictor, chunk_bytes=2048)
     assert (out.is_fifo() if node == "fifo" else Path("/dev/null").is_char_device())
     assert sorted(p.name for p in out.parent.iterdir()) == ["out.csv"] and not (tmp_path / "o.csv").exists()
 
 
-def test_a_job_that_fails_midway_leaves_nothing_behind(tmp_path, predictor, monkeypatch):
+def test_a_job_that_fails_midway_leaves_nothing_behind(tmp_path, quick_predictor, monkeypatch):
     path = build(tmp_path, {}, n=400)
     calls = []
 
@@ -144,22 +139,22 @@ def test_a_job_that_fails_midway_leaves_nothing_behind(tmp_path, predictor, monk
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("the machine ran out of memory")
-        return Predictor.predict_coded(predictor, columns)
+        return Predictor.predict_coded(quick_predictor, columns)
 
-    monkeypatch.setattr(predictor, "predict_coded", fail_on_the_third_block)
+    monkeypatch.setattr(quick_predictor, "predict_coded", fail_on_the_third_block)
     with pytest.raises(RuntimeError, match="out of memory"):
-        score_csv(path, tmp_path / "out" / "scored.csv", tmp_path / "rejects.csv", predictor, chunk_bytes=4096)
+        score_csv(path, tmp_path / "out" / "scored.csv", tmp_path / "rejects.csv", quick_predictor, chunk_bytes=4096)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["in.csv", "out"]
 
 
-def test_predict_records_refuses_non_finite_numbers(predictor):
+def test_predict_records_refuses_non_finite_numbers(quick_predictor):
     for value in (math.nan, math.inf, -math.inf):
         with pytest.raises(RecordError, match="age: .* is not a whole number"):
-            predictor.predict_records([EXAMPLE | {"age": value}])
+            quick_predictor.predict_records([EXAMPLE | {"age": value}])
 
 
-def test_the_scored_file_keeps_every_column_of_the_input(tmp_path, predictor):
-    report, scored, _ = run_batch(build(tmp_path, {}), predictor)
+def test_the_scored_file_keeps_every_column_of_the_input(tmp_path, quick_predictor):
+    report, scored, _ = run_batch(build(tmp_path, {}), quick_predictor)
     assert list(scored.columns) == ["line", *COLUMNS, "prediction", "probability"]
     with open(tmp_path / "in.csv", newline="") as f:
         first = [v.strip() for v in list(csv.reader(f))[1]]

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from census_income.pipeline import load_params
-
-from .conftest import ROOT
+from testkit import ROOT
 
 SECTIONS = ("Motivation", "Composition", "Collection process", "Preprocessing, cleaning and labelling", "Uses",
             "Distribution", "Maintenance")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 pytestmark = pytest.mark.integration  # real kernels: not in `make test-fast`
 

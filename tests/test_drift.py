@@ -25,8 +25,7 @@ from census_income.reference import (
 )
 from census_income.schema import CATEGORICAL, CONTINUOUS, FEATURES
 from census_income.split import split_data
-
-from .conftest import ROOT
+from testkit import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,7 @@ from census_income.drift import compare, swapped
 from census_income.reference import fit_reference, tally
 from census_income.schema import FEATURES
 from census_income.split import split_data
-
-from .conftest import ROOT
-from .test_cbpe_nannyml import NANNYML_PY
+from testkit import NANNYML_PY, ROOT
 
 pytestmark = pytest.mark.integration  # a second venv and a process: not in `make test-fast`
 

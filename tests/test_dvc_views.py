@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from census_income.metrics import readable
-from tests.conftest import ROOT, run
+from testkit import ROOT, run
 
 WIDTH = 120  # a terminal's columns
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

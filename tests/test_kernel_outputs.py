@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 # Haswell runs on any x86-64 CPU with AVX2; where it is the CPU's own kernel, Sandybridge is the other one
 RUN = r"""

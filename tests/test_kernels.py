@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from census_income.network import TOLERANCE
-from tests.conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 KERNELS = ["Prescott", "Nehalem", "Sandybridge", "Haswell", "SkylakeX", "Zen"]
 

@@ -11,7 +11,7 @@ import subprocess
 
 import yaml
 
-from .conftest import ROOT, run
+from testkit import ROOT, run
 
 
 def git_tracked() -> set[str]:

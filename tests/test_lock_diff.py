@@ -5,7 +5,7 @@ import sys
 
 import yaml
 
-from tests.conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 sys.path.insert(0, str(ROOT / "tools"))
 from lock_diff import describe, lock_changes  # noqa: E402

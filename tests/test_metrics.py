@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from fairlearn.metrics import MetricFrame, count, selection_rate
+from fairlearn.metrics import MetricFrame
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -22,6 +22,7 @@ from census_income.metrics import RATES, best_threshold, binary_metrics, decide,
 from census_income.metrics import log_loss as our_log_loss
 from census_income.schema import CATEGORICAL, LABEL
 from census_income.slice_stats import slice_metrics
+from testkit import fairlearn_metrics
 
 
 @pytest.fixture(scope="module")
@@ -60,34 +61,19 @@ def test_rates_at_a_threshold_equal_scikit_learn(scored):
     assert m["n"] == len(y) and m["threshold"] == t
 
 
-def _fpr(y_true, y_pred):
-    return 1 - recall_score(y_true, y_pred, pos_label=0, zero_division=np.nan)
-
-
-def _fnr(y_true, y_pred):
-    return 1 - recall_score(y_true, y_pred, zero_division=np.nan)
-
-
-FAIRLEARN = {"n": count, "share_positive": lambda t, _: float(np.mean(t)),
-             "precision": lambda t, p: precision_score(t, p, zero_division=np.nan),
-             "recall": lambda t, p: recall_score(t, p, zero_division=np.nan),
-             "f1": lambda t, p: f1_score(t, p, zero_division=np.nan),
-             "accuracy": accuracy_score, "fpr": _fpr, "fnr": _fnr, "selection_rate": selection_rate}
-
-
 def test_every_slice_equals_fairlearns_metric_frame(scored):
     "The cross-check that used to run as an assert inside the stage: every slice of every feature."
     df, y, p = scored
-    pred = decide(p, 0.5).astype(int)
+    pred, fairlearn = decide(p, 0.5).astype(int), fairlearn_metrics()
     table = slice_metrics(df, y, pred, CATEGORICAL, n_boot=10, seed=0, level=0.95, min_support=50, min_class=10)
     for feature in CATEGORICAL:
-        frame = MetricFrame(metrics=FAIRLEARN, y_true=y, y_pred=pred, sensitive_features=pd.Series(df[feature], name="v"))
+        frame = MetricFrame(metrics=fairlearn, y_true=y, y_pred=pred, sensitive_features=pd.Series(df[feature], name="v"))
         ours = table[table["feature"] == feature].set_index("value")
         assert list(ours.index) == list(frame.by_group.index), feature
         for m in ("n", "share_positive", *RATES):
             np.testing.assert_allclose(ours[m].to_numpy(float), frame.by_group[m].to_numpy(float), rtol=0, atol=1e-12,
                                        err_msg=f"{feature}: {m}")
-    overall = MetricFrame(metrics=FAIRLEARN, y_true=y, y_pred=pred, sensitive_features=df["sex"]).overall
+    overall = MetricFrame(metrics=fairlearn, y_true=y, y_pred=pred, sensitive_features=df["sex"]).overall
     for m in RATES:
         assert table.iloc[0][m] == pytest.approx(overall[m], abs=1e-12), m
 

@@ -1,6 +1,6 @@
 """Fault injection: every way a model folder can be broken or tampered with is refused at load, with a reason.
 
-Each case copies a small real model (the `quick_model` fixture), breaks one thing and loads it. Cases marked
+Each case copies a small real model (the `quick_model_dir` fixture), breaks one thing and loads it. Cases marked
 "rehashed" also recompute every file digest and the version, as a buggy training run (or whoever can write the
 folder) would have written them: those must be caught by the structural checks or the known record, not by the
 hash, and, when they are deliberate edits that leave a sound model, only by the version pinned from outside the
@@ -22,7 +22,7 @@ from census_income.features import Encoder
 from census_income.network import MANIFEST, WEIGHTS, ModelFilesError, Network, layer_name
 from census_income.predict import JSON_LIMIT, WEIGHTS_LIMIT, Predictor, file_digest, model_version
 from census_income.validation import EXAMPLE
-from tests.conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 
 def rehash(d: Path) -> None:
@@ -161,9 +161,9 @@ CASES = {  # name: (how to break a copy, rehash?, what the refusal says)
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_broken_model_folder_is_refused_with_its_reason(quick_model, tmp_path, case):
+def test_a_broken_model_folder_is_refused_with_its_reason(quick_model_dir, tmp_path, case):
     breaks, rehashed, reason = CASES[case]
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     breaks(d)
     if rehashed:
         rehash(d)
@@ -174,8 +174,8 @@ def test_a_broken_model_folder_is_refused_with_its_reason(quick_model, tmp_path,
     assert str(d) in message and "\n" not in message
 
 
-def test_the_untouched_model_loads_and_proves_itself(quick_model):
-    predictor = Predictor.load(quick_model)
+def test_the_untouched_model_loads_and_proves_itself(quick_model_dir):
+    predictor = Predictor.load(quick_model_dir)
     check = predictor.manifest["check"]
     assert predictor.predict_records([check["record"]])[0]["probability"] == pytest.approx(check["probability"], abs=1e-6)
 
@@ -224,9 +224,9 @@ SWAPS = {  # the six edits that were served under a new version: each is refused
 
 
 @pytest.mark.parametrize("case", list(SWAPS))
-def test_a_swapped_model_is_refused_by_the_pinned_version(quick_model, tmp_path, case):
-    pinned = Predictor.load(quick_model).version
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+def test_a_swapped_model_is_refused_by_the_pinned_version(quick_model_dir, tmp_path, case):
+    pinned = Predictor.load(quick_model_dir).version
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     SWAPS[case](d)
     rehash(d)
     found = Predictor.load(d).version  # the folder alone cannot tell: it proves itself under its new version
@@ -237,26 +237,26 @@ def test_a_swapped_model_is_refused_by_the_pinned_version(quick_model, tmp_path,
     assert "\n" not in str(err.value)
 
 
-def test_every_manifest_field_is_inside_the_version(quick_model, tmp_path):
-    fields = [k for k in json.loads((quick_model / MANIFEST).read_text()) if k != "version"]
+def test_every_manifest_field_is_inside_the_version(quick_model_dir, tmp_path):
+    fields = [k for k in json.loads((quick_model_dir / MANIFEST).read_text()) if k != "version"]
     assert {"architecture", "metrics", "threshold", "baseline", "check", "weights", "encoder", "reference",
             "sha256"} <= set(fields)
     for field in fields:
-        d = Path(shutil.copytree(quick_model, tmp_path / field))
+        d = Path(shutil.copytree(quick_model_dir, tmp_path / field))
         edit_json(d, MANIFEST, lambda m, f=field: m.update({f: {"changed": m[f]}}))
         with pytest.raises(ModelFilesError, match=f"{MANIFEST} hashes to [0-9a-f]{{32}} but says version"):
             Predictor.load(d)
 
 
-def test_the_training_profile_is_inside_the_version(quick_model, tmp_path):
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+def test_the_training_profile_is_inside_the_version(quick_model_dir, tmp_path):
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     name = json.loads((d / MANIFEST).read_text())["reference"]
     edit_json(d, name, lambda r: r.update(rows=r["rows"] * 2))  # recomputed counts: false drift flags once served
     with pytest.raises(ModelFilesError, match=f"{name} hashes to"):
         Predictor.load(d)
     rehash(d)
     with pytest.raises(ModelFilesError, match="expected model version"):
-        Predictor.load(d, Predictor.load(quick_model).version)
+        Predictor.load(d, Predictor.load(quick_model_dir).version)
 
 
 def load_within(d: Path, seconds: float = 20) -> str:
@@ -281,8 +281,8 @@ def load_within(d: Path, seconds: float = 20) -> str:
 
 
 @pytest.mark.parametrize("name", [MANIFEST, WEIGHTS, "encoder.json"])
-def test_a_fifo_in_the_model_folder_is_refused_at_once(quick_model, tmp_path, name):
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+def test_a_fifo_in_the_model_folder_is_refused_at_once(quick_model_dir, tmp_path, name):
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     (d / name).unlink()
     os.mkfifo(d / name)
     message = load_within(d)
@@ -290,8 +290,8 @@ def test_a_fifo_in_the_model_folder_is_refused_at_once(quick_model, tmp_path, na
 
 
 @pytest.mark.parametrize("name", ["/dev/zero", "../weights.safetensors", "sub/weights.safetensors", "..", "", 5])
-def test_the_manifest_names_files_not_paths(quick_model, tmp_path, name):
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+def test_the_manifest_names_files_not_paths(quick_model_dir, tmp_path, name):
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     manifest = json.loads((d / MANIFEST).read_text())
     digests = {k: v for k, v in manifest["sha256"].items() if k != manifest["weights"]} | {str(name): "0" * 64}
     manifest |= {"weights": name, "sha256": digests}
@@ -301,8 +301,8 @@ def test_the_manifest_names_files_not_paths(quick_model, tmp_path, name):
 
 
 @pytest.mark.parametrize("target", ["outside", "/dev/zero"])
-def test_a_link_out_of_the_folder_is_refused(quick_model, tmp_path, target):
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+def test_a_link_out_of_the_folder_is_refused(quick_model_dir, tmp_path, target):
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     outside = shutil.copy(d / WEIGHTS, tmp_path / "outside")  # the very bytes, so only the link itself is wrong
     (d / WEIGHTS).unlink()
     (d / WEIGHTS).symlink_to(outside if target == "outside" else target)
@@ -310,24 +310,24 @@ def test_a_link_out_of_the_folder_is_refused(quick_model, tmp_path, target):
     assert f"{WEIGHTS} is a link to " in message and "outside the model folder" in message, message
 
 
-def test_a_link_within_the_folder_loads(quick_model, tmp_path):
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+def test_a_link_within_the_folder_loads(quick_model_dir, tmp_path):
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     (d / WEIGHTS).rename(d / "weights.v1")
     (d / WEIGHTS).symlink_to("weights.v1")
-    assert Predictor.load(d).version == Predictor.load(quick_model).version
+    assert Predictor.load(d).version == Predictor.load(quick_model_dir).version
 
 
 @pytest.mark.parametrize(("name", "limit"), [(MANIFEST, JSON_LIMIT), (WEIGHTS, WEIGHTS_LIMIT), ("encoder.json", JSON_LIMIT)])
-def test_a_model_file_over_its_size_limit_is_refused_unread(quick_model, tmp_path, name, limit):
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+def test_a_model_file_over_its_size_limit_is_refused_unread(quick_model_dir, tmp_path, name, limit):
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     with open(d / name, "r+b") as f:
         f.truncate(limit + 1)  # sparse: no disk used, and nothing should read it
     message = load_within(d, 10)
     assert f"{name} holds more than {limit:,} bytes" in message, message
 
 
-def test_the_batch_job_refuses_a_fifo_before_any_work(quick_model, tmp_path):
-    d = Path(shutil.copytree(quick_model, tmp_path / "model"))
+def test_the_batch_job_refuses_a_fifo_before_any_work(quick_model_dir, tmp_path):
+    d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     (d / WEIGHTS).unlink()
     os.mkfifo(d / WEIGHTS)
     source, out = tmp_path / "in.csv", tmp_path / "out" / "scored.csv"

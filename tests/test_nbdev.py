@@ -4,7 +4,7 @@ import json
 import shutil
 import subprocess
 
-from .conftest import ROOT, run, tool_env
+from testkit import ROOT, run, tool_env
 
 
 def snapshot(folder):

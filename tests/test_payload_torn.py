@@ -4,7 +4,7 @@ on a line of its own, so every line after it is whole (census_income.serving.pay
 import subprocess
 import sys
 
-from .conftest import ROOT
+from testkit import ROOT
 
 WRITER = r"""
 import resource, signal, sys

@@ -19,9 +19,9 @@ from census_income.network import MANIFEST
 from census_income.predict import Predictor, model_version
 from census_income.serving.settings import SettingsError, read_settings
 from census_income.toy import toy_model_folder
-from tests.api.conftest import free_port, start_uvicorn, wait_ready
+from testkit import ROOT, free_port, tool_env
+from tests.api.conftest import start_uvicorn, wait_ready
 from tests.api.test_faults import one_line_exit
-from tests.conftest import ROOT, tool_env
 
 
 def web_prefix() -> str:
@@ -92,17 +92,17 @@ def test_an_empty_pin_is_no_pin(monkeypatch):
 
 
 @pytest.mark.integration
-def test_the_api_refuses_a_model_other_than_the_pinned_one(quick_model, tmp_path):
+def test_the_api_refuses_a_model_other_than_the_pinned_one(quick_model_dir, tmp_path):
     expected = "0123456789abcdef0123456789abcdef"
-    found = Predictor.load(quick_model).version
-    line = one_line_exit(start_uvicorn(quick_model, free_port(), CENSUS_MODEL_VERSION=expected))
+    found = Predictor.load(quick_model_dir).version
+    line = one_line_exit(start_uvicorn(quick_model_dir, free_port(), CENSUS_MODEL_VERSION=expected))
     assert f"expected model version {expected} but the files are version {found}" in line, line
 
 
 @pytest.mark.integration
-def test_the_api_serves_the_pinned_model(quick_model):
-    version, port = Predictor.load(quick_model).version, free_port()
-    proc = start_uvicorn(quick_model, port, CENSUS_MODEL_VERSION=version)
+def test_the_api_serves_the_pinned_model(quick_model_dir):
+    version, port = Predictor.load(quick_model_dir).version, free_port()
+    proc = start_uvicorn(quick_model_dir, port, CENSUS_MODEL_VERSION=version)
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}")
         assert httpx.get(f"http://127.0.0.1:{port}/ready").json()["model_version"] == version
@@ -113,6 +113,6 @@ def test_the_api_serves_the_pinned_model(quick_model):
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("var", "value"), [("CENSUS_MAX_BATCHES", "2"), ("CENSUS_BODY_TIMEOUT", "1e-7")])
-def test_the_api_does_not_start_on_a_bad_setting(quick_model, var, value):
-    line = one_line_exit(start_uvicorn(quick_model, free_port(), **{var: value}))
+def test_the_api_does_not_start_on_a_bad_setting(quick_model_dir, var, value):
+    line = one_line_exit(start_uvicorn(quick_model_dir, free_port(), **{var: value}))
     assert f"census-income cannot serve: {var}" in line, line

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from .conftest import ROOT
+from testkit import ROOT
 
 DOCS = {name: (ROOT / name).read_text() for name in ("README.md", "docs/guide.md")}
 TARGETS = set(re.findall(r"^([a-z0-9-]+):", (ROOT / "Makefile").read_text(), re.M))

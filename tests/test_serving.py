@@ -28,8 +28,8 @@ class Faulty(Predictor):
 
 @pytest.mark.parametrize(("fault", "error"), [("raises", FloatingPointError), ("too many", RuntimeError),
                                               ("nan", ModelFilesError)])
-def test_every_waiting_request_gets_the_error(quick_model, fault, error):
-    model = ServingModel(Faulty(Predictor.load(quick_model), fault), Settings(_env_file=None))
+def test_every_waiting_request_gets_the_error(quick_model_dir, fault, error):
+    model = ServingModel(Faulty(Predictor.load(quick_model_dir), fault), Settings(_env_file=None))
 
     async def three_at_once():
         records = [Record.model_validate(EXAMPLE | {"age": a}) for a in (20, 40, 60)]

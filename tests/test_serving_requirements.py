@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from tests.conftest import ROOT
+from testkit import ROOT
 
 PACKAGE = "census_income"
 # Commands, not imports: the Procfile execs uvicorn, and census_income.deploy runs `dvc pull` as a subprocess.
@@ -163,7 +163,8 @@ def test_a_new_import_without_its_requirement_is_named(tmp_path):
 
 def test_a_server_that_dies_at_start_shows_its_own_error(tmp_path):
     "When a process under test exits before it listens, the failure quotes the last lines it printed."
-    from tests.pipeline.conftest import free_port, wait_for_port
+    from testkit import free_port
+    from tests.pipeline.conftest import wait_for_port
 
     script = "import sys\nfor i in range(100): print('noise', i)\nimport no_such_module_for_the_dyno\n"
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

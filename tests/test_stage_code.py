@@ -5,8 +5,7 @@ import shutil
 import subprocess
 
 from census_income.pipeline import copy_environ
-
-from .conftest import ROOT, VENV_BIN, tool_env
+from testkit import ROOT, VENV_BIN, tool_env
 
 
 def test_the_repository_itself_needs_nothing():

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from census_income.pipeline import MOVING, STAGING_DIR
-from tests.conftest import ROOT, VENV_BIN, tool_env
+from testkit import ROOT, VENV_BIN, tool_env
 
 pytestmark = pytest.mark.integration  # three papermill runs: about half a minute
 

@@ -14,8 +14,7 @@ from census_income.pipeline import STAGES, load_params, prepare, stage_function
 from census_income.predict import Predictor
 from census_income.preprocess import run_preprocess
 from census_income.tune import run_tune
-
-from .conftest import ROOT
+from testkit import ROOT
 
 
 @pytest.fixture(scope="module")

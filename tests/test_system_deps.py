@@ -4,7 +4,7 @@ import glob
 import shutil
 import subprocess
 
-from tests.conftest import ROOT
+from testkit import ROOT
 
 SCRIPT = ROOT / "tools" / "system-deps"
 

@@ -16,8 +16,7 @@ from census_income.predict import Predictor
 from census_income.schema import CONTINUOUS, FEATURES
 from census_income.serving.payload import RotatingLog, payload_lines
 from census_income.traffic import LogError, log_files, run_monitor
-
-from .conftest import ROOT, VENV_BIN, tool_env
+from testkit import ROOT, VENV_BIN, tool_env
 
 START = 1.8e9  # the first record's time: 2027-01-15T08:00:00Z
 
@@ -57,14 +56,8 @@ def close(a, b, tol: float = 2e-3) -> bool:
     return a == b
 
 
-@pytest.fixture(scope="module")
-def model(quick_run):
-    params = quick_run[0]
-    return params, Predictor.load(params["paths"]["model_dir"])
-
-
-def test_the_report_is_the_one_census_batch_writes_for_the_same_records(model, tmp_path):
-    params, predictor = model
+def test_the_report_is_the_one_census_batch_writes_for_the_same_records(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     records = split_rows(params, 800)
     log = write_log(tmp_path / "p.jsonl", records, predictor)
     source = tmp_path / "same.csv"
@@ -86,11 +79,11 @@ def test_the_report_is_the_one_census_batch_writes_for_the_same_records(model, t
     assert job["outputs"] == [str(tmp_path / "out" / "traffic.json"), str(tmp_path / "out" / "traffic.html")]
 
 
-def test_a_window_counted_block_by_block_is_the_window_counted_at_once(model, tmp_path, monkeypatch):
+def test_a_window_counted_block_by_block_is_the_window_counted_at_once(quick_run, quick_predictor, tmp_path, monkeypatch):
     "Memory holds one block of lines, whatever the log's size: blocks of 7 lines give the report of one block of all."
     import census_income.traffic as traffic
 
-    params, predictor = model
+    params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 800), predictor)
     whole = run_monitor(params, str(log), str(tmp_path / "a.json"))
     monkeypatch.setattr(traffic, "BLOCK", 7)
@@ -100,8 +93,8 @@ def test_a_window_counted_block_by_block_is_the_window_counted_at_once(model, tm
     assert json.loads((tmp_path / "b.json").read_text()) == json.loads((tmp_path / "a.json").read_text())
 
 
-def test_the_window_by_time_and_by_count(model, tmp_path):
-    params, predictor = model
+def test_the_window_by_time_and_by_count(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 300), predictor)
     by_time = run_monitor(params, str(log), str(tmp_path / "a.json"), since="2027-01-15T08:01:00Z", until="2027-01-15T08:02:00Z")
     assert (by_time["rows_scored"], by_time["first"], by_time["last"]) == (60, "2027-01-15T08:01:00.000Z", "2027-01-15T08:01:59.000Z")
@@ -111,8 +104,8 @@ def test_the_window_by_time_and_by_count(model, tmp_path):
     assert (both["rows_scored"], both["last"]) == (10, "2027-01-15T08:01:39.000Z")
 
 
-def test_rotated_files_are_read_oldest_first(model, tmp_path):
-    params, predictor = model
+def test_rotated_files_are_read_oldest_first(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 200), predictor, max_bytes=8192, files=100)
     files = log_files(log)
     assert len(files) > 3 and files[-1] == log
@@ -120,8 +113,8 @@ def test_rotated_files_are_read_oldest_first(model, tmp_path):
     assert (job["rows_scored"], job["files"], job["first"]) == (200, len(files), "2027-01-15T08:00:00.000Z")
 
 
-def test_a_malformed_line_refuses_naming_its_file_and_line(model, tmp_path):
-    params, predictor = model
+def test_a_malformed_line_refuses_naming_its_file_and_line(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 50), predictor)
     lines = log.read_text().splitlines(keepends=True)
     lines[6] = lines[6][:70] + "\n"  # a line cut short inside the file: not a write in progress
@@ -133,8 +126,8 @@ def test_a_malformed_line_refuses_naming_its_file_and_line(model, tmp_path):
     assert not (tmp_path / "m.json").exists()
 
 
-def test_a_record_outside_the_schema_refuses_naming_its_line(model, tmp_path):
-    params, predictor = model
+def test_a_record_outside_the_schema_refuses_naming_its_line(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 20), predictor)
     lines = log.read_text().splitlines(keepends=True)
     lines[11] = lines[11].replace('"age":', '"age":-5,"x":', 1)  # a record the API would never have logged
@@ -143,8 +136,8 @@ def test_a_record_outside_the_schema_refuses_naming_its_line(model, tmp_path):
         run_monitor(params, str(log), str(tmp_path / "m.json"))
 
 
-def test_the_live_files_unfinished_last_line_is_skipped_and_counted(model, tmp_path):
-    params, predictor = model
+def test_the_live_files_unfinished_last_line_is_skipped_and_counted(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 40), predictor)
     text = log.read_text()
     log.write_text(text + text.splitlines()[0][:55])  # a write in progress
@@ -152,8 +145,8 @@ def test_the_live_files_unfinished_last_line_is_skipped_and_counted(model, tmp_p
     assert (job["rows_scored"], job["unfinished"], job["lines"]) == (40, 1, 40)
 
 
-def test_lines_of_another_model_are_skipped_and_counted_and_none_of_this_one_refuses(model, tmp_path):
-    params, predictor = model
+def test_lines_of_another_model_are_skipped_and_counted_and_none_of_this_one_refuses(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 30), predictor, version="f" * 32)
     with pytest.raises(LogError, match=f"no record of model {predictor.version} in the window .* 30 of other model versions"):
         run_monitor(params, str(log), str(tmp_path / "v.json"))
@@ -163,8 +156,8 @@ def test_lines_of_another_model_are_skipped_and_counted_and_none_of_this_one_ref
     assert (job["rows_scored"], job["other_versions"]) == (5, 30)
 
 
-def test_an_empty_window_or_a_missing_log_refuses(model, tmp_path):
-    params, predictor = model
+def test_an_empty_window_or_a_missing_log_refuses(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     with pytest.raises(LogError, match="payload log not found"):
         run_monitor(params, str(tmp_path / "nothing.jsonl"), str(tmp_path / "e.json"))
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 10), predictor)
@@ -174,8 +167,8 @@ def test_an_empty_window_or_a_missing_log_refuses(model, tmp_path):
         run_monitor(params, str(log), str(log))
 
 
-def test_a_drifted_window_ends_with_the_alarm_status_and_its_line(model, tmp_path):
-    params, predictor = model
+def test_a_drifted_window_ends_with_the_alarm_status_and_its_line(quick_run, quick_predictor, tmp_path):
+    params, predictor = quick_run[0], quick_predictor
     frame = read_clean(params["paths"]["test_csv"])
     drifted = shifted(frame.head(1500), years=15)
     records = [{c: (int(v) if c in CONTINUOUS else v) for c, v in r.items() if c in FEATURES} for r in drifted.to_dict("records")]

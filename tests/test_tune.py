@@ -10,8 +10,7 @@ import pytest
 
 from census_income.config import HYPER_PARAMS
 from census_income.tune import best_params, load_study
-
-from .conftest import ROOT, tool_env
+from testkit import ROOT, tool_env
 
 pytestmark = pytest.mark.integration  # several real processes on one study: not in `make test-fast`
 

@@ -1,10 +1,6 @@
 """A real uvicorn serving the pipeline's model on 127.0.0.1, an httpx client for it, and records from the data."""
 
 import csv
-import os
-import re
-import shlex
-import socket
 import subprocess
 import time
 import warnings
@@ -14,29 +10,9 @@ import httpx
 import pytest
 
 from census_income.schema import CONTINUOUS
+from testkit import ROOT, VENV_BIN, free_port, procfile_flags, tool_env
 
-from ..conftest import ROOT, VENV_BIN, exit_report, tool_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def procfile_flags(env: dict | None = None) -> list[str]:
-    "The flags the Procfile's web line gives uvicorn, but for --host and --port; `${VAR:-default}` read from `env`."
-    env = os.environ if env is None else env
-    web = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
-    web = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], web)  # as the shell expands it
-    words = shlex.split(web.split("exec uvicorn census_income.api:app", 1)[1])
-    flags, skip = [], False
-    for word in words:
-        if skip or word in ("--host", "--port"):
-            skip = not skip
-            continue
-        flags.append(word)
-    return flags
+from ..conftest import exit_report
 
 
 def start_uvicorn(model_dir: Path, port: int, **env: str) -> subprocess.Popen:
@@ -65,18 +41,6 @@ def read_records(path: Path) -> list[dict]:
     "Rows of a census CSV as API records (numbers as ints), label included under 'salary'."
     with open(path, newline="") as f:
         return [{k: int(v) if k in CONTINUOUS else v for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-@pytest.fixture(scope="session")
-def artifacts(request) -> Path:
-    "A folder with the pipeline's model/ and data/: the `pipeline_repo` run, or CENSUS_TEST_ARTIFACTS to reuse one."
-    reuse = os.environ.get("CENSUS_TEST_ARTIFACTS")
-    return Path(reuse) if reuse else request.getfixturevalue("pipeline_repo")
-
-
-@pytest.fixture(scope="session")
-def model_dir(artifacts) -> Path:
-    return artifacts / "model"
 
 
 @pytest.fixture(scope="session")

@@ -10,21 +10,16 @@ import numpy as np
 import pytest
 
 from census_income.features import ROW_ORDER
-from census_income.predict import Predictor, predict
+from census_income.predict import predict
 from census_income.schema import CATEGORICAL, CLASSES, CONTINUOUS
 from census_income.validation import EXAMPLE
 
-from ..conftest import assert_same_answers
+from ..conftest import assert_same_answers, assert_same_probabilities
 from .conftest import starlette_test_client
 
 ISSUE_BODY = ('{"age": 41, "workclass": "State-gov", "fnlgt": 77516, "education": "Bachelors", "education-num": 13, '
               '"marital-status": "Divorced", "occupation": "Prof-specialty", "relationship": "Husband", "race": "White", '
               '"sex": "Male", "capital-gain": 2100, "capital-loss": 0, "hours-per-week": 40, "native-country": "Cuba"}')
-
-
-@pytest.fixture(scope="session")
-def predictor(model_dir) -> Predictor:
-    return Predictor.load(model_dir)
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +79,7 @@ def test_question_mark_and_null_are_the_same_missing_value_as_in_training(client
     a, b = client.post("/predict", json=marked), client.post("/predict", json=nulls)
     assert a.status_code == b.status_code == 200
     assert a.json() == b.json()
-    assert_same_answers([a.json()["probability"]], [predictor.predict_records([marked])[0]["probability"]],
-                        predictor.threshold)
+    assert_same_probabilities([a.json()["probability"]], [predictor.predict_records([marked])[0]["probability"]])
     assert a.json()["probability"] != client.post("/predict", json=EXAMPLE).json()["probability"]
 
 

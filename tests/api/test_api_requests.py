@@ -4,8 +4,7 @@ import json
 import re
 import subprocess
 
-from ..conftest import ROOT, VENV_BIN, run, tool_env
-from .conftest import free_port
+from testkit import ROOT, VENV_BIN, free_port, run, tool_env
 
 
 def test_api_requests_prints_status_and_body_of_each_call(server):

@@ -9,11 +9,6 @@ from census_income.schema import CATEGORICAL, FEATURES
 from census_income.validation import EXAMPLE
 
 
-@pytest.fixture(scope="module")
-def predictor(model_dir) -> Predictor:
-    return Predictor.load(model_dir)
-
-
 def test_explain_answers_the_example_over_http(client):
     why = client.post("/explain", json=EXAMPLE)
     assert why.status_code == 200, why.text

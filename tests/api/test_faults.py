@@ -1,6 +1,6 @@
 """Fault injection against a real uvicorn: broken models and settings never serve; hostile requests cost little.
 
-The server runs a small real model (the `quick_model` fixture), as the Procfile runs it, with a one-second body
+The server runs a small real model (the `quick_model_dir` fixture), as the Procfile runs it, with a one-second body
 timeout so that the slow-client cases take seconds.
 """
 
@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from census_income.validation import EXAMPLE
+from testkit import free_port
 
 from ..test_model_faults import CASES, rehash
-from .conftest import free_port, start_uvicorn, wait_ready
+from .conftest import start_uvicorn, wait_ready
 
 pytestmark = pytest.mark.integration  # real server processes: not in `make test-fast`
 BODY_TIMEOUT = "1"
@@ -34,9 +35,9 @@ def one_line_exit(proc: subprocess.Popen) -> str:
 
 @pytest.mark.parametrize("case", ["flipped bytes in the weights", "a last layer of width 0", "a NaN threshold",
                                   "the known record's probability changed"])
-def test_a_broken_model_never_becomes_ready(quick_model, tmp_path, case):
+def test_a_broken_model_never_becomes_ready(quick_model_dir, tmp_path, case):
     breaks, rehashed, reason = CASES[case]
-    d = shutil.copytree(quick_model, tmp_path / "model")
+    d = shutil.copytree(quick_model_dir, tmp_path / "model")
     breaks(d)
     if rehashed:
         rehash(d)
@@ -46,16 +47,16 @@ def test_a_broken_model_never_becomes_ready(quick_model, tmp_path, case):
 
 @pytest.mark.parametrize(("var", "value"), [("CENSUS_MAX_BATCH", "abc"), ("CENSUS_THREADS", "0"),
                                             ("CENSUS_BODY_TIMEOUT", "-1")])
-def test_a_bad_setting_is_one_line_naming_the_variable(quick_model, var, value):
-    line = one_line_exit(start_uvicorn(quick_model, free_port(), **{var: value}))
+def test_a_bad_setting_is_one_line_naming_the_variable(quick_model_dir, var, value):
+    line = one_line_exit(start_uvicorn(quick_model_dir, free_port(), **{var: value}))
     assert f"cannot serve: {var}={value!r} cannot be used:" in line, line
 
 
 @pytest.fixture(scope="module")
-def served(quick_model):
+def served(quick_model_dir):
     "A live server of the quick model: (base URL, port, the process)."
     port = free_port()
-    proc = start_uvicorn(quick_model, port, CENSUS_BODY_TIMEOUT=BODY_TIMEOUT)
+    proc = start_uvicorn(quick_model_dir, port, CENSUS_BODY_TIMEOUT=BODY_TIMEOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, base)
@@ -123,9 +124,9 @@ def test_a_body_that_never_comes_is_dropped_after_the_timeout(served):
     assert httpx.get(f"{base}/health").status_code == 200
 
 
-def test_a_client_that_hangs_up_mid_body_costs_one_log_line(quick_model):
+def test_a_client_that_hangs_up_mid_body_costs_one_log_line(quick_model_dir):
     port = free_port()
-    proc = start_uvicorn(quick_model, port)
+    proc = start_uvicorn(quick_model_dir, port)
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}")
         for _ in range(3):
@@ -141,9 +142,9 @@ def test_a_client_that_hangs_up_mid_body_costs_one_log_line(quick_model):
     assert len(logged) == 3 and all("went away" in ln for ln in logged), out + err  # one line per client
 
 
-def test_shutdown_is_not_held_up_by_a_client_that_sends_nothing(quick_model):
+def test_shutdown_is_not_held_up_by_a_client_that_sends_nothing(quick_model_dir):
     port = free_port()
-    proc = start_uvicorn(quick_model, port, CENSUS_BODY_TIMEOUT="60")
+    proc = start_uvicorn(quick_model_dir, port, CENSUS_BODY_TIMEOUT="60")
     wait_ready(proc, f"http://127.0.0.1:{port}")
     conn = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\n")
     time.sleep(0.3)

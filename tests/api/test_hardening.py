@@ -44,9 +44,9 @@ from census_income.serving.scoring import OFF_LOOP_BYTES
 from census_income.serving.shape import list_items, record_pairs
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, RecordRow
+from testkit import ROOT, VENV_BIN, free_port, procfile_flags, tool_env
 
-from ..conftest import ROOT, VENV_BIN, tool_env
-from .conftest import free_port, procfile_flags, starlette_test_client, start_uvicorn, wait_ready
+from .conftest import starlette_test_client, start_uvicorn, wait_ready
 
 HUGE_KEY = "k" * 500_000
 WORST_ANSWER = 32_000  # bytes: the ceiling of any 422 (21 entries, each field cut), with room to spare
@@ -181,13 +181,21 @@ def test_what_runs_on_the_loop_takes_a_body_if_and_only_if_the_rules_do(body):
     except RequestValidationError:
         expected = None
     assert plain_value(plain, body) == expected
-    one = body[1:-1] if body.startswith(b"[{") and body.count(b"{") == 1 else None
-    if one is not None:  # the same record alone, as /predict reads it
-        try:
-            alone = parse_body(PlainRecord.__mro__[1], one).model_dump()
-        except RequestValidationError:
-            alone = None
-        assert getattr(plain_value(PlainRecord, one), "model_dump", lambda: None)() == alone
+
+
+def _one_record_cases() -> list[bytes]:
+    "The record of each case that is a list of one record, alone."
+    return [body[1:-1] for body in _plain_cases() if body.startswith(b"[{") and body.count(b"{") == 1]
+
+
+@pytest.mark.parametrize("one", _one_record_cases(), ids=range(len(_one_record_cases())))
+def test_what_runs_on_the_loop_takes_one_record_if_and_only_if_the_rules_do(one):
+    "The same for a record alone, as /predict reads it."
+    try:
+        alone = parse_body(PlainRecord.__mro__[1], one).model_dump()
+    except RequestValidationError:
+        alone = None
+    assert getattr(plain_value(PlainRecord, one), "model_dump", lambda: None)() == alone
 
 
 def test_a_refused_body_costs_the_loop_one_records_errors_at_most():

@@ -8,8 +8,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from census_income.validation import EXAMPLE
+from testkit import free_port
 
-from .conftest import free_port, start_uvicorn, wait_ready
+from .conftest import start_uvicorn, wait_ready
 
 
 def samples(client) -> dict:

@@ -21,8 +21,7 @@ import yaml
 from websockets.sync.client import connect
 
 from census_income.batch_outputs import done_path, drift_path, page_path, read_done
-
-from ..conftest import ROOT, VENV_BIN, run
+from testkit import ROOT, VENV_BIN, run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -51,12 +50,10 @@ class Browser:
         self.next_id += 1
         msg = {"id": self.next_id, "method": method, "params": params} | ({"sessionId": session} if session else {})
         self.ws.send(json.dumps(msg))
-        while True:
-            reply = json.loads(self.ws.recv(timeout=60))
-            if reply.get("id") == self.next_id:
-                assert "error" not in reply, (method, reply["error"])
-                return reply.get("result", {})
+        while (reply := json.loads(self.ws.recv(timeout=60))).get("id") != self.next_id:
             self.events.append(reply)
+        assert "error" not in reply, (method, reply["error"])
+        return reply.get("result", {})
 
     def drain(self, seconds: float) -> None:
         "Collect events for a while."

@@ -14,9 +14,9 @@ import pytest
 
 from census_income.schema import CATEGORICAL, FEATURES
 from census_income.validation import EXAMPLE
+from testkit import ROOT, VENV_BIN, free_port, procfile_flags, tool_env
 
-from ..conftest import ROOT, VENV_BIN, tool_env
-from .conftest import free_port, procfile_flags, start_uvicorn, wait_ready
+from .conftest import start_uvicorn, wait_ready
 from .test_monitoring import samples
 
 pytestmark = pytest.mark.integration  # real server processes: not in `make test-fast`

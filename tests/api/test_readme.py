@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from ..conftest import ROOT, VENV_BIN, copy_repo, run, tool_env
-from .conftest import free_port, wait_ready
+from testkit import ROOT, VENV_BIN, copy_repo, free_port, run, tool_env
+
+from .conftest import wait_ready
 
 README = (ROOT / "README.md").read_text()
 DOCS = README + "\n" + (ROOT / "docs" / "guide.md").read_text()  # the front page and the reference behind it

@@ -1,6 +1,6 @@
 """Property-based requests generated from the app's own OpenAPI schema: no 5xx, no response off its schema."""
 
-from ..conftest import VENV_BIN, run
+from testkit import VENV_BIN, run
 
 
 def test_schemathesis_finds_nothing(server, tmp_path):

@@ -4,7 +4,9 @@ import shutil
 
 import pytest
 
-from .conftest import free_port, start_uvicorn
+from testkit import free_port
+
+from .conftest import start_uvicorn
 
 
 def break_model(model_dir, tmp_path, how: str):

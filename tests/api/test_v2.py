@@ -14,8 +14,9 @@ from tritonclient.utils import InferenceServerException
 
 from census_income.schema import CATEGORICAL, FEATURES
 from census_income.validation import EXAMPLE
+from testkit import free_port
 
-from .conftest import free_port, start_uvicorn, wait_ready
+from .conftest import start_uvicorn, wait_ready
 
 MODEL = "census-income"
 
@@ -277,7 +278,7 @@ def test_a_500_carries_the_headers_and_the_id():
 
 
 def test_the_readmes_tritonclient_session(server):
-    from ..conftest import ROOT
+    from testkit import ROOT
 
     readme = (ROOT / "docs" / "guide.md").read_text()  # the guide's section on the protocol
     code = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "tritonclient" in block)
@@ -292,7 +293,7 @@ def test_the_readmes_tritonclient_session(server):
 def test_the_readmes_request_id_line(server, tmp_path):
     import subprocess
 
-    from ..conftest import ROOT
+    from testkit import ROOT
 
     line = next(ln for ln in (ROOT / "docs" / "guide.md").read_text().splitlines() if ln.startswith("curl -si ") and "X-Request-ID" in ln)
     out = subprocess.run(["bash", "-c", line.replace("http://127.0.0.1:8000", server)], cwd=tmp_path, capture_output=True,

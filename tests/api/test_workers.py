@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port, start_uvicorn, wait_ready
+from testkit import free_port
+
+from .conftest import start_uvicorn, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +26,11 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_n_requests_over_two_workers_are_n_in_one_scrape(quick_model):
+def test_n_requests_over_two_workers_are_n_in_one_scrape(quick_model_dir):
     from census_income.validation import EXAMPLE
 
     port = free_port()
-    proc = start_uvicorn(quick_model, port, WEB_CONCURRENCY="2")
+    proc = start_uvicorn(quick_model_dir, port, WEB_CONCURRENCY="2")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, base, timeout=60)

@@ -18,22 +18,12 @@ from census_income.validation import RecordError, category_error, range_error
 
 
 @pytest.fixture(scope="module")
-def model_dir(pipeline_repo):
-    return pipeline_repo / "model"
+def test_split(artifacts):
+    return pd.read_csv(artifacts / "data/test.csv", keep_default_na=False)
 
 
-@pytest.fixture(scope="module")
-def predictor(model_dir):
-    return Predictor.load(model_dir)
-
-
-@pytest.fixture(scope="module")
-def test_split(pipeline_repo):
-    return pd.read_csv(pipeline_repo / "data/test.csv", keep_default_na=False)
-
-
-def test_quality_floors_on_the_test_split(pipeline_repo):
-    m = json.loads((pipeline_repo / "metrics/test.json").read_text())
+def test_quality_floors_on_the_test_split(artifacts):
+    m = json.loads((artifacts / "metrics/test.json").read_text())
     assert m["n"] == 6508
     assert m["roc_auc"] >= 0.925, m  # target 0.932 (mean of 3 seeds: benchmarks/quality_seeds.py)
     assert m["f1"] >= 0.72, m  # target 0.74
@@ -41,8 +31,8 @@ def test_quality_floors_on_the_test_split(pipeline_repo):
     assert m["ece"] <= 0.03, m  # target 0.02 after calibration
 
 
-def test_calibration_is_reported_before_and_after(pipeline_repo):
-    c = json.loads((pipeline_repo / "metrics/calibration.json").read_text())
+def test_calibration_is_reported_before_and_after(artifacts):
+    c = json.loads((artifacts / "metrics/calibration.json").read_text())
     rel = c["reliability"]["after"]
     assert c["temperature"] > 0 and 1 <= len(rel["rows"]) <= c["n_bins"]  # no more bins than the setting, none empty
     assert sum(rel["rows"]) == c["test"]["after"]["n"] and min(rel["rows"]) > 0
@@ -53,17 +43,17 @@ def test_calibration_is_reported_before_and_after(pipeline_repo):
     assert sum(c["reliability"]["after"]["rows"]) == 6508
 
 
-def test_baselines_are_reported_beside_the_mlp(pipeline_repo):
-    base = json.loads((pipeline_repo / "metrics/baselines.json").read_text())
+def test_baselines_are_reported_beside_the_mlp(artifacts):
+    base = json.loads((artifacts / "metrics/baselines.json").read_text())
     assert set(base) == {"logistic_regression", "hist_gradient_boosting"}
     assert base["hist_gradient_boosting"]["roc_auc"] > 0.92 and base["logistic_regression"]["roc_auc"] > 0.89
-    gap = json.loads((pipeline_repo / "metrics/comparison.json").read_text())["auc_gap"]["hist_gradient_boosting"]
+    gap = json.loads((artifacts / "metrics/comparison.json").read_text())["auc_gap"]["hist_gradient_boosting"]
     assert gap["low"] <= gap["gap"] <= gap["high"] and gap["n_boot"] >= 100
 
 
-def test_the_served_student_is_reported_beside_the_ensemble_it_learnt_from(pipeline_repo, predictor):
-    c = json.loads((pipeline_repo / "metrics/comparison.json").read_text())
-    test = json.loads((pipeline_repo / "metrics/test.json").read_text())
+def test_the_served_student_is_reported_beside_the_ensemble_it_learnt_from(artifacts, predictor):
+    c = json.loads((artifacts / "metrics/comparison.json").read_text())
+    test = json.loads((artifacts / "metrics/test.json").read_text())
     assert c["served"] == "student" and set(c["candidates"]) == {"student", "ensemble"}
     student, ensemble = c["candidates"]["student"], c["candidates"]["ensemble"]
     assert student["test"] == test and student["networks"] == predictor.net.members == 1 and ensemble["networks"] == 5
@@ -125,10 +115,10 @@ def test_prediction_function_on_records_as_users_write_them(model_dir, test_spli
     assert predict([with_question], model_dir) == predict([with_none], model_dir)
 
 
-def test_accuracy_of_the_prediction_function_matches_the_metrics(pipeline_repo, model_dir, test_split):
+def test_accuracy_of_the_prediction_function_matches_the_metrics(artifacts, model_dir, test_split):
     out = predict(test_split[list(FEATURES)].to_dict(orient="records"), model_dir)
     acc = np.mean([o["prediction"] == y for o, y in zip(out, test_split[LABEL], strict=True)])
-    m = json.loads((pipeline_repo / "metrics/test.json").read_text())
+    m = json.loads((artifacts / "metrics/test.json").read_text())
     assert readable(acc) == m["accuracy"]  # the file holds it at `DIGITS` significant digits
 
 

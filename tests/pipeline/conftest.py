@@ -9,19 +9,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import ROOT, exit_report, run
+from testkit import ROOT, free_port, run
+from tests.conftest import exit_report
 
 MOTO_SERVER = ROOT / ".venv-moto" / "bin" / "moto_server"
 BUCKET = "census-income-dvc"  # the bucket of the S3 remote named in .dvc/config
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-
-
-def free_port() -> int:
-    "A TCP port on 127.0.0.1 that nothing listens on (at the moment of asking)."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> float:

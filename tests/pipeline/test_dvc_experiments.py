@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, copy_repo, run, set_params, tool_env
+from testkit import ROOT, copy_repo, run, set_params, tool_env
 
 # a comparison: every column dropped but the experiment's name, the params it varies and three headline metrics
 KEEP = r"^(Experiment|train\.n_folds|train\.seed|roc_auc|f1|ece)$"

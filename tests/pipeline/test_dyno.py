@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from census_income.schema import CLASSES
-from tests.conftest import ROOT, run, tool_env
-from tests.pipeline.conftest import GIT, S3_ENV, free_port, use_endpoint, wait_for_port
+from testkit import ROOT, free_port, run, tool_env
+from tests.pipeline.conftest import GIT, S3_ENV, use_endpoint, wait_for_port
 
 RECORD = {
     "age": 44, "workclass": "Private", "fnlgt": 198282, "education": "Bachelors", "education-num": 13,

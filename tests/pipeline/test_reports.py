@@ -5,7 +5,7 @@ import re
 
 import yaml
 
-from ..conftest import run, set_params
+from testkit import run, set_params
 
 STDERR = 'data-mime-type="application/vnd.jupyter.stderr"'
 

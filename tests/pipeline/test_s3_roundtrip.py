@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT, run, tool_env
-from tests.pipeline.conftest import GIT, S3_ENV, free_port, use_endpoint
+from testkit import ROOT, free_port, run, tool_env
+from tests.pipeline.conftest import GIT, S3_ENV, use_endpoint
 
 
 def lock_outputs(repo: Path) -> dict[str, str]:
