@@ -65,6 +65,14 @@ def set_params(repo: Path, **sections: dict) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def paths_elsewhere(paths, folder: Path, keep: tuple[str, ...] = ()):
+    "A stage's `Paths` (`census_income.config.load_params`) with every output but `keep` moved to folder/FIELD/its name."
+    from census_income.config import INPUTS
+
+    return paths.model_copy(update={k: str(Path(folder) / k / Path(v).name) for k, v in paths.model_dump().items()
+                                    if k not in (*INPUTS, *keep)})
+
+
 def free_port() -> int:
     "A TCP port on 127.0.0.1 that nothing listens on (at the moment of asking)."
     with socket.socket() as s:

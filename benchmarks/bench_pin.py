@@ -32,10 +32,10 @@ from census_income.fileio import read_clean
 from census_income.model import fit_mlp
 from census_income.schema import LABEL
 params = load_params("params.yaml")
-best = json.loads(open(params["paths"]["best_params_json"]).read())["params"] if len(sys.argv) < 3 else None
-hp = HyperParams(**(best or params["tune"]["stored"]))
-enc = load_encoder(params["paths"]["encoder_json"])
-rows = read_clean(params["paths"]["train_csv"])
+best = json.loads(open(params.paths.best_params_json).read())["params"] if len(sys.argv) < 3 else None
+hp = HyperParams(**best) if best else params.tune.stored
+enc = load_encoder(params.paths.encoder_json)
+rows = read_clean(params.paths.train_csv)
 X, y = enc.transform(rows), enc.encode_label(rows[LABEL])
 cut = int(0.8 * len(X))
 t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 from machine import blas_line  # noqa: E402  (benchmarks/machine.py)
 
-from census_income.config import HyperParams, TrainConfig  # noqa: E402
+from census_income.config import HyperParams  # noqa: E402
 from census_income.explain import typical_record  # noqa: E402
 from census_income.features import load_encoder  # noqa: E402
 from census_income.fileio import read_clean  # noqa: E402
@@ -50,9 +50,9 @@ def best_of(f, repeats: int = 7) -> float:
     return min(times)
 
 
-def costs(params: dict, hp: HyperParams, encoder, test: pd.DataFrame) -> pd.DataFrame:
+def costs(params, hp: HyperParams, encoder, test: pd.DataFrame) -> pd.DataFrame:
     "Microseconds per row (10,000 rows, and one record) and multiply-adds per row, for every candidate's shape."
-    paths, rows = params["paths"], []
+    paths, rows = params.paths, []
     X = encoder.transform(test.iloc[:10_000])
     one = X[:1]
     shapes = [(f"ensemble of {k}", hp.depth, hp.hidden, k) for k in K_MEMBERS]
@@ -62,22 +62,22 @@ def costs(params: dict, hp: HyperParams, encoder, test: pd.DataFrame) -> pd.Data
         arch = hp.model_dump() | {"depth": depth, "hidden": hidden}
         nets = [IncomeMLP(encoder.n_onehot, len(CONTINUOUS), **{a: arch[a] for a in
                 ("n_frequencies", "sigma", "d_embedding", "depth", "hidden", "dropout")}) for _ in range(k)]
-        _, served = package_model(IncomeEnsemble(nets, 1.0), paths["encoder_json"], 0.5, arch, None, paths["reference_json"])
+        _, served = package_model(IncomeEnsemble(nets, 1.0), paths.encoder_json, 0.5, arch, None, paths.reference_json)
         rows.append({"candidate": name, "networks": k, "multiply_adds": served.net.multiply_adds,
                      "us_per_row_10k": 1e6 * best_of(lambda n=served.net: n.forward(X)) / len(X),
                      "us_one_record": 1e6 * best_of(lambda n=served.net: n.forward(one), 200)})
     return pd.DataFrame(rows)
 
 
-def quality(params: dict, hp: HyperParams, encoder, train, test, seed: int) -> list[dict]:
+def quality(params, hp: HyperParams, encoder, train, test, seed: int) -> list[dict]:
     "Every candidate trained with this seed, scored on the test split by the served engine."
-    cfg = TrainConfig.model_validate(params["train"] | {"seed": seed})
-    paths, rows = params["paths"], []
+    cfg = params.train.model_copy(update={"seed": seed})
+    paths, rows = params.paths, []
     ensemble = train_ensemble(train, encoder, hp, cfg, progress=False)
 
     def score(name, model, threshold, made_by):
-        _, served = package_model(model, paths["encoder_json"], threshold, made_by, typical_record(train),
-                                  paths["reference_json"])
+        _, served = package_model(model, paths.encoder_json, threshold, made_by, typical_record(train),
+                                  paths.reference_json)
         rows.append({"candidate": name, "seed": seed} | measure_served(served, {"threshold": threshold}, test)["test"])
 
     for k in K_MEMBERS:
@@ -98,9 +98,9 @@ if __name__ == "__main__":
     cost_only = "--cost-only" in args
     seeds = [int(s) for s in args if s != "--cost-only"] or [0, 1, 2]
     params = load_params("params.yaml")
-    hp = HyperParams.model_validate(json.loads(Path(params["paths"]["best_params_json"]).read_text())["params"])
-    encoder = load_encoder(params["paths"]["encoder_json"])
-    train, test = read_clean(params["paths"]["train_csv"]), read_clean(params["paths"]["test_csv"])
+    hp = HyperParams.model_validate(json.loads(Path(params.paths.best_params_json).read_text())["params"])
+    encoder = load_encoder(params.paths.encoder_json)
+    train, test = read_clean(params.paths.train_csv), read_clean(params.paths.test_csv)
     cost = costs(params, hp, encoder, test)
     print("\n| candidate | networks | multiply-adds per row | µs per row (10,000 rows) | µs per record (one) |\n|---|---:|---:|---:|---:|")
     for r in cost.itertuples():

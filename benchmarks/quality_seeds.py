@@ -20,6 +20,7 @@ F1 (>50K) >= 0.735, ECE <= 0.02, means over 3 seeds.
 
 import sys
 import tempfile
+from pathlib import Path
 
 from census_income.cpu import exec_pinned
 
@@ -31,18 +32,21 @@ from machine import blas_line  # noqa: E402  (benchmarks/machine.py; the folder 
 from census_income.pipeline import load_params  # noqa: E402
 from census_income.train import run_train  # noqa: E402
 
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from testkit import paths_elsewhere  # noqa: E402  (testkit.py at the repo root: every output of the stage elsewhere)
 
-def train_once(params: dict, seed: int, folder: str) -> dict:
+
+def train_once(params, seed: int, folder: str) -> dict:
     "The train stage with `train.seed` set and every output in `folder`."
-    paths = params["paths"] | {"model_dir": f"{folder}/model", "metrics_dir": f"{folder}/metrics"}
-    return run_train(params | {"train": params["train"] | {"seed": seed}, "paths": paths})
+    inputs = ("train_csv", "test_csv", "encoder_json", "reference_json", "best_params_json")
+    return run_train(params.train.model_copy(update={"seed": seed}), paths_elsewhere(params.paths, Path(folder), keep=inputs))
 
 
 if __name__ == "__main__":
     print(blas_line())
     seeds = [int(s) for s in sys.argv[1:]] or [0, 1, 2]
     params = load_params("params.yaml")
-    served_name = params["train"]["serve"]
+    served_name = params.train.serve
     other = "ensemble" if served_name == "student" else "student"
     rows = []
     for seed in seeds:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .config import ProfileConfig
+
 # %% auto #0
 __all__ = ['DECIMALS', 'KEYS', 'fit_components', 'errors', 'fit_multivariate', 'threshold', 'judge', 'problems']
 
@@ -46,23 +48,23 @@ def errors(
 # %% ../nbs/02e_multivariate.ipynb #775ef609
 def fit_multivariate(
     x: np.ndarray,  # the training rows, one number per attribute
-    profile: Mapping,  # variance, folds, chunk_rows, chunks, seed (params.yaml: profile)
+    profile: ProfileConfig,  # variance, folds, chunk_rows, chunks, seed (params.yaml: profile)
 ) -> dict:  # variance, folds, chunk_rows, mean, scale, components, chunk_errors (plain JSON, rounded)
     "The multivariate part of a profile: components of all the rows, and the errors of chunks, each row's cross-fitted."
     def plain(a):
         return (np.round(a, DECIMALS) + 0.0).tolist()  # + 0.0: no -0.0
 
     x = x[np.lexsort(x.T[::-1])]  # one order of the rows, whatever the file's: the same profile to the byte
-    rng = np.random.default_rng(profile["seed"])
-    n, folds = len(x), profile["folds"]
+    rng = np.random.default_rng(profile.seed)
+    n, folds = len(x), profile.folds
     fold = rng.permutation(n) % folds
     crossed = np.empty(n)
     for f in range(folds):
-        crossed[fold == f] = errors(fit_components(x[fold != f], profile["variance"]), x[fold == f])
-    rows = min(profile["chunk_rows"], n // 2)
-    chunks = np.sort([crossed[rng.choice(n, rows, replace=False)].mean() for _ in range(profile["chunks"])])
-    pca = fit_components(x, profile["variance"])
-    return {"variance": profile["variance"], "folds": folds, "chunk_rows": rows, "mean": plain(pca["mean"]),
+        crossed[fold == f] = errors(fit_components(x[fold != f], profile.variance), x[fold == f])
+    rows = min(profile.chunk_rows, n // 2)
+    chunks = np.sort([crossed[rng.choice(n, rows, replace=False)].mean() for _ in range(profile.chunks)])
+    pca = fit_components(x, profile.variance)
+    return {"variance": profile.variance, "folds": folds, "chunk_rows": rows, "mean": plain(pca["mean"]),
             "scale": plain(pca["scale"]), "components": plain(pca["components"]), "chunk_errors": plain(chunks)}
 
 # %% ../nbs/02e_multivariate.ipynb #ae83e2fa

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .cbpe import add_score_counts
+from .config import ProfileConfig
 from .fileio import atomic_file
 from .multivariate import errors, fit_multivariate
 from .multivariate import problems as multivariate_problems
@@ -72,7 +73,7 @@ def checksum(
 # %% ../nbs/02f_reference.ipynb #a0331453
 def fit_reference(
     train,  # the training split as columns (a DataFrame), numbers as numbers
-    profile: Mapping | None = None,  # variance, folds, chunk_rows, chunks, seed (params.yaml: profile); None: no multivariate part
+    profile: ProfileConfig | None = None,  # variance, folds, chunk_rows, chunks, seed (params.yaml: profile); None: no multivariate part
 ) -> dict:  # version, rows, number bins and cell counts, category counts[, multivariate], checksum (plain JSON types)
     "The training split's profile: bins of each number, the training rows in every cell of every attribute, and how they go together."
     numbers = {c: number_bins(train[c]) for c in CONTINUOUS}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from census_income.cpu import pinned_environ
 from testkit import ROOT, copy_repo, run, set_params

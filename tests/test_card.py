@@ -53,12 +53,12 @@ def is_size(kind: str) -> bool:
 
 def check_outputs(root: Path) -> None:
     "A repository's card against its own outputs: schema, version, intervals, and the numbers of the files it reads."
-    paths = load_params(root / "params.yaml")["paths"]
-    text = Path(paths["card_json"]).read_text()
+    paths = load_params(root / "params.yaml").paths
+    text = Path(paths.card_json).read_text()
     card = json.loads(text)
     assert library_errors(card) is None
-    manifest = json.loads(Path(paths["model_dir"], "manifest.json").read_text())
-    assert model_of(card)["version"] == manifest["version"] == Predictor.load(paths["model_dir"]).version
+    manifest = json.loads(Path(paths.model_dir, "manifest.json").read_text())
+    assert model_of(card)["version"] == manifest["version"] == Predictor.load(paths.model_dir).version
     assert float(prop(card, "decision_threshold")) == pytest.approx(manifest["threshold"], rel=1e-3)
     for m in metrics_of(card):  # every metric: an interval that holds its point estimate, but for a size
         v, lo, hi = float(m["value"]), float(m["confidenceInterval"]["lowerBound"]), float(m["confidenceInterval"]["upperBound"])
@@ -66,28 +66,28 @@ def check_outputs(root: Path) -> None:
         # interval can lie wholly above it (a scratch run's ThresholdOptimizer recall gap: 0.000773 in [0.001313, 0.07581])
         holds = (0 <= lo <= hi and 0 <= v <= hi) if is_size(m["type"]) else lo <= v <= hi
         assert holds, m
-    test = json.loads(Path(paths["metrics_dir"], "test.json").read_text())  # the train stage's point estimates
+    test = json.loads(Path(paths.test_json).read_text())  # the train stage's point estimates
     for kind, key in (("ROC AUC", "roc_auc"), ("log-loss", "log_loss"), ("Brier score", "brier"), ("ECE", "ece")):
         assert overall(card, kind)[0] == pytest.approx(test[key], rel=1e-3), kind
-    slices = json.loads(Path(paths["slices_json"]).read_text())
+    slices = json.loads(Path(paths.slices_json).read_text())
     for kind in ("F1", "precision", "recall", "accuracy"):
         o = slices["overall"][kind.lower()]
         lo, hi = slices["overall"][kind.lower() + "_ci"]
         assert overall(card, kind) == pytest.approx((o, lo, hi), rel=1e-3), kind
-    disparity = json.loads(Path(paths["disparity_json"]).read_text())
+    disparity = json.loads(Path(paths.disparity_json).read_text())
     gaps = {m["slice"]: float(m["value"]) for m in metrics_of(card) if m["type"] == "largest recall gap between groups"}
     for attr in slices["settings"]["protected"]:
         g = disparity[attr]["recall"]
         assert gaps[f"test split, {attr}: {g['max_group']} minus {g['min_group']}"] == pytest.approx(g["gap"], rel=1e-3)
-    fairness = json.loads(Path(paths["fairness_json"]).read_text())
+    fairness = json.loads(Path(paths.fairness_json).read_text())
     for attr in fairness["settings"]["mitigation"]["sensitive"]:
         assert any(m["slice"].startswith(f"test split, {attr}, ThresholdOptimizer") for m in metrics_of(card))
-    md = Path(paths["card_md"]).read_text()
+    md = Path(paths.card_md).read_text()
     assert all(sentence in md for sentence in USES.values())  # one source of facts: the same sentences in both cards
     considerations = model_of(card)["modelCard"]["considerations"]
     assert considerations["users"] == [USES["users"]] and considerations["useCases"] == [USES["use"]]
-    index = Path(paths["index_html"]).read_text()
-    assert f'href="{Path(paths["card_json"]).name}"' in index and f'href="{Path(paths["datasheet_md"]).name}"' in index
+    index = Path(paths.index_html).read_text()
+    assert f'href="{Path(paths.card_json).name}"' in index and f'href="{Path(paths.datasheet_md).name}"' in index
 
 
 @pytest.mark.skipif(not (ROOT / "reports" / "model_card.json").is_file(), reason="no pipeline outputs here (make pipeline)")
@@ -103,7 +103,7 @@ def test_pipeline_card_matches_its_outputs(pipeline_repo):
 def quick_card(quick_run) -> tuple[dict, dict, str]:
     "The quick run's params, what its report stage returned, and the card it wrote."
     params, ran = quick_run
-    return params, ran["report"], Path(params["paths"]["card_json"]).read_text()
+    return params, ran["report"], Path(params.paths.card_json).read_text()
 
 
 def test_quick_card_validates_with_the_library_and_names_its_model(quick_card, quick_model_dir):
@@ -142,13 +142,13 @@ def test_card_refuses_results_of_another_model(quick_card):
 def test_quick_card_metrics_come_from_the_test_split_predictions(quick_card, quick_model_dir):
     "Point estimates and intervals recomputed by scikit-learn from the quick model's probabilities on its test split."
     params, _, text = quick_card
-    card, paths = json.loads(text), params["paths"]
+    card, paths = json.loads(text), params.paths
     predictor = Predictor.load(quick_model_dir)
-    test = read_clean(paths["test_csv"])
+    test = read_clean(paths.test_csv)
     y, p = (test[LABEL] == POSITIVE).to_numpy().astype(int), predictor.predict_proba(test)
     pred = (p >= predictor.threshold).astype(int)
     assert prop(card, "test_rows") == str(len(y))
-    settings = json.loads(Path(paths["slices_json"]).read_text())["settings"]
+    settings = json.loads(Path(paths.slices_json).read_text())["settings"]
     weights = bootstrap_weights(len(y), settings["n_boot"], settings["seed"])  # the resamples the card says it used
     assert (prop(card, "n_boot"), prop(card, "seed")) == (str(settings["n_boot"]), str(settings["seed"]))
     q = 100 * (1 - settings["ci_level"]) / 2

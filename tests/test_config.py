@@ -22,8 +22,14 @@ def params_file(tmp_path, change) -> str:
 
 def test_the_real_file_and_its_quick_run_load():
     full, quick = load_params(ROOT / "params.yaml"), load_params(ROOT / "params.yaml", quick=True)
-    assert TrainConfig.model_validate(full["train"]).n_folds == full["train"]["n_folds"]
-    assert TuneConfig.model_validate(quick["tune"]).n_trials == quick["tune"]["n_trials"] < full["tune"]["n_trials"]
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())  # the file as written, to compare the typed values with
+    assert isinstance(full.train, TrainConfig) and isinstance(quick.tune, TuneConfig)
+    assert full.train.n_folds == raw["train"]["n_folds"] and full.train.distill.hidden == raw["train"]["distill"]["hidden"]
+    assert quick.tune.n_trials == raw["quick"]["tune"]["n_trials"] < full.tune.n_trials == raw["tune"]["n_trials"]
+    with pytest.raises(AttributeError):
+        full.train.n_fold  # a misspelt key fails where it is read, not silently  # noqa: B018
+    with pytest.raises(ValueError, match="frozen"):
+        full.train.n_folds = 3  # what was checked at load is what every stage runs with
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -200,7 +206,7 @@ def test_the_echoed_value_is_cut(tmp_path):
     (lambda p: p["paths"].update(clean_csv="data/census.csv"), "clean_csv and raw_csv are the same path 'data/census.csv'"),
     (lambda p: p["paths"].update(test_csv="data/train.csv"), "test_csv and train_csv are the same path"),
     (lambda p: p["paths"].update(model_dir="/etc"), "model_dir: '/etc' must be a path inside the params file's folder"),
-    (lambda p: p["paths"].update(metrics_dir="../metrics"), "metrics_dir: '../metrics' must be a path inside"),
+    (lambda p: p["paths"].update(test_json="../metrics/test.json"), "test_json: '../metrics/test.json' must be a path inside"),
     (lambda p: p["train"].update(seed=2**64), "train.seed: Input should be less than 4294967296"),
     (lambda p: p["clean"].update(seed=-1), "clean.seed: Input should be greater than or equal to 0"),
     (lambda p: p["train"].update(n_folds=100_000_000), "train.n_folds: Input should be less than or equal to 20"),

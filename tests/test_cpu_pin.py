@@ -30,10 +30,10 @@ import sys
 from census_income.cpu import exec_pinned
 exec_pinned([sys.executable, *sys.orig_argv[1:]])  # as the entry points start: pinned before anything computes
 from pathlib import Path
-from census_income.pipeline import load_params, stage_function
+from census_income.pipeline import call_stage, load_params
 params = load_params(Path(sys.argv[1]) / "params.yaml", quick=True, workdir=Path(sys.argv[2]))
 for stage in ("clean", "preprocess", "tune", "train"):
-    stage_function(stage)(params)
+    call_stage(stage, params)
 import torch
 print(torch.backends.cpu.get_cpu_capability())
 """

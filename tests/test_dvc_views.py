@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from census_income.config import TRAIN_RESULTS
 from census_income.metrics import readable
 from testkit import ROOT, run
 
@@ -54,11 +55,10 @@ def test_dvc_metrics_show_lists_the_headline_numbers_within_a_terminal(quick_run
     params, results = quick_run
     repo = dvc_project(tmp_path / "repo")
     paths = repo_paths(repo)
-    shutil.copytree(params["paths"]["metrics_dir"], repo / paths["metrics_dir"], dirs_exist_ok=True)
-    for key in ("slices_json", "disparity_json", "fairness_json", "headline_json"):
+    for key in (*TRAIN_RESULTS.values(), "slices_json", "disparity_json", "fairness_json", "headline_json"):
         (repo / paths[key]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(params["paths"][key], repo / paths[key])
-    assert (repo / paths["metrics_dir"] / "test.json").exists()  # the other results are there, and not listed
+        shutil.copy2(getattr(params.paths, key), repo / paths[key])
+    assert (repo / paths["test_json"]).exists()  # the other results are there, and not listed
 
     shown = run(["dvc", "metrics", "show"], repo, **NO_ANALYTICS).stdout
     lines = shown.rstrip("\n").splitlines()
@@ -75,7 +75,7 @@ def test_dvc_metrics_show_lists_the_headline_numbers_within_a_terminal(quick_run
 
 def test_the_confusion_plot_puts_actual_on_the_rows_as_the_slice_report_does(tmp_path):
     repo = dvc_project(tmp_path / "repo")
-    out = repo / repo_paths(repo)["metrics_dir"] / "plots" / "confusion.csv"
+    out = repo / repo_paths(repo)["confusion_csv"]
     out.parent.mkdir(parents=True)
     out.write_text("actual,predicted\n<=50K,<=50K\n<=50K,>50K\n<=50K,>50K\n>50K,>50K\n")
     spec = vega_spec(repo, "confusion")
@@ -121,7 +121,7 @@ def drawn(spec: dict, tmp_path: Path) -> dict:
 
 def test_the_training_curve_draws_each_network_in_its_own_colour(tmp_path):
     repo = dvc_project(tmp_path / "repo")
-    curve = repo / repo_paths(repo)["metrics_dir"] / "training_curve.csv"
+    curve = repo / repo_paths(repo)["training_curve_csv"]
     curve.parent.mkdir(parents=True)
     rows = ["network,epoch,train_loss,dev_loss,dev_auc"]
     for k in range(3):  # three members, one dropping further per epoch than the last, then the student

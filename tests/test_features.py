@@ -14,7 +14,7 @@ from census_income.split import split_data
 @pytest.fixture(scope="module")
 def split(census_path, params):
     clean, _ = clean_census(census_path)
-    return split_data(clean, params["split"]["test_size"], params["split"]["seed"])
+    return split_data(clean, params.split.test_size, params.split.seed)
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +25,10 @@ def encoder(split, params):
 def test_split_is_stratified_and_disjoint(census_path, params):
     clean, _ = clean_census(census_path)
     rows = clean.assign(row_id=range(len(clean)))  # each clean row's identity, carried through the split
-    train, test = split_data(rows, params["split"]["test_size"], params["split"]["seed"])
+    train, test = split_data(rows, params.split.test_size, params.split.seed)
     assert set(train["row_id"]).isdisjoint(test["row_id"]), "a row is in both splits"
     assert sorted(set(train["row_id"]) | set(test["row_id"])) == list(range(len(clean))), "a row was lost"
-    assert abs(len(test) / len(clean) - params["split"]["test_size"]) < 0.001
+    assert abs(len(test) / len(clean) - params.split.test_size) < 0.001
     share = [f[LABEL].eq(">50K").mean() for f in (train, test)]
     assert abs(share[0] - share[1]) < 0.002
 

@@ -20,11 +20,11 @@ from testkit import ROOT, tool_env
 RUN = r"""
 import json, sys
 from pathlib import Path
-from census_income.pipeline import STAGES, load_params, stage_function
+from census_income.pipeline import STAGES, call_stage, load_params
 from tests.conftest import openblas_kernel
 params = load_params(Path(sys.argv[1]) / "params.yaml", quick=True, workdir=Path(sys.argv[2]))
 for stage in STAGES:
-    stage_function(stage)(params)
+    call_stage(stage, params)
 print(openblas_kernel())
 """
 SKIPPED = {"optuna.db"}

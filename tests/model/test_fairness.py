@@ -211,8 +211,7 @@ def test_pipeline_slices_outputs_are_the_same_bytes_when_run_again(pipeline_repo
     "Same params, same model, same bytes: run_slices outside DVC writes what the stage wrote."
     params = load_params(pipeline_repo / "params.yaml")
     keys = ("slice_txt", "slices_json", "disparity_json", "fairness_json")
-    wrote = {k: params["paths"][k] for k in keys}
-    params["paths"] |= {k: str(tmp_path / f"{k}.out") for k in keys}
-    run_slices(params)
+    wrote = {k: getattr(params.paths, k) for k in keys}
+    run_slices(params.slices, params.paths.model_copy(update={k: str(tmp_path / f"{k}.out") for k in keys}))
     for k in keys:
         assert (tmp_path / f"{k}.out").read_bytes() == open(wrote[k], "rb").read(), k

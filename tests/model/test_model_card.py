@@ -149,11 +149,11 @@ def test_number_parser_skips_identifiers():
 
 def test_pipeline_model_card_matches_the_metrics_files(pipeline_repo):
     card = (pipeline_repo / "reports/model_card.md").read_text()
-    paths = load_params(pipeline_repo / "params.yaml")["paths"]
+    paths = load_params(pipeline_repo / "params.yaml").paths
     res = load_results(paths)
     assert untraced(card, sources_of(res)) == []
     assert all(path.is_relative_to(pipeline_repo) and path.is_file() for path in result_files(paths).values())
-    train_rows = sum(1 for _ in open(paths["train_csv"])) - 1  # the training split as the preprocess stage wrote it
+    train_rows = sum(1 for _ in open(paths.train_csv)) - 1  # the training split as the preprocess stage wrote it
     assert f"{train_rows} rows, cut into" in card
     for s in SECTIONS:
         assert f"\n## {s}\n" in card, s

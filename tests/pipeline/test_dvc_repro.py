@@ -50,9 +50,9 @@ def test_tuning_switch_uses_the_stored_params(pipeline_repo, params):
     "With tune.enabled false (as the fixture sets it) no trial runs and the stored best params are used."
     best = json.loads((pipeline_repo / "model/best_params.json").read_text())
     assert best["source"] == "params.yaml (tuning skipped)"
-    assert best["params"] == params["tune"]["stored"]
+    assert best["params"] == params.tune.stored.model_dump()
     manifest = json.loads((pipeline_repo / "model/manifest.json").read_text())
-    shape = {k: params["train"]["distill"][k] for k in ("depth", "hidden")}  # the served student's own; the rest is tuned
+    shape = params.train.distill.model_dump(include={"depth", "hidden"})  # the served student's own; the rest is tuned
     assert manifest["params"]["served"] == "student"
     assert {k: manifest["params"][k] for k in best["params"]} == best["params"] | shape
 
