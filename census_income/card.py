@@ -68,11 +68,12 @@ def resampled_intervals(
 
 # %% ../nbs/05b_card.ipynb #6aa568bb
 def test_split_intervals(
-    paths: dict,  # params.yaml's paths (model_dir, test_csv)
+    test_csv,  # the test split (params.yaml: paths.test_csv)
+    model_dir,  # the served model's folder (paths.model_dir)
     settings: dict,  # slices.json's settings: n_boot, seed, ci_level (params.yaml's slices section when it ran)
 ) -> dict:  # the model's version, the test rows, and `resampled_intervals`
     "Score the test split with the served model and resample its threshold-free metrics as the slices stage resampled."
-    test, predictor = read_clean(paths["test_csv"]), Predictor.load(paths["model_dir"])
+    test, predictor = read_clean(test_csv), Predictor.load(model_dir)
     y, p = predictor.encoder.encode_label(test[LABEL]).astype(int), predictor.predict_proba(test)
     weights = bootstrap_weights(len(y), settings["n_boot"], settings["seed"])
     return {"model_version": predictor.version, "n": len(y)} | resampled_intervals(y, p, weights, settings["ci_level"])

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from .config import CleanConfig, Paths
 from .fileio import write_csv
 from .schema import CATEGORICAL, COLUMNS, CONTINUOUS, LABEL
 from .validation import column_problems, is_utf8
@@ -315,12 +316,12 @@ def clean_census(
 
 # %% ../nbs/01_clean.ipynb #bd41fd01
 def run_clean(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it
+    cfg: CleanConfig,  # params.yaml's clean section
+    paths: Paths,  # params.yaml's paths, as `census_income.config.load_params` makes them (absolute)
 ) -> dict:  # what was read, dropped and written
     "The clean stage: raw census file → checked, typed, de-duplicated CSV."
-    p, paths = params["clean"], params["paths"]
-    census, report = clean_census(paths["raw_csv"])
-    if p["sample_rows"]:
-        census = census.sample(min(p["sample_rows"], len(census)), random_state=p["seed"]).reset_index(drop=True)
-    write_csv(census, paths["clean_csv"])
-    return report | {"rows_written": len(census), "clean_csv": Path(paths["clean_csv"]).name}
+    census, report = clean_census(paths.raw_csv)
+    if cfg.sample_rows:
+        census = census.sample(min(cfg.sample_rows, len(census)), random_state=cfg.seed).reset_index(drop=True)
+    write_csv(census, paths.clean_csv)
+    return report | {"rows_written": len(census), "clean_csv": Path(paths.clean_csv).name}

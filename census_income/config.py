@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,10 +19,10 @@ from .yamlfile import YamlError, read_yaml
 
 # %% auto #0
 __all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
-           'INPUTS', 'PathText', 'STAGING', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig', 'ProfileConfig',
-           'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig', 'ReportConfig',
-           'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'inside_and_apart', 'Paths', 'Params',
-           'ParamsError', 'check_params', 'load_params']
+           'INPUTS', 'PathText', 'TRAIN_RESULTS', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig',
+           'ProfileConfig', 'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig',
+           'ReportConfig', 'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'inside_and_apart', 'Paths',
+           'Params', 'ParamsError', 'check_params', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -182,16 +181,16 @@ class SlicesConfig(Section):
     mitigation: Mitigation
 
 
-STAGES: dict[str, tuple[str, str]] = {  # stage → (notebook in nbs/, "module:function" that does its work), in dvc.yaml's order
-    "clean": ("01_clean", "census_income.clean:run_clean"),
-    "preprocess": ("02_preprocess", "census_income.preprocess:run_preprocess"),
-    "tune": ("03_tune", "census_income.tune:run_tune"),
-    "train": ("04_train", "census_income.train:run_train"),
-    "slices": ("05_slices", "census_income.slices:run_slices"),
-    "report": ("05a_report", "census_income.report:run_report"),
+STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {  # stage → (notebook in nbs/, "module:function" that does its work,
+    "clean": ("01_clean", "census_income.clean:run_clean", ("clean",)),  # the sections of params.yaml it takes, then `paths`)
+    "preprocess": ("02_preprocess", "census_income.preprocess:run_preprocess", ("split", "profile")),  # in dvc.yaml's order
+    "tune": ("03_tune", "census_income.tune:run_tune", ("tune",)),
+    "train": ("04_train", "census_income.train:run_train", ("train",)),
+    "slices": ("05_slices", "census_income.slices:run_slices", ("slices",)),
+    "report": ("05a_report", "census_income.report:run_report", ("report",)),
 }
 
-StagePage = Literal[tuple(notebook for notebook, _ in STAGES.values())]  # a stage's rendered notebook, reports/NAME.html
+StagePage = Literal[tuple(notebook for notebook, *_ in STAGES.values())]  # a stage's rendered notebook, reports/NAME.html
 
 
 class ReportConfig(Section):
@@ -265,7 +264,17 @@ class Paths(Section):
     optuna_db: PathText
     tune_history_png: PathText
     model_dir: PathText
-    metrics_dir: PathText
+    test_json: PathText
+    dev_json: PathText
+    baselines_json: PathText
+    calibration_json: PathText
+    comparison_json: PathText
+    importance_json: PathText
+    training_curve_csv: PathText
+    roc_csv: PathText
+    precision_recall_csv: PathText
+    confusion_csv: PathText
+    reliability_csv: PathText
     slice_txt: PathText
     slices_json: PathText
     disparity_json: PathText
@@ -282,6 +291,10 @@ class Paths(Section):
     def _outputs_stay_inside_and_apart(self) -> Paths:
         inside_and_apart(self.model_dump())
         return self
+
+# %% ../nbs/00d_config.ipynb #2c43395c
+TRAIN_RESULTS = {"test": "test_json", "dev": "dev_json", "baselines": "baselines_json", "calibration": "calibration_json",
+                 "comparison": "comparison_json", "importance": "importance_json"}  # result → the `Paths` field of its file
 
 # %% ../nbs/00d_config.ipynb #11a53f32
 class Params(Section):
@@ -314,9 +327,6 @@ def check_params(
         raise ParamsError(f"{source} cannot be used: " + "; ".join(problems[:10])
                           + (f"; ... and {len(problems) - 10} more" if len(problems) > 10 else "")) from None
 
-# %% ../nbs/00d_config.ipynb #a6c7ef8c
-STAGING = "PIPELINE_OUTPUT_DIR"  # set by `census-stage` for its stage's kernel: outputs go there, moved into place on success
-
 # %% ../nbs/00d_config.ipynb #2116edcb
 def _absolute_storage(url: str, root: Path) -> str:
     "An Optuna storage URL whose file path (sqlite:///PATH, journal:PATH) is made absolute against root."
@@ -328,10 +338,10 @@ def _absolute_storage(url: str, root: Path) -> str:
 
 def load_params(
     path,  # params.yaml
-    quick: bool = False,  # apply its `quick:` section and write every output into `workdir`
-    workdir=None,  # where a quick run writes; None: a new temporary folder, removed when the process ends
-) -> dict:  # the sections, every path absolute
-    "Read params.yaml; make its paths absolute; for a quick run, apply the overrides and redirect the outputs."
+    quick: bool = False,  # apply its `quick:` section (a smoke-sized run on a sample)
+    workdir=None,  # where every output is written; None: params.yaml's folder (a quick run: a new temporary folder, removed at exit)
+) -> Params:  # every section typed, every path absolute
+    "Read and check params.yaml; make its paths absolute, the outputs' under `workdir`; for a quick run, apply the overrides."
     path = Path(path).resolve()
     try:
         params = read_yaml(path)
@@ -339,20 +349,16 @@ def load_params(
         raise ParamsError(str(err)) from None
     if not isinstance(params, dict) or not isinstance(params.get("quick", {}), dict):
         raise ParamsError(f"{path} cannot be used: it must hold the sections of params (a mapping), with `quick:` a mapping too")
-    overrides, root, out = params.pop("quick", {}), path.parent, path.parent
-    check_params(params, str(path))  # every section against its model, before anything is read from it
+    overrides, root = params.pop("quick", {}), path.parent
+    typed = check_params(params, str(path))  # every section against its model, before anything is read from it
     if not all(isinstance(v, dict) for v in overrides.values()):
         raise ParamsError(f"{path} cannot be used: quick: each entry must be a section's overrides (a mapping)")
     with_quick = {**params, **{s: {**(params.get(s) or {}), **v} for s, v in overrides.items()}}
-    check_params(with_quick, f"{path} (its quick: section)")  # a typo in the quick run's overrides is found by every run
-    if quick:
-        params = with_quick
-    if quick:
-        out = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="census-quick-"))
-        if workdir is None:
-            atexit.register(shutil.rmtree, out, True)
-    elif os.environ.get(STAGING):  # a stage run by `census_income.pipeline.run_stage`: see there
-        out = Path(os.environ[STAGING])
-    params["paths"] = {k: str((root if k in INPUTS else out) / v) for k, v in params["paths"].items()}
-    params["tune"]["storage"] = _absolute_storage(params["tune"]["storage"], root)
-    return params
+    typed_quick = check_params(with_quick, f"{path} (its quick: section)")  # a typo in the overrides is found by every run
+    typed, out = (typed_quick if quick else typed), Path(workdir) if workdir is not None else root
+    if quick and workdir is None:
+        out = Path(tempfile.mkdtemp(prefix="census-quick-"))
+        atexit.register(shutil.rmtree, out, True)
+    paths = {k: str((root if k in INPUTS else out) / v) for k, v in typed.paths.model_dump().items()}
+    tune = typed.tune.model_copy(update={"storage": _absolute_storage(typed.tune.storage, root)})
+    return typed.model_copy(update={"paths": typed.paths.model_copy(update=paths), "tune": tune})  # checked above, as given

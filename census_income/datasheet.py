@@ -33,16 +33,19 @@ def column_facts(
 
 # %% ../nbs/05c_datasheet.ipynb #f6cfad0a
 def datasheet_facts(
-    paths: dict,  # params.yaml's paths: raw_csv, clean_csv, train_csv, test_csv
+    raw_csv,  # the raw census file (params.yaml: paths.raw_csv)
+    clean_csv,  # the clean stage's file (paths.clean_csv)
+    train_csv,  # the training split (paths.train_csv)
+    test_csv,  # the test split (paths.test_csv)
 ) -> dict:  # what the raw, cleaned and split files hold, and what cleaning did
     "Everything the datasheet measures, from the data files and the clean stage's own cleaning of the raw file."
-    raw = Path(paths["raw_csv"])
+    raw = Path(raw_csv)
     _, cleaning = clean_census(raw)
-    clean = read_clean(paths["clean_csv"])
+    clean = read_clean(clean_csv)
     labels = clean[LABEL].value_counts()
     return {"raw_file": raw.name, "sha256": hashlib.sha256(raw.read_bytes()).hexdigest(), "cleaning": cleaning,
             "rows": len(clean), "columns": column_facts(clean), "labels": {k: int(v) for k, v in labels.items()},
-            "train_rows": len(read_clean(paths["train_csv"])), "test_rows": len(read_clean(paths["test_csv"]))}
+            "train_rows": len(read_clean(train_csv)), "test_rows": len(read_clean(test_csv))}
 
 # %% ../nbs/05c_datasheet.ipynb #a0eede81
 BY_HAND = {

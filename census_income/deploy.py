@@ -32,8 +32,8 @@ def model_files(
 ) -> list[str]:  # relative to root: the model folder's manifest (first) and weights, the encoder and the training profile
     "What the API loads and checks, as the checkout's params.yaml names it (`paths.model_dir`, `encoder_json`, `reference_json`)."
     try:
-        paths = load_params(Path(root) / "params.yaml")["paths"]
-        folder, encoder, reference = Path(paths["model_dir"]), Path(paths["encoder_json"]), Path(paths["reference_json"])
+        paths = load_params(Path(root) / "params.yaml").paths
+        folder, encoder, reference = Path(paths.model_dir), Path(paths.encoder_json), Path(paths.reference_json)
         for key, path in (("encoder_json", encoder), ("reference_json", reference)):
             if path.parent != folder:  # the API reads (and hashes) them in the model folder, by the names in the manifest
                 raise ValueError(f"paths.{key} ({path}) is not in paths.model_dir ({folder}), where the API reads it")

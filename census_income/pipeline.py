@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from .config import INPUTS, STAGES, STAGING, ParamsError, load_params
+from .config import INPUTS, STAGES, Params, ParamsError, Paths, load_params
 from .cpu import exec_pinned
 
 # %% auto #0
-__all__ = ['log', 'REPORT_FROM', 'STAGING_DIR', 'MOVING', 'stage_function', 'prepare', 'offline_html', 'strip_run_metadata',
-           'report_cells', 'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'copy_environ',
-           'main']
+__all__ = ['log', 'REPORT_FROM', 'STAGING_DIR', 'MOVING', 'stage_function', 'call_stage', 'prepare', 'offline_html',
+           'strip_run_metadata', 'report_cells', 'render_html', 'stage_outputs', 'stage_copy', 'move_into_place',
+           'run_stage', 'copy_environ', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #a0e9338f
 def stage_function(stage: str):
@@ -30,19 +30,28 @@ def stage_function(stage: str):
     module, name = STAGES[stage][1].split(":")
     return getattr(importlib.import_module(module), name)
 
+
+def call_stage(
+    stage: str,  # a key of STAGES
+    params: Params,  # params.yaml as `load_params` returns it
+) -> dict:  # what the stage's function returns
+    "Do a stage's work: its function on its own sections of the params (`STAGES`), then the paths."
+    return stage_function(stage)(*(getattr(params, section) for section in STAGES[stage][2]), params.paths)
+
 # %% ../nbs/00b_pipeline.ipynb #b48a9dcb
 def prepare(
     params_file,  # params.yaml
     stage: str,  # the stage about to run
     quick: bool,  # a smoke-sized run on a sample, in a temporary folder, upstream stages included
-) -> dict:  # the params the stage's function takes
+    output_dir=None,  # where the stage writes (`census-stage` passes its staging folder); None: see `load_params`
+) -> Params:  # the params the stage's function takes its sections from
     "Params for one stage; in a quick run, the stages before it are run first."
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
-    params = load_params(params_file, quick=quick)
+    params = load_params(params_file, quick=quick, workdir=output_dir)
     if quick:
         for upstream in list(STAGES)[:list(STAGES).index(stage)]:
-            stage_function(upstream)(params)
+            call_stage(upstream, params)
     return params
 
 # %% ../nbs/00b_pipeline.ipynb #f08274af
@@ -116,21 +125,21 @@ MOVING = ".moving"  # in a stage's staging folder: its run finished, and its out
 
 
 def stage_outputs(
-    params: dict,  # params.yaml as `load_params` returns it
+    paths: Paths,  # params.yaml's paths as `load_params` returns them (absolute)
     root: Path,  # the params file's folder
 ) -> list[Path]:  # every output path of the pipeline under root (files and folders), relative to it
     "What the stages write (every path but the `INPUTS`), where it lies inside the repository."
-    paths = [Path(v) for k, v in params["paths"].items() if k not in INPUTS]
-    return sorted({p.relative_to(root) for p in paths if p.is_relative_to(root)})
+    outputs = [Path(v) for k, v in paths.model_dump().items() if k not in INPUTS]
+    return sorted({p.relative_to(root) for p in outputs if p.is_relative_to(root)})
 
 
 def stage_copy(
-    params: dict,  # params.yaml as `load_params` returns it
+    paths: Paths,  # params.yaml's paths as `load_params` returns them (absolute)
     root: Path,  # the params file's folder
     staging: Path,  # the (new) folder the stage will write into
 ) -> None:
     "Copy what earlier stages wrote into `staging`, where the stage reads its inputs and writes its outputs."
-    for rel in stage_outputs(params, root):
+    for rel in stage_outputs(paths, root):
         if (root / rel).is_dir():
             shutil.copytree(root / rel, staging / rel, dirs_exist_ok=True)
         elif (root / rel).is_file():
@@ -158,12 +167,12 @@ def move_into_place(
     return moved
 
 # %% ../nbs/00b_pipeline.ipynb #657f6733
-def _execute(stage: str, params_file, params: dict, chatter: Path) -> Path:
-    "Run the stage's notebook with papermill (the kernel's stderr to `chatter`), strip its timings and render its report."
+def _execute(stage: str, params_file, paths: Paths, staging: Path) -> Path:
+    "Run the stage's notebook with papermill (its outputs into `staging`, the kernel's stderr to a log there), render its report."
     import nbformat
     import papermill
 
-    nbs, reports = Path(params["paths"]["nbs_dir"]), Path(params["paths"]["reports_dir"])
+    nbs, reports, chatter = Path(paths.nbs_dir), Path(paths.reports_dir), staging / "kernel-stderr.log"
     notebook = STAGES[stage][0] + ".ipynb"
     reports.mkdir(parents=True, exist_ok=True)
     relative = Path(params_file).resolve().relative_to(nbs.parent)  # ../params.yaml, as seen from nbs/
@@ -173,7 +182,8 @@ def _execute(stage: str, params_file, params: dict, chatter: Path) -> Path:
         os.dup2(log_file.fileno(), 2)
         try:
             papermill.execute_notebook(nbs / notebook, reports / notebook, cwd=str(nbs), kernel_name="python3",
-                                       parameters={"params_file": str(Path("..") / relative), "quick": False},
+                                       parameters={"params_file": str(Path("..") / relative), "quick": False,
+                                                   "output_dir": os.path.relpath(staging, nbs)},  # the same on any machine
                                        progress_bar=False, log_output=False)
         finally:
             os.dup2(saved, 2)
@@ -189,20 +199,16 @@ def run_stage(
     params_file="params.yaml",  # the pipeline's params, relative to the current folder
 ) -> Path:  # the rendered report
     "Execute a stage's notebook with papermill (params file only) into a staging folder, render its report, move it all into place."
-    params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
     root = Path(params_file).resolve().parent
     staging = root / STAGING_DIR / stage
+    params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
     if (staging / MOVING).is_file():  # a run killed while moving its outputs: finish its move, never leave a mix of two runs
         finished = move_into_place(staging, root)
         sys.stderr.write(f"census-stage {stage}: moved the rest of a killed run's outputs into place first "
                          f"({len(finished)} files)\n")
     shutil.rmtree(staging, ignore_errors=True)  # what a failed or killed run of the stage left
-    stage_copy(params, root, staging)
-    os.environ[STAGING] = str(staging)  # load_params, in this process and in the stage's kernel, now writes there
-    try:
-        page = _execute(stage, params_file, load_params(params_file), staging / "kernel-stderr.log")
-    finally:
-        del os.environ[STAGING]
+    stage_copy(params.paths, root, staging)
+    page = _execute(stage, params_file, load_params(params_file, workdir=staging).paths, staging)
     move_into_place(staging, root)
     shutil.rmtree(staging)
     return root / page.relative_to(staging)

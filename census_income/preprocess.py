@@ -12,6 +12,7 @@ from sklearn.preprocessing import LabelBinarizer, OneHotEncoder, StandardScaler
 
 from .reference import fit_reference, save_reference
 from .features import Encoder, save_encoder
+from .config import Paths, ProfileConfig, SplitConfig
 from .fileio import read_clean, write_csv
 from .schema import CATEGORICAL, CONTINUOUS, LABEL, POSITIVE
 from .split import split_data
@@ -34,18 +35,19 @@ def fit_encoder(
 
 # %% ../nbs/02_preprocess.ipynb #e61a48db
 def run_preprocess(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it
+    split: SplitConfig,  # params.yaml's split section
+    profile: ProfileConfig,  # ... its profile section (the drift profile's multivariate part)
+    paths: Paths,  # params.yaml's paths, as `census_income.config.load_params` makes them (absolute)
 ) -> dict:  # sizes and label shares
     "The preprocess stage: split the clean file, fit the encoder and profile the training split, write all four."
-    p, paths = params["split"], params["paths"]
-    data = read_clean(paths["clean_csv"])
-    train, test = split_data(data, p["test_size"], p["seed"])
+    data = read_clean(paths.clean_csv)
+    train, test = split_data(data, split.test_size, split.seed)
     encoder = fit_encoder(train)
-    write_csv(train, paths["train_csv"])
-    write_csv(test, paths["test_csv"])
-    save_encoder(encoder, paths["encoder_json"])
-    reference = fit_reference(train, params["profile"])  # with the multivariate part (census_income.multivariate)
-    save_reference(reference, paths["reference_json"])
+    write_csv(train, paths.train_csv)
+    write_csv(test, paths.test_csv)
+    save_encoder(encoder, paths.encoder_json)
+    reference = fit_reference(train, profile)  # with the multivariate part (census_income.multivariate)
+    save_reference(reference, paths.reference_json)
     return {"rows": len(data), "train_rows": len(train), "test_rows": len(test), "features": encoder.n_features,
             "share_positive": {name: float(f[LABEL].eq(POSITIVE).mean()) for name, f in (("train", train), ("test", test))},
             "reference_cells": {c: len(v["counts"]) for c, v in reference["numbers"].items()},

@@ -11,35 +11,35 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .card import card_text, test_split_intervals
+from .config import TRAIN_RESULTS, Paths, ReportConfig
 from .card_markdown import calibration_sentence, candidates, ci_label, gap_sentence, model_card, num, with_ci
 from .datasheet import datasheet, datasheet_facts
 from .metrics import METRIC_NAMES, readable
+from .network import MANIFEST
 
 # %% auto #0
-__all__ = ['TRAIN_RESULTS', 'SLICE_RESULTS', 'INDEX_CSS', 'CARD_LINKS', 'result_files', 'load_results', 'notebook_title',
-           'reliability_png', 'index_html', 'headline', 'run_report']
+__all__ = ['SLICE_RESULTS', 'INDEX_CSS', 'CARD_LINKS', 'result_files', 'load_results', 'notebook_title', 'reliability_png',
+           'index_html', 'headline', 'run_report']
 
 # %% ../nbs/05a_report.ipynb #e2af828f
-TRAIN_RESULTS = ("test", "dev", "baselines", "calibration", "comparison", "importance")  # metrics_dir/NAME.json
-SLICE_RESULTS = {"slices": "slices_json", "disparity": "disparity_json", "fairness": "fairness_json"}  # params.yaml paths
+SLICE_RESULTS = {"slices": "slices_json", "disparity": "disparity_json", "fairness": "fairness_json"}  # → `Paths` fields
 
 
 def result_files(
-    paths: dict,  # params.yaml's paths (as `census_income.config.load_params` gives them)
+    paths: Paths,  # params.yaml's paths (as `census_income.config.load_params` gives them)
 ) -> dict[str, Path]:  # result name → the file it is read from
-    "Where each result lives: `paths.metrics_dir`/NAME.json for the train stage's (`write_metrics`), `paths` for the rest."
-    files = {"manifest": Path(paths["model_dir"], "manifest.json"), "training": Path(paths["reference_json"])}
-    files |= {key: Path(paths["metrics_dir"], f"{key}.json") for key in TRAIN_RESULTS}
-    return files | {key: Path(paths[name]) for key, name in SLICE_RESULTS.items()}
+    "Where each result lives: the model's manifest, the training profile, the train stage's results (`TRAIN_RESULTS`), the slices'."
+    files = {"manifest": Path(paths.model_dir, MANIFEST), "training": Path(paths.reference_json)}
+    return files | {key: Path(getattr(paths, field)) for key, field in (TRAIN_RESULTS | SLICE_RESULTS).items()}
 
 
 def load_results(
-    paths: dict,  # params.yaml's paths
+    paths: Paths,  # params.yaml's paths
 ) -> dict:  # one key per entry of `result_files`, and `intervals`
     """Everything the model cards and the index are made from (of the training split's profile, its row count), and the
     threshold-free metrics' intervals on the test split (`census_income.card.test_split_intervals`)."""
     res = {key: json.loads(path.read_text()) for key, path in result_files(paths).items()}
-    intervals = test_split_intervals(paths, res["slices"]["settings"])
+    intervals = test_split_intervals(paths.test_csv, paths.model_dir, res["slices"]["settings"])
     return res | {"training": {"rows": res["training"]["rows"]}, "intervals": intervals}
 
 
@@ -134,7 +134,7 @@ def headline(res: dict) -> dict:  # results from `load_results` → flat numbers
 
 
 # %% ../nbs/05a_report.ipynb #4a0a7ef2
-CARD_LINKS = (  # what reports/index.html links beside the rendered notebooks: (params.yaml path key, title, summary)
+CARD_LINKS = (  # what reports/index.html links beside the rendered notebooks: (`Paths` field, title, summary)
     ("card_md", "Model card (Markdown)", "the model card as a file; the Report page shows it rendered"),
     ("card_json", "Model card (CycloneDX 1.6 JSON)", "the same card for machines: every metric with its interval, validated against the schema"),
     ("datasheet_md", "Datasheet of the census extract", "Gebru et al.'s seven sections, measured from the data files where the pipeline can"),
@@ -143,18 +143,19 @@ CARD_LINKS = (  # what reports/index.html links beside the rendered notebooks: (
 
 
 def run_report(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it
+    cfg: ReportConfig,  # params.yaml's report section (the pages the index links)
+    paths: Paths,  # params.yaml's paths, as `census_income.config.load_params` makes them (absolute)
 ) -> dict:  # the card (Markdown), the headline numbers, the results they were built from, and the linked pages
     "The report stage: the model cards (Markdown, CycloneDX JSON), the datasheet, the reports' index and the headline numbers."
-    paths = params["paths"]
     res = load_results(paths)
-    card, card_json, sheet = model_card(res), card_text(res), datasheet(datasheet_facts(paths))
-    links = [(f"{p}.html", *notebook_title(Path(paths["nbs_dir"], f"{p}.ipynb"))) for p in params["report"]["pages"]]
-    links += [(Path(paths[key]).name, title, what) for key, title, what in CARD_LINKS]
+    facts = datasheet_facts(paths.raw_csv, paths.clean_csv, paths.train_csv, paths.test_csv)
+    card, card_json, sheet = model_card(res), card_text(res), datasheet(facts)
+    links = [(f"{p}.html", *notebook_title(Path(paths.nbs_dir, f"{p}.ipynb"))) for p in cfg.pages]
+    links += [(Path(getattr(paths, field)).name, title, what) for field, title, what in CARD_LINKS]
     numbers = headline(res)
     texts = {"card_md": card, "card_json": card_json, "datasheet_md": sheet, "index_html": index_html(res, links),
              "headline_json": json.dumps(numbers, indent=1)}
-    for key, text in texts.items():
-        Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
-        Path(paths[key]).write_text(text)
+    for field, text in texts.items():
+        Path(getattr(paths, field)).parent.mkdir(parents=True, exist_ok=True)
+        Path(getattr(paths, field)).write_text(text)
     return {"card": card, "card_json": card_json, "datasheet": sheet, "headline": numbers, "results": res, "links": links}

@@ -17,6 +17,7 @@ from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from .config import Mitigation, Paths, SlicesConfig
 from .fileio import read_clean
 from .metrics import RATES, binary_metrics, decide, readable
 from .predict import Predictor
@@ -107,16 +108,16 @@ def mitigation_decisions(
     y: np.ndarray,  # true labels
     pred: np.ndarray,  # the model's decisions at its threshold
     groups: np.ndarray,  # each row's group of the sensitive attribute
-    mitigation: dict,  # params.yaml's slices.mitigation: folds, constraints, objective, grid_size
+    mitigation: Mitigation,  # params.yaml's slices.mitigation: folds, constraints, objective, grid_size
     seed: int,  # seed of the folds and of the optimizers' draws
 ) -> dict[str, np.ndarray]:  # variant → decisions: as_trained, one_threshold, then one per constraint
     "The decisions of the model as trained, of one cross-fitted threshold for all, and of the optimizer per constraint."
-    folds = stratified_folds([f"{g}|{t}" for g, t in zip(groups, y, strict=True)], mitigation["folds"], seed)
-    fit = {k: mitigation[k] for k in ("objective", "grid_size")} | {"folds": folds, "seed": seed}
+    folds = stratified_folds([f"{g}|{t}" for g, t in zip(groups, y, strict=True)], mitigation.folds, seed)
+    fit = {"objective": mitigation.objective, "grid_size": mitigation.grid_size, "folds": folds, "seed": seed}
     one = np.zeros(len(y), np.int64)  # a single group: the constraint is void, the optimizer picks the best threshold
     out = {"as_trained": np.asarray(pred, np.int64),
            "one_threshold": cross_fit_thresholds(p, y, one, constraints="demographic_parity", **fit)}
-    return out | {c: cross_fit_thresholds(p, y, groups, constraints=c, **fit) for c in mitigation["constraints"]}
+    return out | {c: cross_fit_thresholds(p, y, groups, constraints=c, **fit) for c in mitigation.constraints}
 
 # %% ../nbs/05_slices.ipynb #28b40925
 def fairness_comparison(
@@ -128,7 +129,7 @@ def fairness_comparison(
     table: pd.DataFrame,  # from `slice_metrics`, for the small flags
     weights: np.ndarray,  # (n_boot, n) from `bootstrap_weights`, the same seed as the table
     level: float,  # confidence level of the intervals
-    mitigation: dict,  # params.yaml's slices.mitigation
+    mitigation: Mitigation,  # params.yaml's slices.mitigation
     seed: int,  # seed of the folds and of the optimizers' draws
 ) -> dict:  # groups compared, groups too small, and per variant its `variant_summary`
     "The model as trained beside ThresholdOptimizer's variants for one sensitive attribute, each with intervals."
@@ -300,44 +301,44 @@ def disparity_summary(
 
 # %% ../nbs/05_slices.ipynb #8c1f12fd
 def write_slices(
-    paths: dict,  # params.yaml's paths: slice_txt, slices_json, disparity_json, fairness_json
+    paths: Paths,  # params.yaml's paths: slice_txt, slices_json, disparity_json, fairness_json
     table: pd.DataFrame,  # from `slice_metrics`
     report: dict,  # from `slices_report`
     fairness: dict,  # settings and one `fairness_comparison` per sensitive attribute
 ) -> tuple[dict, dict]:  # the report and the fairness comparison as written (`census_income.metrics.readable`)
     "Write the listing, the slices JSON, the disparity summary and the fairness comparison, numbers for readers."
-    for key in ("slice_txt", "slices_json", "disparity_json", "fairness_json"):
-        Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
-    Path(paths["slice_txt"]).write_text("\n".join(slice_header(report["settings"]) + slice_lines(table)) + "\n", encoding="utf-8")
+    for path in (paths.slice_txt, paths.slices_json, paths.disparity_json, paths.fairness_json):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(paths.slice_txt).write_text("\n".join(slice_header(report["settings"]) + slice_lines(table)) + "\n", encoding="utf-8")
     report, fairness = readable(report), readable(fairness)
-    for key, values in (("slices_json", report), ("disparity_json", disparity_summary(report)), ("fairness_json", fairness)):
-        Path(paths[key]).write_text(json.dumps(values, indent=1, allow_nan=False))
+    for path, values in ((paths.slices_json, report), (paths.disparity_json, disparity_summary(report)), (paths.fairness_json, fairness)):
+        Path(path).write_text(json.dumps(values, indent=1, allow_nan=False))
     return report, fairness
 
 # %% ../nbs/05_slices.ipynb #3675a84b
 def run_slices(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it
+    s: SlicesConfig,  # params.yaml's slices section
+    paths: Paths,  # params.yaml's paths, as `census_income.config.load_params` makes them (absolute)
 ) -> dict:  # the tables, disparities, report, fairness comparison, and the scored test rows (y, p, pred, threshold)
     "The slices stage: every slice and intersection with intervals, disparities, calibration by group, mitigation compared."
-    s, paths, level = params["slices"], params["paths"], params["slices"]["ci_level"]
-    started = time.perf_counter()
-    test = read_clean(paths["test_csv"])
-    predictor = Predictor.load(paths["model_dir"])
+    started, level = time.perf_counter(), s.ci_level
+    test = read_clean(paths.test_csv)
+    predictor = Predictor.load(paths.model_dir)
     y = (test[LABEL] == POSITIVE).to_numpy().astype(int)
     p = predictor.predict_proba(test)
     pred = decide(p, predictor.threshold).astype(int)
-    test, crossed = add_intersections(test, s["intersections"]), [CROSS.join(a) for a in s["intersections"]]
-    table = slice_metrics(test, y, pred, [*CATEGORICAL, *crossed], n_boot=s["n_boot"], seed=s["seed"], level=level,
-                          min_support=s["min_support"], min_class=s["min_class"])
-    weights = bootstrap_weights(len(y), s["n_boot"], s["seed"])
-    disparities = {a: disparity(test, y, pred, a, table, weights, level) for a in [*s["protected"], *crossed]}
-    calibration = group_calibration(test, y, p, [*s["protected"], *crossed], table, weights, level, s["seed"])
+    test, crossed = add_intersections(test, s.intersections), [CROSS.join(a) for a in s.intersections]
+    table = slice_metrics(test, y, pred, [*CATEGORICAL, *crossed], n_boot=s.n_boot, seed=s.seed, level=level,
+                          min_support=s.min_support, min_class=s.min_class)
+    weights = bootstrap_weights(len(y), s.n_boot, s.seed)
+    disparities = {a: disparity(test, y, pred, a, table, weights, level) for a in [*s.protected, *crossed]}
+    calibration = group_calibration(test, y, p, [*s.protected, *crossed], table, weights, level, s.seed)
     settings = {"model_version": predictor.version, "threshold": predictor.threshold, "test_rows": len(test)}
-    settings |= {k: s[k] for k in ("n_boot", "seed", "ci_level", "min_support", "min_class", "protected")} | {"intersections": crossed}
+    settings |= s.model_dump(include={"n_boot", "seed", "ci_level", "min_support", "min_class", "protected"}) | {"intersections": crossed}
     report = slices_report(table, disparities, settings, calibration=calibration)
-    fairness = {"settings": settings | {"mitigation": s["mitigation"]}}
-    fairness |= {a: fairness_comparison(test, y, p, pred, a, table, weights, level, s["mitigation"], s["seed"])
-                 for a in s["mitigation"]["sensitive"]}
+    fairness = {"settings": settings | {"mitigation": s.mitigation.model_dump()}}
+    fairness |= {a: fairness_comparison(test, y, p, pred, a, table, weights, level, s.mitigation, s.seed)
+                 for a in s.mitigation.sensitive}
     report, fairness = write_slices(paths, table, report, fairness)  # what the files hold, what the report shows
     return {"table": table, "disparities": disparities, "calibration": calibration, "report": report, "fairness": fairness,
             "test": test, "y": y, "p": p, "pred": pred, "threshold": predictor.threshold, "version": predictor.version,

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .fileio import atomic_file, read_clean
 from .cbpe import score_counts
-from .config import HyperParams, TrainConfig
+from .config import TRAIN_RESULTS, HyperParams, Paths, TrainConfig
 from .explain import permutation_importance, typical_record
 from .features import Encoder, load_encoder
 from .metrics import (FLOAT_FORMAT, N_BINS, auc_gap, best_threshold, binary_metrics, curves, decide,
@@ -173,36 +173,37 @@ def fit_baselines(
 
 # %% ../nbs/04_train.ipynb #23607d34
 def write_metrics(
-    out_dir,  # the metrics folder
-    **files,  # file name (without .json) → a JSON-able dict
-) -> dict:  # file name → what was written (`census_income.metrics.readable`: what the reports show too)
-    "Write each metrics dict as `out_dir/NAME.json`, its numbers at `DIGITS` significant digits."
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    written = {name: readable(values) for name, values in files.items()}
+    paths: Paths,  # params.yaml's paths: each result's file (`census_income.config.TRAIN_RESULTS`)
+    **results,  # result name (a key of TRAIN_RESULTS) → a JSON-able dict
+) -> dict:  # result name → what was written (`census_income.metrics.readable`: what the reports show too)
+    "Write each result to its file, its numbers at `DIGITS` significant digits."
+    written = {name: readable(values) for name, values in results.items()}
     for name, values in written.items():
-        Path(out_dir, f"{name}.json").write_text(json.dumps(values, indent=1))
+        path = Path(getattr(paths, TRAIN_RESULTS[name]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=1))
     return written
 
 # %% ../nbs/04_train.ipynb #7a1f39b5
 def write_plots(
-    out_dir,  # the folder of the DVC plot files (metrics/plots)
+    paths: Paths,  # params.yaml's paths: roc_csv, precision_recall_csv, confusion_csv, reliability_csv
     y: np.ndarray,  # test labels
     p: np.ndarray,  # calibrated test probabilities
     threshold: float,  # the decision threshold
     reliability_after: dict,  # the test split's reliability bins after calibration
 ) -> None:
     "The test split's ROC, precision-recall, confusion and reliability data, as CSV files for `dvc plots`."
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for path in (paths.roc_csv, paths.precision_recall_csv, paths.confusion_csv, paths.reliability_csv):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     c = curves(y, p)
     pd.DataFrame({"fpr": c["fpr"], "tpr": c["tpr"], "threshold": c["threshold"]}).to_csv(
-        out / "roc.csv", index=False, float_format=FLOAT_FORMAT)
+        paths.roc_csv, index=False, float_format=FLOAT_FORMAT)
     pd.DataFrame({"recall": c["tpr"], "precision": c["precision"], "threshold": c["threshold"]}).to_csv(
-        out / "precision_recall.csv", index=False, float_format=FLOAT_FORMAT)
+        paths.precision_recall_csv, index=False, float_format=FLOAT_FORMAT)
     names = np.array(CLASSES)
     pd.DataFrame({"actual": names[y.astype(int)], "predicted": names[decide(p, threshold).astype(int)]}).to_csv(
-        out / "confusion.csv", index=False)
-    pd.DataFrame(reliability_after).to_csv(out / "calibration.csv", index=False, float_format=FLOAT_FORMAT)
+        paths.confusion_csv, index=False)
+    pd.DataFrame(reliability_after).to_csv(paths.reliability_csv, index=False, float_format=FLOAT_FORMAT)
 
 # %% ../nbs/04_train.ipynb #7a1f39b6
 def measure_served(
@@ -235,13 +236,14 @@ def package_runs(
     runs: dict,  # name → its training run (`train_ensemble`, `train_student`)
     train: pd.DataFrame,  # the training split: its typical record is each model's baseline
     cfg: TrainConfig,  # the settings that made the runs, recorded in each manifest
-    paths: dict,  # params.yaml's paths: the encoder and the training profile each model names
+    encoder_json,  # the encoder file each model names (params.yaml: paths.encoder_json)
+    reference_json=None,  # the training profile each model names (paths.reference_json); None: none
 ) -> dict[str, tuple[dict[str, bytes], Predictor]]:  # name → `package_model` of its run
     "Each run packaged as a model folder's files and the model as served, its manifest recording what made it."
     made_by = cfg.model_dump(include={"n_folds", "max_epochs", "patience", "seed"}) | {"served": cfg.serve,
                                                                                        "distill": cfg.distill.model_dump()}
-    return {name: package_model(r["model"], paths["encoder_json"], r["threshold"], r["hp"].model_dump() | made_by,
-                                typical_record(train), paths["reference_json"]) for name, r in runs.items()}
+    return {name: package_model(r["model"], encoder_json, r["threshold"], r["hp"].model_dump() | made_by,
+                                typical_record(train), reference_json) for name, r in runs.items()}
 
 # %% ../nbs/04_train.ipynb #243f6e62
 def compare_runs(
@@ -266,28 +268,28 @@ def compare_runs(
 # %% ../nbs/04_train.ipynb #11e4df0b
 def write_history(
     runs: dict,  # the ensemble's and the student's training runs
-    out_dir,  # the metrics folder (paths.metrics_dir)
+    path,  # the file to write (params.yaml: paths.training_curve_csv)
 ) -> None:
-    "Every network's training curve, epoch by epoch, as `training_curve.csv` for `dvc plots`."
+    "Every network's training curve, epoch by epoch, as a CSV file for `dvc plots`."
     history = pd.concat([pd.DataFrame(h).assign(network=f"member {k}") for k, h in enumerate(runs["ensemble"]["histories"])]
                         + [pd.DataFrame(runs["student"]["histories"][0]).assign(network="student")])
-    history[["network", "epoch", "train_loss", "dev_loss", "dev_auc"]].to_csv(
-        Path(out_dir, "training_curve.csv"), index=False, float_format=FLOAT_FORMAT)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    history[["network", "epoch", "train_loss", "dev_loss", "dev_auc"]].to_csv(path, index=False, float_format=FLOAT_FORMAT)
 
 # %% ../nbs/04_train.ipynb #43c501c8
 def run_train(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it
+    cfg: TrainConfig,  # params.yaml's train section
+    paths: Paths,  # params.yaml's paths, as `census_income.config.load_params` makes them (absolute)
 ) -> dict:  # params used, epochs, seconds, test/held-out/baseline metrics, calibration, candidates, gaps, histories, manifest
     "The train stage: the ensemble and its distilled student, measured side by side; the one `train.serve` names saved."
-    cfg, paths = TrainConfig.model_validate(params["train"]), params["paths"]
-    train, test = read_clean(paths["train_csv"]), read_clean(paths["test_csv"])
-    encoder = load_encoder(paths["encoder_json"])
-    hp = HyperParams.model_validate(json.loads(Path(paths["best_params_json"]).read_text())["params"])
+    train, test = read_clean(paths.train_csv), read_clean(paths.test_csv)
+    encoder = load_encoder(paths.encoder_json)
+    hp = HyperParams.model_validate(json.loads(Path(paths.best_params_json).read_text())["params"])
     started = time.perf_counter()
     runs = {"ensemble": train_ensemble(train, encoder, hp, cfg, progress=False)}
     runs["student"] = train_student(train, encoder, hp, cfg, runs["ensemble"], progress=False)
     seconds = time.perf_counter() - started
-    built = package_runs(runs, train, cfg, paths)
+    built = package_runs(runs, train, cfg, paths.encoder_json, paths.reference_json)
     measured = {name: measure_served(built[name][1], r, test) for name, r in runs.items()}
     run, (files, served), m = runs[cfg.serve], built[cfg.serve], measured[cfg.serve]
     calibration = calibration_report(served, run, test, m)
@@ -304,11 +306,11 @@ def run_train(
     epochs = comparison["candidates"][cfg.serve]["epochs"]
     manifest = served.manifest | {"metrics": readable({"test": m["test"], "held_out": run["held_out"], "epochs": epochs}) |
                                   {"test_scores": score_counts(m["p"], run["threshold"], m["y"])}}  # for batch jobs' CBPE
-    manifest = save_model(paths["model_dir"], files, manifest).manifest  # its version now covers the metrics too
-    w = write_metrics(paths["metrics_dir"], test=m["test"], dev=run["held_out"], baselines=baselines,
+    manifest = save_model(paths.model_dir, files, manifest).manifest  # its version now covers the metrics too
+    w = write_metrics(paths, test=m["test"], dev=run["held_out"], baselines=baselines,
                       calibration=calibration, comparison=comparison, importance=importance)
-    write_history(runs, paths["metrics_dir"])
-    write_plots(Path(paths["metrics_dir"], "plots"), m["y"], m["p"], run["threshold"], calibration["reliability"]["after"])
+    write_history(runs, paths.training_curve_csv)
+    write_plots(paths, m["y"], m["p"], run["threshold"], calibration["reliability"]["after"])
     return {"params": runs[cfg.serve]["hp"].model_dump(), "epochs": epochs, "seconds": seconds, "test": w["test"], "dev": w["dev"],
             "baselines": w["baselines"], "calibration": w["calibration"], "comparison": w["comparison"],
             "importance": w["importance"], "histories": {name: r["histories"] for name, r in runs.items()}, "manifest": manifest}

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from .features import load_encoder
 from .fileio import read_clean
-from .config import HyperParams, Pruner, Range, TuneConfig
+from .config import HyperParams, Params, Paths, Pruner, Range, TuneConfig
 from .model import fit_mlp
 from .split import split_data
 from .schema import LABEL
@@ -134,10 +134,11 @@ def best_params(
 
 # %% ../nbs/03_tune.ipynb #17dfdd54
 def storage_url(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it
+    cfg: TuneConfig,  # params.yaml's tune section
+    paths: Paths,  # params.yaml's paths (absolute)
 ) -> str:  # an Optuna storage URL
     "The study's storage: `tune.storage`, or the SQLite file `paths.optuna_db` when that is empty."
-    return params["tune"]["storage"] or f"sqlite:///{params['paths']['optuna_db']}"
+    return cfg.storage or f"sqlite:///{paths.optuna_db}"
 
 
 def plot_history(
@@ -157,36 +158,36 @@ def plot_history(
 
 # %% ../nbs/03_tune.ipynb #fdb69886
 def search(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it
+    cfg: TuneConfig,  # params.yaml's tune section
+    paths: Paths,  # params.yaml's paths (absolute)
 ) -> optuna.Study:  # the study, holding (at least) tune.n_trials finished trials of all its workers
     "Add trials to the shared study until it holds `tune.n_trials` (failing past this process's `tune.timeout`); write nothing."
-    cfg, paths = TuneConfig.model_validate(params["tune"]), params["paths"]
-    study = load_study(storage_url(params), cfg.study_name, cfg.seed, cfg.pruner)
-    encoder = load_encoder(paths["encoder_json"])
-    fit_rows, dev = split_data(read_clean(paths["train_csv"]), cfg.dev_size, cfg.seed)
+    study = load_study(storage_url(cfg, paths), cfg.study_name, cfg.seed, cfg.pruner)
+    encoder = load_encoder(paths.encoder_json)
+    fit_rows, dev = split_data(read_clean(paths.train_csv), cfg.dev_size, cfg.seed)
     objective = make_objective(encoder.transform(fit_rows), encoder.encode_label(fit_rows[LABEL]),
                                encoder.transform(dev), encoder.encode_label(dev[LABEL]), encoder.n_onehot, cfg)
     return run_study(study, objective, cfg.n_trials, cfg.timeout)
 
 # %% ../nbs/03_tune.ipynb #2122ede6
 def run_tune(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it
+    cfg: TuneConfig,  # params.yaml's tune section
+    paths: Paths,  # params.yaml's paths, as `census_income.config.load_params` makes them (absolute)
 ) -> dict:  # the best params and where they came from; "study" holds the study (None when skipped)
     "The tune stage: search the MLP's hyper-parameters on the training split, or take the stored ones."
-    p, paths = params["tune"], params["paths"]
-    if p["enabled"]:
-        if not p["storage"]:  # the run's own SQLite study starts afresh, as a shared storage's study does not
-            Path(paths["optuna_db"]).unlink(missing_ok=True)
-        study = search(params)
-        result = best_params(study) | {"source": "optuna", "storage": p["storage"] or Path(paths["optuna_db"]).name,
-                                       "study_name": p["study_name"]}
+    if cfg.enabled:
+        if not cfg.storage:  # the run's own SQLite study starts afresh, as a shared storage's study does not
+            Path(paths.optuna_db).unlink(missing_ok=True)
+        study = search(cfg, paths)
+        result = best_params(study) | {"source": "optuna", "storage": cfg.storage or Path(paths.optuna_db).name,
+                                       "study_name": cfg.study_name}
     else:
-        study, result = None, {"params": TuneConfig.model_validate(p).stored.model_dump(), "source": "params.yaml (tuning skipped)"}
-    Path(paths["best_params_json"]).parent.mkdir(parents=True, exist_ok=True)
-    Path(paths["best_params_json"]).write_text(json.dumps(result, indent=1))
+        study, result = None, {"params": cfg.stored.model_dump(), "source": "params.yaml (tuning skipped)"}
+    Path(paths.best_params_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(paths.best_params_json).write_text(json.dumps(result, indent=1))
     fig = plot_history(study)
-    Path(paths["tune_history_png"]).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(paths["tune_history_png"], dpi=110, bbox_inches="tight")
+    Path(paths.tune_history_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(paths.tune_history_png, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return result | {"study": study}
 
@@ -206,21 +207,21 @@ def worker_main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 2
     except ParamsError as err:
         sys.stderr.write(f"census-tune-worker: {err}\n")
         return 2
-    missing = [params["paths"][k] for k in ("train_csv", "encoder_json") if not Path(params["paths"][k]).is_file()]
+    missing = [p for p in (params.paths.train_csv, params.paths.encoder_json) if not Path(p).is_file()]
     if missing:  # checked before the study is opened: nothing is created in a storage for a worker that cannot work
         sys.stderr.write(f"census-tune-worker: {' and '.join(missing)} missing: the training split and the encoder come "
                          "from the preprocess stage (`dvc pull`, or `dvc repro preprocess`)\n")
         return 1
     try:
-        study = search(params)
+        study = search(params.tune, params.paths)
     except SearchTimeout as err:
         sys.stderr.write(f"census-tune-worker: {err}\n")
         return 1
     except Exception as err:  # a storage it cannot open or reach: one line
-        sys.stderr.write(f"census-tune-worker: {storage_refusal(params, err)}\n")
+        sys.stderr.write(f"census-tune-worker: {storage_refusal(params.tune, params.paths, err)}\n")
         return 1
     best = best_params(study)
-    sys.stderr.write(f"study {params['tune']['study_name']}: {best['n_trials']} finished, {best['n_pruned']} pruned; "
+    sys.stderr.write(f"study {params.tune.study_name}: {best['n_trials']} finished, {best['n_pruned']} pruned; "
                      f"best dev ROC AUC {best['dev_auc']:.4f} (trial {best['trial']})\n")
     return 0
 
@@ -241,7 +242,7 @@ def worker_parser():  # an `argparse.ArgumentParser`
 # %% ../nbs/03_tune.ipynb #5daf3c8d
 def worker_params(
     args,  # the worker's parsed options (`worker_parser`)
-) -> dict:  # params.yaml with the options applied; a `ParamsError` says in one line what is wrong
+) -> Params:  # params.yaml with the options applied; a `ParamsError` says in one line what is wrong
     "The params a worker runs with: its params file, each option checked by the tune section's own model."
     from pydantic import ValidationError
 
@@ -250,7 +251,7 @@ def worker_params(
     options = {k: v for k in WORKER_OPTIONS if (v := getattr(args, k)) is not None}
     try:
         params = load_params(args.params)
-        params["tune"] |= TuneConfig.model_validate(params["tune"] | options).model_dump(include=set(options))
+        params = params.model_copy(update={"tune": TuneConfig.model_validate(params.tune.model_dump() | options)})
     except ValidationError as err:  # an option, checked by the tune section's own model: one line naming it
         e = err.errors(include_url=False)[0]
         raise ParamsError(f"{WORKER_OPTIONS[e['loc'][0]]} {e['input']}: {e['msg'].removeprefix('Value error, ')}") from None
@@ -258,12 +259,13 @@ def worker_params(
 
 # %% ../nbs/03_tune.ipynb #d6c375b3
 def storage_refusal(
-    params: dict,  # the worker's params: tune.storage, paths.optuna_db
+    cfg: TuneConfig,  # the worker's tune section (its storage)
+    paths: Paths,  # the worker's paths (the SQLite file when the storage is empty)
     err: Exception,  # what opening the study raised
 ) -> str:  # one line, the storage's password masked
     "Why a worker cannot use the study's storage (a driver missing, a path it cannot write, a server it cannot reach)."
     import re
 
-    where = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", params["tune"]["storage"]) or params["paths"]["optuna_db"]  # no password
-    text = " ".join(str(err).split()).replace(params["tune"]["storage"] or "\0", where)
+    where = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", cfg.storage) or paths.optuna_db  # no password
+    text = " ".join(str(err).split()).replace(cfg.storage or "\0", where)
     return f"the study at {where} cannot be used: {type(err).__name__}: {text[:300]}"

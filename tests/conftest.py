@@ -80,8 +80,11 @@ def census_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+def params():
+    "params.yaml as every stage reads it (`census_income.config.load_params`): typed, every path absolute."
+    from census_income.config import load_params
+
+    return load_params(ROOT / "params.yaml")
 
 
 def _repo_outputs() -> dict:
@@ -90,13 +93,13 @@ def _repo_outputs() -> dict:
 
 
 @pytest.fixture(scope="session")
-def quick_run(tmp_path_factory) -> tuple[dict, dict]:
+def quick_run(tmp_path_factory) -> tuple:
     "Every stage, in order, on params.yaml's quick sample, in a temporary folder: the params and what each stage returned."
-    from census_income.pipeline import STAGES, load_params, stage_function
+    from census_income.pipeline import STAGES, call_stage, load_params
 
     before = _repo_outputs()
     params = load_params(ROOT / "params.yaml", quick=True, workdir=tmp_path_factory.mktemp("quick"))
-    results = {stage: stage_function(stage)(params) for stage in STAGES}
+    results = {stage: call_stage(stage, params) for stage in STAGES}
     assert _repo_outputs() == before, "a quick run wrote into the repository's data/, model/, metrics/ or reports/"
     return params, results
 
@@ -104,7 +107,7 @@ def quick_run(tmp_path_factory) -> tuple[dict, dict]:
 @pytest.fixture(scope="session")
 def quick_model_dir(quick_run) -> Path:
     "A small real model, trained in seconds by the quick run: its folder."
-    return Path(quick_run[0]["paths"]["model_dir"])
+    return Path(quick_run[0].paths.model_dir)
 
 
 @pytest.fixture(scope="session")
