@@ -49,11 +49,12 @@ def generate(data: Path, rows: int, path: Path) -> None:
             out.writerow(row)
 
 
-def drift_inputs(model_dir: str, encoder=None) -> tuple[dict, dict]:
+def drift_check(model_dir: str, encoder=None):
     "The training profile beside the model and params.yaml's drift thresholds: the job runs its drift checks, as the notebook does."
+    from census_income.batch_blocks import DriftCheck
     from census_income.reference import load_reference
 
-    return load_reference(Path(model_dir) / "reference.json", encoder), load_params("params.yaml")["batch"]["drift"]
+    return DriftCheck(load_reference(Path(model_dir) / "reference.json", encoder), load_params("params.yaml").batch.drift)
 
 
 def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
@@ -65,11 +66,10 @@ def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
 
     threadpool_limits(1)
     predictor = Predictor.load(model_dir)
-    reference, thresholds = drift_inputs(model_dir, predictor.encoder)
+    check = drift_check(model_dir, predictor.encoder)
     out = Path(path).with_suffix(".scored.csv")
     t = time.perf_counter()
-    report = score_csv(path, out, out.with_suffix(".rejects.csv"), predictor, chunk_bytes=chunk_bytes,
-                       reference=reference, thresholds=thresholds)
+    report = score_csv(path, out, out.with_suffix(".rejects.csv"), predictor, chunk_bytes=chunk_bytes, check=check)
     secs = time.perf_counter() - t
     print(json.dumps(report | {"seconds": secs, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -172,7 +172,7 @@ def main() -> None:
         return print(json.dumps({"rows_per_second": parse_rate(a.parse_run)}))
     if a.dask_run:
         return dask_run(Path(a.dask_run[0]), int(a.dask_run[1]), int(a.dask_run[2]), a, Path(a.dask_run[0]).parent / f"dask{a.dask_run[2]}")
-    a.chunk_bytes = a.chunk_bytes or load_params("params.yaml")["batch"]["chunk_bytes"]
+    a.chunk_bytes = a.chunk_bytes or load_params("params.yaml").batch.chunk_bytes
     print(f"\nscore_csv with drift checks, blocks of {a.chunk_bytes:,} bytes, 1 BLAS thread on core {a.core}; "
           f"model {a.model_dir}\n")
     print("| rows | file MiB | seconds | rows/s | scored | rejected | peak RSS MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -224,9 +224,8 @@ def dask_run(path: Path, rows: int, workers: int, a, out: Path) -> None:
     from census_income.batch_dask import score_dask
 
     t = time.perf_counter()
-    reference, thresholds = drift_inputs(a.model_dir)
     r = score_dask(str(path), out, a.model_dir, a.chunk_bytes, a.partition_bytes, n_workers=workers,
-                   reference=reference, thresholds=thresholds)
+                   check=drift_check(a.model_dir))
     secs = time.perf_counter() - t
     print(f"| {rows:,} on Dask, {workers} worker(s), {r['partitions']} partitions | | {secs:.1f} | {rows / secs:,.0f} | "
           f"{r['rows_scored']:,} | {r['rows_rejected']:,} | |")

@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--no-nannyml", action="store_true", help="leave NannyML out")
     a = ap.parse_args()
     print(blas_line())
-    s = load_params(ROOT / "params.yaml")["batch"]["performance"]
+    s = load_params(ROOT / "params.yaml").batch.performance
     model, test = Predictor.load(ROOT / "model"), read_clean(ROOT / "data" / "test.csv")
     ref = model.manifest["metrics"]["test_scores"]
     print(f"model {model.version}; {s['n_sim']} simulations, seed {s['seed']}, {s['ci_level']:.0%} intervals\n")
@@ -59,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (df, y) in files(test, model).items():
             p = model.predict_proba(df)
-            est = estimate_performance(score_counts(p, model.threshold), ref, s["n_sim"], s["seed"], s["ci_level"])
+            est = estimate_performance(score_counts(p, model.threshold), ref, s.n_sim, s.seed, s.ci_level)
             truth = binary_metrics(y, p, model.threshold)
             inside = {m: est[m]["low"] <= truth[m] <= est[m]["high"] for m in METRICS}
             if not name.startswith("concept"):
@@ -69,7 +69,7 @@ def main() -> None:
                 + ("" if inside[m] else " (outside)") for m in METRICS) + " |")
             if not a.no_nannyml and not name.startswith("concept"):
                 theirs = nannyml_cbpe(model, test, df, Path(tmp))
-                raw = estimate_performance(score_counts(p, model.threshold), None, s["n_sim"], s["seed"], s["ci_level"])
+                raw = estimate_performance(score_counts(p, model.threshold), None, s.n_sim, s.seed, s.ci_level)
                 nml_rows.append(f"| {name} | " + " | ".join(
                     f"{theirs['as_given'][m]['estimate']:.4f} / {raw[m]['estimate']:.4f}; "
                     f"{theirs['isotonic'][m]['estimate']:.4f} / {est[m]['estimate']:.4f}" for m in METRICS) + " |")

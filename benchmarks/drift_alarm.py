@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 
-from census_income.config import load_params
+from census_income.config import DriftThresholds, load_params
 from census_income.drift import compare, shifted, swapped
 from census_income.fileio import read_clean
 from census_income.reference import load_reference, tally
@@ -38,7 +38,7 @@ def chunks_of(frame: pd.DataFrame, n: int, rows: int, rng: np.random.Generator) 
     return [frame.iloc[rng.choice(len(frame), rows, replace=False)] for _ in range(n)]
 
 
-def ours(reference: dict, chunks: list[pd.DataFrame], thresholds: dict) -> list[dict]:
+def ours(reference: dict, chunks: list[pd.DataFrame], thresholds: DriftThresholds) -> list[dict]:
     out = []
     for chunk in chunks:
         r = compare(reference, tally(reference, chunk), thresholds)
@@ -69,9 +69,9 @@ def main() -> None:
     a = ap.parse_args()
     print(blas_line())
     params = load_params(ROOT / "params.yaml")
-    thresholds, rows, seed = params["batch"]["drift"], params["batch"]["drift"]["min_rows"], params["profile"]["seed"]
-    reference = load_reference(ROOT / params["paths"]["reference_json"])
-    train, test = read_clean(ROOT / params["paths"]["train_csv"]), read_clean(ROOT / params["paths"]["test_csv"])
+    thresholds, rows, seed = params.batch.drift, params.batch.drift.min_rows, params.profile.seed
+    reference = load_reference(params.paths.reference_json)
+    train, test = read_clean(params.paths.train_csv), read_clean(params.paths.test_csv)
     rng = np.random.default_rng(seed)
     clean = chunks_of(test, a.chunks, rows, rng)
     shifts = {"sex shuffled": swapped(test, ["sex"], seed), "relationship shuffled": swapped(test, ["relationship"], seed),
@@ -107,7 +107,7 @@ def main() -> None:
         print(f"| {i} | {r['error']:.4f} | {r['threshold']:.4f} | {r['alarm']} | {n['value']:.4f} | {n['upper']:.4f} | "
               f"{n['alert']} | {auc} | {alert} |")
     print(f"\nfalse alarms over {len(clean)} unshifted chunks: ours {count(mine['clean'])} "
-          f"(level {thresholds['multivariate_level']}), flagged by an attribute {count(mine['clean'], 'flagged')}, "
+          f"(level {thresholds.multivariate_level}), flagged by an attribute {count(mine['clean'], 'flagged')}, "
           f"NannyML reconstruction {count(recon['clean'], 'alert')}"
           + (f", NannyML domain classifier {count(domain['ten_clean'], 'alert')} (ten chunks)" if domain else ""))
 

@@ -8,15 +8,17 @@ __all__ = ['score_csv', 'run_batch', 'main']
 # %% ../nbs/07_batch.ipynb #bd104a35
 import contextlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from .batch_blocks import check_drift_inputs, score_blocks
+from .batch_blocks import DriftCheck, check_drift_inputs, score_blocks
 from .batch_dask import score_dask
-from .batch_outputs import (all_or_none, check_owners, check_paths, companion, done_path, drift_path, job_lock,
-    job_signals, page_path, remove_leftovers, run_name, signals_held, write_done)
+from census_income.batch_outputs import (DONE_JSON, DRIFT_JSON, REJECTS_CSV, REPORT_HTML, all_or_none, check_owners,
+    check_paths, companion, done_path, drift_path, job_lock, job_signals, page_path, remove_leftovers, run_name,
+    signals_held, write_done)
 from .batch_page import write_page
 from .clean import read_tables
+from .config import BatchConfig, Paths
 from .drift import ALARM_STATUS, alarm_line
 from .reference import load_reference
 from .predict import Predictor
@@ -29,53 +31,52 @@ def score_csv(
     reject_path,  # CSV of the rejected rows: line, reason, row
     predictor: Predictor,  # the loaded model
     chunk_bytes: int,  # bytes of the input read, checked and scored at a time
-    reference: dict | None = None,  # the training profile: check the scored rows for drift (None: no drift report)
-    thresholds: Mapping | None = None,  # the drift thresholds (params.yaml: batch.drift), with a reference
-    performance: Mapping | None = None,  # with a reference: estimate the performance (params.yaml: batch.performance)
-) -> dict:  # rows read, scored and rejected, the model's version; with a reference, the drift counts and report
+    check: DriftCheck | None = None,  # the training profile, thresholds and settings: a drift report (None: none)
+) -> dict:  # rows read, scored and rejected, the model's version; with a check, the drift counts and report
     "Score a census CSV block by block; good rows to `output_path`, bad rows with their reasons to `reject_path`, drift beside them."
     # all outputs or none: see `census_income.batch_outputs` (the completion record `done_path` is written last)
-    drift = [] if reference is None else [drift_path(output_path)]
+    drift = [] if check is None else [drift_path(output_path)]
     record, page = done_path(output_path), page_path(output_path)
     check_paths(input_path, output_path, reject_path, *(drift or [None]), record, page)
     outs = [Path(output_path), Path(reject_path), *drift, page]
     check_owners(outs, record)
-    if reference is not None:
-        check_drift_inputs(predictor, reference, thresholds, performance)
+    if check is not None:
+        check_drift_inputs(predictor, check)
     with contextlib.ExitStack() as stack:
         for path in sorted({p.resolve() for p in [*outs, record]}):  # one order: two jobs never wait on each other
             stack.enter_context(job_lock(path.parent / f".{path.name}.lock"))
         remove_leftovers([*outs, record])
         run = run_name()
         with all_or_none(outs, record, run) as tmps:
-            report = score_blocks(read_tables(input_path, FEATURES, chunk_bytes), tmps[:-1], predictor, reference, thresholds,
-                                  performance)
+            report = score_blocks(read_tables(input_path, FEATURES, chunk_bytes), tmps[:-1], predictor, check)
             write_page(tmps[-1], report, str(input_path), [tmps[1]], [str(p) for p in [*outs, record]])
             stack.enter_context(signals_held())  # written: Ctrl-C and SIGTERM wait for the renames and the record
         write_done(record, outs, run, report)
         return report
 
 # %% ../nbs/07_batch.ipynb #6bd9e328
-def _checked_chunk_bytes(chunk_bytes: int, knobs: dict) -> int:
+def _checked_chunk_bytes(chunk_bytes: int, cfg: BatchConfig) -> int:
     "The block size a job asked for (0: the params file's), within the bounds `census_income.config.BatchConfig` sets."
-    from pydantic import ValidationError
+    from typing import Annotated
 
-    from census_income.config import BatchConfig
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
 
     if not chunk_bytes:
-        return knobs["chunk_bytes"]
+        return cfg.chunk_bytes
+    bounds = BatchConfig.model_fields["chunk_bytes"].metadata  # the field's own bounds, nothing else of the section
     try:
-        return BatchConfig.model_validate(knobs | {"chunk_bytes": chunk_bytes}).chunk_bytes
+        return TypeAdapter(Annotated[int, *bounds], config=ConfigDict(strict=True)).validate_python(chunk_bytes)
     except ValidationError as err:
         raise ValueError(f"chunk_bytes {chunk_bytes}: {err.errors(include_url=False)[0]['msg']}") from None
 
 # %% ../nbs/07_batch.ipynb #ae285893
 def run_batch(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it (its `batch` section and `paths`)
+    cfg: BatchConfig,  # params.yaml's `batch` section (`census_income.config.load_params(...).batch`)
+    paths: Paths,  # params.yaml's `paths` (the model folder, the profile's name)
     input_path: str,  # a census CSV (engine "dask": a file, a folder or a glob)
     output_path: str,  # the scored rows (engine "dask": a folder)
     reject_path: str = "",  # the rejected rows; empty: `<output>.rejects.csv` beside the output (not used by "dask")
-    model_dir: str = "",  # the model folder; empty: the params file's paths.model_dir
+    model_dir: str = "",  # the model folder; empty: paths.model_dir
     reference_path: str = "",  # the training profile; empty: the model folder's file named as paths.reference_json
     chunk_bytes: int = 0,  # bytes read, checked and scored at a time; 0: batch.chunk_bytes
     engine: str = "local",  # "local": this process; "dask": one task per partition on a Dask cluster
@@ -86,21 +87,18 @@ def run_batch(
     "The batch job: check the model and the profile, then score the input with one process or on Dask."
     if engine not in ("local", "dask"):
         raise ValueError(f"engine {engine!r} is not one of 'local', 'dask'")
-    knobs = params["batch"]
-    model_dir = model_dir or params["paths"]["model_dir"]
+    model_dir = model_dir or paths.model_dir
     predictor = Predictor.load(model_dir, model_version or None)  # ModelFilesError before any work: unusable, or not the pinned version
-    reference = load_reference(reference_path or Path(model_dir) / Path(params["paths"]["reference_json"]).name)
-    chunk_bytes = _checked_chunk_bytes(chunk_bytes, knobs)
+    check = DriftCheck.of(load_reference(reference_path or Path(model_dir) / Path(paths.reference_json).name), cfg)
+    chunk_bytes = _checked_chunk_bytes(chunk_bytes, cfg)
     if engine == "dask":
-        report = score_dask(input_path, output_path, model_dir, chunk_bytes, knobs["partition_bytes"], scheduler,
-                            int(n_workers), reference=reference, thresholds=knobs["drift"], model_version=predictor.version,
-                            performance=knobs["performance"])
+        report = score_dask(input_path, output_path, model_dir, chunk_bytes, cfg.partition_bytes, scheduler,
+                            int(n_workers), check=check, model_version=predictor.version)
         return report | {"outputs": [f"{output_path}/scored-*.csv", f"{output_path}/rejects-*.csv",
-                                     str(Path(output_path) / "drift.json"), str(Path(output_path) / "report.html")],
-                         "record": str(Path(output_path) / "done.json")}
-    reject_path = reject_path or str(companion(output_path, "rejects.csv"))
-    report = score_csv(input_path, output_path, reject_path, predictor, chunk_bytes=chunk_bytes, reference=reference,
-                       thresholds=knobs["drift"], performance=knobs["performance"])
+                                     str(Path(output_path) / DRIFT_JSON), str(Path(output_path) / REPORT_HTML)],
+                         "record": str(Path(output_path) / DONE_JSON)}
+    reject_path = reject_path or str(companion(output_path, REJECTS_CSV))
+    report = score_csv(input_path, output_path, reject_path, predictor, chunk_bytes=chunk_bytes, check=check)
     return report | {"outputs": [str(output_path), str(reject_path), str(drift_path(output_path)), str(page_path(output_path))],
                      "record": str(done_path(output_path))}
 
@@ -126,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
     a = ap.parse_args(argv)
     job_signals()
     try:
-        report = run_batch(load_params(a.params), a.input, a.output, a.rejects, a.model_dir, a.reference,
+        params = load_params(a.params)
+        report = run_batch(params.batch, params.paths, a.input, a.output, a.rejects, a.model_dir, a.reference,
                            a.chunk_bytes, a.engine, a.scheduler, a.n_workers, a.model_version)
     except (OSError, ValueError, RuntimeError) as err:  # ModelFilesError, CensusDataError, ReferenceFileError among them
         sys.stderr.write(f"census-batch: {type(err).__name__}: {err}\n")

@@ -11,13 +11,13 @@ import glob
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from .batch_blocks import check_drift_inputs, drift_outputs, no_rows, score_blocks
-from .batch_outputs import job_lock, run_name, signals_held, write_done
+from .batch_blocks import DriftCheck, check_drift_inputs, drift_outputs, no_rows, score_blocks
+from .batch_outputs import DONE_JSON, DRIFT_JSON, REPORT_HTML, job_lock, run_name, signals_held, write_done
 from .batch_page import write_page
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
 from .reference import add_tallies
@@ -55,26 +55,25 @@ def score_partition(
     model_dir: str,  # the model folder, at the same path on every worker
     out_dir: str,  # where each partition writes scored-*.csv and rejects-*.csv
     chunk_bytes: int,  # bytes read at a time within the partition
-    reference: dict | None = None,  # the training profile: count the rows for the drift checks
+    check: DriftCheck | None = None,  # what the job checks: count the rows for it (its profile's cells)
     version: str | None = None,  # the model version the job checked: a worker refuses a folder changed since
 ) -> pd.DataFrame:  # one row: the partition's file, start and counts (the drift counts as JSON text, or "")
     "Score one partition with the one scoring loop; its outputs are its own two files."
     name = f"{Path(part['path']).stem}-{part['start']:012d}"
     outs = [Path(out_dir) / f"scored-{name}.csv", Path(out_dir) / f"rejects-{name}.csv"]
     blocks = read_tables(part["path"], FEATURES, chunk_bytes, (part["start"], part["end"], part["first_line"]))
-    report = score_blocks(blocks, outs, _predictor(model_dir, version), reference)
+    report = score_blocks(blocks, outs, _predictor(model_dir, version), check)
     drift = json.dumps(report.pop("drift_counts")) if "drift_counts" in report else ""
     return pd.DataFrame([{"path": part["path"], "start": part["start"]} | report | {"drift_counts": drift}])
 
 # %% ../nbs/07d_batch_dask.ipynb #1ea35516
-def _drift_of_partitions(reports: pd.DataFrame, reference: dict | None, thresholds: Mapping | None, out: Path,
-                         performance: Mapping | None, predictor: Predictor) -> dict:
+def _drift_of_partitions(reports: pd.DataFrame, check: DriftCheck | None, out: Path, predictor: Predictor) -> dict:
     "The partitions' drift counts added up, compared with training, and written to out/drift.json (atomically)."
-    if reference is None:
+    if check is None:
         return {}
-    counts = add_tallies([no_rows(reference, predictor)] + [json.loads(t) for t in reports["drift_counts"]])
-    with atomic_file(out / "drift.json") as tmp:
-        return drift_outputs(counts, reference, thresholds, [tmp], performance, predictor)
+    counts = add_tallies([no_rows(check.reference, predictor)] + [json.loads(t) for t in reports["drift_counts"]])
+    with atomic_file(out / DRIFT_JSON) as tmp:
+        return drift_outputs(counts, check, [tmp], predictor)
 
 # %% ../nbs/07d_batch_dask.ipynb #9af33cba
 # What a worker process starts with (before Python: glibc reads its malloc settings at start). Dask's nanny sets
@@ -99,8 +98,7 @@ def local_cluster(
 
 # %% ../nbs/07d_batch_dask.ipynb #da408921
 def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, partition_bytes: int, scheduler: str,
-                   n_workers: int, reference: dict | None, thresholds: Mapping | None, predictor: Predictor,
-                   performance: Mapping | None) -> dict:
+                   n_workers: int, check: DriftCheck | None, predictor: Predictor) -> dict:
     "Score the partitions of `paths` on Dask into the folder `out`, and the drift report from all of them."
     from dask import dataframe as dd
     from distributed import Client
@@ -110,7 +108,7 @@ def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, par
                         {k: pd.Series(dtype="int64") for k in ("rows_read", "rows_scored", "rows_rejected")} |
                         {"model_version": pd.Series(dtype=object), "drift_counts": pd.Series(dtype=object)})
     frame = dd.from_map(score_partition, parts, model_dir=str(Path(model_dir).resolve()), out_dir=str(out),
-                        chunk_bytes=chunk_bytes, reference=reference, version=predictor.version, meta=meta,
+                        chunk_bytes=chunk_bytes, check=check, version=predictor.version, meta=meta,
                         enforce_metadata=False)
     cluster = None if scheduler else local_cluster(n_workers)
     try:
@@ -122,8 +120,7 @@ def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, par
             cluster.close()
     totals = {k: int(reports[k].sum()) for k in ("rows_read", "rows_scored", "rows_rejected")}
     return totals | {"partitions": len(parts), "files": len(paths), "workers": workers,
-                     "model_version": reports["model_version"].iloc[0]} | _drift_of_partitions(reports, reference, thresholds, out,
-                                                                                   performance, predictor)
+                     "model_version": reports["model_version"].iloc[0]} | _drift_of_partitions(reports, check, out, predictor)
 
 # %% ../nbs/07d_batch_dask.ipynb #b10d4df4
 def _dask_files(
@@ -139,7 +136,7 @@ def _dask_files(
         raise ValueError(f"the output folder {out} holds input files: choose another folder for the output")
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out} is a file: give a folder for engine dask's outputs")
-    for name in ("drift.json", "report.html", "done.json"):  # replaced at the end: each must be a file, or nothing yet
+    for name in (DRIFT_JSON, REPORT_HTML, DONE_JSON):  # replaced at the end: each must be a file, or nothing yet
         if (out / name).exists() and not (out / name).is_file():
             raise ValueError(f"{out / name} is not a regular file (a folder, a FIFO or a device): remove it, or choose "
                              "another output folder")
@@ -155,18 +152,18 @@ def _publish(
     report: dict,  # the job's report
 ) -> None:
     "Write the run's page into its stage, then move the stage's files into `out` in place of the previous run's, and record them."
-    names = sorted(p.name for p in stage.iterdir()) + ["report.html"]
-    write_page(stage / "report.html", report, str(inputs), sorted(stage.glob("rejects-*.csv")),
-               [str(Path(out_dir) / n) for n in names] + [str(Path(out_dir) / "done.json")])  # as the job was given them
+    names = sorted(p.name for p in stage.iterdir()) + [REPORT_HTML]
+    write_page(stage / REPORT_HTML, report, str(inputs), sorted(stage.glob("rejects-*.csv")),
+               [str(Path(out_dir) / n) for n in names] + [str(Path(out_dir) / DONE_JSON)])  # as the job was given them
     with signals_held():  # written: Ctrl-C and SIGTERM wait for the moves and the record
-        (out / "done.json").unlink(missing_ok=True)  # from here until the new record, the folder may mix two runs
-        for old in [*out.glob("scored-*.csv"), *out.glob("rejects-*.csv"), out / "drift.json", out / "report.html"]:
+        (out / DONE_JSON).unlink(missing_ok=True)  # from here until the new record, the folder may mix two runs
+        for old in [*out.glob("scored-*.csv"), *out.glob("rejects-*.csv"), out / DRIFT_JSON, out / REPORT_HTML]:
             old.unlink(missing_ok=True)
         for new in sorted(stage.iterdir()):
             os.replace(new, out / new.name)
         outputs = sorted(p for p in out.iterdir() if p.name.startswith(("scored-", "rejects-"))
-                         or p.name in ("drift.json", "report.html"))
-        write_done(out / "done.json", outputs, run, report)
+                         or p.name in (DRIFT_JSON, REPORT_HTML))
+        write_done(out / DONE_JSON, outputs, run, report)
 
 # %% ../nbs/07d_batch_dask.ipynb #50e8dd2b
 MAX_WORKERS = 256  # most worker processes a LocalCluster of the job starts on one machine
@@ -180,10 +177,8 @@ def score_dask(
     partition_bytes: int,  # about how many bytes one task scores
     scheduler: str = "",  # a Dask scheduler's address; empty starts a LocalCluster here
     n_workers: int = 2,  # workers of that LocalCluster (one process, one thread each)
-    reference: dict | None = None,  # the training profile: drift.json into out_dir (None: no drift report)
-    thresholds: Mapping | None = None,  # the drift thresholds (params.yaml: batch.drift), with a reference
+    check: DriftCheck | None = None,  # the profile, thresholds and settings: drift.json into out_dir (None: no drift report)
     model_version: str | None = None,  # the version the model must hold (None: whatever it holds); every worker checks it
-    performance: Mapping | None = None,  # with a reference: estimate the performance (params.yaml: batch.performance)
 ) -> dict:  # rows read, scored and rejected in all, partitions, workers, model version; with a reference, the drift report
     "Score many or large census CSVs on Dask: one task per partition, each writing its own outputs; drift.json from all."
     if not scheduler and not (isinstance(n_workers, int) and 1 <= n_workers <= MAX_WORKERS):
@@ -191,8 +186,8 @@ def score_dask(
                          "(or a scheduler's address)")
     paths, out = _dask_files(inputs, out_dir)
     predictor = Predictor.load(model_dir, model_version)  # refuse a broken (or unpinned) model before any task starts
-    if reference is not None:
-        check_drift_inputs(predictor, reference, thresholds, performance)
+    if check is not None:
+        check_drift_inputs(predictor, check)
     with job_lock(out / ".batch.lock"):  # all outputs or none: a stage folder inside `out`, moved in at the end
         for stale in out.glob(".run-*.tmp"):  # a killed run's stage (the lock says no live job owns it)
             shutil.rmtree(stale, ignore_errors=True)
@@ -200,8 +195,8 @@ def score_dask(
         stage = out / f".run-{run}.tmp"
         stage.mkdir()
         try:
-            report = _score_on_dask(paths, stage, model_dir, chunk_bytes, partition_bytes, scheduler, n_workers,
-                                    reference, thresholds, predictor, performance)
+            report = _score_on_dask(paths, stage, model_dir, chunk_bytes, partition_bytes, scheduler, n_workers, check,
+                                    predictor)
             _publish(stage, out, out_dir, inputs, run, report)
             return report
         finally:

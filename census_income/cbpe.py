@@ -9,13 +9,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
+from .config import PerformanceSettings
 from .metrics import METRIC_NAMES, N_BINS, decide, percentile_ci, rates_from_counts, readable
 
 # %% auto #0
 __all__ = ['BINS', 'MICRO', 'METRICS', 'ASSUMES', 'FAILS', 'NO_TEST_SCORES', 'score_counts', 'add_score_counts', 'binned_auc',
-           'cell_metrics', 'calibration_gaps', 'estimate_performance', 'performance_report', 'check_performance_inputs',
-           'estimate_text', 'performance_table']
+           'cell_metrics', 'calibration_gaps', 'estimate_performance', 'performance_report', 'check_settings',
+           'check_performance_inputs', 'estimate_text', 'performance_table']
 
 # %% ../nbs/02d_cbpe.ipynb #8f371973
 BINS: int = 20 * N_BINS  # fine equal-width bins of p: 20 in each bin of the reliability diagram
@@ -140,10 +142,10 @@ NO_TEST_SCORES: str = ("the model's manifest has no test-split counts (metrics.t
 def performance_report(
     counts: dict,  # the batch's `score_counts`
     model_metrics: Mapping,  # the model's manifest `metrics`: `test` (true metrics) and `test_scores` (counts with labels)
-    settings: Mapping,  # n_sim, seed, ci_level (params.yaml: batch.performance)
+    settings: PerformanceSettings,  # n_sim, seed, ci_level (params.yaml: batch.performance)
 ) -> dict:  # method, what it assumes and where it fails, settings; batch and test split estimates; the test split's truth
     "Estimated performance of a batch beside the test split's estimate and truth, for the drift report."
-    ref, n, seed, level = model_metrics.get("test_scores"), settings["n_sim"], settings["seed"], settings["ci_level"]
+    ref, n, seed, level = model_metrics.get("test_scores"), settings.n_sim, settings.seed, settings.ci_level
     out = {"method": "CBPE: the expected confusion matrix of the calibrated probabilities, corrected by the test "
                      "split's calibration gap per reliability bin", "assumes": ASSUMES, "fails": FAILS,
            "n_sim": n, "seed": seed, "ci_level": level, "note": "",
@@ -155,21 +157,24 @@ def performance_report(
     return out | {"test": {"estimated": readable(estimate_performance(ref, ref, n, seed, level)), "true": test_true}}
 
 # %% ../nbs/02d_cbpe.ipynb #3cd31776
-def check_performance_inputs(
-    model_metrics: Mapping,  # the model's manifest `metrics`
-    threshold: float,  # the model's decision threshold
-    settings: Mapping,  # n_sim, seed, ci_level (params.yaml: batch.performance)
-) -> None:
-    "Refuse, before a job's work, settings out of bounds, or test-split counts that are not at the model's threshold."
-    from pydantic import ValidationError
-
-    from census_income.config import PerformanceSettings
-
+def check_settings(
+    settings: PerformanceSettings | Mapping,  # params.yaml's batch.performance (`Params.batch.performance`), or a hand-written mapping
+) -> PerformanceSettings:  # the same, typed (a `PerformanceSettings` as it is)
+    "Refuse settings out of bounds, naming the key; the rule is params.yaml's (`config.PerformanceSettings`)."
+    if isinstance(settings, PerformanceSettings):
+        return settings
     try:
-        PerformanceSettings.model_validate(dict(settings))
+        return PerformanceSettings.model_validate(dict(settings))
     except ValidationError as err:
         e = err.errors(include_url=False)[0]
         raise ValueError(f"batch.performance.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {dict(settings)})") from None
+
+
+def check_performance_inputs(
+    model_metrics: Mapping,  # the model's manifest `metrics`
+    threshold: float,  # the model's decision threshold
+) -> None:
+    "Refuse, before a job's work, test-split counts that are not at the model's threshold."
     ref = model_metrics.get("test_scores")
     if ref is None:
         return  # an older model: `performance_report` says what its estimate lacks

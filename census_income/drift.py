@@ -61,11 +61,13 @@ def moved_most(
 
 # %% ../nbs/02c_drift.ipynb #2288ee30
 def check_thresholds(
-    thresholds: Mapping,  # the `batch.drift` section of params.yaml
-) -> dict:  # the same, checked
+    thresholds: DriftThresholds | Mapping,  # params.yaml's `batch.drift` (`Params.batch.drift`), or a hand-written mapping
+) -> DriftThresholds:  # the same, typed (a `DriftThresholds` as it is)
     "Refuse thresholds that are missing or make no sense, naming them; the rule is params.yaml's (`config.DriftThresholds`)."
+    if isinstance(thresholds, DriftThresholds):
+        return thresholds
     try:
-        return DriftThresholds.model_validate(dict(thresholds)).model_dump()
+        return DriftThresholds.model_validate(dict(thresholds))
     except ValidationError as err:
         problems = err.errors(include_url=False)
     missing = [p["loc"][0] for p in problems if p["type"] == "missing"]
@@ -85,19 +87,19 @@ def _unseen_reason(col: str, reference: dict, unseen: float, rejected: float, un
             f"{untrained:.2%} outside the training range {b['lo']}..{b['hi']})")
 
 
-def _reasons(col: str, reference: dict, row: dict, t: dict, judged: bool) -> list[str]:
+def _reasons(col: str, reference: dict, row: dict, t: DriftThresholds, judged: bool) -> list[str]:
     "The reason of every rule that flags this attribute."
     out = []
-    if judged and row["psi"] >= t["psi_flag"]:
-        out.append(f"PSI {row['psi']:.3f} >= {t['psi_flag']} ({row['psi_band']} change)")
+    if judged and row["psi"] >= t.psi_flag:
+        out.append(f"PSI {row['psi']:.3f} >= {t.psi_flag} ({row['psi_band']} change)")
     ratio = row["share_ratio"]
-    if judged and ratio is not None and abs(math.log(ratio)) >= math.log(t["ratio_flag"]):
+    if judged and ratio is not None and abs(math.log(ratio)) >= math.log(t.ratio_flag):
         out.append(f"{row['share_ratio_cell']!r} holds {row['share_ratio_batch']:.2%} of the rows against "
-                   f"{row['share_ratio_train']:.2%} in training (x{ratio:.3g}; flag at x{t['ratio_flag']} either way)")
-    if row["unseen_share"] > t["unseen_flag"]:
+                   f"{row['share_ratio_train']:.2%} in training (x{ratio:.3g}; flag at x{t.ratio_flag} either way)")
+    if row["unseen_share"] > t.unseen_flag:
         out.append(_unseen_reason(col, reference, row["unseen_share"], row["rejected_share"], row["untrained_share"]))
-    if not judged and row["p_value"] is not None and row["p_value"] < t["test_alpha"] / len(FEATURES):
-        out.append(f"chi-squared test p = {row['p_value']:.2g} < {t['test_alpha']} / {len(FEATURES)} attributes "
+    if not judged and row["p_value"] is not None and row["p_value"] < t.test_alpha / len(FEATURES):
+        out.append(f"chi-squared test p = {row['p_value']:.2g} < {t.test_alpha} / {len(FEATURES)} attributes "
                    "(too few rows to judge PSI, enough for this test)")
     return out
 
@@ -126,13 +128,13 @@ def compare_attribute(
     reference: dict,  # the training profile
     counts: dict,  # a batch's tally (`tally`, `add_tallies`)
     col: str,  # the attribute
-    t: dict,  # checked thresholds
+    t: DriftThresholds,  # the thresholds (`check_thresholds`)
     judged: bool,  # whether the batch is large enough to judge PSI and share ratios
 ) -> dict:  # psi, psi_band, the share ratio and its cell, `?` shares, rejected, untrained and unseen shares, flag, reasons
     "The three questions for one attribute, with its flag and the reasons."
     train, batch, labels = reference_counts(reference, col), counts["cells"][col], cell_labels(reference, col)
     n, checked, n_train = sum(batch), counts["rows_checked"], sum(train)
-    cell, ratio = moved_most(train, batch, t["ratio_min_rows"], t["ratio_min_share"]) if n else (None, None)
+    cell, ratio = moved_most(train, batch, t.ratio_min_rows, t.ratio_min_share) if n else (None, None)
     untrained = sum(b for a, b in zip(train, batch, strict=True) if a == 0)
     missing = labels.index(MISSING) if col in NULLABLE else None
     row = {"psi": round(psi(train, batch), 6) if n else None, "share_ratio": None if ratio is None else round(ratio, 6),
@@ -152,14 +154,14 @@ def compare_attribute(
 def compare(
     reference: dict,  # the training profile
     counts: dict,  # a batch's tally (`tally`, `add_tallies`)
-    thresholds: Mapping,  # psi_flag, ratio_flag, ratio_min_rows, ratio_min_share, unseen_flag, min_rows (params.yaml: batch.drift)
+    thresholds: DriftThresholds | Mapping,  # params.yaml's batch.drift (a mapping is checked: `check_thresholds`)
 ) -> dict:  # the drift report: sizes, settings, the flagged attributes, and per attribute its numbers and reasons
     "Compare a batch's counts with the training profile: per attribute PSI, share ratio and unseen share, flagged with reasons."
     t = check_thresholds(thresholds)
-    judged = counts["rows_scored"] >= t["min_rows"]
+    judged = counts["rows_scored"] >= t.min_rows
     attributes = {c: compare_attribute(reference, counts, c, t, judged) for c in FEATURES}
     together = None if "multivariate" not in reference or "error_sum" not in counts else judge(
-        reference["multivariate"], counts["error_sum"], counts["rows_scored"], t["multivariate_level"], t["min_rows"])
+        reference["multivariate"], counts["error_sum"], counts["rows_scored"], t.multivariate_level, t.min_rows)
     return {"rows_checked": counts["rows_checked"], "rows_scored": counts["rows_scored"],
             "reference": {"rows": reference["rows"], "checksum": reference["checksum"]},
             "statistics": {"psi": "population stability index over the cells, shares floored at psi_floor",
@@ -170,8 +172,8 @@ def compare(
                            "multivariate": "mean reconstruction error of the rows' cells by the training components, "
                                            "against the threshold of training chunks (census_income.multivariate)"},
             "psi_floor": PSI_FLOOR, "psi_bands": PSI_BANDS | {"major": "the rest"},
-            "thresholds": t, "judged": judged,
-            "note": "" if judged else f"{counts['rows_scored']} scored rows, fewer than {t['min_rows']}: PSI and share ratios "
+            "thresholds": t.model_dump(), "judged": judged,
+            "note": "" if judged else f"{counts['rows_scored']} scored rows, fewer than {t.min_rows}: PSI and share ratios "
                                       "are shown but not judged (sampling noise)",
             "flagged": (flagged := [c for c in FEATURES if attributes[c]["flag"]]), "multivariate": together,
             "alarm": bool(flagged) or bool(together and together["alarm"]), "attributes": attributes}

@@ -13,9 +13,10 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .batch_blocks import check_drift_inputs, drift_report
+from .batch_blocks import DriftCheck, check_drift_inputs, drift_report
 from .batch_page import page_html, reject_summary
 from .cbpe import score_counts
+from .config import BatchConfig, Paths
 from .drift import ALARM_STATUS, alarm_line
 from .reference import add_tallies, load_reference, tally
 from .fileio import atomic_file
@@ -157,7 +158,8 @@ def write_outputs(report_path, job: dict, source: str) -> list[str]:
 
 # %% ../nbs/09_traffic.ipynb #7e683cf6
 def run_monitor(
-    params: dict,  # params.yaml as `census_income.config.load_params` returns it (batch.drift, batch.performance, paths)
+    cfg: BatchConfig,  # params.yaml's `batch` section (`load_params(...).batch`): its drift thresholds and performance settings
+    paths: Paths,  # params.yaml's `paths` (the model folder, the profile's name)
     log: str,  # the path CENSUS_PAYLOAD_LOG named
     output: str,  # the drift report (JSON); the page goes beside it (`page_of`)
     since: str = "",  # ISO time: the window starts here (empty: the log's start)
@@ -170,23 +172,23 @@ def run_monitor(
     "The traffic monitor: read a window of the payload log, and write the drift and CBPE report and its page."
     if last < 0:
         raise ValueError(f"--last {last}: give a number of records, 1 or more (0: the whole window)")
-    knobs, model_dir = params["batch"], model_dir or params["paths"]["model_dir"]
+    model_dir = model_dir or paths.model_dir
     predictor = Predictor.load(model_dir, model_version or None)
-    reference = load_reference(reference_path or Path(model_dir) / Path(params["paths"]["reference_json"]).name)
-    check_drift_inputs(predictor, reference, knobs["drift"], knobs["performance"])
+    check = DriftCheck.of(load_reference(reference_path or Path(model_dir) / Path(paths.reference_json).name), cfg)
+    check_drift_inputs(predictor, check)
     files, counts = log_files(log), {}
     if {Path(output).resolve(), page_of(output).resolve()} & {f.resolve() for f in files}:
         raise ValueError(f"--output {output} would overwrite the payload log")
     start, end = (parse_time(t) if t else None for t in (since, until))
     total, rows, first, final = None, 0, "", ""  # the window's counts, summed block by block, and its first and last times
     for block in window_blocks(read_log(files, counts), predictor.version, counts, start, end, last):
-        part = traffic_counts(block, reference, predictor)
+        part = traffic_counts(block, check.reference, predictor)
         total = part if total is None else add_tallies([total, part])
         rows, first, final = rows + len(block), first or block[0]["time"], block[-1]["time"]
     if total is None:
         raise LogError(f"no record of model {predictor.version} in the window of {log} ({counts['lines']:,} lines read, "
                        f"{counts['other_versions']:,} of other model versions)")
-    drift = drift_report(total, reference, knobs["drift"], knobs["performance"], predictor)
+    drift = drift_report(total, check, predictor)
     job = {"rows_read": counts["lines"], "rows_scored": rows, "rows_rejected": 0, "model_version": predictor.version,
            "files": len(files), "drift": drift, "first": first, "last": final, **counts}
     source = f"API traffic logged in {log}, {job['first']} to {job['last']}"
@@ -211,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
     ap.add_argument("--model-version", default="", help="the version the model folder must hold (default: any)")
     a = ap.parse_args(argv)
     try:
-        job = run_monitor(load_params(a.params), a.log, a.output, a.since, a.until, a.last, a.model_dir, a.reference,
+        params = load_params(a.params)
+        job = run_monitor(params.batch, params.paths, a.log, a.output, a.since, a.until, a.last, a.model_dir, a.reference,
                           a.model_version)
     except (OSError, ValueError, RuntimeError) as err:  # LogError, ModelFilesError, ReferenceFileError among them
         sys.stderr.write(f"census-monitor: {type(err).__name__}: {err}\n")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from census_income.batch import score_csv
+from census_income.batch_blocks import DriftCheck
 from census_income.batch_outputs import done_path, drift_path, page_path, read_done
 from census_income.batch_page import SHOWN_REJECTS
 from census_income.drift import shifted
@@ -131,7 +132,7 @@ def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, params, tm
     flagged = {}
     for name, path in (("test", test), ("moved", moved)):
         report = score_csv(path, tmp_path / name / "scored.csv", tmp_path / name / "rejects.csv", predictor,
-                           params["batch"]["chunk_bytes"] // 64, reference, params["batch"]["drift"])  # many blocks
+                           params.batch.chunk_bytes // 64, DriftCheck(reference, params.batch.drift))  # many blocks
         assert json.loads((tmp_path / name / "scored.drift.json").read_text()) == report["drift"]
         assert report["drift"]["rows_scored"] == report["rows_scored"] == len(read_clean(path)) and report["drift"]["judged"]
         flagged[name] = {c: a["reasons"] for c, a in report["drift"]["attributes"].items() if a["flag"]}
@@ -143,8 +144,8 @@ def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, params, tm
 def test_a_profile_of_another_model_is_refused_before_any_work(artifacts, quick_run, params, tmp_path):
     "The quick run's profile (3,000 rows) with the pipeline's model: refused, nothing written."
     predictor = Predictor.load(artifacts / "model")
-    other = load_reference(quick_run[0]["paths"]["reference_json"])
+    other = load_reference(quick_run[0].paths.reference_json)
     with pytest.raises(ValueError, match="does not fit the model .*the encoder was fitted on"):
         score_csv(artifacts / "data" / "test.csv", tmp_path / "out" / "scored.csv", tmp_path / "rejects.csv", predictor,
-                  params["batch"]["chunk_bytes"], other, params["batch"]["drift"])
+                  params.batch.chunk_bytes, DriftCheck(other, params.batch.drift))
     assert not list(tmp_path.iterdir())

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from census_income.batch import score_csv
+from census_income.batch_blocks import DriftCheck
 from census_income.clean import read_blocks
 from census_income.reference import fit_reference, tally
 from census_income.schema import CATEGORICAL, CATEGORIES, CONTINUOUS, FEATURES, RANGES
@@ -76,8 +77,8 @@ def test_the_arrow_path_writes_what_the_column_path_computes(tmp_path, params, b
     every = pd.DataFrame({c: (list(CATEGORIES[c]) * 42)[:42] if c in CATEGORICAL else np.linspace(*RANGES[c], 42).round()
                           for c in FEATURES})
     profile = fit_reference(every)
-    report = score_csv(path, tmp_path / "scored.csv", tmp_path / "rejects.csv", predictor, block_bytes, profile,
-                       params["batch"]["drift"])
+    report = score_csv(path, tmp_path / "scored.csv", tmp_path / "rejects.csv", predictor, block_bytes,
+                       DriftCheck(profile, params.batch.drift))
     expected, rejects, blocks = column_path(path, predictor, block_bytes)
 
     got = pd.read_csv(tmp_path / "scored.csv", dtype=str, keep_default_na=False)

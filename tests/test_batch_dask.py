@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from census_income.batch import score_csv
+from census_income.batch_blocks import DriftCheck
 from census_income.batch_dask import plan_partitions, score_dask
 from census_income.predict import Predictor
 from census_income.reference import load_reference
@@ -65,15 +66,14 @@ def test_two_workers_score_what_one_process_scores(files, quick_model_dir, tmp_p
 def test_dask_and_one_process_write_the_same_drift_report(files, quick_run, quick_model_dir, params, tmp_path):
     "drift.json of the partitions added up on Dask is, to the byte, the single-process one of the same rows in one file"
     " (the estimated performance included: its counts add up over partitions as over blocks)."
-    reference = load_reference(quick_run[0]["paths"]["reference_json"])
-    thresholds, performance = params["batch"]["drift"], params["batch"]["performance"]
+    check = DriftCheck.of(load_reference(quick_run[0].paths.reference_json), params.batch)
     report = score_dask(str(files / "*.csv"), tmp_path / "out", quick_model_dir, chunk_bytes=20_000, partition_bytes=100_000,
-                        n_workers=2, reference=reference, thresholds=thresholds, performance=performance)
+                        n_workers=2, check=check)
     assert report["partitions"] > 3 and json.loads((tmp_path / "out" / "drift.json").read_text()) == report["drift"]
     data = [line for k in range(3) for line in (files / f"part{k}.csv").read_bytes().splitlines()[1:]]
     (tmp_path / "all.csv").write_bytes(b"\n".join([HEADER, *data]) + b"\n")
     single = score_csv(tmp_path / "all.csv", tmp_path / "one" / "s.csv", tmp_path / "one" / "r.csv", Predictor.load(quick_model_dir),
-                       chunk_bytes=7_000, reference=reference, thresholds=thresholds, performance=performance)
+                       chunk_bytes=7_000, check=check)
     assert (tmp_path / "out" / "drift.json").read_bytes() == (tmp_path / "one" / "s.drift.json").read_bytes()
     drift = single["drift"]
     assert drift["performance"]["batch"]["rows"] == single["rows_scored"] == report["rows_scored"]

@@ -9,6 +9,7 @@ process, as the `census-batch` command in a real subprocess (killed with real si
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +22,10 @@ import pytest
 from pydantic import ValidationError
 
 from census_income.batch import score_csv
+from census_income.batch_blocks import DriftCheck
 from census_income.batch_dask import score_dask
 from census_income.batch_outputs import done_path, drift_path, job_lock, page_path, read_done
+from census_income.config import DriftThresholds, load_params
 from census_income.drift import ALARM_STATUS
 from census_income.explain import explain
 from census_income.fileio import atomic_file
@@ -32,7 +35,7 @@ from census_income.reference import fit_reference, load_reference, save_referenc
 from census_income.schema import CATEGORICAL, CATEGORIES, FEATURES, RANGES
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, Record, RecordError, category_error, whole_error
-from testkit import ROOT, tool_env
+from testkit import ROOT, set_params, tool_env
 
 from .test_csv_faults import GOOD, HEADER, OTHER
 
@@ -55,9 +58,8 @@ def toy_predictor(toy_model_dir) -> Predictor:
 
 
 @pytest.fixture(scope="module")
-def thresholds() -> dict:
-    import yaml
-    return yaml.safe_load((ROOT / "params.yaml").read_text())["batch"]["drift"]
+def thresholds() -> DriftThresholds:
+    return load_params(ROOT / "params.yaml").batch.drift
 
 
 def lines(*rows: bytes) -> bytes:
@@ -68,7 +70,7 @@ def score(tmp_path: Path, data: bytes, predictor, model, thresholds, chunk_bytes
     (tmp_path / "in.csv").write_bytes(data)
     out = tmp_path / "out" / "scored.csv"
     report = score_csv(tmp_path / "in.csv", out, tmp_path / "out" / "rejects.csv", predictor, chunk_bytes,
-                       load_reference(model / "reference.json"), thresholds)
+                       DriftCheck(load_reference(model / "reference.json"), thresholds))
     assert read_done(done_path(out))["rows_read"] == report["rows_read"]
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.lock"))
     return report, pd.read_csv(tmp_path / "out" / "rejects.csv")
@@ -152,11 +154,11 @@ def test_an_output_path_that_is_a_folder_is_refused_before_any_work(tmp_path, to
     (tmp_path / "scored.csv").mkdir()
     with pytest.raises(ValueError, match=r"the output path .*scored.csv is a folder: give a file name"):
         score_csv(tmp_path / "in.csv", tmp_path / "scored.csv", tmp_path / "rejects.csv", toy_predictor, 300,
-                  load_reference(toy_model_dir / "reference.json"), thresholds)
+                  DriftCheck(load_reference(toy_model_dir / "reference.json"), thresholds))
     (tmp_path / "scored.txt.drift.json").mkdir()
     with pytest.raises(ValueError, match="the drift report path .* is a folder"):
         score_csv(tmp_path / "in.csv", tmp_path / "scored.txt", tmp_path / "rejects.csv", toy_predictor, 300,
-                  load_reference(toy_model_dir / "reference.json"), thresholds)
+                  DriftCheck(load_reference(toy_model_dir / "reference.json"), thresholds))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "scored.csv", "scored.txt.drift.json"]
 
 
@@ -177,7 +179,7 @@ def test_outputs_keep_the_users_umask(umask, tmp_path, toy_predictor, toy_model_
         (tmp_path / "in.csv").write_bytes(lines(GOOD, OTHER))
         out = tmp_path / "out" / "scored.csv"
         score_csv(tmp_path / "in.csv", out, tmp_path / "out" / "rejects.csv", toy_predictor, 300,
-                  load_reference(toy_model_dir / "reference.json"), thresholds)
+                  DriftCheck(load_reference(toy_model_dir / "reference.json"), thresholds))
         with atomic_file(tmp_path / "weights.safetensors") as tmp:  # what every stage writes through, the model too
             tmp.write_bytes(b"w")
     finally:
@@ -399,12 +401,9 @@ def test_a_reader_is_told_when_the_outputs_are_not_one_runs(tmp_path, toy_predic
 def test_the_notebook_refuses_a_job_without_a_model(tmp_path, named_by):
     """papermill with an output and a model folder without manifest.json, named by `-p model_dir` or by the params file's
     paths.model_dir (a clone before `dvc pull`): one clear error, a failed run, no outputs."""
-    import yaml
-
     (tmp_path / "in.csv").write_bytes(lines(GOOD))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["paths"]["model_dir"] = "empty"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    set_params(tmp_path, paths={"model_dir": "empty"})
     for name in ("data", "nbs"):
         (tmp_path / name).symlink_to(ROOT / name)
     chosen = ["-p", "model_dir", str(tmp_path / "empty")] if named_by == "model_dir" else ["-p", "params_file", str(tmp_path / "params.yaml")]
@@ -426,7 +425,7 @@ def test_dask_outputs_replace_the_previous_run_whole(tmp_path, toy_model_dir, th
     (out / ".run-4242-dead.tmp" / "scored-a-000000000000.csv").write_text("half")
     (out / "scored-old-000000000000.csv").write_text("a previous run's partition")
     report = score_dask(str(tmp_path / "in"), out, toy_model_dir, chunk_bytes=20_000, partition_bytes=40_000, n_workers=1,
-                        reference=load_reference(toy_model_dir / "reference.json"), thresholds=thresholds)
+                        check=DriftCheck(load_reference(toy_model_dir / "reference.json"), thresholds))
     done = read_done(out / "done.json")
     assert done["rows_read"] == report["rows_read"] == 1000
     assert sorted(Path(p).name for p in done["outputs"]) == sorted(p.name for p in out.iterdir() if p.name != "done.json")

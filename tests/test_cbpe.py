@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 from census_income.batch import score_csv
+from census_income.batch_blocks import DriftCheck
 from census_income.cbpe import METRICS, estimate_performance, score_counts
+from census_income.config import PerformanceSettings
 from census_income.drift import shifted
 from census_income.fileio import read_clean, write_csv
 from census_income.metrics import binary_metrics, decide
@@ -38,17 +40,17 @@ def reference(artifacts) -> dict:
 
 
 @pytest.fixture(scope="module")
-def settings(params) -> dict:
-    return params["batch"]["performance"]
+def settings(params) -> PerformanceSettings:
+    return params.batch.performance
 
 
-def estimate_and_truth(predictor: Predictor, df: pd.DataFrame, settings: dict, y=None) -> tuple[dict, dict]:
+def estimate_and_truth(predictor: Predictor, df: pd.DataFrame, settings: PerformanceSettings, y=None) -> tuple[dict, dict]:
     "The estimate from the probabilities alone, and the metrics from the labels (`y`, or the file's own)."
     p = predictor.predict_proba(df)
     y = predictor.encoder.encode_label(df[LABEL]) if y is None else y
     s = settings
-    est = estimate_performance(score_counts(p, predictor.threshold), predictor.manifest["metrics"]["test_scores"], s["n_sim"],
-                               s["seed"], s["ci_level"])
+    est = estimate_performance(score_counts(p, predictor.threshold), predictor.manifest["metrics"]["test_scores"], s.n_sim,
+                               s.seed, s.ci_level)
     return est, binary_metrics(y, p, predictor.threshold)
 
 
@@ -84,8 +86,8 @@ def test_the_estimate_is_closer_than_the_uncorrected_probabilities_on_the_split_
     "On the test split, whose calibration gaps the correction takes, it moves the estimate toward the truth."
     d = test_split
     est, truth = estimate_and_truth(predictor, d, settings)
-    raw = estimate_performance(score_counts(predictor.predict_proba(d), predictor.threshold), None, settings["n_sim"],
-                               settings["seed"], settings["ci_level"])
+    raw = estimate_performance(score_counts(predictor.predict_proba(d), predictor.threshold), None, settings.n_sim,
+                               settings.seed, settings.ci_level)
     err = {m: abs(est[m]["estimate"] - truth[m]) for m in METRICS}
     raw_err = {m: abs(raw[m]["estimate"] - truth[m]) for m in METRICS}
     assert sum(err.values()) < sum(raw_err.values()), (err, raw_err)
@@ -115,7 +117,7 @@ def test_blocks_and_one_pass_give_the_same_counts_and_report(predictor, test_spl
     "The batch job's score counts add up over blocks to the one-pass counts; its report is the same for any block size."
     write_csv(test_split, tmp_path / "test.csv")
     reports = [score_csv(tmp_path / "test.csv", tmp_path / f"o{k}" / "s.csv", tmp_path / f"o{k}" / "r.csv", predictor, size,
-                         reference, params["batch"]["drift"], settings) for k, size in enumerate((65_536, 1 << 22))]
+                         DriftCheck(reference, params.batch.drift, settings)) for k, size in enumerate((65_536, 1 << 22))]
     one_pass = score_counts(predictor.predict_proba(test_split), predictor.threshold)
     assert [r["drift_counts"]["scores"] for r in reports] == [one_pass, one_pass]
     assert (tmp_path / "o0" / "s.drift.json").read_bytes() == (tmp_path / "o1" / "s.drift.json").read_bytes()
@@ -140,7 +142,7 @@ def test_a_model_from_before_cbpe_still_scores_and_the_report_says_what_its_esti
     every = pd.DataFrame({c: (list(CATEGORIES[c]) * 42)[:42] if c in CATEGORICAL else np.linspace(*RANGES[c], 42).round()
                           for c in FEATURES})  # a profile the toy's encoder fits: every category of the schema
     report = score_csv(tmp_path / "in.csv", tmp_path / "out" / "s.csv", tmp_path / "out" / "r.csv", toy, 65_536,
-                       fit_reference(every), params["batch"]["drift"], settings)
+                       DriftCheck(fit_reference(every), params.batch.drift, settings))
     perf = json.loads((tmp_path / "out" / "s.drift.json").read_text())["performance"]
     assert perf == report["drift"]["performance"] and perf["test"] is None and "before CBPE" in perf["note"]
     assert perf["batch"]["rows"] == report["rows_scored"] == 500
@@ -156,8 +158,8 @@ def test_a_manifest_whose_test_counts_are_damaged_is_refused_before_any_work(pre
             "test_scores": predictor.manifest["metrics"]["test_scores"] | {"threshold": 0.5}}}
 
     with pytest.raises(ValueError, match="not the test split's counts at its threshold"):
-        check_drift_inputs(Damaged, reference, params["batch"]["drift"], settings)
-    check_drift_inputs(predictor, reference, params["batch"]["drift"], settings)  # the real one passes
+        check_drift_inputs(Damaged, DriftCheck(reference, params.batch.drift, settings))
+    check_drift_inputs(predictor, DriftCheck(reference, params.batch.drift, settings))  # the real one passes
 
 
 @pytest.mark.parametrize("bad, says", [({"ci_level": 1.5}, "batch.performance.ci_level"),
@@ -167,8 +169,8 @@ def test_settings_out_of_bounds_are_refused_naming_the_key(predictor, test_split
                                                           says):
     write_csv(test_split.head(50), tmp_path / "in.csv")
     with pytest.raises(ValueError, match=says):
-        score_csv(tmp_path / "in.csv", tmp_path / "s.csv", tmp_path / "r.csv", predictor, 65_536, reference,
-                  params["batch"]["drift"], settings | bad)
+        score_csv(tmp_path / "in.csv", tmp_path / "s.csv", tmp_path / "r.csv", predictor, 65_536,
+                  DriftCheck(reference, params.batch.drift, settings.model_dump() | bad))  # a hand-written mapping
     assert not (tmp_path / "s.csv").exists()
 
 

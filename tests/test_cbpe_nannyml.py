@@ -35,10 +35,10 @@ def test_the_estimate_agrees_with_nannymls_cbpe(params, tmp_path, name):
     test = read_clean(ROOT / "data" / "test.csv")
     analysis = FILES[name](test)
     theirs = nannyml_cbpe(model, test, analysis, tmp_path)
-    s = params["batch"]["performance"]
+    s = params.batch.performance
     counts = score_counts(model.predict_proba(analysis), model.threshold)
-    raw = estimate_performance(counts, None, s["n_sim"], s["seed"], s["ci_level"])
-    ours = estimate_performance(counts, model.manifest["metrics"]["test_scores"], s["n_sim"], s["seed"], s["ci_level"])
+    raw = estimate_performance(counts, None, s.n_sim, s.seed, s.ci_level)
+    ours = estimate_performance(counts, model.manifest["metrics"]["test_scores"], s.n_sim, s.seed, s.ci_level)
     assert theirs["rows"] == ours["rows"] == len(analysis)
     for m in METRICS:  # NannyML on the probabilities as given (no calibrator): the same rule as ours without a reference
         tol = 0.005 if m == "roc_auc" else 0.002

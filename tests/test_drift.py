@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from census_income.clean import clean_census
+from census_income.config import DriftThresholds
 from census_income.drift import compare, shifted, swapped
 from census_income.preprocess import fit_encoder
 from census_income.reference import (
@@ -32,17 +33,17 @@ from testkit import ROOT
 def split(params) -> tuple[pd.DataFrame, pd.DataFrame]:
     "The training and test splits of the preprocess stage."
     census, _ = clean_census(ROOT / "data" / "census.csv")
-    return split_data(census, params["split"]["test_size"], params["split"]["seed"])
+    return split_data(census, params.split.test_size, params.split.seed)
 
 
 @pytest.fixture(scope="module")
 def reference(split, params) -> dict:
-    return fit_reference(split[0], params["profile"])  # as the preprocess stage writes it: with the multivariate part
+    return fit_reference(split[0], params.profile)  # as the preprocess stage writes it: with the multivariate part
 
 
 @pytest.fixture(scope="module")
-def thresholds(params) -> dict:
-    return params["batch"]["drift"]
+def thresholds(params) -> DriftThresholds:
+    return params.batch.drift
 
 
 def test_the_profile_counts_every_training_row_in_every_attribute(split, reference, params):
@@ -54,7 +55,7 @@ def test_the_profile_counts_every_training_row_in_every_attribute(split, referen
     assert len(reference["numbers"]["age"]["cuts"]) == 9
     assert reference["categories"]["occupation"]["?"] == (train["occupation"] == "?").sum() > 0
     shuffled = train.sample(frac=1, random_state=1)
-    assert json.dumps(fit_reference(shuffled, params["profile"])) == json.dumps(reference)  # the rows' order does not matter, to the byte
+    assert json.dumps(fit_reference(shuffled, params.profile)) == json.dumps(reference)  # the rows' order does not matter, to the byte
 
 
 def test_counts_of_blocks_add_up_to_the_counts_of_the_whole(split, reference):
@@ -78,8 +79,8 @@ def test_the_unshifted_test_split_raises_no_flag(split, reference, thresholds):
     assert report["judged"] and report["rows_scored"] == len(split[1])
     assert report["flagged"] == []
     for col, a in report["attributes"].items():
-        assert a["psi"] < thresholds["psi_flag"] / 3 and a["unseen_share"] == 0, (col, a)
-        assert 1 / thresholds["ratio_flag"] < a["share_ratio"] < thresholds["ratio_flag"], (col, a)
+        assert a["psi"] < thresholds.psi_flag / 3 and a["unseen_share"] == 0, (col, a)
+        assert 1 / thresholds.ratio_flag < a["share_ratio"] < thresholds.ratio_flag, (col, a)
 
 
 def test_older_people_and_one_occupation_doubled_flag_age_and_occupation(split, reference, thresholds):
@@ -105,7 +106,7 @@ def test_a_sample_too_small_to_judge_psi_flags_unseen_values_and_what_a_test_can
     assert age["psi"] > 1 and not any(r.startswith("PSI") for r in age["reasons"])  # shown, not judged
     assert "outside the training range 17..90" in age["reasons"][0] and age["untrained_share"] > 0.01
     # one occupation doubled in 500 rows: too few for PSI, enough for the chi-squared test at test_alpha / 14
-    assert occupation["p_value"] < thresholds["test_alpha"] / 14 and len(occupation["reasons"]) == 1
+    assert occupation["p_value"] < thresholds.test_alpha / 14 and len(occupation["reasons"]) == 1
     assert occupation["reasons"][0].startswith("chi-squared test p = ")
     assert not report["multivariate"]["judged"] and report["alarm"]
     # the same number of unshifted test rows: no test fires (ten samples)
@@ -130,7 +131,7 @@ def test_ten_chunks_of_the_test_split_raise_no_multivariate_alarm(split, referen
     "Chunks of min_rows rows the components never saw, drawn at random: no alarm at the 99% level."
     rng = np.random.default_rng(7)
     for _ in range(10):
-        chunk = split[1].iloc[rng.choice(len(split[1]), thresholds["min_rows"], replace=False)]
+        chunk = split[1].iloc[rng.choice(len(split[1]), thresholds.min_rows, replace=False)]
         report = compare(reference, tally(reference, chunk), thresholds)
         assert report["multivariate"]["judged"] and not report["multivariate"]["alarm"], report["multivariate"]
 
@@ -204,9 +205,9 @@ def test_the_profile_round_trips_and_must_fit_the_models_encoder(split, referenc
 def test_thresholds_are_checked(reference, split, thresholds):
     counts = tally(reference, split[1].iloc[:10])
     with pytest.raises(ValueError, match=r"\['unseen_flag'\] are missing"):
-        compare(reference, counts, {k: v for k, v in thresholds.items() if k != "unseen_flag"})
+        compare(reference, counts, {k: v for k, v in thresholds.model_dump().items() if k != "unseen_flag"})
     with pytest.raises(ValueError, match=r"\['ratio_flag'\] must be numbers"):
-        compare(reference, counts, thresholds | {"ratio_flag": 0.5})
+        compare(reference, counts, thresholds.model_dump() | {"ratio_flag": 0.5})
 
 
 def test_a_null_counts_as_unknown_as_validation_gives_it(reference, split):
@@ -221,7 +222,7 @@ def test_the_profile_is_the_same_bytes_on_one_thread_and_on_all(split, reference
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        assert json.dumps(fit_reference(split[0], params["profile"])) == json.dumps(reference)
+        assert json.dumps(fit_reference(split[0], params.profile)) == json.dumps(reference)
 
 
 def test_columns_of_different_lengths_are_refused(reference, split):

@@ -30,9 +30,9 @@ def both(params, tmp_path_factory) -> dict:
     if not NANNYML_PY.is_file():
         pytest.fail(f"{NANNYML_PY} is missing: run `make nannyml` (`make test` does)")
     census, _ = clean_census(ROOT / "data" / "census.csv")
-    train, test = split_data(census, params["split"]["test_size"], params["split"]["seed"])
-    profile, limits = fit_reference(train, params["profile"]), params["batch"]["drift"]
-    rng, rows = np.random.default_rng(11), limits["min_rows"]
+    train, test = split_data(census, params.split.test_size, params.split.seed)
+    profile, limits = fit_reference(train, params.profile), params.batch.drift
+    rng, rows = np.random.default_rng(11), limits.min_rows
     sets = {"unshifted": test, "sex_shuffled": swapped(test, ["sex"], 11), "all_shuffled": swapped(test, list(FEATURES), 11)}
     chunks = {k: [v.iloc[rng.choice(len(v), rows, replace=False)] for _ in range(4)] for k, v in sets.items()}
     folder = tmp_path_factory.mktemp("nannyml")

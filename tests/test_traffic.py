@@ -28,7 +28,7 @@ def census_monitor(*args: str) -> subprocess.CompletedProcess:
 
 def split_rows(params, n: int) -> list[dict]:
     "The first n rows of the quick run's test split, as records (numbers as numbers, no label)."
-    with open(params["paths"]["test_csv"], newline="") as f:
+    with open(params.paths.test_csv, newline="") as f:
         rows = [r for _, r in zip(range(n), csv.DictReader(f), strict=False)]
     return [{c: int(r[c]) if c in CONTINUOUS else r[c] for c in FEATURES} for r in rows]
 
@@ -65,8 +65,8 @@ def test_the_report_is_the_one_census_batch_writes_for_the_same_records(quick_ru
         w = csv.DictWriter(f, FEATURES)
         w.writeheader()
         w.writerows(records)
-    batch = run_batch(params, str(source), str(tmp_path / "scored.csv"))["drift"]
-    job = run_monitor(params, str(log), str(tmp_path / "out" / "traffic.json"))
+    batch = run_batch(params.batch, params.paths, str(source), str(tmp_path / "scored.csv"))["drift"]
+    job = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "out" / "traffic.json"))
     report = json.loads((tmp_path / "out" / "traffic.json").read_text())
     assert report == job["drift"]
     assert set(report) == set(batch)
@@ -85,9 +85,9 @@ def test_a_window_counted_block_by_block_is_the_window_counted_at_once(quick_run
 
     params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 800), predictor)
-    whole = run_monitor(params, str(log), str(tmp_path / "a.json"))
+    whole = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "a.json"))
     monkeypatch.setattr(traffic, "BLOCK", 7)
-    blocks = run_monitor(params, str(log), str(tmp_path / "b.json"))
+    blocks = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "b.json"))
     assert (blocks["rows_scored"], blocks["first"], blocks["last"]) == (whole["rows_scored"], whole["first"], whole["last"])
     assert whole["rows_scored"] > 10 * 7  # many blocks
     assert json.loads((tmp_path / "b.json").read_text()) == json.loads((tmp_path / "a.json").read_text())
@@ -96,11 +96,11 @@ def test_a_window_counted_block_by_block_is_the_window_counted_at_once(quick_run
 def test_the_window_by_time_and_by_count(quick_run, quick_predictor, tmp_path):
     params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 300), predictor)
-    by_time = run_monitor(params, str(log), str(tmp_path / "a.json"), since="2027-01-15T08:01:00Z", until="2027-01-15T08:02:00Z")
+    by_time = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "a.json"), since="2027-01-15T08:01:00Z", until="2027-01-15T08:02:00Z")
     assert (by_time["rows_scored"], by_time["first"], by_time["last"]) == (60, "2027-01-15T08:01:00.000Z", "2027-01-15T08:01:59.000Z")
-    by_count = run_monitor(params, str(log), str(tmp_path / "b.json"), last=25)
+    by_count = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "b.json"), last=25)
     assert (by_count["rows_scored"], by_count["first"], by_count["rows_read"]) == (25, "2027-01-15T08:04:35.000Z", 300)
-    both = run_monitor(params, str(log), str(tmp_path / "c.json"), until="2027-01-15T09:01:40+01:00", last=10)
+    both = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "c.json"), until="2027-01-15T09:01:40+01:00", last=10)
     assert (both["rows_scored"], both["last"]) == (10, "2027-01-15T08:01:39.000Z")
 
 
@@ -109,7 +109,7 @@ def test_rotated_files_are_read_oldest_first(quick_run, quick_predictor, tmp_pat
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 200), predictor, max_bytes=8192, files=100)
     files = log_files(log)
     assert len(files) > 3 and files[-1] == log
-    job = run_monitor(params, str(log), str(tmp_path / "r.json"))
+    job = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "r.json"))
     assert (job["rows_scored"], job["files"], job["first"]) == (200, len(files), "2027-01-15T08:00:00.000Z")
 
 
@@ -119,7 +119,7 @@ def test_a_malformed_line_refuses_naming_its_file_and_line(quick_run, quick_pred
     lines = log.read_text().splitlines(keepends=True)
     lines[6] = lines[6][:70] + "\n"  # a line cut short inside the file: not a write in progress
     log.write_text("".join(lines))
-    proc = census_monitor(str(log), "--output", str(tmp_path / "m.json"), "--model-dir", params["paths"]["model_dir"])
+    proc = census_monitor(str(log), "--output", str(tmp_path / "m.json"), "--model-dir", params.paths.model_dir)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"census-monitor: LogError: {log}, line 7: not a payload record") and \
         len(proc.stderr.splitlines()) == 1, proc.stderr
@@ -133,7 +133,7 @@ def test_a_record_outside_the_schema_refuses_naming_its_line(quick_run, quick_pr
     lines[11] = lines[11].replace('"age":', '"age":-5,"x":', 1)  # a record the API would never have logged
     log.write_text("".join(lines))
     with pytest.raises(LogError, match=rf"^{log}, line 12: not a census record: record 11: "):
-        run_monitor(params, str(log), str(tmp_path / "m.json"))
+        run_monitor(params.batch, params.paths, str(log), str(tmp_path / "m.json"))
 
 
 def test_the_live_files_unfinished_last_line_is_skipped_and_counted(quick_run, quick_predictor, tmp_path):
@@ -141,7 +141,7 @@ def test_the_live_files_unfinished_last_line_is_skipped_and_counted(quick_run, q
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 40), predictor)
     text = log.read_text()
     log.write_text(text + text.splitlines()[0][:55])  # a write in progress
-    job = run_monitor(params, str(log), str(tmp_path / "u.json"))
+    job = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "u.json"))
     assert (job["rows_scored"], job["unfinished"], job["lines"]) == (40, 1, 40)
 
 
@@ -149,32 +149,32 @@ def test_lines_of_another_model_are_skipped_and_counted_and_none_of_this_one_ref
     params, predictor = quick_run[0], quick_predictor
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 30), predictor, version="f" * 32)
     with pytest.raises(LogError, match=f"no record of model {predictor.version} in the window .* 30 of other model versions"):
-        run_monitor(params, str(log), str(tmp_path / "v.json"))
+        run_monitor(params.batch, params.paths, str(log), str(tmp_path / "v.json"))
     with open(log, "a") as f:
         f.write(write_log(tmp_path / "q.jsonl", split_rows(params, 5), predictor, start=START + 100).read_text())
-    job = run_monitor(params, str(log), str(tmp_path / "v.json"))
+    job = run_monitor(params.batch, params.paths, str(log), str(tmp_path / "v.json"))
     assert (job["rows_scored"], job["other_versions"]) == (5, 30)
 
 
 def test_an_empty_window_or_a_missing_log_refuses(quick_run, quick_predictor, tmp_path):
     params, predictor = quick_run[0], quick_predictor
     with pytest.raises(LogError, match="payload log not found"):
-        run_monitor(params, str(tmp_path / "nothing.jsonl"), str(tmp_path / "e.json"))
+        run_monitor(params.batch, params.paths, str(tmp_path / "nothing.jsonl"), str(tmp_path / "e.json"))
     log = write_log(tmp_path / "p.jsonl", split_rows(params, 10), predictor)
     with pytest.raises(LogError, match="no record of model"):
-        run_monitor(params, str(log), str(tmp_path / "e.json"), since="2030-01-01")
+        run_monitor(params.batch, params.paths, str(log), str(tmp_path / "e.json"), since="2030-01-01")
     with pytest.raises(ValueError, match="would overwrite the payload log"):
-        run_monitor(params, str(log), str(log))
+        run_monitor(params.batch, params.paths, str(log), str(log))
 
 
 def test_a_drifted_window_ends_with_the_alarm_status_and_its_line(quick_run, quick_predictor, tmp_path):
     params, predictor = quick_run[0], quick_predictor
-    frame = read_clean(params["paths"]["test_csv"])
+    frame = read_clean(params.paths.test_csv)
     drifted = shifted(frame.head(1500), years=15)
     records = [{c: (int(v) if c in CONTINUOUS else v) for c, v in r.items() if c in FEATURES} for r in drifted.to_dict("records")]
     log = write_log(tmp_path / "p.jsonl", records, predictor)
     out = tmp_path / "d.json"
-    proc = census_monitor(str(log), "--output", str(out), "--model-dir", params["paths"]["model_dir"])
+    proc = census_monitor(str(log), "--output", str(out), "--model-dir", params.paths.model_dir)
     assert proc.returncode == ALARM_STATUS, proc.stderr
     report = json.loads(out.read_text())
     assert report["alarm"] and "age" in report["flagged"]
