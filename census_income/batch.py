@@ -18,7 +18,7 @@ from census_income.batch_outputs import (DONE_JSON, DRIFT_JSON, REJECTS_CSV, REP
     signals_held, write_done)
 from .batch_page import write_page
 from .clean import read_tables
-from .config import BatchConfig, Paths
+from .config import BatchConfig, Paths, params_option
 from .drift import ALARM_STATUS, alarm_line
 from .reference import load_reference
 from .predict import Predictor
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
     ap.add_argument("--engine", choices=("local", "dask"), default="local")
     ap.add_argument("--scheduler", default="", help="engine dask: a scheduler's address (default: a LocalCluster)")
     ap.add_argument("--n-workers", type=int, default=2, help="engine dask: the LocalCluster's workers")
-    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    params_option(ap)
     ap.add_argument("--model-version", default="", help="the version the model must hold (default: any; see /ready)")
     a = ap.parse_args(argv)
     job_signals()

@@ -19,10 +19,10 @@ from .yamlfile import YamlError, read_yaml
 
 # %% auto #0
 __all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
-           'INPUTS', 'PathText', 'TRAIN_RESULTS', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig',
+           'INPUTS', 'PathText', 'TRAIN_RESULTS', 'PARAMS_FILE', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig',
            'ProfileConfig', 'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig',
            'ReportConfig', 'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'inside_and_apart', 'Paths',
-           'Params', 'ParamsError', 'check_params', 'load_params']
+           'Params', 'params_option', 'ParamsError', 'check_params', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -309,6 +309,16 @@ class Params(Section):
     report: ReportConfig
     batch: BatchConfig
 
+# %% ../nbs/00d_config.ipynb #c4daad34
+PARAMS_FILE = "params.yaml"  # the pipeline's params, at the repository's root beside dvc.yaml
+
+
+def params_option(
+    parser,  # an argparse.ArgumentParser of one of the commands (census-stage, census-batch, census-monitor, census-tune-worker)
+) -> None:
+    "Add the `--params FILE` option every command shares."
+    parser.add_argument("--params", default=PARAMS_FILE, help=f"the params file (default: {PARAMS_FILE})")
+
 # %% ../nbs/00d_config.ipynb #e661bc75
 class ParamsError(ValueError):
     "params.yaml holds a value the pipeline cannot use: the message names each key and what is allowed."
@@ -316,7 +326,7 @@ class ParamsError(ValueError):
 
 def check_params(
     params: dict,  # params.yaml as read (its quick section removed)
-    source: str = "params.yaml",  # named in the message
+    source: str = PARAMS_FILE,  # named in the message
 ) -> Params:  # the same values, typed
     "Check every section of params.yaml against its model."
     try:

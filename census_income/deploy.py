@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import load_params
+from .config import PARAMS_FILE, load_params
 from .network import MANIFEST, WEIGHTS, ModelFilesError
 from .predict import JSON_LIMIT, model_version, read_model_file
 
@@ -32,7 +32,7 @@ def model_files(
 ) -> list[str]:  # relative to root: the model folder's manifest (first) and weights, the encoder and the training profile
     "What the API loads and checks, as the checkout's params.yaml names it (`paths.model_dir`, `encoder_json`, `reference_json`)."
     try:
-        paths = load_params(Path(root) / "params.yaml").paths
+        paths = load_params(Path(root) / PARAMS_FILE).paths
         folder, encoder, reference = Path(paths.model_dir), Path(paths.encoder_json), Path(paths.reference_json)
         for key, path in (("encoder_json", encoder), ("reference_json", reference)):
             if path.parent != folder:  # the API reads (and hashes) them in the model folder, by the names in the manifest

@@ -15,11 +15,13 @@ from .metrics import sigmoid
 from .validation import cut
 
 # %% auto #0
-__all__ = ['MANIFEST', 'WEIGHTS', 'ARCH_BOUNDS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'ModelFilesError', 'layer_name',
-           'tensor_names', 'check_architecture', 'network_arrays', 'Network']
+__all__ = ['MANIFEST', 'WEIGHTS', 'MODEL_DIR', 'ARCH_BOUNDS', 'BLOCK_ROWS', 'FEW_ROWS', 'TOLERANCE', 'ModelFilesError',
+           'layer_name', 'tensor_names', 'check_architecture', 'network_arrays', 'Network']
 
 # %% ../nbs/04d_network.ipynb #37a4fde8
 MANIFEST, WEIGHTS = "manifest.json", "weights.safetensors"  # a model folder's own files (the encoder's is named in the manifest)
+
+MODEL_DIR = "model"  # where the pipeline puts the served model (params.yaml: paths.model_dir), and where the API and `predict` look
 
 
 class ModelFilesError(RuntimeError):

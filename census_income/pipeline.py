@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import INPUTS, STAGES, Params, ParamsError, Paths, load_params
+from .config import INPUTS, PARAMS_FILE, STAGES, Params, ParamsError, Paths, load_params, params_option
 from .cpu import exec_pinned
 
 # %% auto #0
@@ -196,7 +196,7 @@ def _execute(stage: str, params_file, paths: Paths, staging: Path) -> Path:
 # %% ../nbs/00b_pipeline.ipynb #256aa260
 def run_stage(
     stage: str,  # a key of STAGES
-    params_file="params.yaml",  # the pipeline's params, relative to the current folder
+    params_file=PARAMS_FILE,  # the pipeline's params, relative to the current folder
 ) -> Path:  # the rendered report
     "Execute a stage's notebook with papermill (params file only) into a staging folder, render its report, move it all into place."
     root = Path(params_file).resolve().parent
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:  # exit status: 0 done, 1 the no
 
     ap = argparse.ArgumentParser(prog="census-stage", description="Run one pipeline stage's notebook and render its report.")
     ap.add_argument("stage", choices=list(STAGES))
-    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    params_option(ap)
     args = ap.parse_args(argv)
     if argv is None:  # as a command: the copy's code (PYTHONPATH) and the pinned CPU kernels, here and in the kernel
         exec_pinned([sys.executable, "-c", "import sys; from census_income.pipeline import main; sys.exit(main())",

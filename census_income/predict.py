@@ -16,7 +16,7 @@ import numpy as np
 
 from .features import ROW_ORDER, Encoder
 from .metrics import decide
-from .network import FEW_ROWS, MANIFEST, WEIGHTS, ModelFilesError, Network
+from .network import FEW_ROWS, MANIFEST, MODEL_DIR, WEIGHTS, ModelFilesError, Network
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS
 from .validation import EXAMPLE, as_numbers, record_columns
 
@@ -292,7 +292,7 @@ def write_model_folder(
 # %% ../nbs/04a_predict.ipynb #226088ba
 def predict(
     records: Sequence[Mapping],  # dicts keyed by census names, in either spelling
-    model_dir="model",  # folder with manifest.json, encoder.json and weights.safetensors
+    model_dir=MODEL_DIR,  # folder with manifest.json, encoder.json and weights.safetensors
 ) -> list[dict]:  # per record: prediction and probability of >50K
     "Load the model in `model_dir` and score the records (load a `Predictor` once to score many times)."
     return Predictor.load(model_dir).predict_records(records)

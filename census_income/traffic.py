@@ -16,7 +16,7 @@ from pathlib import Path
 from .batch_blocks import DriftCheck, check_drift_inputs, drift_report
 from .batch_page import page_html, reject_summary
 from .cbpe import score_counts
-from .config import BatchConfig, Paths
+from .config import BatchConfig, Paths, params_option
 from .drift import ALARM_STATUS, alarm_line
 from .reference import add_tallies, load_reference, tally
 from .fileio import atomic_file
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # exit status: 0 done, 2 re
     ap.add_argument("--last", type=int, default=0, help="only the newest N records of the window (default: all)")
     ap.add_argument("--model-dir", default="", help="the model folder that served (default: the params file's paths.model_dir)")
     ap.add_argument("--reference", default="", help="the training profile (default: the one in the model folder)")
-    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    params_option(ap)
     ap.add_argument("--model-version", default="", help="the version the model folder must hold (default: any)")
     a = ap.parse_args(argv)
     try:

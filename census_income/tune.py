@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from .features import load_encoder
 from .fileio import read_clean
-from .config import HyperParams, Params, Paths, Pruner, Range, TuneConfig
+from .config import HyperParams, Params, Paths, Pruner, Range, TuneConfig, params_option
 from .model import fit_mlp
 from .split import split_data
 from .schema import LABEL
@@ -234,7 +234,7 @@ def worker_parser():  # an `argparse.ArgumentParser`
     import argparse
 
     ap = argparse.ArgumentParser(prog="census-tune-worker", description=worker_main.__doc__)
-    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    params_option(ap)
     ap.add_argument("--storage", help="Optuna storage URL shared by the workers (default: tune.storage)")
     ap.add_argument("--n-trials", type=int, help="trials in the whole study (default: tune.n_trials)")
     return ap

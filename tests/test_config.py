@@ -2,6 +2,7 @@
 naming the key and what is allowed, instead of failing deep inside a stage (or, worse, running with it)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -242,3 +243,16 @@ def test_a_worker_that_cannot_start_says_why_in_one_line(tmp_path, capsys, optio
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line.format(tmp=tmp_path)), lines
     assert "secret" not in lines[0]
+
+
+def test_the_pipelines_model_folder_is_where_the_api_and_predict_look():
+    "params.yaml's paths.model_dir, the API's CENSUS_MODEL_DIR default and predict()'s default are one folder."
+    import inspect
+
+    from census_income.network import MODEL_DIR
+    from census_income.predict import predict
+    from census_income.serving.settings import Settings
+
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["paths"]["model_dir"] == MODEL_DIR  # the file as written
+    assert Settings.model_fields["model_dir"].default == Path(MODEL_DIR)
+    assert inspect.signature(predict).parameters["model_dir"].default == MODEL_DIR

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..cpu import CPU_VARIABLES
+from ..network import MODEL_DIR
 from ..validation import cut
 
 # %% auto #0
@@ -25,7 +26,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CENSUS_", protected_namespaces=(), env_ignore_empty=True,
                                       allow_inf_nan=False)  # CENSUS_BODY_TIMEOUT=nan or inf is refused in words
-    model_dir: Path = Path("model")  # folder with manifest.json, encoder.json and weights.safetensors
+    model_dir: Path = Path(MODEL_DIR)  # folder with manifest.json, encoder.json and weights.safetensors
     model_version: str | None = Field(None, pattern="^[0-9a-f]{32}$")  # the version the model must be (set by the deploy
     # step from dvc.lock: `census_income.deploy`); unset or empty: whatever version the folder holds
     max_batch: int = Field(1000, ge=1, le=1_000_000)  # most records one /predict/batch request may carry

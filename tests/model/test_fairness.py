@@ -22,7 +22,8 @@ from census_income.slice_stats import (
 from census_income.slices import cross_fit_thresholds, fairness_comparison, run_slices, stratified_folds
 
 KW = {"level": 0.95, "min_support": 50, "min_class": 10}  # the settings params.yaml gives the slices stage
-MITIGATION = {"folds": 2, "constraints": ["equalized_odds", "demographic_parity"], "objective": "accuracy_score", "grid_size": 200}
+MITIGATION = Mitigation(sensitive=["sex"], folds=2, constraints=["equalized_odds", "demographic_parity"], objective="accuracy_score",
+                        grid_size=200)
 SEX_RACE = f"sex{CROSS}race"
 
 
