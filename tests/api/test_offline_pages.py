@@ -21,6 +21,7 @@ import yaml
 from websockets.sync.client import connect
 
 from census_income.batch_outputs import done_path, drift_path, page_path, read_done
+from census_income.config import load_params
 from testkit import ROOT, VENV_BIN, run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -151,7 +152,7 @@ def check(result: dict, page: str) -> None:
 
 def test_the_reports_and_the_index_work_offline(browser, reports_url, artifacts):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    pages = ["index", *yaml.safe_load((artifacts / "params.yaml").read_text())["report"]["pages"]]
+    pages = ["index", *load_params(artifacts / "params.yaml").report.pages]
     seen = {}
     for page in pages:
         seen[page] = browser.visit(f"{reports_url}/{page}.html", SHOTS / f"{page}.png", RENDERED_IMAGES)

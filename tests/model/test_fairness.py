@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from census_income.clean import clean_census
+from census_income.config import Mitigation
 from census_income.metrics import calibration_error, decide, sigmoid
 from census_income.pipeline import load_params
 from census_income.schema import CATEGORIES, LABEL

@@ -3,15 +3,14 @@
 import json
 import re
 
-import yaml
-
+from census_income.config import load_params
 from testkit import run, set_params
 
 STDERR = 'data-mime-type="application/vnd.jupyter.stderr"'
 
 
 def pages(repo) -> list[str]:
-    return yaml.safe_load((repo / "params.yaml").read_text())["report"]["pages"]
+    return load_params(repo / "params.yaml").report.pages
 
 
 def test_repro_renders_every_notebook_and_the_index_links_them(pipeline_repo):
