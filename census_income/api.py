@@ -31,6 +31,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from threadpoolctl import threadpool_limits
 
+# %% ../nbs/06_serve.ipynb #d420d7c8
+# the app's parts, each from its own chapter (06a_settings ... 06l_v2)
 from .explain import METHOD, ExplainError, explain_columns
 from .network import FEW_ROWS, ModelFilesError
 from .predict import Predictor
