@@ -5,6 +5,7 @@
 # %% ../nbs/00a_validation.ipynb #0a360984
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,8 @@ from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, 
 # %% auto #0
 __all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'cut', 'show_value', 'category_error',
            'range_error', 'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'is_utf8', 'as_numbers',
-           'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'Record', 'validated_columns']
+           'rounded_text', 'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'Record',
+           'validated_columns']
 
 # %% ../nbs/00a_validation.ipynb #8343b9af
 @dataclass(frozen=True)
@@ -123,6 +125,14 @@ def as_numbers(
 # %% ../nbs/00a_validation.ipynb #17cdca2e
 _NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)  # a number as JSON writes it
 
+
+def rounded_text(v) -> bool:
+    "Whether `v` is a number written as text whose digits are no whole number (a float reads 0.999999999999999999999 as 1)."
+    if not isinstance(v, str) or not ("." in v or "e-" in v or "E-" in v) or _NUMBER_TEXT.fullmatch(v) is None:
+        return False
+    digits = decimal.Decimal(v)
+    return digits != digits.to_integral_value()
+
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 
 
@@ -147,6 +157,11 @@ def _numbers_at(
     bad = {v for v in set(values) if not _is_number(v, text)}
     return np.fromiter((v not in bad for v in values), bool, len(values)) if bad else np.ones(len(values), bool)
 
+
+def _rounded_texts(values: Sequence) -> set:
+    "The distinct values of a column that are `rounded_text`, each judged once."
+    return {v for v in {v for v in values if isinstance(v, str)} if rounded_text(v)}
+
 # %% ../nbs/00a_validation.ipynb #47a5b1c7
 FEW_VALUES = 16  # up to this many values (a request's records), a column is judged value by value: fewer numpy calls
 
@@ -159,7 +174,7 @@ def _number_problem(rule: Rule, v, text: bool = True) -> str | None:
         x = float(v)
     except OverflowError:  # an int beyond any float: not a number the model can read
         x = math.nan
-    if not (math.isfinite(x) and x == round(x)):
+    if not (math.isfinite(x) and x == round(x)) or (text and rounded_text(v)):
         return whole_error(rule.column, v)
     return range_error(rule.column, x if isinstance(v, str) else v) if x < rule.low or x > rule.high else None
 
@@ -173,6 +188,8 @@ def _number_problems(rule: Rule, values: Sequence, text: bool = True) -> list[tu
     x = np.full(len(values), np.nan)
     x[number] = as_numbers(values if number.all() else [v for v, n in zip(values, number, strict=True) if n])
     whole = number & np.isfinite(x) & (x == np.round(x))
+    if text and (odd := _rounded_texts(values)):  # whole as floats, not by their digits
+        whole &= np.fromiter((not (isinstance(v, str) and v in odd) for v in values), bool, len(values))
     out = [(i, col, missing_error(col) if values[i] is None else whole_error(col, values[i]))
            for i in np.flatnonzero(~whole).tolist()]
     out += [(i, col, range_error(col, x[i] if isinstance(values[i], str) else values[i]))  # a number quoted as sent

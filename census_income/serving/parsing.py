@@ -5,8 +5,10 @@
 # %% ../../nbs/06j_parsing.ipynb #91340ba7
 from __future__ import annotations
 
+import decimal
 import functools
 import json
+import re
 from collections import defaultdict
 from typing import Annotated
 
@@ -14,14 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 
 from ..pydantic_errors import describe_error
-from ..schema import FEATURES, canonical_name
+from ..schema import CONTINUOUS, FEATURES, canonical_name
 from .monitor import rejection_tally
 from .shape import JSON_CHECK, is_json, list_items, nested_values, record_pairs
-from ..validation import Record, RecordRow, cut
+from ..validation import Record, RecordRow, cut, whole_error
 
 # %% auto #0
-__all__ = ['ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'MAX_FIELDS', 'MAX_NESTED', 'error_detail',
-           'BoundedValidationError', 'parse_body', 'PlainRecord', 'PlainRow', 'plain_value', 'parse_bounded']
+__all__ = ['ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'FRACTION', 'MAX_FIELDS', 'MAX_NESTED',
+           'error_detail', 'BoundedValidationError', 'parse_body', 'Digits', 'rounded_wholes', 'PlainRecord',
+           'PlainRow', 'plain_value', 'parse_bounded']
 
 # %% ../../nbs/06j_parsing.ipynb #c97c4b3b
 ERRORS_SHOWN = 20  # most errors one response lists; the rest are counted
@@ -139,6 +142,31 @@ def _none_repeated(body: bytes, value):
     if _plain_objects(body) is None and (repeated := _repeated_keys(body)):
         raise RequestValidationError(repeated)
     return value
+
+# %% ../../nbs/06j_parsing.ipynb #fb8cb748
+FRACTION = re.compile(rb"\d\.\d|\d[eE]-")  # a number written with a fraction (39.5, 39.0) or a negative exponent (395e-1)
+
+
+class Digits(str):
+    "A number's digits as the body wrote them, quoted by a message as a number is (no quotes)."
+    __repr__ = str.__str__
+
+
+def rounded_wholes(
+    body: bytes,  # raw JSON that validated as floats read its numbers
+) -> list[dict]:  # an error per census number whose digits are not a whole number (none: the body may be taken)
+    "The census numbers of a body that JSON's floats round to whole numbers though their digits are not."
+    if not FRACTION.search(body):
+        return []
+    try:
+        value = json.loads(body, parse_float=decimal.Decimal)
+    except (ValueError, RecursionError):
+        return []
+    records = enumerate(value) if isinstance(value, list) else [(None, value)]
+    return [{"loc": (key,) if i is None else (i, key), "type": "int_from_float", "input": Digits(v),
+             "msg": whole_error(key, Digits(v))}
+            for i, record in records if isinstance(record, dict) for key, v in record.items()
+            if canonical_name(key) in CONTINUOUS and isinstance(v, decimal.Decimal) and v != v.to_integral_value()]
 
 # %% ../../nbs/06j_parsing.ipynb #9a0606ad
 @functools.lru_cache(maxsize=8)
@@ -299,6 +327,8 @@ def plain_value(
         value = plain.validate_json(body) if isinstance(plain, TypeAdapter) else plain.model_validate_json(body)
     except ValidationError:
         return None
+    if FRACTION.search(body):  # a number written with a fraction: `parse_bounded` checks it is a whole number
+        return None
     return value if objects == (len(value) if isinstance(value, list) else 1) else None  # every object one record
 
 # %% ../../nbs/06j_parsing.ipynb #bbad6a05
@@ -309,6 +339,14 @@ def parse_bounded(
     plain=None,  # `schema` ignoring unknown keys (`PlainRecord`, a list of `PlainRow`): a valid body is taken at its cost
 ):  # the validated value
     "`parse_body`, with its refusal worded and counted here (on the thread that parses), not by the app's handler."
+    value = _parse_bounded(schema, body, first_fault, plain)
+    if rounded := rounded_wholes(body):  # valid as floats read it, but a number's digits are not a whole number
+        raise BoundedValidationError(rounded)
+    return value
+
+
+def _parse_bounded(schema, body: bytes, first_fault: TypeAdapter | None, plain):
+    "`parse_bounded`'s work: the body validated as JSON's floats read its numbers."
     if plain is not None and (value := plain_value(plain, body)) is not None:
         return value
     refusal = None if first_fault is None else _too_long(body, first_fault.core_schema)  # no record read

@@ -13,16 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from pydantic_core import to_json
 
 from .. import __version__
-from ..schema import CATEGORICAL, FEATURES, canonical_name
-from .parsing import MSG_CHARS
+from ..schema import CATEGORICAL, CONTINUOUS, FEATURES, canonical_name
+from .parsing import FRACTION, MSG_CHARS, Digits
 from ..validation import (EXAMPLE, RecordError, cut, is_utf8, record_columns,
-    show_value, twice_error, unknown_field_error)
+    show_value, twice_error, unknown_field_error, whole_error)
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'PLATFORM', 'HEADER_LENGTH', 'EXTENSIONS', 'INPUTS', 'OUTPUTS', 'NUMBER_TYPES', 'ERROR_CHARS',
            'server_metadata', 'model_metadata', 'V2Error', 'TensorInput', 'TensorOutput', 'InferenceRequest',
-           'TensorAnswer', 'InferenceResponse', 'V2ErrorMessage', 'split_body', 'parse_request', 'request_columns',
-           'infer_response']
+           'TensorAnswer', 'InferenceResponse', 'V2ErrorMessage', 'split_body', 'parse_request', 'rounded_data',
+           'request_columns', 'infer_response']
 
 # %% ../../nbs/06g_tensors.ipynb #b2deadca
 MODEL_NAME = "census-income"  # the model's name on the V2 routes
@@ -140,12 +140,30 @@ def parse_request(
 ) -> InferenceRequest:
     "The inference request the JSON describes; a 400 naming the first problems when it is none."
     try:
-        return InferenceRequest.model_validate_json(header)
+        request = InferenceRequest.model_validate_json(header)
     except ValidationError as err:
         errors = err.errors(include_url=False)
         shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the body'}: {e['msg']}" for e in errors[:5])
         more = f"; ... and {len(errors) - 5} more problem(s)" if len(errors) > 5 else ""
         raise V2Error(400, f"not an inference request of the Open Inference Protocol: {shown}{more}") from None
+    if FRACTION.search(header) and (rounded := rounded_data(header)):  # JSON's floats read 0.999...9 as 1
+        raise V2Error(400, rounded)
+    return request
+
+
+def rounded_data(
+    header: bytes,  # the JSON part of a body that parsed as an inference request
+) -> str | None:  # the first census number whose digits are not a whole number, worded; None: there is none
+    "A census input's number that JSON's floats round to a whole one though its digits are not (`rounded_wholes`' rule)."
+    import decimal
+    import json
+
+    for t in json.loads(header, parse_float=decimal.Decimal)["inputs"]:
+        if canonical_name(t["name"]) in CONTINUOUS:
+            for j, v in enumerate(v[0] if isinstance(v, list) and v else v for v in t.get("data") or []):
+                if isinstance(v, decimal.Decimal) and v != v.to_integral_value():
+                    return f"record {j}: {whole_error(t['name'], Digits(v))}"
+    return None
 
 # %% ../../nbs/06g_tensors.ipynb #eb59c01e
 def _rows(t: TensorInput, max_rows: int) -> int:

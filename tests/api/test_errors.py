@@ -122,3 +122,43 @@ def test_the_server_still_answers_after_a_burst_of_bad_requests(client):
     r = client.post("/predict", json=EXAMPLE)
     assert r.status_code == 200 and r.json()["prediction"] in ("<=50K", ">50K")
     assert client.get("/health").json() == {"status": "ok"}
+
+
+ROUNDED = "0.999999999999999999999"  # a float reads it as 1.0, a whole number: the digits are not one
+
+
+def with_age(text: str) -> str:
+    "EXAMPLE as JSON with `age` written as `text` (a literal Python's json cannot write)."
+    body = json.dumps(EXAMPLE)
+    old = f'"age": {EXAMPLE["age"]}'
+    assert old in body
+    return body.replace(old, f'"age": {text}')
+
+
+@pytest.mark.parametrize("route", ["/predict", "/explain", "/predict/batch"])
+def test_a_number_whose_float_is_whole_but_whose_digits_are_not_is_refused(client, route):
+    body = with_age(ROUNDED) if route != "/predict/batch" else f"[{json.dumps(EXAMPLE)}, {with_age(ROUNDED)}]"
+    r = client.post(route, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    first = r.json()["detail"][0]
+    assert first["loc"] == (["body", 1, "age"] if route == "/predict/batch" else ["body", "age"])
+    assert f"age: {ROUNDED} is not a whole number (allowed: 0..120)" in first["msg"], first["msg"]
+
+
+@pytest.mark.parametrize("written", ["44.0", "4.4e1", "440e-1"])
+def test_a_whole_number_written_with_a_fraction_is_that_number(client, written):
+    assert EXAMPLE["age"] == 44
+    plain = client.post("/predict", json=EXAMPLE).json()
+    r = client.post("/predict", content=with_age(written), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json() == plain, r.text
+
+
+def test_v2_refuses_the_same_number_in_a_tensor(client):
+    from census_income.schema import CATEGORICAL
+    from census_income.serving.tensors import MODEL_NAME
+
+    inputs = [{"name": k, "shape": [1], "datatype": "BYTES" if k in CATEGORICAL else "INT64", "data": [v]} for k, v in EXAMPLE.items()]
+    body = json.dumps({"inputs": inputs}).replace(f'"data": [{EXAMPLE["age"]}]', f'"data": [{ROUNDED}]')
+    assert ROUNDED in body
+    r = client.post(f"/v2/models/{MODEL_NAME}/infer", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == f"record 0: age: {ROUNDED} is not a whole number (allowed: 0..120)"
