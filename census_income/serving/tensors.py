@@ -14,7 +14,7 @@ from pydantic_core import to_json
 
 from .. import __version__
 from ..schema import CATEGORICAL, CONTINUOUS, FEATURES, canonical_name
-from .parsing import FRACTION, MSG_CHARS, Digits
+from .parsing import MSG_CHARS, Digits, has_fraction
 from ..validation import (EXAMPLE, RecordError, cut, is_utf8, record_columns,
     show_value, twice_error, unknown_field_error, whole_error)
 
@@ -146,7 +146,7 @@ def parse_request(
         shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the body'}: {e['msg']}" for e in errors[:5])
         more = f"; ... and {len(errors) - 5} more problem(s)" if len(errors) > 5 else ""
         raise V2Error(400, f"not an inference request of the Open Inference Protocol: {shown}{more}") from None
-    if FRACTION.search(header) and (rounded := rounded_data(header)):  # JSON's floats read 0.999...9 as 1
+    if has_fraction(header) and (rounded := rounded_data(header)):  # JSON's floats read 0.999...9 as 1
         raise V2Error(400, rounded)
     return request
 
