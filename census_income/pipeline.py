@@ -198,7 +198,7 @@ def run_stage(
     stage: str,  # a key of STAGES
     params_file=PARAMS_FILE,  # the pipeline's params, relative to the current folder
 ) -> Path:  # the rendered report
-    "Execute a stage's notebook with papermill (params file only) into a staging folder, render its report, move it all into place."
+    "Execute a stage's notebook with papermill (the params file, the staging folder) there, render its report, move it all into place."
     root = Path(params_file).resolve().parent
     staging = root / STAGING_DIR / stage
     params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
