@@ -53,7 +53,7 @@ def main() -> None:
     s = load_params(ROOT / "params.yaml").batch.performance
     model, test = Predictor.load(ROOT / "model"), read_clean(ROOT / "data" / "test.csv")
     ref = model.manifest["metrics"]["test_scores"]
-    print(f"model {model.version}; {s['n_sim']} simulations, seed {s['seed']}, {s['ci_level']:.0%} intervals\n")
+    print(f"model {model.version}; {s.n_sim} simulations, seed {s.seed}, {s.ci_level:.0%} intervals\n")
     print("| file | rows | " + " | ".join(METRICS) + " |\n|---|---:|" + "---|" * len(METRICS))
     nml_rows, missed, judged = [], 0, 0
     with tempfile.TemporaryDirectory() as tmp:

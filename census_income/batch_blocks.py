@@ -120,6 +120,8 @@ class DriftCheck:
     performance: PerformanceSettings | None = None  # params.yaml: batch.performance; None: no estimated performance
 
     def __post_init__(self):
+        if self.thresholds is None:
+            raise ValueError("a reference profile needs the drift thresholds (params.yaml: batch.drift)")
         object.__setattr__(self, "thresholds", check_thresholds(self.thresholds))
         if self.performance is not None:
             object.__setattr__(self, "performance", check_settings(self.performance))

@@ -310,7 +310,7 @@ class Params(Section):
     batch: BatchConfig
 
 # %% ../nbs/00d_config.ipynb #c4daad34
-PARAMS_FILE = "params.yaml"  # the pipeline's params, at the repository's root beside dvc.yaml
+PARAMS_FILE = "params.yaml"  # the pipeline's params, in the current folder (the repository's root, beside dvc.yaml)
 
 
 def params_option(
@@ -349,7 +349,7 @@ def _absolute_storage(url: str, root: Path) -> str:
 def load_params(
     path,  # params.yaml
     quick: bool = False,  # apply its `quick:` section (a smoke-sized run on a sample)
-    workdir=None,  # where every output is written; None: params.yaml's folder (a quick run: a new temporary folder, removed at exit)
+    workdir=None,  # where every output is written (made absolute); None or "": params.yaml's folder (a quick run: a new temporary folder, removed at exit)
 ) -> Params:  # every section typed, every path absolute
     "Read and check params.yaml; make its paths absolute, the outputs' under `workdir`; for a quick run, apply the overrides."
     path = Path(path).resolve()
@@ -365,8 +365,8 @@ def load_params(
         raise ParamsError(f"{path} cannot be used: quick: each entry must be a section's overrides (a mapping)")
     with_quick = {**params, **{s: {**(params.get(s) or {}), **v} for s, v in overrides.items()}}
     typed_quick = check_params(with_quick, f"{path} (its quick: section)")  # a typo in the overrides is found by every run
-    typed, out = (typed_quick if quick else typed), Path(workdir) if workdir is not None else root
-    if quick and workdir is None:
+    typed, out = (typed_quick if quick else typed), Path(workdir).resolve() if workdir else root
+    if quick and not workdir:
         out = Path(tempfile.mkdtemp(prefix="census-quick-"))
         atexit.register(shutil.rmtree, out, True)
     paths = {k: str((root if k in INPUTS else out) / v) for k, v in typed.paths.model_dump().items()}

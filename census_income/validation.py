@@ -5,7 +5,6 @@
 # %% ../nbs/00a_validation.ipynb #0a360984
 from __future__ import annotations
 
-import decimal
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,8 +22,8 @@ from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, 
 # %% auto #0
 __all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'cut', 'show_value', 'category_error',
            'range_error', 'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'is_utf8', 'as_numbers',
-           'rounded_text', 'column_problems', 'coded_problems', 'RecordError', 'record_columns', 'Record',
-           'validated_columns']
+           'whole_digits', 'rounded_text', 'column_problems', 'coded_problems', 'RecordError', 'record_columns',
+           'Record', 'validated_columns']
 
 # %% ../nbs/00a_validation.ipynb #8343b9af
 @dataclass(frozen=True)
@@ -126,12 +125,28 @@ def as_numbers(
 _NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)  # a number as JSON writes it
 
 
+_NUMBER_PARTS = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?)([0-9]+))?", re.ASCII)  # whole, fraction, exponent
+
+
+def whole_digits(
+    text: str,  # a number as JSON writes it (`_NUMBER_TEXT`)
+) -> bool:  # whether its digits make a whole number
+    "A number judged whole by its digits, no float in between: 0.999999999999999999999 is none, 1e-400 none, 0e-400 one."
+    whole, fraction, sign, exponent = _NUMBER_PARTS.fullmatch(text).groups(default="")
+    digits = (whole + fraction).rstrip("0")  # the number is int(digits) x 10**(exponent - len(fraction) + zeros cut)
+    if not digits.strip("0"):
+        return True  # zero, however written
+    if len(exponent) > 18:  # beyond any body's digits: its sign alone decides (and no int of 4,300 digits is made)
+        return sign != "-"
+    power = (-1 if sign == "-" else 1) * int(exponent or "0")
+    return power - len(fraction) + (len(whole + fraction) - len(digits)) >= 0
+
+
 def rounded_text(v) -> bool:
     "Whether `v` is a number written as text whose digits are no whole number (a float reads 0.999999999999999999999 as 1)."
     if not isinstance(v, str) or not ("." in v or "e-" in v or "E-" in v) or _NUMBER_TEXT.fullmatch(v) is None:
         return False
-    digits = decimal.Decimal(v)
-    return digits != digits.to_integral_value()
+    return not whole_digits(v)
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 

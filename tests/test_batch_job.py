@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from census_income.batch import run_batch
 from census_income.batch_blocks import OUTPUT_COLUMNS
@@ -76,8 +77,11 @@ def test_the_command_refuses_a_missing_model_in_one_line(quick_run, tmp_path):
 
 
 def test_the_params_file_names_what_the_job_reads():
-    params = load_params(ROOT / "params.yaml")
-    assert {"chunk_bytes", "partition_bytes", "drift", "performance"} <= set(type(params.batch).model_fields)
+    "params.yaml's batch section, as the file writes it, is what the job is given (typed)."
+    written = yaml.safe_load((ROOT / "params.yaml").read_text())["batch"]  # the file as written, to compare with
+    batch = load_params(ROOT / "params.yaml").batch
+    assert (batch.chunk_bytes, batch.partition_bytes) == (written["chunk_bytes"], written["partition_bytes"])
+    assert batch.drift.model_dump() == written["drift"] and batch.performance.model_dump() == written["performance"]
 
 
 def test_two_jobs_in_one_folder_keep_their_own_files(quick_run, tmp_path):

@@ -75,7 +75,7 @@ def test_under_covariate_shift_the_truth_lies_in_the_estimates_99_percent_interv
     "8 files x 5 metrics: at 99%, a right estimator misses 0.4 of 40 on average; 3 or more misses mean it is off."
     misses = {}
     for name, shift in COVARIATE_SHIFTS.items():
-        est, truth = estimate_and_truth(predictor, shift(test_split), settings | {"ci_level": 0.99})
+        est, truth = estimate_and_truth(predictor, shift(test_split), settings.model_copy(update={"ci_level": 0.99}))
         assert est["rows"] == len(shift(test_split))
         misses |= {(name, m): (est[m]["low"], round(truth[m], 4), est[m]["high"]) for m in outside(est, truth)}
     assert len(misses) <= 2, misses
@@ -165,13 +165,11 @@ def test_a_manifest_whose_test_counts_are_damaged_is_refused_before_any_work(pre
 @pytest.mark.parametrize("bad, says", [({"ci_level": 1.5}, "batch.performance.ci_level"),
                                        ({"n_sim": 10}, "batch.performance.n_sim"),
                                        ({"seed": -1}, "batch.performance.seed")])
-def test_settings_out_of_bounds_are_refused_naming_the_key(predictor, test_split, reference, params, settings, tmp_path, bad,
-                                                          says):
-    write_csv(test_split.head(50), tmp_path / "in.csv")
+def test_settings_out_of_bounds_are_refused_naming_the_key(reference, params, settings, bad, says):
+    "A hand-written mapping of settings is checked when the job's check is made, before a file is opened."
     with pytest.raises(ValueError, match=says):
-        score_csv(tmp_path / "in.csv", tmp_path / "s.csv", tmp_path / "r.csv", predictor, 65_536,
-                  DriftCheck(reference, params.batch.drift, settings.model_dump() | bad))  # a hand-written mapping
-    assert not (tmp_path / "s.csv").exists()
+        DriftCheck(reference, params.batch.drift, settings.model_dump() | bad)
+    assert DriftCheck(reference, params.batch.drift, settings.model_dump()).performance == settings  # in bounds: taken
 
 
 def test_counts_of_another_threshold_or_of_broken_probabilities_are_refused(predictor):

@@ -1,6 +1,7 @@
 """Every stage's function on a sample, in a temporary folder, as `make test-fast` runs them (no `dvc repro`)."""
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -73,12 +74,18 @@ def test_prepare_runs_the_upstream_stages_of_a_quick_run():
     assert prepare(ROOT / "params.yaml", "preprocess", quick=False).paths.clean_csv == str(ROOT / "data/census_clean.csv")
 
 
-def test_a_stage_given_an_output_folder_reads_and_writes_there_only(tmp_path):
+def test_a_stage_given_an_output_folder_writes_there_only(tmp_path, monkeypatch):
     "census-stage's staging: the full params (no quick overrides), every output under the folder, the inputs where they are."
-    params = prepare(ROOT / "params.yaml", "clean", quick=False, output_dir=tmp_path)
+    monkeypatch.chdir(ROOT / "nbs")  # where papermill runs a stage's notebook, given its folder relative to nbs/
+    repo_file = ROOT / "data" / "census_clean.csv"
+    before = repo_file.stat().st_mtime_ns if repo_file.exists() else None
+    params = prepare(ROOT / "params.yaml", "clean", quick=False, output_dir=os.path.relpath(tmp_path))
     assert params.clean == load_params(ROOT / "params.yaml").clean  # not the quick run's sample
-    assert Path(params.paths.clean_csv) == tmp_path / "data" / "census_clean.csv"
+    assert Path(params.paths.clean_csv) == tmp_path / "data" / "census_clean.csv"  # made absolute
     assert Path(params.paths.raw_csv) == ROOT / "data" / "census.csv"
+    written = run_clean(params.clean, params.paths)
+    assert written["rows_written"] == len(read_clean(tmp_path / "data" / "census_clean.csv")) > 30_000
+    assert (repo_file.stat().st_mtime_ns if repo_file.exists() else None) == before  # the repository's file untouched
 
 
 def test_every_stage_of_dvc_yaml_has_its_function():

@@ -18,13 +18,11 @@ WORKER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     import numpy as np
-    from census_income.config import TuneConfig
+    from census_income.config import load_params
     from census_income.tune import load_study, make_objective, run_study
 
-    import yaml
     storage, barrier, n_trials = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    cfg = TuneConfig.model_validate(yaml.safe_load(Path(sys.argv[4]).read_text())["tune"]
-                                    | {"max_epochs": 3, "patience": 2, "seed": 0})
+    cfg = load_params(sys.argv[4]).tune.model_copy(update={"max_epochs": 3, "patience": 2, "seed": 0})
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 6)).astype(np.float32)
     y = (X[:, 0] - X[:, 1] > 0).astype(np.float32)

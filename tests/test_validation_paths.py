@@ -10,7 +10,7 @@ from census_income.validation import EXAMPLE, FEW_VALUES, RULES, RecordError, co
 VALUES = [41, 41.0, 41.5, -3, 0, 99, 100, 1e300, 10**400, -(10**400), 10**5000, float("nan"), float("inf"), -float("inf"), True, False,
           None, "41", "41.0", "4.1e1", " 41", "41 ", "0x29", "", "abc", "١٢", [41], {"a": 1}, np.int64(41), np.float64(41.0),
           np.float32(41.5), "1e400", "-0", "007", 2**53 + 1, 17, 90, 16, "0.999999999999999999999", "41.00000000000000000001",
-          "410e-1", "4100000000000000000001e-20"]
+          "410e-1", "4100000000000000000001e-20", "1e-9999999999999999999", "0e-9999999999999999999", "1.5e9999999999999999999"]
 
 
 @pytest.mark.parametrize("text", [True, False])
@@ -57,9 +57,10 @@ def test_a_record_taken_as_plain_is_one_the_rules_accept(column):
 
 
 @pytest.mark.parametrize(("text", "whole"), [("0.999999999999999999999", False), ("41.00000000000000000001", False),
-                                             ("4100000000000000000001e-20", False), ("41.0", True), ("410e-1", True)])
+                                             ("4100000000000000000001e-20", False), ("41.0", True), ("410e-1", True),
+                                             ("41e-9999999999999999999", False)])
 def test_a_csv_number_is_judged_by_its_digits_not_by_its_float(text, whole):
     "A float reads 0.999999999999999999999 as 1.0: a CSV field is a whole number only if its digits are one."
-    assert float(text).is_integer()  # what a check of the float alone would accept
+    assert float(text).is_integer()  # what a check of the float alone would accept (41e-9999999999999999999: 0.0)
     found = column_problems({c: [text if c == "age" else EXAMPLE[c]] for c in RULES if c != LABEL})
     assert found == ([] if whole else [(0, "age", f"age: '{text}' is not a whole number (allowed: 0..120)")])

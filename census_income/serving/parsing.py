@@ -5,7 +5,6 @@
 # %% ../../nbs/06j_parsing.ipynb #91340ba7
 from __future__ import annotations
 
-import decimal
 import functools
 import json
 import re
@@ -19,11 +18,11 @@ from ..pydantic_errors import describe_error
 from ..schema import CONTINUOUS, FEATURES, canonical_name
 from .monitor import rejection_tally
 from .shape import JSON_CHECK, is_json, list_items, nested_values, record_pairs
-from ..validation import Record, RecordRow, cut, whole_error
+from ..validation import Record, RecordRow, cut, whole_digits, whole_error
 
 # %% auto #0
 __all__ = ['ERRORS_SHOWN', 'LOC_CHARS', 'LOC_PARTS', 'MSG_CHARS', 'TYPE_CHARS', 'MAX_FIELDS', 'MAX_NESTED', 'error_detail',
-           'BoundedValidationError', 'parse_body', 'has_fraction', 'Digits', 'rounded_wholes', 'PlainRecord',
+           'BoundedValidationError', 'parse_body', 'has_fraction', 'Digits', 'rounded', 'rounded_wholes', 'PlainRecord',
            'PlainRow', 'plain_value', 'parse_bounded']
 
 # %% ../../nbs/06j_parsing.ipynb #c97c4b3b
@@ -154,8 +153,13 @@ def has_fraction(body: bytes) -> bool:
 
 
 class Digits(str):
-    "A number's digits as the body wrote them, quoted by a message as a number is (no quotes)."
+    "A number's digits as the body wrote them (json's `parse_float`), quoted by a message as a number is (no quotes)."
     __repr__ = str.__str__
+
+
+def rounded(v) -> bool:
+    "Whether a value parsed with `parse_float=Digits` is a number written with a fraction whose digits are not whole."
+    return isinstance(v, Digits) and not whole_digits(v)
 
 
 def rounded_wholes(
@@ -165,14 +169,13 @@ def rounded_wholes(
     if not has_fraction(body):
         return []
     try:
-        value = json.loads(body, parse_float=decimal.Decimal)
+        value = json.loads(body, parse_float=Digits)
     except (ValueError, RecursionError):
         return []
     records = enumerate(value) if isinstance(value, list) else [(None, value)]
-    return [{"loc": (key,) if i is None else (i, key), "type": "int_from_float", "input": Digits(v),
-             "msg": whole_error(key, Digits(v))}
+    return [{"loc": (key,) if i is None else (i, key), "type": "int_from_float", "input": v, "msg": whole_error(key, v)}
             for i, record in records if isinstance(record, dict) for key, v in record.items()
-            if canonical_name(key) in CONTINUOUS and isinstance(v, decimal.Decimal) and v != v.to_integral_value()]
+            if canonical_name(key) in CONTINUOUS and rounded(v)]
 
 # %% ../../nbs/06j_parsing.ipynb #9a0606ad
 @functools.lru_cache(maxsize=8)
@@ -333,7 +336,7 @@ def plain_value(
         value = plain.validate_json(body) if isinstance(plain, TypeAdapter) else plain.model_validate_json(body)
     except ValidationError:
         return None
-    if has_fraction(body):  # a number written with a fraction: `parse_bounded` checks it is a whole number
+    if rounded_wholes(body):  # a number whose float is whole, but not its digits: refused by `parse_bounded`, in words
         return None
     return value if objects == (len(value) if isinstance(value, list) else 1) else None  # every object one record
 

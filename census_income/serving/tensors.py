@@ -14,7 +14,7 @@ from pydantic_core import to_json
 
 from .. import __version__
 from ..schema import CATEGORICAL, CONTINUOUS, FEATURES, canonical_name
-from .parsing import MSG_CHARS, Digits, has_fraction
+from .parsing import MSG_CHARS, Digits, has_fraction, rounded
 from ..validation import (EXAMPLE, RecordError, cut, is_utf8, record_columns,
     show_value, twice_error, unknown_field_error, whole_error)
 
@@ -155,14 +155,15 @@ def rounded_data(
     header: bytes,  # the JSON part of a body that parsed as an inference request
 ) -> str | None:  # the first census number whose digits are not a whole number, worded; None: there is none
     "A census input's number that JSON's floats round to a whole one though its digits are not (`rounded_wholes`' rule)."
-    import decimal
     import json
 
-    for t in json.loads(header, parse_float=decimal.Decimal)["inputs"]:
-        if canonical_name(t["name"]) in CONTINUOUS:
-            for j, v in enumerate(v[0] if isinstance(v, list) and v else v for v in t.get("data") or []):
-                if isinstance(v, decimal.Decimal) and v != v.to_integral_value():
-                    return f"record {j}: {whole_error(t['name'], Digits(v))}"
+    for t in json.loads(header, parse_float=Digits)["inputs"]:
+        data = t.get("data") if canonical_name(t["name"]) in CONTINUOUS else None
+        if isinstance(data, list) and data and all(isinstance(v, list) for v in data):
+            data = [x for row in data for x in row]  # one list per record, flattened as `_json_elements` does
+        for j, v in enumerate(data if isinstance(data, list) else []):
+            if rounded(v):
+                return f"record {j}: {whole_error(t['name'], v)}"
     return None
 
 # %% ../../nbs/06g_tensors.ipynb #eb59c01e

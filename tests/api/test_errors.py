@@ -135,17 +135,18 @@ def with_age(text: str) -> str:
     return body.replace(old, f'"age": {text}')
 
 
+@pytest.mark.parametrize("written", [ROUNDED, "1e-9999999999999999999"])  # a float reads them as 1.0 and 0.0
 @pytest.mark.parametrize("route", ["/predict", "/explain", "/predict/batch"])
-def test_a_number_whose_float_is_whole_but_whose_digits_are_not_is_refused(client, route):
-    body = with_age(ROUNDED) if route != "/predict/batch" else f"[{json.dumps(EXAMPLE)}, {with_age(ROUNDED)}]"
+def test_a_number_whose_float_is_whole_but_whose_digits_are_not_is_refused(client, route, written):
+    body = with_age(written) if route != "/predict/batch" else f"[{json.dumps(EXAMPLE)}, {with_age(written)}]"
     r = client.post(route, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     first = r.json()["detail"][0]
     assert first["loc"] == (["body", 1, "age"] if route == "/predict/batch" else ["body", "age"])
-    assert f"age: {ROUNDED} is not a whole number (allowed: 0..120)" in first["msg"], first["msg"]
+    assert f"age: {written} is not a whole number (allowed: 0..120)" in first["msg"], first["msg"]
 
 
-@pytest.mark.parametrize("written", ["44.0", "4.4e1", "440e-1"])
+@pytest.mark.parametrize("written", ["44.0", "4.4e1", "440e-1", "44.000", "4400000000000000000000e-20"])
 def test_a_whole_number_written_with_a_fraction_is_that_number(client, written):
     assert EXAMPLE["age"] == 44
     plain = client.post("/predict", json=EXAMPLE).json()
@@ -153,12 +154,18 @@ def test_a_whole_number_written_with_a_fraction_is_that_number(client, written):
     assert r.status_code == 200 and r.json() == plain, r.text
 
 
-def test_v2_refuses_the_same_number_in_a_tensor(client):
+@pytest.mark.parametrize("nested", [False, True])
+def test_v2_refuses_the_same_number_in_a_tensor(client, nested):
     from census_income.schema import CATEGORICAL
     from census_income.serving.tensors import MODEL_NAME
 
-    inputs = [{"name": k, "shape": [1], "datatype": "BYTES" if k in CATEGORICAL else "INT64", "data": [v]} for k, v in EXAMPLE.items()]
-    body = json.dumps({"inputs": inputs}).replace(f'"data": [{EXAMPLE["age"]}]', f'"data": [{ROUNDED}]')
-    assert ROUNDED in body
-    r = client.post(f"/v2/models/{MODEL_NAME}/infer", content=body, headers={"content-type": "application/json"})
-    assert r.status_code == 400 and r.json()["error"] == f"record 0: age: {ROUNDED} is not a whole number (allowed: 0..120)"
+    rows = [EXAMPLE, EXAMPLE]
+    inputs = [{"name": k, "shape": [2, 1] if nested else [2], "datatype": "BYTES" if k in CATEGORICAL else "INT64",
+               "data": [[r[k]] for r in rows] if nested else [r[k] for r in rows]} for k in EXAMPLE]
+    age = EXAMPLE["age"]
+    old, new = ((f'"data": [[{age}], [{age}]]', f'"data": [[{age}], [{ROUNDED}]]') if nested
+                else (f'"data": [{age}, {age}]', f'"data": [{age}, {ROUNDED}]'))
+    body = json.dumps({"inputs": inputs})
+    assert old in body
+    r = client.post(f"/v2/models/{MODEL_NAME}/infer", content=body.replace(old, new), headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == f"record 1: age: {ROUNDED} is not a whole number (allowed: 0..120)"
