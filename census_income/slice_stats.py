@@ -14,8 +14,8 @@ import pandas as pd
 from .metrics import RATES, calibration_error, percentile_ci, rates_from_counts
 
 # %% auto #0
-__all__ = ['CROSS', 'CALIBRATION', 'bootstrap_weights', 'group_counts', 'slice_metrics', 'disparity', 'add_intersections',
-           'group_calibration']
+__all__ = ['CROSS', 'CALIBRATION', 'bootstrap_weights', 'group_counts', 'slice_metrics', 'overall_rates', 'disparity',
+           'add_intersections', 'group_calibration']
 
 # %% ../nbs/05d_slice_stats.ipynb #a90e9493
 def bootstrap_weights(
@@ -80,6 +80,16 @@ def slice_metrics(
     negatives = table["n"] - table["positives"]
     table["small"] = (table["n"] < min_support) | (table["positives"] < min_class) | (negatives < min_class)
     return table
+
+# %% ../nbs/05d_slice_stats.ipynb #8abcc76c
+def overall_rates(
+    y: np.ndarray,  # true labels, 1 for >50K
+    pred: np.ndarray,  # predicted labels
+    weights: np.ndarray,  # (n_boot, n) from `bootstrap_weights`
+    level: float,  # confidence level of the intervals
+) -> pd.Series:  # the overall row of `slice_metrics`: each rate with its _lo and _hi
+    "The whole split's rates with their intervals: `slice_metrics`'s first row, from the given resamples."
+    return _feature_rows(None, np.zeros(len(y)), np.asarray(y, int), np.asarray(pred, int), weights, level).iloc[0]
 
 # %% ../nbs/05d_slice_stats.ipynb #49299cef
 def disparity(

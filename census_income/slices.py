@@ -22,8 +22,8 @@ from .fileio import read_clean
 from .metrics import RATES, binary_metrics, decide, readable
 from .predict import Predictor
 from .schema import CATEGORICAL, CLASSES, LABEL, POSITIVE
-from .slice_stats import (CALIBRATION, CROSS, _feature_rows, add_intersections, bootstrap_weights, disparity,
-                                       group_calibration, slice_metrics)
+from .slice_stats import (CALIBRATION, CROSS, add_intersections, bootstrap_weights, disparity,
+                                       group_calibration, overall_rates, slice_metrics)
 
 # %% auto #0
 __all__ = ['ServedScores', 'stratified_folds', 'cross_fit_thresholds', 'variant_summary', 'mitigation_decisions',
@@ -93,7 +93,7 @@ def variant_summary(
     level: float,  # confidence level of the intervals
 ) -> dict:  # accuracy, f1, selection_rate, recall_gap, selection_rate_gap, each with its _ci; the rates _by_group
     "One variant's accuracy, F1 and selection rate on the whole split and its largest gaps between groups, with intervals."
-    whole = _feature_rows(None, np.zeros(len(y)), y, pred, weights, level).iloc[0]
+    whole = overall_rates(y, pred, weights, level)
     gaps = disparity(df, y, pred, feature, table, weights, level)
     out = {}
     for m in ("accuracy", "f1", "selection_rate"):
