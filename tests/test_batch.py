@@ -16,7 +16,6 @@ from census_income.batch_outputs import done_path, drift_path, page_path, read_d
 from census_income.batch_page import SHOWN_REJECTS
 from census_income.drift import shifted
 from census_income.fileio import read_clean, write_csv
-from census_income.predict import Predictor
 from census_income.reference import load_reference, tally
 from census_income.schema import CATEGORICAL, CONTINUOUS
 from testkit import ROOT, VENV_BIN, run
@@ -66,7 +65,7 @@ def generated(artifacts, tmp_path_factory):
     return path, header, good, bad
 
 
-def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, generated, tmp_path):
+def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, predictor, generated, tmp_path):
     path, header, good, bad = generated
     scored, rejects, executed = tmp_path / "scored.csv", tmp_path / "rejects.csv", tmp_path / "07_batch.ipynb"
     run([str(VENV_BIN / "papermill"), "-k", "python3", "--log-level", "WARNING", "--no-progress-bar", "07_batch.ipynb",
@@ -89,7 +88,6 @@ def test_papermill_batch_scores_good_rows_and_rejects_bad_ones(artifacts, genera
     for line, reason in zip(rej["line"].astype(int), rej["reason"], strict=True):
         assert reason.startswith(bad[line]), (line, reason)
 
-    predictor = Predictor.load(artifacts / "model")
     typed = pd.DataFrame([good[k] for k in sorted(good)], columns=header)
     cols = {c: typed[c].tolist() for c in CATEGORICAL} | {c: typed[c].astype(int).to_numpy() for c in CONTINUOUS}
     p = predictor.predict_proba(cols)
@@ -123,9 +121,8 @@ def page_table(page: str, table_id: str) -> list[list[str]]:
     return [[html.unescape(c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", row, re.S)] for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
 
 
-def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, params, tmp_path):
+def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, predictor, params, tmp_path):
     "The test split raises no flag; the test split with ages +15 years and Craft-repair's share doubled flags age and occupation."
-    predictor = Predictor.load(artifacts / "model")
     reference = load_reference(artifacts / "model" / "reference.json", predictor.encoder)
     test = artifacts / "data" / "test.csv"
     moved = write_csv(shifted(read_clean(test), years=15), tmp_path / "moved.csv")
@@ -141,9 +138,8 @@ def test_drift_flags_a_shifted_file_and_not_the_test_split(artifacts, params, tm
     assert flagged["moved"]["age"][0].startswith("PSI ") and "'Craft-repair' holds" in " ".join(flagged["moved"]["occupation"])
 
 
-def test_a_profile_of_another_model_is_refused_before_any_work(artifacts, quick_run, params, tmp_path):
+def test_a_profile_of_another_model_is_refused_before_any_work(artifacts, predictor, quick_run, params, tmp_path):
     "The quick run's profile (3,000 rows) with the pipeline's model: refused, nothing written."
-    predictor = Predictor.load(artifacts / "model")
     other = load_reference(quick_run[0].paths.reference_json)
     with pytest.raises(ValueError, match="does not fit the model .*the encoder was fitted on"):
         score_csv(artifacts / "data" / "test.csv", tmp_path / "out" / "scored.csv", tmp_path / "rejects.csv", predictor,

@@ -10,7 +10,6 @@ import pytest
 from census_income.batch import score_csv
 from census_income.batch_blocks import DriftCheck
 from census_income.batch_dask import plan_partitions, score_dask
-from census_income.predict import Predictor
 from census_income.reference import load_reference
 
 from .conftest import assert_same_answers
@@ -42,13 +41,13 @@ def test_partitions_cover_every_line_once(files):
         assert [p["first_line"] for p in mine] == [data[:p["start"]].count(b"\n") + 1 for p in mine]
 
 
-def test_two_workers_score_what_one_process_scores(files, quick_model_dir, tmp_path):
+def test_two_workers_score_what_one_process_scores(files, quick_model_dir, quick_predictor, tmp_path):
     report = score_dask(str(files / "*.csv"), tmp_path / "out", quick_model_dir, chunk_bytes=20_000,
                         partition_bytes=100_000, n_workers=2)
     assert report["workers"] == 2 and report["partitions"] > 3 and report["files"] == 3
     assert "drift" not in report and not (tmp_path / "out" / "drift.json").exists()  # no profile given, no drift report
     assert report["rows_read"] == 8800 == report["rows_scored"] + report["rows_rejected"]
-    predictor = Predictor.load(quick_model_dir)
+    predictor = quick_predictor
     for k in range(3):
         single = tmp_path / f"single{k}"
         score_csv(files / f"part{k}.csv", single / "s.csv", single / "r.csv", predictor, chunk_bytes=20_000)
@@ -63,7 +62,7 @@ def test_two_workers_score_what_one_process_scores(files, quick_model_dir, tmp_p
         assert sorted(rejects["line"]) == sorted(pd.read_csv(single / "r.csv")["line"])
 
 
-def test_dask_and_one_process_write_the_same_drift_report(files, quick_run, quick_model_dir, params, tmp_path):
+def test_dask_and_one_process_write_the_same_drift_report(files, quick_run, quick_model_dir, quick_predictor, params, tmp_path):
     "drift.json of the partitions added up on Dask is, to the byte, the single-process one of the same rows in one file"
     " (the estimated performance included: its counts add up over partitions as over blocks)."
     check = DriftCheck.of(load_reference(quick_run[0].paths.reference_json), params.batch)
@@ -72,7 +71,7 @@ def test_dask_and_one_process_write_the_same_drift_report(files, quick_run, quic
     assert report["partitions"] > 3 and json.loads((tmp_path / "out" / "drift.json").read_text()) == report["drift"]
     data = [line for k in range(3) for line in (files / f"part{k}.csv").read_bytes().splitlines()[1:]]
     (tmp_path / "all.csv").write_bytes(b"\n".join([HEADER, *data]) + b"\n")
-    single = score_csv(tmp_path / "all.csv", tmp_path / "one" / "s.csv", tmp_path / "one" / "r.csv", Predictor.load(quick_model_dir),
+    single = score_csv(tmp_path / "all.csv", tmp_path / "one" / "s.csv", tmp_path / "one" / "r.csv", quick_predictor,
                        chunk_bytes=7_000, check=check)
     assert (tmp_path / "out" / "drift.json").read_bytes() == (tmp_path / "one" / "s.drift.json").read_bytes()
     drift = single["drift"]

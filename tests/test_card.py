@@ -106,15 +106,15 @@ def quick_card(quick_run) -> tuple[dict, dict, str]:
     return params, ran["report"], Path(params.paths.card_json).read_text()
 
 
-def test_quick_card_validates_with_the_library_and_names_its_model(quick_card, quick_model_dir):
+def test_quick_card_validates_with_the_library_and_names_its_model(quick_card, quick_predictor):
     params, report, text = quick_card
     assert text == report["card_json"]
     card = json.loads(text)
     assert library_errors(card) is None
     validate_card(text)  # the stage's own check agrees
     assert card["specVersion"] == "1.6" and model_of(card)["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
-    assert model_of(card)["version"] == Predictor.load(quick_model_dir).version
-    assert model_of(card)["bom-ref"].endswith(Predictor.load(quick_model_dir).version)
+    assert model_of(card)["version"] == quick_predictor.version
+    assert model_of(card)["bom-ref"].endswith(quick_predictor.version)
 
 
 @pytest.mark.parametrize("tamper", [
@@ -139,11 +139,11 @@ def test_card_refuses_results_of_another_model(quick_card):
         card_text(res)
 
 
-def test_quick_card_metrics_come_from_the_test_split_predictions(quick_card, quick_model_dir):
+def test_quick_card_metrics_come_from_the_test_split_predictions(quick_card, quick_predictor):
     "Point estimates and intervals recomputed by scikit-learn from the quick model's probabilities on its test split."
     params, _, text = quick_card
     card, paths = json.loads(text), params.paths
-    predictor = Predictor.load(quick_model_dir)
+    predictor = quick_predictor
     test = read_clean(paths.test_csv)
     y, p = (test[LABEL] == POSITIVE).to_numpy().astype(int), predictor.predict_proba(test)
     pred = (p >= predictor.threshold).astype(int)

@@ -224,8 +224,8 @@ SWAPS = {  # the six edits that were served under a new version: each is refused
 
 
 @pytest.mark.parametrize("case", list(SWAPS))
-def test_a_swapped_model_is_refused_by_the_pinned_version(quick_model_dir, tmp_path, case):
-    pinned = Predictor.load(quick_model_dir).version
+def test_a_swapped_model_is_refused_by_the_pinned_version(quick_model_dir, quick_predictor, tmp_path, case):
+    pinned = quick_predictor.version
     d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     SWAPS[case](d)
     rehash(d)
@@ -248,7 +248,7 @@ def test_every_manifest_field_is_inside_the_version(quick_model_dir, tmp_path):
             Predictor.load(d)
 
 
-def test_the_training_profile_is_inside_the_version(quick_model_dir, tmp_path):
+def test_the_training_profile_is_inside_the_version(quick_model_dir, quick_predictor, tmp_path):
     d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     name = json.loads((d / MANIFEST).read_text())["reference"]
     edit_json(d, name, lambda r: r.update(rows=r["rows"] * 2))  # recomputed counts: false drift flags once served
@@ -256,7 +256,7 @@ def test_the_training_profile_is_inside_the_version(quick_model_dir, tmp_path):
         Predictor.load(d)
     rehash(d)
     with pytest.raises(ModelFilesError, match="expected model version"):
-        Predictor.load(d, Predictor.load(quick_model_dir).version)
+        Predictor.load(d, quick_predictor.version)
 
 
 def load_within(d: Path, seconds: float = 20) -> str:
@@ -310,11 +310,11 @@ def test_a_link_out_of_the_folder_is_refused(quick_model_dir, tmp_path, target):
     assert f"{WEIGHTS} is a link to " in message and "outside the model folder" in message, message
 
 
-def test_a_link_within_the_folder_loads(quick_model_dir, tmp_path):
+def test_a_link_within_the_folder_loads(quick_model_dir, quick_predictor, tmp_path):
     d = Path(shutil.copytree(quick_model_dir, tmp_path / "model"))
     (d / WEIGHTS).rename(d / "weights.v1")
     (d / WEIGHTS).symlink_to("weights.v1")
-    assert Predictor.load(d).version == Predictor.load(quick_model_dir).version
+    assert Predictor.load(d).version == quick_predictor.version
 
 
 @pytest.mark.parametrize(("name", "limit"), [(MANIFEST, JSON_LIMIT), (WEIGHTS, WEIGHTS_LIMIT), ("encoder.json", JSON_LIMIT)])

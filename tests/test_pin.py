@@ -92,16 +92,16 @@ def test_an_empty_pin_is_no_pin(monkeypatch):
 
 
 @pytest.mark.integration
-def test_the_api_refuses_a_model_other_than_the_pinned_one(quick_model_dir, tmp_path):
+def test_the_api_refuses_a_model_other_than_the_pinned_one(quick_model_dir, quick_predictor, tmp_path):
     expected = "0123456789abcdef0123456789abcdef"
-    found = Predictor.load(quick_model_dir).version
+    found = quick_predictor.version
     line = one_line_exit(start_uvicorn(quick_model_dir, free_port(), CENSUS_MODEL_VERSION=expected))
     assert f"expected model version {expected} but the files are version {found}" in line, line
 
 
 @pytest.mark.integration
-def test_the_api_serves_the_pinned_model(quick_model_dir):
-    version, port = Predictor.load(quick_model_dir).version, free_port()
+def test_the_api_serves_the_pinned_model(quick_model_dir, quick_predictor):
+    version, port = quick_predictor.version, free_port()
     proc = start_uvicorn(quick_model_dir, port, CENSUS_MODEL_VERSION=version)
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}")
