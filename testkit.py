@@ -67,7 +67,7 @@ def set_params(repo: Path, **sections: dict) -> None:
 
 def paths_elsewhere(paths, folder: Path, keep: tuple[str, ...] = ()):
     "A stage's `Paths` (`census_income.config.load_params`) with every output but `keep` moved to folder/FIELD/its name."
-    from census_income.config import INPUTS
+    from census_income.places import INPUTS
 
     assert set(keep) <= set(type(paths).model_fields), f"not a path of params.yaml: {set(keep) - set(type(paths).model_fields)}"
     return paths.model_copy(update={k: str(Path(folder) / k / Path(v).name) for k, v in paths.model_dump().items()

@@ -13,16 +13,17 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .places import INPUTS, PathText, inside_and_apart, places_fit, printable
 from .schema import CATEGORICAL
 from .validation import cut
 from .yamlfile import YamlError, read_yaml
 
 # %% auto #0
-__all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES', 'StagePage',
-           'INPUTS', 'PathText', 'TRAIN_RESULTS', 'PARAMS_FILE', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig',
+__all__ = ['HYPER_PARAMS', 'Seed', 'STORAGES', 'MAX_BOOT', 'Attribute', 'EQUALIZED_ODDS_OBJECTIVES', 'RATE_OBJECTIVES', 'STAGES',
+           'StagePage', 'TRAIN_RESULTS', 'PARAMS_FILE', 'Section', 'HyperParams', 'CleanConfig', 'SplitConfig',
            'ProfileConfig', 'Range', 'Pruner', 'TuneConfig', 'Distill', 'TrainConfig', 'Mitigation', 'SlicesConfig',
-           'ReportConfig', 'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'inside_and_apart', 'Paths',
-           'Params', 'params_option', 'ParamsError', 'check_params', 'load_params']
+           'ReportConfig', 'DriftThresholds', 'PerformanceSettings', 'BatchConfig', 'Paths', 'Params', 'params_option',
+           'ParamsError', 'check_params', 'load_params']
 
 # %% ../nbs/00d_config.ipynb #42704e38
 class Section(BaseModel):
@@ -32,14 +33,14 @@ class Section(BaseModel):
 
 class HyperParams(Section):
     "The hyper-parameters of one MLP: what tuning searches, training uses and the manifest records."
-    n_frequencies: int = Field(ge=0)  # frequencies per number in its periodic embedding (0: the numbers as they are)
+    n_frequencies: int = Field(ge=0, le=256)  # frequencies per number in its periodic embedding (0: the numbers as they are)
     sigma: float = Field(gt=0)  # spread of the initial frequencies
-    d_embedding: int = Field(ge=1)  # width of each number's embedding
-    depth: int = Field(ge=1)  # hidden layers
-    hidden: int = Field(ge=1)  # units per hidden layer
+    d_embedding: int = Field(ge=1, le=256)  # width of each number's embedding
+    depth: int = Field(ge=1, le=16)  # hidden layers
+    hidden: int = Field(ge=1, le=4096)  # units per hidden layer
     dropout: float = Field(ge=0, lt=1)  # dropout after each hidden layer
     lr: float = Field(gt=0)  # AdamW's learning rate
-    batch_size: int = Field(ge=1)  # rows per optimiser step
+    batch_size: int = Field(ge=1, le=65_536)  # rows per optimiser step
     weight_decay: float = Field(ge=0)  # AdamW's weight decay
 
 
@@ -88,6 +89,21 @@ class Range(Section):
             raise ValueError(f"the range {list(low_high)} must go from low to high (and above 0 on a log scale)")
         return self
 
+# %% ../nbs/00d_config.ipynb #7e27e8f7
+def _outside_bounds(
+    space: dict[str, Range],  # tune.space
+    stored: HyperParams,  # tune.stored: valid values of the other hyper-parameters
+) -> list[str]:  # each end of a range, or choice, that its hyper-parameter refuses
+    "The values a search could draw that training could not use: each range's ends and choices, checked by `HyperParams`."
+    problems = []
+    for name, r in space.items():
+        for value in r.int or r.float or r.choices or []:
+            try:
+                HyperParams.model_validate(stored.model_dump() | {name: value})
+            except ValidationError as err:
+                problems.append(f"{name}: {value!r}: {err.errors(include_url=False)[0]['msg']}")
+    return problems
+
 # %% ../nbs/00d_config.ipynb #3edb641e
 STORAGES = ("sqlite:///", "journal:", "postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")
 
@@ -107,13 +123,13 @@ class Pruner(Section):
 
 class TuneConfig(Section):
     enabled: bool
-    n_trials: int = Field(ge=1)  # trials in the whole study (all processes together)
+    n_trials: int = Field(ge=1, le=100_000)  # trials in the whole study (all processes together)
     timeout: float = Field(gt=0)  # a safety stop: a search still running after this many seconds fails (never a shorter search)
-    storage: Annotated[str, AfterValidator(_storage_url)]  # Optuna storage URL; empty: the SQLite file paths.optuna_db
-    study_name: str = Field(min_length=1)
+    storage: Annotated[str, AfterValidator(_storage_url), AfterValidator(printable)]  # Optuna storage URL; empty: the SQLite file paths.optuna_db
+    study_name: Annotated[str, Field(min_length=1), AfterValidator(printable)]
     dev_size: float = Field(gt=0, lt=1)  # share of the training split the trials are judged on
-    max_epochs: int = Field(ge=1)
-    patience: int = Field(ge=1)
+    max_epochs: int = Field(ge=1, le=10_000)
+    patience: int = Field(ge=1, le=10_000)
     seed: Seed
     space: dict[str, Range]  # one range per hyper-parameter, in the order TPE draws them
     pruner: Pruner
@@ -124,9 +140,14 @@ class TuneConfig(Section):
         if set(self.space) != set(HYPER_PARAMS):
             raise ValueError(f"space must give a range for each of {', '.join(HYPER_PARAMS)}, and nothing else "
                              f"(it has {', '.join(self.space)})")
+        if problems := _outside_bounds(self.space, self.stored):
+            raise ValueError(f"space: {'; '.join(problems)}")
         return self
 
 # %% ../nbs/00d_config.ipynb #77602691
+MAX_BOOT = 10_000  # most bootstrap resamples: a matrix of resamples x test rows (6,500) is held whole, 260 MB at most
+
+
 class Distill(Section):
     transfer: int = Field(ge=0, le=16)  # synthetic rows per real training row, each scored by the whole ensemble
     swap: float = Field(gt=0, lt=1)  # chance that each attribute of a synthetic row comes from another random training row
@@ -139,12 +160,12 @@ class TrainConfig(Section):
     n_folds: int = Field(ge=2, le=20)  # ensemble members: one per stratified fold of the training split
     serve: Literal["student", "ensemble"]  # which model is saved and served; both are trained, measured and reported
     distill: Distill  # how the student learns from the ensemble
-    max_epochs: int = Field(ge=1)
-    patience: int = Field(ge=1)
+    max_epochs: int = Field(ge=1, le=10_000)
+    patience: int = Field(ge=1, le=10_000)
     seed: Seed
     baselines: bool  # also fit logistic regression and gradient boosting on the same folds
-    importance_repeats: int = Field(ge=1)  # permutation importance: shuffles per attribute
-    n_boot: int = Field(ge=1)  # paired-bootstrap resamples for the AUC gap to each baseline
+    importance_repeats: int = Field(ge=1, le=1000)  # permutation importance: shuffles per attribute
+    n_boot: int = Field(ge=1, le=MAX_BOOT)  # paired-bootstrap resamples for the AUC gap to each baseline
     ci_level: float = Field(gt=0, lt=1)  # level of the percentile intervals
 
 # %% ../nbs/00d_config.ipynb #a31523c6
@@ -159,8 +180,8 @@ class Mitigation(Section):
     sensitive: list[Attribute] = Field(min_length=1)
     constraints: list[Literal["equalized_odds", "demographic_parity"]] = Field(min_length=1)
     objective: Literal[EQUALIZED_ODDS_OBJECTIVES + RATE_OBJECTIVES]  # fairlearn's ThresholdOptimizer objective
-    folds: int = Field(ge=2)
-    grid_size: int = Field(ge=2)
+    folds: int = Field(ge=2, le=20)
+    grid_size: int = Field(ge=2, le=100_000)
 
     @model_validator(mode="after")
     def _objective_fits_the_constraints(self) -> Mitigation:
@@ -171,7 +192,7 @@ class Mitigation(Section):
 
 # %% ../nbs/00d_config.ipynb #dd266763
 class SlicesConfig(Section):
-    n_boot: int = Field(ge=1)
+    n_boot: int = Field(ge=1, le=MAX_BOOT)
     seed: Seed
     ci_level: float = Field(gt=0, lt=1)
     min_support: int = Field(ge=1)
@@ -203,7 +224,7 @@ class DriftThresholds(Section):
     ratio_min_rows: int = Field(ge=0)
     ratio_min_share: float = Field(ge=0, le=1)
     unseen_flag: float = Field(ge=0, le=1)
-    min_rows: int = Field(ge=0)
+    min_rows: int = Field(ge=1)  # a batch of fewer scored rows is not judged (at least one: no rows, nothing to judge)
     multivariate_level: float = Field(gt=0.5, lt=1)  # the alarm fires above this quantile of the reference chunks' errors
     test_alpha: float = Field(gt=0, lt=1)  # a chi-squared test flags an attribute of a batch too small for PSI below this / 14
 
@@ -220,36 +241,6 @@ class BatchConfig(Section):
     partition_bytes: int = Field(ge=65_536, le=1 << 40)
     drift: DriftThresholds
     performance: PerformanceSettings
-
-# %% ../nbs/00d_config.ipynb #92463308
-INPUTS = ("raw_csv", "nbs_dir")  # paths a quick run reads from the repository; every other path is an output
-
-
-def _printable_path(value: str) -> str:
-    "A path as params.yaml may name it: printable text of at most 255 characters (a NUL or newline in a path breaks the OS or a log)."
-    if bad := next((c for c in value if ord(c) < 32 or ord(c) == 127), None):
-        raise ValueError(f"holds the control character {bad!r}; a path is printable text")
-    if not value.strip() or len(value) > 255:
-        raise ValueError("must name a file or folder in 1 to 255 characters")
-    return value
-
-
-PathText = Annotated[str, AfterValidator(_printable_path)]
-
-
-def inside_and_apart(
-    paths: dict[str, str],  # key → path relative to params.yaml's folder, as its `paths:` section gives them
-) -> None:
-    "Refuse an output (every path but the `INPUTS`) outside the params file's folder, and two keys naming one path."
-    for key, value in paths.items():
-        p = Path(value)
-        if key not in INPUTS and (p.is_absolute() or ".." in p.parts or not p.parts):
-            raise ValueError(f"{key}: {value!r} must be a path inside the params file's folder (relative, no '..'): "
-                             "a stage writes it into a staging folder first, and a quick run into a temporary one")
-    named = {}
-    for key, value in paths.items():
-        if (other := named.setdefault(Path(value), key)) != key:
-            raise ValueError(f"{key} and {other} are the same path {value!r}: each file of the pipeline needs its own")
 
 # %% ../nbs/00d_config.ipynb #07e76590
 class Paths(Section):
@@ -370,5 +361,9 @@ def load_params(
         out = Path(tempfile.mkdtemp(prefix="census-quick-"))
         atexit.register(shutil.rmtree, out, True)
     paths = {k: str((root if k in INPUTS else out) / v) for k, v in typed.paths.model_dump().items()}
+    try:
+        places_fit({k: Path(v) for k, v in paths.items()}, out)  # what the names alone cannot show: links, files
+    except ValueError as err:
+        raise ParamsError(f"{path} cannot be used: {err}") from None
     tune = typed.tune.model_copy(update={"storage": _absolute_storage(typed.tune.storage, root)})
     return typed.model_copy(update={"paths": typed.paths.model_copy(update=paths), "tune": tune})  # checked above, as given

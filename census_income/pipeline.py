@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import INPUTS, PARAMS_FILE, STAGES, Params, ParamsError, Paths, load_params, params_option
+from .config import PARAMS_FILE, STAGES, Params, ParamsError, Paths, load_params, params_option
+from .places import INPUTS
 from .cpu import exec_pinned
 
 # %% auto #0
@@ -175,14 +176,14 @@ def _execute(stage: str, params_file, paths: Paths, staging: Path) -> Path:
     nbs, reports, chatter = Path(paths.nbs_dir), Path(paths.reports_dir), staging / "kernel-stderr.log"
     notebook = STAGES[stage][0] + ".ipynb"
     reports.mkdir(parents=True, exist_ok=True)
-    relative = Path(params_file).resolve().relative_to(nbs.parent)  # ../params.yaml, as seen from nbs/
+    relative = os.path.relpath(Path(params_file).resolve(), nbs.resolve())  # ../params.yaml, as seen from nbs/
     with open(chatter, "wb") as log_file:  # the kernel's start-up warnings: kept beside a failed run's notebook
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(log_file.fileno(), 2)
         try:
             papermill.execute_notebook(nbs / notebook, reports / notebook, cwd=str(nbs), kernel_name="python3",
-                                       parameters={"params_file": str(Path("..") / relative), "quick": False,
+                                       parameters={"params_file": relative, "quick": False,
                                                    "output_dir": os.path.relpath(staging, nbs)},  # the same on any machine
                                        progress_bar=False, log_output=False)
         finally:
@@ -194,6 +195,15 @@ def _execute(stage: str, params_file, paths: Paths, staging: Path) -> Path:
     return render_html(reports / notebook)
 
 # %% ../nbs/00b_pipeline.ipynb #256aa260
+def _finish_move(staging: Path, root: Path) -> list[Path]:
+    "Complete the moves of a run killed while moving (its `MOVING` mark), or say what stops them and how to drop that run."
+    try:
+        return move_into_place(staging, root)
+    except OSError as err:
+        raise OSError(err.errno, f"a killed run's outputs in {staging} cannot be moved into place ({err.strerror or err}: "
+                      f"{err.filename}): fix that, or remove {staging} to drop that run") from None
+
+
 def run_stage(
     stage: str,  # a key of STAGES
     params_file=PARAMS_FILE,  # the pipeline's params, relative to the current folder
@@ -203,7 +213,7 @@ def run_stage(
     staging = root / STAGING_DIR / stage
     params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
     if (staging / MOVING).is_file():  # a run killed while moving its outputs: finish its move, never leave a mix of two runs
-        finished = move_into_place(staging, root)
+        finished = _finish_move(staging, root)
         sys.stderr.write(f"census-stage {stage}: moved the rest of a killed run's outputs into place first "
                          f"({len(finished)} files)\n")
     shutil.rmtree(staging, ignore_errors=True)  # what a failed or killed run of the stage left

@@ -5,6 +5,9 @@
 # %% ../nbs/00f_yamlfile.ipynb #377ee877
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 
 import yaml
@@ -12,7 +15,7 @@ import yaml
 from .validation import cut
 
 # %% auto #0
-__all__ = ['MAX_YAML_BYTES', 'MAX_YAML_DEPTH', 'YamlError', 'read_yaml']
+__all__ = ['MAX_INT_DIGITS', 'MAX_YAML_BYTES', 'MAX_YAML_DEPTH', 'YamlError', 'read_yaml']
 
 # %% ../nbs/00f_yamlfile.ipynb #602f1465
 class YamlError(ValueError):
@@ -23,11 +26,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     "YAML's safe loader, refusing a key given twice in one mapping (the plain loader keeps the last silently)."
 
     def construct_mapping(self, node, deep=False):
-        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
-        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
-        if twice:
+        seen, twice = set(), set()
+        for k, _ in node.value:  # one pass (a set): a mapping of 100,000 keys is checked in milliseconds
+            key = self.construct_object(k, deep=deep)
+            with contextlib.suppress(TypeError):  # a list or mapping as a key: the base loader refuses it below
+                (twice if key in seen else seen).add(key)
+        if twice := sorted(map(str, twice)):
             raise yaml.constructor.ConstructorError(None, None, f"{', '.join(twice)} given twice in one mapping", node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        "An integer of at most `MAX_INT_DIGITS` characters (Python refuses to read one of thousands with no line)."
+        if len(node.value) > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(None, None, f"a number of {len(node.value):,} characters; a params "
+                                                    f"file's numbers have at most {MAX_INT_DIGITS}", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+MAX_INT_DIGITS = 40  # a seed is below 2**32 (10 digits), a byte count below 2**40: 40 characters leave room for underscores
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
 
 # %% ../nbs/00f_yamlfile.ipynb #8ec268c3
 MAX_YAML_BYTES = 1 << 20  # params.yaml is a few KB: a larger file is refused before it is parsed
@@ -47,6 +64,24 @@ def _plain_yaml(text: str) -> None:
         if depth > MAX_YAML_DEPTH:
             raise YamlError(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep; params.yaml needs 5")
 
+# %% ../nbs/00f_yamlfile.ipynb #8c351d6d
+def _read_bounded(
+    path: Path,  # the file
+) -> bytes:  # its bytes, at most MAX_YAML_BYTES
+    "A regular file's bytes, refused past `MAX_YAML_BYTES`: a folder, a FIFO or a device is refused before it is read."
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, without a writer
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file (a folder, a FIFO or a device)")
+        data = b""
+        while len(data) <= MAX_YAML_BYTES and (more := os.read(fd, MAX_YAML_BYTES + 1 - len(data))):
+            data += more
+    finally:
+        os.close(fd)
+    if len(data) > MAX_YAML_BYTES:
+        raise YamlError(f"{os.stat(path).st_size:,} bytes, more than a params file needs (at most {MAX_YAML_BYTES:,})")
+    return data
+
 # %% ../nbs/00f_yamlfile.ipynb #4cd94747
 def read_yaml(
     path: Path,  # a YAML file (params.yaml)
@@ -54,9 +89,7 @@ def read_yaml(
     """Read a YAML file with the safe loader: anything it cannot read is one YamlError naming the file and the line. An alias bomb,
     deep nesting or a file over `MAX_YAML_BYTES` is refused in milliseconds, before anything is built from it."""
     try:
-        if (size := path.stat().st_size) > MAX_YAML_BYTES:
-            raise YamlError(f"{size:,} bytes, more than a params file needs (at most {MAX_YAML_BYTES:,})")
-        text = path.read_bytes().decode("utf-8")
+        text = _read_bounded(path).decode("utf-8")
         _plain_yaml(text)
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except YamlError as err:

@@ -156,7 +156,7 @@ def test_every_output_of_dvc_yaml_persists():
     ("clean:\n\tseed: 1\n", "not YAML the pipeline reads at line 2, column 1"),
     ("clean: {seed: 1, seed: 2}\n", "not YAML the pipeline reads at line 1, column 8: seed given twice in one mapping"),
     ("train: {}\ntrain: {}\n", "train given twice in one mapping"),
-    ("seed: " + "9" * 5000 + "\n", "cannot be used: Exceeds the limit"),
+    ("seed: " + "9" * 5000 + "\n", "at line 1, column 7: a number of 5,000 characters; a params file's numbers have at most 40"),
     ("a: &x [1, 2]\nb: *x\n", "at line 1, column 4: anchors and aliases (&name, *name) are not read here"),
     ("".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else '1'}]\n" for i in range(10)),  # a billion laughs
      "at line 1, column 5: anchors and aliases"),
@@ -169,6 +169,38 @@ def test_a_file_the_yaml_reader_refuses_is_one_line(tmp_path, text, message):
     with pytest.raises(ParamsError) as err:
         load_params(tmp_path / "params.yaml")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_params_path_that_is_no_regular_file_is_refused_without_reading_it(tmp_path, kind):
+    "A FIFO would block the reader forever, /dev/zero feed it without end: each refused in one line, before a byte is read."
+    import os
+
+    path = {"fifo": tmp_path / "params.yaml", "device": Path("/dev/zero"), "folder": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path} cannot be read: not a regular file (a folder, a FIFO or a device); give the path of a params file"
+
+
+@pytest.mark.integration  # a process reading a megabyte of YAML: 5 s
+def test_a_mapping_of_a_megabyte_of_keys_is_read_in_one_pass(tmp_path):
+    "Each key checked against a set: 66,000 keys (1 MB, about the most a params file holds) read in seconds (a count per key took minutes); bounded by a timeout."
+    import subprocess
+    import sys
+
+    (tmp_path / "params.yaml").write_text("extra:\n" + "".join(f"  k{i}: {i}\n" for i in range(66_000)))
+    code = ("import sys; from census_income.yamlfile import read_yaml; from pathlib import Path; "
+            "print(len(read_yaml(Path(sys.argv[1]))['extra']))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "params.yaml")], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "66000", proc.stderr[-2000:]
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "out").write_text("")
+    with pytest.raises(ParamsError, match=r"cannot be used: paths\.clean_csv: .*/out is a file, not a folder"):
+        load_params(ROOT / "params.yaml", workdir=tmp_path / "out")
 
 
 def test_a_file_larger_than_any_params_file_is_refused_before_it_is_read(tmp_path):
@@ -212,10 +244,31 @@ def test_the_echoed_value_is_cut(tmp_path):
     (lambda p: p["clean"].update(seed=-1), "clean.seed: Input should be greater than or equal to 0"),
     (lambda p: p["train"].update(n_folds=100_000_000), "train.n_folds: Input should be less than or equal to 20"),
     (lambda p: p["batch"].update(chunk_bytes=2**40), "batch.chunk_bytes: Input should be less than or equal to 1073741824"),
-    (lambda p: p["paths"].update(model_dir="mo\x00del"), "paths.model_dir: holds the control character '\\x00'; a path is printable text"),
+    (lambda p: p["paths"].update(model_dir="mo\x00del"), "paths.model_dir: holds the control character '\\x00'; give printable text"),
     (lambda p: p["paths"].update(card_md="card\n.md"), "paths.card_md: holds the control character '\\n'"),
     (lambda p: p["paths"].update(slice_txt="s" * 256), "paths.slice_txt: must name a file or folder in 1 to 255 characters"),
     (lambda p: p["tune"]["space"].update(hidden={"choices": []}), "tune.space.hidden.choices: List should have at least 1 item"),
+    # sizes past anything the pipeline can hold: refused at load, not as a MemoryError deep in a stage
+    (lambda p: p["slices"].update(n_boot=10**12), "slices.n_boot: Input should be less than or equal to 10000"),
+    (lambda p: p["train"].update(n_boot=10**6), "train.n_boot: Input should be less than or equal to 10000"),
+    (lambda p: p["train"].update(importance_repeats=10**6), "train.importance_repeats: Input should be less than or equal to 1000"),
+    (lambda p: p["slices"]["mitigation"].update(grid_size=10**9), "slices.mitigation.grid_size: Input should be less than or equal to 100000"),
+    (lambda p: p["tune"]["stored"].update(hidden=10**7), "tune.stored.hidden: Input should be less than or equal to 4096"),
+    (lambda p: p["tune"]["space"].update(hidden={"int": [16, 10**9]}), "tune: space: hidden: 1000000000: Input should be less than or equal to 4096"),
+    (lambda p: p["tune"]["space"].update(depth={"float": [1.0, 4.0]}), "tune: space: depth: 1.0: Input should be a valid integer"),
+    (lambda p: p["batch"]["drift"].update(min_rows=0), "batch.drift.min_rows: Input should be greater than or equal to 1"),
+    # text a log, a file system or a database name carries: printable, each name within the OS's 255 bytes
+    (lambda p: p["tune"].update(study_name="census\x00mlp"), "tune.study_name: holds the control character '\\x00'"),
+    (lambda p: p["tune"].update(storage="sqlite:///study\n.db"), "tune.storage: holds the control character '\\n'"),
+    (lambda p: p["paths"].update(card_md="reports/card\u202e.md"), "paths.card_md: holds the control character '\\u202e'"),
+    (lambda p: p["paths"].update(card_md="reports/card\x85.md"), "paths.card_md: holds the control character '\\x85'"),
+    (lambda p: p["paths"].update(card_md="reports/" + "é" * 200 + ".md"), "each name at most 255 bytes in UTF-8"),
+    # outputs over the repository's own files: its root, a hidden folder (.git, the stages' staging), the notebooks, the package
+    (lambda p: p["paths"].update(clean_csv="dvc.yaml"), "paths: clean_csv: 'dvc.yaml' is among the repository's own files"),
+    (lambda p: p["paths"].update(clean_csv=".git/config"), "clean_csv: '.git/config' is among the repository's own files"),
+    (lambda p: p["paths"].update(clean_csv=".census-stage/clean/out.csv"), "is among the repository's own files"),
+    (lambda p: p["paths"].update(card_md="nbs/01_clean.ipynb"), "card_md: 'nbs/01_clean.ipynb' is among the repository's own files"),
+    (lambda p: p["paths"].update(card_md="census_income/api.py"), "card_md: 'census_income/api.py' is among the repository's own"),
 ])
 def test_paths_and_seeds_a_stage_cannot_use_are_refused(tmp_path, change, message):
     "An output over the raw data or outside the folder (where neither the staging nor a quick run could redirect it)."

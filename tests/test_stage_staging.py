@@ -132,3 +132,63 @@ def test_a_staging_folder_without_the_mark_is_not_moved(scratch):
     proc = stage(scratch)
     assert proc.returncode == 0 and "moved the rest" not in proc.stderr, proc.stderr[-3000:]
     assert not (scratch / "data" / "half-written.csv").exists()
+
+
+def set_paths(root: Path, **paths: str) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["paths"] |= paths
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.parametrize(("setup", "clean_csv", "says"), [
+    (lambda r: None, "dvc.yaml", "paths: clean_csv: 'dvc.yaml' is among the repository's own files"),
+    (lambda r: None, ".census-stage/clean/out.csv", "is among the repository's own files"),
+    (lambda r: None, "nbs/01_clean.ipynb", "is among the repository's own files"),
+    (lambda r: (r / "setup.py").write_text("# the package's setup\n"), "setup.py/census_clean.csv",
+     "paths.clean_csv: {root}/setup.py is a file, not a folder: census_clean.csv cannot be written inside it"),
+    (lambda r: (r / "outlink").symlink_to(r.parent / "elsewhere"), "outlink/census_clean.csv",
+     "{root}/outlink/census_clean.csv leads to {root.parent}/elsewhere/census_clean.csv, outside {root}, through a link"),
+    (lambda r: (r / "data2").symlink_to("data"), "data2/census.csv", "paths.clean_csv: {root}/data/census.csv is also raw_csv, through a link"),
+])
+def test_an_output_over_the_repositorys_files_or_through_a_link_is_refused_before_any_work(scratch, setup, clean_csv, says):
+    """A file of the repository (dvc.yaml, the notebooks, the stages' own staging), a link out of it or onto the raw data, a
+    file where a folder belongs: refused at load in one line, the raw data and every file untouched, nothing half moved."""
+    (scratch.parent / "elsewhere").mkdir(exist_ok=True)
+    setup(scratch)
+    (scratch / "dvc.yaml").write_text("stages: {}\n")
+    set_paths(scratch, clean_csv=clean_csv)
+    before = {p: p.read_bytes() for p in scratch.rglob("*") if p.is_file()}
+    proc = stage(scratch)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 2 and lines[-1].startswith("census-stage: clean: "), proc.stderr[-3000:]
+    assert says.format(root=scratch) in lines[-1], lines[-1]
+    assert {p: p.read_bytes() for p in scratch.rglob("*") if p.is_file()} == before
+    assert not (scratch / STAGING_DIR).exists() and not any((scratch.parent / "elsewhere").iterdir())
+
+
+def test_a_killed_runs_move_that_cannot_finish_says_how_to_drop_that_run(scratch):
+    "The rest of a killed run's moves meets a folder where its file goes: one line saying what stops it and how to drop the run."
+    staging = scratch / STAGING_DIR / "clean"
+    (staging / "reports").mkdir(parents=True)
+    (staging / "reports" / "01_clean.ipynb").write_text("{}")
+    (staging / MOVING).touch()
+    (scratch / "reports" / "01_clean.ipynb").mkdir(parents=True)  # where the killed run's notebook goes
+    proc = stage(scratch)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 2, proc.stderr[-3000:]
+    assert f"a killed run's outputs in {staging} cannot be moved into place (Is a directory: " in lines[-1], lines[-1]
+    assert lines[-1].endswith(f"fix that, or remove {staging} to drop that run")
+    (scratch / "reports" / "01_clean.ipynb").rmdir()
+    proc = stage(scratch)
+    assert proc.returncode == 0 and "moved the rest of a killed run's outputs into place first" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_the_notebooks_may_lie_anywhere(scratch, tmp_path_factory):
+    "nbs_dir is an input: named through another path to the same folder, or in a folder of its own, the stage runs."
+    elsewhere = tmp_path_factory.mktemp("notebooks")
+    shutil.copy(scratch / "nbs" / "01_clean.ipynb", elsewhere)
+    for nbs_dir in (f"../{scratch.name}/nbs", str(elsewhere)):
+        set_paths(scratch, nbs_dir=nbs_dir)
+        proc = stage(scratch)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (scratch / "reports" / "01_clean.html").is_file() and (scratch / "data" / "census_clean.csv").is_file()

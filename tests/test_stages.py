@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from census_income.clean import run_clean
-from census_income.config import HYPER_PARAMS, INPUTS, TRAIN_RESULTS
+from census_income.config import HYPER_PARAMS, TRAIN_RESULTS
 from census_income.fileio import read_clean
 from census_income.pipeline import STAGES, load_params, prepare, stage_function
+from census_income.places import INPUTS
 from census_income.predict import Predictor
 from census_income.preprocess import run_preprocess
 from census_income.tune import run_tune
