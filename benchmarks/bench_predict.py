@@ -22,7 +22,8 @@ from census_income.schema import FEATURES
 from census_income.serving.parsing import PlainRecord, plain_value
 from census_income.serving.schemas import Prediction
 from census_income.serving.scoring import ROW_VALUES
-from census_income.serving.tensors import infer_response, parse_request, request_columns
+from census_income.serving.tensors import infer_response
+from census_income.serving.v2 import score_request
 from census_income.validation import validated_columns
 
 
@@ -36,11 +37,9 @@ def route_work(predictor: Predictor, one: dict) -> dict:
         values = ROW_VALUES(plain_value(PlainRecord, body).__dict__)
         return Prediction(**predictor.answers(predictor.predict_rows([values]))[0], model_version="v").model_dump_json()
 
-    def infer():  # V2 infer: the request's columns, the row path, the answer's body
-        req = parse_request(v2)
-        columns = request_columns(req, b"", 1000, False)
-        p = predictor.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True)))
-        return infer_response(req, None, "v", p, [a["prediction"] for a in predictor.answers(p)])
+    def infer():  # V2 infer: the handler's work (`score_request`: read, check, score), the answer's body
+        req, _, p, labels = score_request(predictor, v2, b"", 1000, False, [])
+        return infer_response(req, None, "v", p, labels)
 
     def explained():  # /explain: the loop's check of a body (`plain_value`), the explanation
         return explain_columns(predictor, validated_columns([plain_value(PlainRecord, body).__dict__]))

@@ -20,9 +20,9 @@ from ..validation import (EXAMPLE, RecordError, cut, is_utf8, record_columns,
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'PLATFORM', 'HEADER_LENGTH', 'EXTENSIONS', 'INPUTS', 'OUTPUTS', 'NUMBER_TYPES', 'ERROR_CHARS',
-           'server_metadata', 'model_metadata', 'V2Error', 'TensorInput', 'TensorOutput', 'InferenceRequest',
-           'TensorAnswer', 'InferenceResponse', 'V2ErrorMessage', 'split_body', 'parse_request', 'rounded_data',
-           'request_columns', 'infer_response']
+           'ID_CHARS', 'server_metadata', 'model_metadata', 'V2Error', 'TensorInput', 'TensorOutput',
+           'InferenceRequest', 'TensorAnswer', 'InferenceResponse', 'V2ErrorMessage', 'split_body', 'parse_request',
+           'rounded_data', 'request_columns', 'infer_response']
 
 # %% ../../nbs/06g_tensors.ipynb #b2deadca
 MODEL_NAME = "census-income"  # the model's name on the V2 routes
@@ -60,6 +60,9 @@ class V2Error(Exception):
         self.status, self.message, self.headers = status, cut(message, ERROR_CHARS), headers  # (a 408 closes)
 
 # %% ../../nbs/06g_tensors.ipynb #04a96fcc
+ID_CHARS = 256  # longest id a request may give
+
+
 class TensorInput(BaseModel):
     "One input tensor: a census attribute, one element per record."
 
@@ -87,7 +90,7 @@ class InferenceRequest(BaseModel):
     "An inference request: the records as columns, one input tensor per census attribute."
 
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [_EXAMPLE_REQUEST]})
-    id: str | None = Field(None, max_length=256)  # echoed in the answer
+    id: str | None = Field(None, max_length=ID_CHARS)  # echoed in the answer
     parameters: dict[str, Any] | None = None  # `binary_data_output: true` asks for every output in binary
     inputs: list[TensorInput] = Field(min_length=1, max_length=2 * len(FEATURES))
     outputs: list[TensorOutput] | None = Field(None, max_length=2 * len(OUTPUTS))
@@ -306,14 +309,12 @@ def _bytes_tensor(texts: list[str]) -> bytes:
     return b"".join(struct.pack("<I", len(b)) + b for b in (t.encode() for t in texts))
 
 # %% ../../nbs/06g_tensors.ipynb #86259cff
-def infer_response(
+def _outputs(
     req: InferenceRequest,  # the request (which outputs, in which form)
-    request_id: str | None,  # its id: the request's own, else its X-Request-ID
-    version: str,  # the model's version
     p: np.ndarray,  # float32 probabilities of >50K, one per record
     labels: list[str],  # the predicted classes
-) -> tuple[bytes, dict[str, str]]:  # the body and its headers
-    "The answer's body: the outputs asked for, in JSON or, where asked, in binary after the JSON header."
+) -> tuple[list[dict], list[bytes]]:  # the output tensors; the binary ones' bytes, in order
+    "The outputs the request asks for, in JSON or, where asked, in binary (each after the JSON header, in order)."
     default_binary = _flag(req.parameters, "binary_data_output", "the request's parameters", False)
     wanted = req.outputs or [TensorOutput(name=o["name"]) for o in OUTPUTS]
     if len({o.name for o in wanted}) != len(wanted):
@@ -336,6 +337,22 @@ def infer_response(
         else:
             tensor["data"] = p.tolist() if is_p else labels
         outputs.append(tensor)
+    return outputs, blobs
+
+# %% ../../nbs/06g_tensors.ipynb #d5ae5dc2
+def infer_response(
+    req: InferenceRequest,  # the request (which outputs, in which form)
+    request_id: str | None,  # its id: the request's own, else its X-Request-ID
+    version: str,  # the model's version
+    p: np.ndarray,  # float32 probabilities of >50K, one per record
+    labels: list[str],  # the predicted classes
+) -> tuple[bytes, dict[str, str]]:  # the body and its headers
+    "The answer's body: the outputs asked for, in JSON or, where asked, in binary after the JSON header."
+    if req.parameters is None and req.outputs is None:  # the common request: every output in JSON, as `_outputs` writes them
+        outputs, blobs = [{"name": "probability", "datatype": "FP32", "shape": [len(labels)], "data": p.tolist()},
+                          {"name": "prediction", "datatype": "BYTES", "shape": [len(labels)], "data": labels}], None
+    else:
+        outputs, blobs = _outputs(req, p, labels)
     head = to_json({"model_name": MODEL_NAME, "model_version": version, "id": req.id or request_id, "outputs": outputs})
     if not blobs:
         return head, {"content-type": "application/json"}

@@ -6,25 +6,30 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+import re
+from operator import itemgetter
+from typing import Annotated, NamedTuple
 
 from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..features import ROW_ORDER
 from ..network import FEW_ROWS
-from ..schema import FEATURES
+from ..predict import Predictor
+from ..schema import CATEGORICAL, CONTINUOUS, FEATURES
 from .body import read_body
 from .deps import answer_counter, get_model
 from .monitor import REQUEST_ID
 from .scoring import OFF_LOOP_BYTES, ServingModel
-from .tensors import (HEADER_LENGTH, MODEL_NAME, InferenceRequest, InferenceResponse, V2Error,
-    V2ErrorMessage, infer_response, model_metadata, parse_request, request_columns, server_metadata, split_body)
-from ..validation import show_value
+from .tensors import (HEADER_LENGTH, ID_CHARS, MODEL_NAME, NUMBER_TYPES, InferenceRequest,
+    InferenceResponse, V2Error, V2ErrorMessage, infer_response, model_metadata,
+    parse_request, request_columns, server_metadata, split_body)
+from ..validation import _none_for_missing, _plain, show_value
 
 # %% auto #0
-__all__ = ['INFER_ENDPOINT', 'ModelName', 'ROUTES', 'loaded_model', 'v2_error', 'v2_server', 'v2_live', 'v2_ready', 'v2_model',
-           'v2_model_ready', 'v2_infer', 'add_routes']
+__all__ = ['INFER_ENDPOINT', 'ModelName', 'PLAIN_BODY', 'PLAIN_BYTES', 'IN_ROW_ORDER', 'ROUTES', 'loaded_model', 'v2_error',
+           'v2_server', 'v2_live', 'v2_ready', 'v2_model', 'v2_model_ready', 'PlainRequest', 'plain_request',
+           'score_request', 'v2_infer', 'add_routes']
 
 # %% ../../nbs/06l_v2.ipynb #a44acca3
 _V2_ERRORS = {code: {"model": V2ErrorMessage, "description": why} for code, why in (
@@ -89,25 +94,85 @@ async def v2_model_ready(request: Request, model_name: ModelName, model_version:
     await loaded_model(request, model_name, model_version)
     return {"name": MODEL_NAME, "ready": True}
 
+# %% ../../nbs/06l_v2.ipynb #47c55d12
+# (each quantifier possessive, `?+` `*+`: what follows it cannot be what it takes, so it never gives back; twice as fast)
+_TEXT = r'"([ !#-\[\]-~]*+)"'  # a string of printable ASCII, no quote nor backslash: its value is the text between the quotes
+_WHOLE = r"(-?(?:0|[1-9][0-9]{0,17}+))"  # a number without fraction or exponent: JSON's int (and Python's `int` of the text)
+_NUMBER_TYPES = "|".join(sorted(NUMBER_TYPES, key=lambda t: t != "INT64"))  # (the common one tried first)
+
+
+def _plain_input(col: str) -> str:
+    "One input as clients write it: the attribute (either spelling), shape [1] or [1, 1], a datatype that holds it, data [v]."
+    names, (datatypes, value) = "|".join(dict.fromkeys((col, col.replace("-", "_")))), (
+        ("BYTES", _TEXT) if col in CATEGORICAL else (_NUMBER_TYPES, _WHOLE))
+    return (fr'\{{"name": ?+"(?:{names})", ?+"shape": ?+\[1(?:, ?+1)?+\], ?+"datatype": ?+"(?:{datatypes})", ?+'
+            fr'"data": ?+\[{value}\]\}}')
+
+
+_PLAIN_ID = fr'"id": ?+"([ !#-\[\]-~]{{0,{ID_CHARS}}}+)"'  # the request's id, before or after its inputs
+# a request of one record as JSON writes it (with or without spaces), the inputs in FEATURES order (`INPUTS`' order)
+PLAIN_BODY = re.compile(fr'\{{(?:{_PLAIN_ID}, ?+)?+"inputs": ?+\[{", ?+".join(map(_plain_input, FEATURES))}\]'
+                        fr'(?:, ?+{_PLAIN_ID})?+\}}[ \t\r\n]*+')
+PLAIN_BYTES = 4096  # a longer body is not tried (the longest one record of known values can be is about 2,200 bytes)
+
+
+class PlainRequest(NamedTuple):
+    "A request `plain_request` took: its id, no parameters and no outputs named (every output, in JSON)."
+    id: str | None
+    parameters: None = None
+    outputs: None = None
+
+# %% ../../nbs/06l_v2.ipynb #4d3067b6
+_NUMBERS_AT = [FEATURES.index(c) for c in CONTINUOUS]
+
+
+def plain_request(
+    header: bytes,  # the JSON part of the body
+    binary: bytes,  # the bytes after it (binary extension), or b""
+    max_rows: int,  # most records one request may hold (CENSUS_MAX_BATCH)
+) -> tuple[PlainRequest, list] | None:  # the request and its record in FEATURES order, as `request_columns` reads it
+    "One record as clients write it (`PLAIN_BODY`) whose every value the rules plainly accept; None: any other request."
+    if binary or max_rows < 1 or len(header) > PLAIN_BYTES:
+        return None
+    try:
+        found = PLAIN_BODY.fullmatch(header.decode())
+    except UnicodeDecodeError:
+        return None
+    if found is None:
+        return None
+    row = list(given := found.groups())[1:-1]
+    for j in _NUMBERS_AT:
+        row[j] = int(row[j])
+    row = _none_for_missing(row)  # as `record_columns` reads a record, to score it if `_plain` (else it checks it in full)
+    rid = given[0] if given[-1] is None else given[-1]  # (an id before and after the inputs: the last, as pydantic reads it)
+    return (PlainRequest(rid), row) if _plain(row) else None
+
 # %% ../../nbs/06l_v2.ipynb #827810ff
-def _scored(
-    model: ServingModel,  # the loaded model
+IN_ROW_ORDER = itemgetter(*(FEATURES.index(c) for c in ROW_ORDER))  # a record's values in FEATURES order, in ROW_ORDER
+
+
+def score_request(
+    predictor: Predictor,  # the loaded model's predictor
     head: bytes,  # the body's JSON part
     binary: bytes,  # the bytes after it (binary extension), or b""
     max_rows: int,  # most records one request may hold (CENSUS_MAX_BATCH)
     binary_header: bool,  # whether the request said where its JSON ends
     parsed: list,  # gets the request once read: its id names the request, refused or not
-) -> tuple:  # the request, its columns, the probabilities, the labels
+) -> tuple:  # the request, its records (as `Traffic.put` takes them: columns, or rows in ROW_ORDER), probabilities, labels
     "Parse, check and score a request: on the scoring thread for a large body (`census_income.serving.scoring`)."
-    req = parse_request(head)
-    parsed.append(req)
-    columns = request_columns(req, binary, max_rows, binary_header)
-    predictor = model.predictor
-    if len(columns[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
-        p = predictor.predict_rows(list(zip(*(columns[c] for c in ROW_ORDER), strict=True)))
+    if (plain := plain_request(head, binary, max_rows)) is not None:  # one record as clients write it, read once
+        req, records = plain[0], [IN_ROW_ORDER(plain[1])]
+        parsed.append(req)
+        p = predictor.predict_rows(records)
     else:
-        p = predictor.predict_proba(columns)
-    return req, columns, p, [a["prediction"] for a in predictor.answers(p)]  # never a non-finite answer
+        req = parse_request(head)
+        parsed.append(req)
+        records = request_columns(req, binary, max_rows, binary_header)
+        if len(records[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
+            p = predictor.predict_rows(list(zip(*(records[c] for c in ROW_ORDER), strict=True)))
+        else:
+            p = predictor.predict_proba(records)
+    return req, records, p, [a["prediction"] for a in predictor.answers(p)]  # never a non-finite answer
 
 # %% ../../nbs/06l_v2.ipynb #f37b5582
 async def v2_infer(request: Request, model_name: ModelName, model_version: str | None = None) -> Response:
@@ -124,11 +189,11 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
     head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
     binary_header = HEADER_LENGTH in request.headers
 
-    parsed = []  # the request once read (`_scored`)
-    work = functools.partial(_scored, model, head, binary, settings.max_batch, binary_header, parsed)
+    parsed = []  # the request once read (`score_request`)
+    work = functools.partial(score_request, model.predictor, head, binary, settings.max_batch, binary_header, parsed)
     state = request.state
     try:
-        req, columns, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
+        req, records, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
     finally:
         given = parsed[0].id if parsed else None
         if given is not None and not getattr(state, "request_id_given", True) and REQUEST_ID.fullmatch(given):
@@ -136,7 +201,7 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
     content, headers = infer_response(req, getattr(state, "request_id", None), model.version, p, labels)
     (await answer_counter(request))(INFER_ENDPOINT, labels)
     if (traffic := getattr(state, "traffic", None)) is not None:  # the payload log and the shadow, off this path
-        traffic.put(state.request_id, INFER_ENDPOINT, model.version, columns, (p, labels))
+        traffic.put(state.request_id, INFER_ENDPOINT, model.version, records, (p, labels))
     return Response(content, headers=headers)
 
 # %% ../../nbs/06l_v2.ipynb #476f4031
