@@ -22,8 +22,8 @@ from .schema import (CATEGORIES, CLASSES, CONTINUOUS, FEATURES, LABEL, MISSING, 
 # %% auto #0
 __all__ = ['RULES', 'FEW_VALUES', 'EXAMPLE', 'RecordRow', 'ATTRIBUTES', 'Rule', 'cut', 'show_value', 'category_error',
            'range_error', 'whole_error', 'missing_error', 'unknown_field_error', 'twice_error', 'is_utf8', 'as_numbers',
-           'whole_digits', 'rounded_text', 'column_problems', 'coded_problems', 'RecordError', 'record_columns',
-           'Record', 'validated_columns']
+           'whole_digits', 'rounded_text', 'column_problems', 'coded_problems', 'RecordError', 'none_for_missing',
+           'record_columns', 'plainly_valid', 'Record', 'validated_columns']
 
 # %% ../nbs/00a_validation.ipynb #8343b9af
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ _SPELLINGS = tuple((frozenset(names), names) for names in (FEATURES, tuple(c.rep
 _NULLABLE_AT = tuple(FEATURES.index(c) for c in NULLABLE)
 
 
-def _none_for_missing(row: list) -> list:
+def none_for_missing(row: list) -> list:
     """A row in FEATURES order with the census's missing marker (`?`) as None where the census has unknown values
     (`NULLABLE`): the one place the marker is normalised. Elsewhere `?` stays, an unknown category, as pydantic says."""
     for j in _NULLABLE_AT:
@@ -293,7 +293,7 @@ def _record_row(i: int, record: Mapping) -> tuple[list, list]:
     if isinstance(record, dict) and len(record) == len(FEATURES):  # the common case, at a fifth of the cost
         for keys, names in _SPELLINGS:
             if record.keys() == keys:
-                return _none_for_missing([record[c] for c in names]), []
+                return none_for_missing([record[c] for c in names]), []
     if not isinstance(record, Mapping):
         return [None] * len(FEATURES), [(i, "", "must be a mapping of the 14 census fields")]
     seen, problems = {}, []
@@ -306,7 +306,7 @@ def _record_row(i: int, record: Mapping) -> tuple[list, list]:
         else:
             seen[col] = (key, value)
     problems += [(i, c, missing_error(c)) for c in FEATURES if c not in seen]
-    return _none_for_missing([seen[c][1] if c in seen else None for c in FEATURES]), problems
+    return none_for_missing([seen[c][1] if c in seen else None for c in FEATURES]), problems
 
 # %% ../nbs/00a_validation.ipynb #15d88c86
 def record_columns(
@@ -320,7 +320,7 @@ def record_columns(
         problems += found
     _raise_problems(problems)
     columns = {c: list(v) for c, v in zip(FEATURES, zip(*rows, strict=True), strict=True)} if rows else {c: [] for c in FEATURES}
-    if not (len(rows) <= FEW_VALUES and all(map(_plain, rows))):  # a few plain records need no more checks
+    if not (len(rows) <= FEW_VALUES and all(map(plainly_valid, rows))):  # a few plain records need no more checks
         _raise_problems(column_problems(columns, text=False))
     return columns
 
@@ -329,7 +329,7 @@ _PLAIN = tuple((None, None, frozenset(r.allowed) | ({None} if r.nullable else fr
                else (r.low, r.high, None) for r in (RULES[c] for c in FEATURES))  # per column, from the rule table
 
 
-def _plain(
+def plainly_valid(
     row: list,  # one record's values in FEATURES order, missing markers as None
 ) -> bool:  # True only if the rules accept every value (False: let `column_problems` judge, and word, the row)
     "Whether a record is plainly valid: each category one its rule allows, each number an int within its rule's range."
@@ -393,5 +393,5 @@ def validated_columns(
     records: Sequence[Mapping],  # records pydantic has validated (`Record.__dict__`, `RecordRow`): attribute spelling
 ) -> dict[str, list]:  # as `record_columns` returns them: column → values, schema spelling, missing markers as None
     "Records already validated, as columns, without checking them a second time."
-    rows = [_none_for_missing([r[a] for a in ATTRIBUTES]) for r in records]
+    rows = [none_for_missing([r[a] for a in ATTRIBUTES]) for r in records]
     return {c: list(v) for c, v in zip(FEATURES, zip(*rows, strict=True), strict=True)} if rows else {c: [] for c in FEATURES}

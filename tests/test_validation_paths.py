@@ -43,17 +43,17 @@ def test_a_number_too_long_to_write_is_described_not_a_crash():
 
 @pytest.mark.parametrize("column", [c for c in RULES if c != LABEL])
 def test_a_record_taken_as_plain_is_one_the_rules_accept(column):
-    "The few-records shortcut (`_plain`) never lets through what `column_problems` refuses, for any value of any column."
+    "The few-records shortcut (`plainly_valid`) never lets through what `column_problems` refuses, for any value of any column."
     from census_income.schema import FEATURES
-    from census_income.validation import _plain
+    from census_income.validation import plainly_valid
 
     values = VALUES + list(RULES[column].allowed) + ["?", "Martian", RULES[column].allowed[:1] * 2, b"Private"]
     rows = [(v, [v if c == column else EXAMPLE[c] for c in FEATURES]) for v in values]
-    plain = [(v, row) for v, row in rows if _plain(row)]
+    plain = [(v, row) for v, row in rows if plainly_valid(row)]
     assert len(plain) >= 1  # the example's own value at least
     for v, row in plain:
         assert column_problems({c: [x] for c, x in zip(FEATURES, row, strict=True)}, text=False) == [], (column, v)
-    assert _plain([EXAMPLE[c] for c in FEATURES])
+    assert plainly_valid([EXAMPLE[c] for c in FEATURES])
 
 
 @pytest.mark.parametrize(("text", "whole"), [("0.999999999999999999999", False), ("41.00000000000000000001", False),

@@ -20,7 +20,7 @@ from ..validation import (EXAMPLE, RecordError, cut, is_utf8, record_columns,
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'PLATFORM', 'HEADER_LENGTH', 'EXTENSIONS', 'INPUTS', 'OUTPUTS', 'NUMBER_TYPES', 'ERROR_CHARS',
-           'ID_CHARS', 'server_metadata', 'model_metadata', 'V2Error', 'TensorInput', 'TensorOutput',
+           'ID_CHARS', 'WIDE_TYPES', 'server_metadata', 'model_metadata', 'V2Error', 'TensorInput', 'TensorOutput',
            'InferenceRequest', 'TensorAnswer', 'InferenceResponse', 'V2ErrorMessage', 'split_body', 'parse_request',
            'rounded_data', 'request_columns', 'infer_response']
 
@@ -189,14 +189,39 @@ def _check_datatype(col: str, t: TensorInput) -> None:
         raise V2Error(400, f"input {show_value(t.name)}: datatype {show_value(t.datatype)} cannot hold {col}; send {want}")
 
 # %% ../../nbs/06g_tensors.ipynb #e5262be9
+WIDE_TYPES = ("INT64", "FP64")  # every number a census rule accepts fits these exactly; other types are checked value by value
+
+
+def _unheld(datatype: str, data: list) -> object:
+    "The first JSON number its input's datatype cannot hold exactly (its binary form could not carry it); None: every one fits."
+    if datatype not in NUMBER_TYPES or datatype in WIDE_TYPES:
+        return None
+    dtype, nums = np.dtype(NUMBER_TYPES[datatype]), [v for v in data if type(v) in (int, float)]  # others: the rules word them
+    if big := next((v for v in nums if type(v) is int and not -2**64 < v < 2**64), None):
+        return big
+    a = np.asarray(nums, float)
+    if dtype.kind in "iu":
+        fits = (a >= np.iinfo(dtype).min) & (a <= np.iinfo(dtype).max)
+    else:
+        with np.errstate(over="ignore"):
+            fits = a.astype(dtype).astype(float) == a  # a float16 holds every whole number to 2,048, then every other one
+    return None if fits.all() else nums[int(np.argmin(fits))]
+
+
 def _json_elements(t: TensorInput, n: int) -> list:
-    "The elements of an input sent as JSON: `data` flat, or one list per record."
+    "The elements of an input sent as JSON: `data` flat, or one list of one element per record, each one its datatype holds."
     data = t.data
     # row-major nesting, [[v], [v], ...]: the first element tells at once (a generator costs a microsecond an input)
     if data and isinstance(data[0], list) and all(isinstance(v, list) for v in data):
-        data = [x for row in data for x in row]
+        if (j := next((j for j, row in enumerate(data) if len(row) != 1), None)) is not None:
+            raise V2Error(400, f"input {show_value(t.name)}: record {j} holds {len(data[j])} elements; nested data holds "
+                               "one per record, [[v], [v], ...]")
+        data = [row[0] for row in data]
     if len(data) != n:
         raise V2Error(400, f"input {show_value(t.name)}: its shape says {n} elements, its data holds {len(data)}")
+    if (bad := _unheld(t.datatype, data)) is not None:
+        raise V2Error(400, f"input {show_value(t.name)}: {show_value(bad)} does not fit its datatype {t.datatype}; "
+                           "send INT64 (every census number fits it)")
     return data
 
 # %% ../../nbs/06g_tensors.ipynb #fa5776a5

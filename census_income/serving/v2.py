@@ -21,10 +21,10 @@ from .body import read_body
 from .deps import answer_counter, get_model
 from .monitor import REQUEST_ID
 from .scoring import OFF_LOOP_BYTES, ServingModel
-from .tensors import (HEADER_LENGTH, ID_CHARS, MODEL_NAME, NUMBER_TYPES, InferenceRequest,
+from .tensors import (HEADER_LENGTH, ID_CHARS, MODEL_NAME, WIDE_TYPES, InferenceRequest,
     InferenceResponse, V2Error, V2ErrorMessage, infer_response, model_metadata,
     parse_request, request_columns, server_metadata, split_body)
-from ..validation import _none_for_missing, _plain, show_value
+from ..validation import none_for_missing, plainly_valid, show_value
 
 # %% auto #0
 __all__ = ['INFER_ENDPOINT', 'ModelName', 'PLAIN_BODY', 'PLAIN_BYTES', 'IN_ROW_ORDER', 'ROUTES', 'loaded_model', 'v2_error',
@@ -98,7 +98,7 @@ async def v2_model_ready(request: Request, model_name: ModelName, model_version:
 # (each quantifier possessive, `?+` `*+`: what follows it cannot be what it takes, so it never gives back; twice as fast)
 _TEXT = r'"([ !#-\[\]-~]*+)"'  # a string of printable ASCII, no quote nor backslash: its value is the text between the quotes
 _WHOLE = r"(-?(?:0|[1-9][0-9]{0,17}+))"  # a number without fraction or exponent: JSON's int (and Python's `int` of the text)
-_NUMBER_TYPES = "|".join(sorted(NUMBER_TYPES, key=lambda t: t != "INT64"))  # (the common one tried first)
+_NUMBER_TYPES = "|".join(WIDE_TYPES)  # the types that hold every census number (INT64 first); others take the full path
 
 
 def _plain_input(col: str) -> str:
@@ -143,9 +143,9 @@ def plain_request(
     row = list(given := found.groups())[1:-1]
     for j in _NUMBERS_AT:
         row[j] = int(row[j])
-    row = _none_for_missing(row)  # as `record_columns` reads a record, to score it if `_plain` (else it checks it in full)
+    row = none_for_missing(row)  # as `record_columns` reads a record, to score it if `plainly_valid` (else it checks it in full)
     rid = given[0] if given[-1] is None else given[-1]  # (an id before and after the inputs: the last, as pydantic reads it)
-    return (PlainRequest(rid), row) if _plain(row) else None
+    return (PlainRequest(rid), row) if plainly_valid(row) else None
 
 # %% ../../nbs/06l_v2.ipynb #827810ff
 IN_ROW_ORDER = itemgetter(*(FEATURES.index(c) for c in ROW_ORDER))  # a record's values in FEATURES order, in ROW_ORDER

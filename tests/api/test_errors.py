@@ -169,3 +169,30 @@ def test_v2_refuses_the_same_number_in_a_tensor(client, nested):
     assert old in body
     r = client.post(f"/v2/models/{MODEL_NAME}/infer", content=body.replace(old, new), headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"] == f"record 1: age: {ROUNDED} is not a whole number (allowed: 0..120)"
+
+
+def v2_body(change: dict) -> dict:
+    "Two records of EXAMPLE as V2 inputs, with some inputs replaced (name → its tensor's fields)."
+    from census_income.schema import CATEGORICAL
+
+    return {"inputs": [{"name": k, "shape": [2], "datatype": "BYTES" if k in CATEGORICAL else "INT64", "data": [v, v]}
+                       | change.get(k, {}) for k, v in EXAMPLE.items()]}
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    ({"age": {"data": [[], [20, 60]]}}, "input 'age': record 0 holds 0 elements; nested data holds one per record, [[v], [v], ...]"),
+    ({"age": {"data": [[20, 60], []]}}, "input 'age': record 0 holds 2 elements; nested data holds one per record"),
+    ({"fnlgt": {"datatype": "UINT8", "data": [15024, 15024]}}, "input 'fnlgt': 15024 does not fit its datatype UINT8; send INT64"),
+    ({"fnlgt": {"datatype": "INT8", "data": [15024, 15024]}}, "input 'fnlgt': 15024 does not fit its datatype INT8"),
+    ({"fnlgt": {"datatype": "FP16", "data": [15025, 15025]}}, "input 'fnlgt': 15025 does not fit its datatype FP16"),
+])
+def test_v2_json_data_holds_what_its_shape_and_datatype_can(client, change, error):
+    "Nested data is one element per record (never re-cut across records), and a number fits the datatype it is declared as."
+    from census_income.serving.tensors import MODEL_NAME
+
+    r = client.post(f"/v2/models/{MODEL_NAME}/infer", json=v2_body(change))
+    assert r.status_code == 400 and r.json()["error"].startswith(error), r.text
+    one = v2_body({k: {"shape": [1], "data": [v]} | ({"datatype": "UINT8"} if k == "fnlgt" else {}) for k, v in EXAMPLE.items()})
+    one["inputs"] = [t | ({"data": [15024]} if t["name"] == "fnlgt" else {}) for t in one["inputs"]]
+    r = client.post(f"/v2/models/{MODEL_NAME}/infer", json=one)  # one record, as the fast path reads them: the same refusal
+    assert r.status_code == 400 and "15024 does not fit its datatype UINT8" in r.json()["error"], r.text
