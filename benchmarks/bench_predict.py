@@ -14,13 +14,13 @@ import time
 
 import pandas as pd
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
+from pydantic_core import to_json
 
 from census_income.explain import explain, explain_columns
 from census_income.features import ROW_ORDER
 from census_income.predict import Predictor
 from census_income.schema import FEATURES
 from census_income.serving.parsing import PlainRecord, plain_value
-from census_income.serving.schemas import Prediction
 from census_income.serving.scoring import ROW_VALUES
 from census_income.serving.tensors import infer_response
 from census_income.serving.v2 import score_request
@@ -33,9 +33,9 @@ def route_work(predictor: Predictor, one: dict) -> dict:
     v2 = json.dumps({"inputs": [{"name": c, "shape": [1], "datatype": "INT64" if isinstance(one[c], int) else "BYTES",
                                  "data": [one[c]]} for c in FEATURES]}).encode()
 
-    def predict():  # /predict: the loop's check of a body (`plain_value`), the row path, the answer's JSON
-        values = ROW_VALUES(plain_value(PlainRecord, body).__dict__)
-        return Prediction(**predictor.answers(predictor.predict_rows([values]))[0], model_version="v").model_dump_json()
+    def predict():  # /predict: the loop's check of a body (`plain_value`), the row path, the answer's JSON as the route
+        values = ROW_VALUES(plain_value(PlainRecord, body).__dict__)  # writes it (`ServingModel.score_one`'s dict)
+        return to_json(predictor.answers(predictor.predict_rows([values]))[0] | {"model_version": "v"})
 
     def infer():  # V2 infer: the handler's work (`score_request`: read, check, score), the answer's body
         req, _, p, labels = score_request(predictor, v2, b"", 1000, False, [])

@@ -16,7 +16,6 @@ from pydantic import Field, TypeAdapter
 from ..features import ROW_ORDER
 from ..predict import Predictor
 from .parsing import PlainRow
-from .schemas import Prediction
 from .settings import Settings
 from ..validation import Record, RecordRow
 
@@ -143,17 +142,17 @@ class ServingModel(ScoringThread):
         pending, self._pending = self._pending, []
         answer_pending(self.predictor, pending)
 
-    async def score_one(self, record: Record) -> Prediction:
-        "Score one validated record (joining the requests that arrived with it)."
-        values = ROW_VALUES(record.__dict__)
+    async def score_one(self, record: Record) -> dict:
+        "Score one validated record (joining the requests that arrived with it): a dict shaped as `Prediction`."
+        values = ROW_VALUES(record.__dict__)  # (`Predictor.answers` vouches for the label and a finite probability)
         if not self.coalesce:
-            return Prediction(**self.predictor.answers(self.predictor.predict_rows([values]))[0], model_version=self.version)
+            return self.predictor.answers(self.predictor.predict_rows([values]))[0] | {"model_version": self.version}
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((values, fut))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
-        return Prediction(**(await fut), model_version=self.version)
+        return (await fut) | {"model_version": self.version}
 
     def score_many(self, rows: list[RecordRow]) -> dict:
         "Score validated records together, in order: a dict shaped as `BatchPrediction`."
