@@ -523,3 +523,38 @@ def test_a_dask_output_folder_whose_record_or_page_is_a_folder_is_refused_before
     with pytest.raises(ValueError, match=rf"{re.escape(name)} is not a regular file .*: remove it, or choose another output folder"):
         score_dask(str(tmp_path / "in.csv"), out, toy_model_dir, chunk_bytes=20_000, partition_bytes=40_000, n_workers=1)
     assert (out / "scored-old.csv").read_text() == "a previous run's scores" and (out / name).is_dir()
+
+
+# --- adversarial batch: one job's record and outputs stay its own ---------------------------------------------
+
+def census_batch_run(*args, model: Path) -> subprocess.CompletedProcess:
+    "The `census-batch` command run to its end in a real subprocess, on this worktree's package, with `model`."
+    return subprocess.run([str(Path(sys.executable).parent / "census-batch"), *map(str, args), "--model-dir", str(model),
+                           "--params", str(ROOT / "params.yaml")], cwd=ROOT, env=tool_env(PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=300)
+
+
+def refused(proc: subprocess.CompletedProcess, says: str) -> None:
+    "A refusal: exit status 2 and one line naming the problem."
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_job_never_writes_another_jobs_completion_record_or_the_files_it_names(tmp_path, toy_model_dir):
+    "`--rejects a.done.json` replaced job a's record with a CSV, after which a's rejects were anyone's: both refused."
+    source, own = tmp_path / "s.csv", tmp_path / "own"
+    source.write_bytes(lines(GOOD, OTHER))
+    assert census_batch_run(source, "--output", own / "a.csv", model=toy_model_dir).returncode in (0, ALARM_STATUS)
+    before = {p.name: p.read_bytes() for p in own.iterdir()}
+    for args, says in [(("--output", own / "b.csv", "--rejects", own / "a.done.json"), "a.done.json is named as a batch "
+                         "job's completion record (*done.json), which only its own job writes: choose a name"),
+                       (("--output", own / "X.done.json"), "X.done.json is named as a batch job's completion record"),
+                       (("--output", own / "c.csv", "--rejects", own / "a.rejects.csv"),
+                        "a.rejects.csv is an output of the job recorded in")]:
+        refused(census_batch_run(source, *args, model=toy_model_dir), says)
+    assert {p.name: p.read_bytes() for p in own.iterdir()} == before and read_done(own / "a.done.json")
+    (own / "a.done.json").write_text("line,reason,row\n")  # a record written over, or torn by hand: it cannot be read
+    refused(census_batch_run(source, "--output", own / "c.csv", "--rejects", own / "a.rejects.csv", model=toy_model_dir),
+            "a.rejects.csv is named as an output of the job recorded in")
+    assert {p.name: p.read_bytes() for p in own.iterdir()} == before | {"a.done.json": b"line,reason,row\n"}
+    assert census_batch_run(source, "--output", own / "a.csv", model=toy_model_dir).returncode in (0, ALARM_STATUS)
+    assert read_done(own / "a.done.json")["rows_read"] == 2  # job a itself runs again and writes its record anew
