@@ -90,7 +90,7 @@ def _unseen_reason(col: str, reference: dict, unseen: float, rejected: float, un
 def _reasons(col: str, reference: dict, row: dict, t: DriftThresholds, judged: bool) -> list[str]:
     "The reason of every rule that flags this attribute."
     out = []
-    if judged and row["psi"] >= t.psi_flag:
+    if judged and row["psi"] is not None and row["psi"] >= t.psi_flag:  # None: no row of this batch to judge
         out.append(f"PSI {row['psi']:.3f} >= {t.psi_flag} ({row['psi_band']} change)")
     ratio = row["share_ratio"]
     if judged and ratio is not None and abs(math.log(ratio)) >= math.log(t.ratio_flag):
@@ -157,8 +157,8 @@ def compare(
     thresholds: DriftThresholds | Mapping,  # params.yaml's batch.drift (a mapping is checked: `check_thresholds`)
 ) -> dict:  # the drift report: sizes, settings, the flagged attributes, and per attribute its numbers and reasons
     "Compare a batch's counts with the training profile: per attribute PSI, share ratio and unseen share, flagged with reasons."
-    t = check_thresholds(thresholds)
-    judged = counts["rows_scored"] >= t.min_rows
+    t, rows = check_thresholds(thresholds), counts["rows_scored"]
+    judged = rows >= max(t.min_rows, 1)  # no scored row (every one rejected): nothing to judge, whatever min_rows says
     attributes = {c: compare_attribute(reference, counts, c, t, judged) for c in FEATURES}
     together = None if "multivariate" not in reference or "error_sum" not in counts else judge(
         reference["multivariate"], counts["error_sum"], counts["rows_scored"], t.multivariate_level, t.min_rows)
@@ -173,8 +173,8 @@ def compare(
                                            "against the threshold of training chunks (census_income.multivariate)"},
             "psi_floor": PSI_FLOOR, "psi_bands": PSI_BANDS | {"major": "the rest"},
             "thresholds": t.model_dump(), "judged": judged,
-            "note": "" if judged else f"{counts['rows_scored']} scored rows, fewer than {t.min_rows}: PSI and share ratios "
-                                      "are shown but not judged (sampling noise)",
+            "note": "" if judged else f"{rows} scored rows, fewer than {t.min_rows}: PSI and share ratios are shown but not "
+                                      "judged (sampling noise)" if rows else "no scored rows: no PSI or share ratio to judge",
             "flagged": (flagged := [c for c in FEATURES if attributes[c]["flag"]]), "multivariate": together,
             "alarm": bool(flagged) or bool(together and together["alarm"]), "attributes": attributes}
 

@@ -558,3 +558,24 @@ def test_a_job_never_writes_another_jobs_completion_record_or_the_files_it_names
     assert {p.name: p.read_bytes() for p in own.iterdir()} == before | {"a.done.json": b"line,reason,row\n"}
     assert census_batch_run(source, "--output", own / "a.csv", model=toy_model_dir).returncode in (0, ALARM_STATUS)
     assert read_done(own / "a.done.json")["rows_read"] == 2  # job a itself runs again and writes its record anew
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+@pytest.mark.parametrize("min_rows", [0, 1, 2000])
+def test_a_job_whose_every_row_is_rejected_writes_its_drift_report_whatever_min_rows(engine, min_rows, tmp_path,
+                                                                                      toy_model_dir, toy_predictor, thresholds):
+    "No row scored: no PSI to judge. `min_rows: 0` once judged the missing PSI (a TypeError on both engines)."
+    (tmp_path / "in.csv").write_bytes(lines(*[NEGATIVE_AGE] * 3))
+    check = DriftCheck(load_reference(toy_model_dir / "reference.json"), thresholds.model_copy(update={"min_rows": min_rows}))
+    if engine == "local":
+        report = score_csv(tmp_path / "in.csv", tmp_path / "s.csv", tmp_path / "r.csv", toy_predictor, 65_536,
+                           check)
+        written = drift_path(tmp_path / "s.csv")
+    else:
+        report = score_dask(str(tmp_path / "in.csv"), tmp_path / "out", toy_model_dir, chunk_bytes=65_536,
+                            partition_bytes=65_536, n_workers=1, check=check)
+        written = tmp_path / "out" / "drift.json"
+    assert (report["rows_read"], report["rows_scored"], report["rows_rejected"]) == (3, 0, 3)
+    drift = json.loads(written.read_text(), parse_constant=lambda c: pytest.fail(f"drift.json holds {c}"))
+    assert drift == report["drift"] and not drift["judged"] and drift["flagged"] == ["age"]  # unseen: judged at any size
+    assert all(a["psi"] is None for a in drift["attributes"].values())
