@@ -5,6 +5,7 @@
 # %% ../nbs/02c_drift.ipynb #42f63af7
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 
@@ -17,10 +18,11 @@ from .config import DriftThresholds
 from .multivariate import judge
 from .reference import cell_labels, reference_counts
 from .schema import CATEGORICAL, FEATURES, MISSING, NULLABLE
+from .validation import cut
 
 # %% auto #0
 __all__ = ['PSI_FLOOR', 'PSI_BANDS', 'ALARM_STATUS', 'psi', 'psi_band', 'moved_most', 'check_thresholds', 'chi2_p',
-           'compare_attribute', 'compare', 'alarm_line', 'drift_table', 'shifted', 'swapped']
+           'compare_attribute', 'compare', 'alarm_line', 'drift_json', 'drift_table', 'shifted', 'swapped']
 
 # %% ../nbs/02c_drift.ipynb #f5738d2c
 PSI_FLOOR: float = 1e-4  # the smallest share a cell takes on either side, so that PSI stays finite
@@ -192,6 +194,25 @@ def alarm_line(
     together = report.get("multivariate") or {}
     why += [f"multivariate: {together['reason']}"] if together.get("alarm") else []
     return f"drift alarm ({report['rows_scored']:,} rows): {'; '.join(why)}"
+
+# %% ../nbs/02c_drift.ipynb #307cb719
+def _not_finite(value, where: str = "") -> tuple[str, float] | None:
+    "The first number in a report that is not finite (NaN, infinity), and where: its keys joined by dots; None: none."
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, value)
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    return next((bad for k, v in items if (bad := _not_finite(v, f"{where}.{k}" if where else str(k)))), None)
+
+
+def drift_json(
+    report: Mapping,  # a drift report (`compare`, with the estimated performance if asked)
+) -> str:  # the text of drift.json: indented, ending with a newline
+    "The drift report as drift.json holds it: strict JSON, so a report holding NaN or infinity is refused, naming where."
+    if bad := _not_finite(report):
+        raise ValueError(f"the drift report's {cut(bad[0], 120)} is {bad[1]}, which JSON cannot hold: nothing written "
+                         "(the reference profile's numbers are unsound: refit it, the preprocess stage writes it)")
+    return json.dumps(report, indent=1, allow_nan=False) + "\n"
+
 
 # %% ../nbs/02c_drift.ipynb #0b243c83
 def drift_table(

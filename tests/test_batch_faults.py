@@ -22,7 +22,7 @@ import pytest
 from pydantic import ValidationError
 
 from census_income.batch import score_csv
-from census_income.batch_blocks import DriftCheck
+from census_income.batch_blocks import DriftCheck, drift_outputs, no_rows
 from census_income.batch_dask import score_dask
 from census_income.batch_outputs import done_path, drift_path, job_lock, page_path, read_done
 from census_income.config import DriftThresholds, load_params
@@ -31,7 +31,7 @@ from census_income.explain import explain
 from census_income.fileio import atomic_file
 from census_income.predict import Predictor
 from census_income.pydantic_errors import describe_error
-from census_income.reference import fit_reference, load_reference, save_reference
+from census_income.reference import checksum, fit_reference, load_reference, save_reference, tally
 from census_income.schema import CATEGORICAL, CATEGORIES, FEATURES, RANGES
 from census_income.toy import toy_model_folder
 from census_income.validation import EXAMPLE, Record, RecordError, category_error, whole_error
@@ -46,10 +46,14 @@ THRESHOLDS = {"psi_flag": 0.25, "ratio_flag": 2.0, "ratio_min_share": 0.05, "rat
 def toy_model_dir(tmp_path_factory) -> Path:
     "A toy model folder shaped like the trained one (five members, embeddings) with a training profile beside it."
     folder = toy_model_folder(tmp_path_factory.mktemp("model"), members=5, n_frequencies=8, d_embedding=8, hidden=16)
-    every = pd.DataFrame({c: (list(CATEGORIES[c]) * 42)[:42] if c in CATEGORICAL else np.linspace(*RANGES[c], 42).round()
-                          for c in FEATURES})
-    save_reference(fit_reference(every), folder / "reference.json")
+    save_reference(fit_reference(every_value()), folder / "reference.json")
     return folder
+
+
+def every_value() -> pd.DataFrame:
+    "42 rows holding every category and numbers across every range: what the toy model's profiles are fitted on."
+    return pd.DataFrame({c: (list(CATEGORIES[c]) * 42)[:42] if c in CATEGORICAL else np.linspace(*RANGES[c], 42).round()
+                         for c in FEATURES})
 
 
 @pytest.fixture(scope="module")
@@ -579,3 +583,40 @@ def test_a_job_whose_every_row_is_rejected_writes_its_drift_report_whatever_min_
     drift = json.loads(written.read_text(), parse_constant=lambda c: pytest.fail(f"drift.json holds {c}"))
     assert drift == report["drift"] and not drift["judged"] and drift["flagged"] == ["age"]  # unseen: judged at any size
     assert all(a["psi"] is None for a in drift["attributes"].values())
+
+
+
+def toy_profile() -> dict:
+    "A profile of `every_value` with its multivariate part, as the preprocess stage writes one (params.yaml: profile)."
+    profile = fit_reference(every_value(), load_params(ROOT / "params.yaml").profile)
+    # these 42 rows hold each category equally often: a constant attribute's scale, float noise, rounds to 0 (refused)
+    profile["multivariate"]["scale"] = [s or 1.0 for s in profile["multivariate"]["scale"]]
+    return profile | {"checksum": checksum({k: v for k, v in profile.items() if k != "checksum"})}
+
+
+@pytest.mark.parametrize("part", [{"scale": [1e-320] * 14}, {"components": [[1e308] * 14]}], ids=["scale", "components"])
+def test_a_sealed_profile_whose_numbers_overflow_is_refused_before_any_work(part, tmp_path, toy_model_dir):
+    "Finite numbers, the checksum right: the job once overflowed every row's error and wrote a bare NaN into drift.json."
+    profile = toy_profile()
+    profile["multivariate"] |= part
+    profile["checksum"] = checksum({k: v for k, v in profile.items() if k != "checksum"})
+    save_reference(profile, tmp_path / "reference.json")
+    (tmp_path / "in.csv").write_bytes(lines(GOOD, OTHER))
+    proc = census_batch_run(tmp_path / "in.csv", "--output", tmp_path / "out" / "s.csv", "--reference",
+                            tmp_path / "reference.json", model=toy_model_dir)
+    refused(proc, f"ReferenceFileError: reference profile {tmp_path / 'reference.json'} is unusable: the multivariate "
+                  f"part's {next(iter(part))} holds ")
+    assert "RuntimeWarning" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_drift_report_holding_nan_is_never_written(tmp_path, toy_model_dir, toy_predictor, thresholds):
+    "drift.json is strict JSON: a report whose numbers went wrong is refused, naming where, and no file is left."
+    profile = toy_profile()
+    counts = tally(profile, every_value().iloc[:5]) | {"error_sum": float("nan")}
+    check = DriftCheck(profile, thresholds.model_copy(update={"min_rows": 1}))
+    with pytest.raises(ValueError, match=r"the drift report's multivariate\.error is nan, which JSON cannot hold: nothing written"):
+        with atomic_file(tmp_path / "drift.json") as tmp:
+            drift_outputs(counts, check, [tmp], toy_predictor)
+    assert list(tmp_path.iterdir()) == []
+    assert json.loads((drift_outputs(no_rows(profile, toy_predictor), check, [tmp_path / "ok.json"], toy_predictor),
+                       (tmp_path / "ok.json").read_text())[1])["rows_scored"] == 0
