@@ -68,6 +68,9 @@ def check_thresholds(
     "Refuse thresholds that are missing or make no sense, naming them; the rule is params.yaml's (`config.DriftThresholds`)."
     if isinstance(thresholds, DriftThresholds):
         return thresholds
+    if not isinstance(thresholds, Mapping):
+        raise ValueError(f"drift thresholds {cut(repr(thresholds), 60)} are not a mapping: give params.yaml's batch.drift "
+                         f"(`load_params(...).batch.drift`) or a mapping of {', '.join(DriftThresholds.model_fields)}")
     try:
         return DriftThresholds.model_validate(dict(thresholds))
     except ValidationError as err:

@@ -620,3 +620,15 @@ def test_a_drift_report_holding_nan_is_never_written(tmp_path, toy_model_dir, to
     assert list(tmp_path.iterdir()) == []
     assert json.loads((drift_outputs(no_rows(profile, toy_predictor), check, [tmp_path / "ok.json"], toy_predictor),
                        (tmp_path / "ok.json").read_text())[1])["rows_scored"] == 0
+
+
+# --- adversarial batch: messages say what is wrong, where, and what to give ------------------------------------
+
+@pytest.mark.parametrize("given", ["psi", 0.25, ["psi_flag", 0.25], b"x" * 5000], ids=["text", "number", "list", "long bytes"])
+def test_drift_thresholds_that_are_not_a_mapping_say_what_they_must_be(given, toy_model_dir):
+    "`DriftCheck(ref, thresholds='psi')` said 'dictionary update sequence element #0 has length 1; 2 is required'."
+    with pytest.raises(ValueError) as err:
+        DriftCheck(load_reference(toy_model_dir / "reference.json"), given)
+    said = str(err.value)
+    assert said.startswith(f"drift thresholds {repr(given)[:60]}") and "are not a mapping: give params.yaml's batch.drift" in said
+    assert "psi_flag, ratio_flag" in said and len(said) < 400 and "\n" not in said
