@@ -632,3 +632,15 @@ def test_drift_thresholds_that_are_not_a_mapping_say_what_they_must_be(given, to
     said = str(err.value)
     assert said.startswith(f"drift thresholds {repr(given)[:60]}") and "are not a mapping: give params.yaml's batch.drift" in said
     assert "psi_flag, ratio_flag" in said and len(said) < 400 and "\n" not in said
+
+
+@pytest.mark.parametrize("pinned", ["f" * 5000, "0" * 16 + "\n" + "0" * 16, "\x1b[2J" + "f" * 32],
+                         ids=["5000 characters", "a newline", "a terminal escape"])
+def test_a_pinned_version_is_echoed_on_one_line_and_cut(pinned, tmp_path, toy_model_dir, toy_predictor):
+    "`--model-version` came back whole and raw: 5,000 characters, or a line split in two, in the refusal."
+    (tmp_path / "in.csv").write_bytes(lines(GOOD))
+    proc = census_batch_run(tmp_path / "in.csv", "--output", tmp_path / "s.csv", "--model-version", pinned, model=toy_model_dir)
+    refused(proc, f"but the files are version {toy_predictor.version}: they were changed or replaced")
+    shown = proc.stderr.split("expected model version ", 1)[1].split(" but the files", 1)[0]
+    assert shown == (pinned[:60] + "... (5,000 characters)" if len(pinned) > 60 else repr(pinned))
+    assert len(proc.stderr) < 500 and "\x1b" not in proc.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
