@@ -131,6 +131,9 @@ def _dask_files(
     paths = sorted(glob.glob(str(Path(inputs) / "*.csv"))) if Path(inputs).is_dir() else sorted(glob.glob(str(inputs)))
     if not paths:
         raise CensusDataError(str(inputs), ["no CSV file matches: give a file, a folder or a glob of census CSVs"])
+    if not str(out_dir):  # not this folder: an empty --output is a script's unset variable, more likely than a wish
+        raise ValueError("the output folder '' names no folder: give a folder for engine dask's outputs "
+                         "(census-batch --engine dask --output out/scored)")
     out = Path(out_dir).resolve()
     if any(Path(p).resolve().parent == out for p in paths):
         raise ValueError(f"the output folder {out} holds input files: choose another folder for the output")

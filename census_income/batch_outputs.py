@@ -39,6 +39,9 @@ def companion(
 ) -> Path:  # beside the output: `a.csv` → `a.<kind>`; any other name keeps its suffix: `a.txt` → `a.txt.<kind>`
     "The name of a file a job writes beside its output, made from the output's whole name: two jobs never share one."
     p = Path(output_path)
+    if not p.name:  # '', '.' or '/': no file to name the companions after
+        raise ValueError(f"the output path {cut(repr(str(output_path)), 200)} names no file: give a file for the scored "
+                         "rows (census-batch --output out/scored.csv)")
     return p.with_name(f"{p.stem if p.suffix == '.csv' else p.name}.{kind}")
 
 # %% ../nbs/07c_batch_outputs.ipynb #b8804c11

@@ -644,3 +644,18 @@ def test_a_pinned_version_is_echoed_on_one_line_and_cut(pinned, tmp_path, toy_mo
     shown = proc.stderr.split("expected model version ", 1)[1].split(" but the files", 1)[0]
     assert shown == (pinned[:60] + "... (5,000 characters)" if len(pinned) > 60 else repr(pinned))
     assert len(proc.stderr) < 500 and "\x1b" not in proc.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+@pytest.mark.parametrize(("engine", "output", "says"), [
+    ("local", "", "the output path '' names no file: give a file for the scored rows (census-batch --output out/scored.csv)"),
+    ("local", ".", "the output path '.' names no file: give a file"),
+    ("dask", "", "the output folder '' names no folder: give a folder for engine dask's outputs"),
+])
+def test_an_output_that_names_nothing_is_refused_saying_what_to_give(engine, output, says, tmp_path, toy_model_dir):
+    "`--output ''` said \"PosixPath('.') has an empty name\"; with Dask it wrote into the working folder."
+    (tmp_path / "in.csv").write_bytes(lines(GOOD))
+    proc = subprocess.run([str(Path(sys.executable).parent / "census-batch"), str(tmp_path / "in.csv"), "--output", output,
+                           "--engine", engine, "--model-dir", str(toy_model_dir), "--params", str(ROOT / "params.yaml")],
+                          cwd=tmp_path, env=tool_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+    refused(proc, f"census-batch: ValueError: {says}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
