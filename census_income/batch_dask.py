@@ -35,12 +35,14 @@ def plan_partitions(
     for path in paths:
         with open(path, "rb") as f:
             f.readline(MAX_LINE_BYTES)  # the header: every partition's task reads it again for the column names
-            start, line = f.tell(), 2
+            start, line, first = f.tell(), 2, len(parts)
             while data := f.read(partition_bytes):
                 while not data.endswith(b"\n") and (rest := f.readline(MAX_LINE_BYTES)):
                     data += rest  # up to the end of the line
                 parts.append({"path": str(path), "start": start, "end": start + len(data), "first_line": line})
                 start, line = start + len(data), line + data.count(b"\n")
+            if len(parts) == first:  # no line after the header: one empty partition, so the file gets what one process
+                parts.append({"path": str(path), "start": start, "end": start, "first_line": line})  # gives it: 0-row outputs
     return parts
 
 # %% ../nbs/07d_batch_dask.ipynb #f047f2bf

@@ -659,3 +659,18 @@ def test_an_output_that_names_nothing_is_refused_saying_what_to_give(engine, out
                           cwd=tmp_path, env=tool_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
     refused(proc, f"census-batch: ValueError: {says}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_a_header_only_file_gives_zero_row_outputs_on_dask_as_in_one_process(tmp_path, toy_model_dir):
+    "Dask exited 2 with 'All `iterables` must have a non-zero length' where the local engine wrote 0-row outputs, exit 0."
+    (tmp_path / "h.csv").write_bytes(HEADER + b"\n")
+    local = census_batch_run(tmp_path / "h.csv", "--output", tmp_path / "one" / "s.csv", model=toy_model_dir)
+    dask = census_batch_run(tmp_path / "h.csv", "--output", tmp_path / "dask", "--engine", "dask", "--n-workers", "1",
+                            model=toy_model_dir)
+    assert local.returncode == dask.returncode == 0, (local.stderr, dask.stderr[-3000:])
+    assert "0 rows read, 0 scored, 0 rejected" in local.stderr and "0 rows read, 0 scored, 0 rejected" in dask.stderr
+    one, many = tmp_path / "one", tmp_path / "dask"
+    assert [p.read_bytes() for p in (one / "s.csv", one / "s.rejects.csv")] == \
+        [p.read_bytes() for p in (*many.glob("scored-h-*.csv"), *many.glob("rejects-h-*.csv"))] == [b"", b"line,reason,row\n"]
+    assert json.loads((one / "s.drift.json").read_text()) == json.loads((many / "drift.json").read_text())
+    assert read_done(one / "s.done.json")["rows_read"] == read_done(many / "done.json")["rows_read"] == 0
