@@ -9,7 +9,6 @@ __all__ = ['OUTPUT_COLUMNS', 'distinct_values', 'split_chunk', 'score_rows', 'sc
 # %% ../nbs/07b_batch_blocks.ipynb #db12d67a
 import contextlib
 import csv
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow.csv as pacsv
 from .cbpe import check_performance_inputs, check_settings, performance_report, score_counts
 from .clean import CensusDataError
 from .config import BatchConfig, DriftThresholds, PerformanceSettings
-from .drift import check_thresholds, compare
+from .drift import check_thresholds, compare, drift_json
 from .reference import ReferenceFileError, add_tallies, check_reference, tally
 from .fileio import atomic_file
 from .predict import Predictor
@@ -156,7 +155,7 @@ def drift_outputs(
     if not tmps:
         return {"drift_counts": counts}
     drift = drift_report(counts, check, predictor)
-    tmps[0].write_text(json.dumps(drift, indent=1) + "\n", encoding="utf-8")
+    tmps[0].write_text(drift_json(drift), encoding="utf-8")  # strict JSON: a NaN is refused, not written
     return {"drift_counts": counts, "drift": drift}
 
 # %% ../nbs/07b_batch_blocks.ipynb #42b8cab6

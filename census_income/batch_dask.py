@@ -35,12 +35,14 @@ def plan_partitions(
     for path in paths:
         with open(path, "rb") as f:
             f.readline(MAX_LINE_BYTES)  # the header: every partition's task reads it again for the column names
-            start, line = f.tell(), 2
+            start, line, first = f.tell(), 2, len(parts)
             while data := f.read(partition_bytes):
                 while not data.endswith(b"\n") and (rest := f.readline(MAX_LINE_BYTES)):
                     data += rest  # up to the end of the line
                 parts.append({"path": str(path), "start": start, "end": start + len(data), "first_line": line})
                 start, line = start + len(data), line + data.count(b"\n")
+            if len(parts) == first:  # no line after the header: one empty partition, so the file gets what one process
+                parts.append({"path": str(path), "start": start, "end": start, "first_line": line})  # gives it: 0-row outputs
     return parts
 
 # %% ../nbs/07d_batch_dask.ipynb #f047f2bf
@@ -131,6 +133,9 @@ def _dask_files(
     paths = sorted(glob.glob(str(Path(inputs) / "*.csv"))) if Path(inputs).is_dir() else sorted(glob.glob(str(inputs)))
     if not paths:
         raise CensusDataError(str(inputs), ["no CSV file matches: give a file, a folder or a glob of census CSVs"])
+    if not str(out_dir):  # not this folder: an empty --output is a script's unset variable, more likely than a wish
+        raise ValueError("the output folder '' names no folder: give a folder for engine dask's outputs "
+                         "(census-batch --engine dask --output out/scored)")
     out = Path(out_dir).resolve()
     if any(Path(p).resolve().parent == out for p in paths):
         raise ValueError(f"the output folder {out} holds input files: choose another folder for the output")

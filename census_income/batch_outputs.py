@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from .clean import CensusDataError
 from .fileio import atomic_file
+from .validation import cut
 
 # %% ../nbs/07c_batch_outputs.ipynb #16d74dee
 REJECTS_CSV, DRIFT_JSON, REPORT_HTML, DONE_JSON = "rejects.csv", "drift.json", "report.html", "done.json"  # a job's files' names:
@@ -38,6 +39,9 @@ def companion(
 ) -> Path:  # beside the output: `a.csv` → `a.<kind>`; any other name keeps its suffix: `a.txt` → `a.txt.<kind>`
     "The name of a file a job writes beside its output, made from the output's whole name: two jobs never share one."
     p = Path(output_path)
+    if not p.name:  # '', '.' or '/': no file to name the companions after
+        raise ValueError(f"the output path {cut(repr(str(output_path)), 200)} names no file: give a file for the scored "
+                         "rows (census-batch --output out/scored.csv)")
     return p.with_name(f"{p.stem if p.suffix == '.csv' else p.name}.{kind}")
 
 # %% ../nbs/07c_batch_outputs.ipynb #b8804c11
@@ -230,22 +234,39 @@ def write_done(
     return done
 
 # %% ../nbs/07c_batch_outputs.ipynb #52ef3ba8
+def _named_by(
+    record: Path,  # a file named like a completion record (`*done.json`)
+) -> tuple[set[Path], bool]:  # the files it protects; whether it could be read
+    "The outputs a record lists; for one that cannot be read, those its name says it would list (its job's files stay whole)."
+    try:
+        return {Path(p) for p in json.loads(record.read_text(encoding="utf-8"))["outputs"]}, True
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # torn, edited, or a job's CSV written over it
+        pass
+    if record.name == DONE_JSON:  # a Dask output folder's record: the folder's partitions, report and page
+        return {p for p in record.parent.glob("*") if p.name.startswith(("scored-", "rejects-"))
+                or p.name in (DRIFT_JSON, REPORT_HTML)}, False
+    base = record.name.removesuffix(f".{DONE_JSON}")  # `companion` backwards: the output `base.csv` (or `base`)
+    return {record.parent / n for n in (f"{base}.csv", base, *(f"{base}.{k}" for k in (REJECTS_CSV, DRIFT_JSON, REPORT_HTML)))}, False
+
+
 def check_owners(
     outputs: Sequence[Path],  # the files a job is about to write
     record: Path,  # its own completion record (which may name them: a rerun replaces its own outputs)
 ) -> None:
-    "Refuse outputs that another job's completion record, in any of their folders, names: that job's files stay whole."
-    mine = {Path(p).resolve() for p in outputs}
+    "Refuse outputs named as another job's completion record, or that one, in any of their folders, names: that job's files stay whole."
+    mine, own = {Path(p).resolve() for p in outputs}, Path(record).resolve()
+    if clash := sorted(p for p in mine if p.name.endswith(DONE_JSON) and p != own):  # a record, existing or to come
+        raise ValueError(f"the output {cut(str(clash[0]), 200)} is named as a batch job's completion record "
+                         f"(*{DONE_JSON}), which only its own job writes: choose a name that does not end in {DONE_JSON}")
     for folder in sorted({p.parent for p in mine}):
         for other in sorted(folder.glob(f"*{DONE_JSON}")):
-            if other.resolve() == Path(record).resolve():
+            if other.resolve() == own:
                 continue
-            taken = set()
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):  # not a record: not a job's
-                taken = mine & {Path(p) for p in json.loads(other.read_text(encoding="utf-8"))["outputs"]}
-            if taken:
-                raise FileExistsError(f"{min(taken)} is an output of the job recorded in {other}: choose another name "
-                                      "(or remove that job's record to let this job replace its files)")
+            named, read = _named_by(other.resolve())
+            if taken := mine & named:
+                raise FileExistsError(f"{cut(str(min(taken)), 200)} is {'an' if read else 'named as an'} output of the job "
+                                      f"recorded in {cut(str(other), 200)}{'' if read else ', which cannot be read'}: choose "
+                                      "another name (or remove that job's record to let this job replace its files)")
 
 # %% ../nbs/07c_batch_outputs.ipynb #8694e0c2
 def read_done(

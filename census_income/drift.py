@@ -5,6 +5,7 @@
 # %% ../nbs/02c_drift.ipynb #42f63af7
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 
@@ -17,10 +18,11 @@ from .config import DriftThresholds
 from .multivariate import judge
 from .reference import cell_labels, reference_counts
 from .schema import CATEGORICAL, FEATURES, MISSING, NULLABLE
+from .validation import cut
 
 # %% auto #0
 __all__ = ['PSI_FLOOR', 'PSI_BANDS', 'ALARM_STATUS', 'psi', 'psi_band', 'moved_most', 'check_thresholds', 'chi2_p',
-           'compare_attribute', 'compare', 'alarm_line', 'drift_table', 'shifted', 'swapped']
+           'compare_attribute', 'compare', 'alarm_line', 'drift_json', 'drift_table', 'shifted', 'swapped']
 
 # %% ../nbs/02c_drift.ipynb #f5738d2c
 PSI_FLOOR: float = 1e-4  # the smallest share a cell takes on either side, so that PSI stays finite
@@ -66,6 +68,9 @@ def check_thresholds(
     "Refuse thresholds that are missing or make no sense, naming them; the rule is params.yaml's (`config.DriftThresholds`)."
     if isinstance(thresholds, DriftThresholds):
         return thresholds
+    if not isinstance(thresholds, Mapping):
+        raise ValueError(f"drift thresholds {cut(repr(thresholds), 60)} are not a mapping: give params.yaml's batch.drift "
+                         f"(`load_params(...).batch.drift`) or a mapping of {', '.join(DriftThresholds.model_fields)}")
     try:
         return DriftThresholds.model_validate(dict(thresholds))
     except ValidationError as err:
@@ -90,7 +95,7 @@ def _unseen_reason(col: str, reference: dict, unseen: float, rejected: float, un
 def _reasons(col: str, reference: dict, row: dict, t: DriftThresholds, judged: bool) -> list[str]:
     "The reason of every rule that flags this attribute."
     out = []
-    if judged and row["psi"] >= t.psi_flag:
+    if judged and row["psi"] is not None and row["psi"] >= t.psi_flag:  # None: no row of this batch to judge
         out.append(f"PSI {row['psi']:.3f} >= {t.psi_flag} ({row['psi_band']} change)")
     ratio = row["share_ratio"]
     if judged and ratio is not None and abs(math.log(ratio)) >= math.log(t.ratio_flag):
@@ -157,8 +162,8 @@ def compare(
     thresholds: DriftThresholds | Mapping,  # params.yaml's batch.drift (a mapping is checked: `check_thresholds`)
 ) -> dict:  # the drift report: sizes, settings, the flagged attributes, and per attribute its numbers and reasons
     "Compare a batch's counts with the training profile: per attribute PSI, share ratio and unseen share, flagged with reasons."
-    t = check_thresholds(thresholds)
-    judged = counts["rows_scored"] >= t.min_rows
+    t, rows = check_thresholds(thresholds), counts["rows_scored"]
+    judged = rows >= max(t.min_rows, 1)  # no scored row (every one rejected): nothing to judge, whatever min_rows says
     attributes = {c: compare_attribute(reference, counts, c, t, judged) for c in FEATURES}
     together = None if "multivariate" not in reference or "error_sum" not in counts else judge(
         reference["multivariate"], counts["error_sum"], counts["rows_scored"], t.multivariate_level, t.min_rows)
@@ -173,8 +178,8 @@ def compare(
                                            "against the threshold of training chunks (census_income.multivariate)"},
             "psi_floor": PSI_FLOOR, "psi_bands": PSI_BANDS | {"major": "the rest"},
             "thresholds": t.model_dump(), "judged": judged,
-            "note": "" if judged else f"{counts['rows_scored']} scored rows, fewer than {t.min_rows}: PSI and share ratios "
-                                      "are shown but not judged (sampling noise)",
+            "note": "" if judged else f"{rows} scored rows, fewer than {t.min_rows}: PSI and share ratios are shown but not "
+                                      "judged (sampling noise)" if rows else "no scored rows: no PSI or share ratio to judge",
             "flagged": (flagged := [c for c in FEATURES if attributes[c]["flag"]]), "multivariate": together,
             "alarm": bool(flagged) or bool(together and together["alarm"]), "attributes": attributes}
 
@@ -192,6 +197,25 @@ def alarm_line(
     together = report.get("multivariate") or {}
     why += [f"multivariate: {together['reason']}"] if together.get("alarm") else []
     return f"drift alarm ({report['rows_scored']:,} rows): {'; '.join(why)}"
+
+# %% ../nbs/02c_drift.ipynb #307cb719
+def _not_finite(value, where: str = "") -> tuple[str, float] | None:
+    "The first number in a report that is not finite (NaN, infinity), and where: its keys joined by dots; None: none."
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, value)
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    return next((bad for k, v in items if (bad := _not_finite(v, f"{where}.{k}" if where else str(k)))), None)
+
+
+def drift_json(
+    report: Mapping,  # a drift report (`compare`, with the estimated performance if asked)
+) -> str:  # the text of drift.json: indented, ending with a newline
+    "The drift report as drift.json holds it: strict JSON, so a report holding NaN or infinity is refused, naming where."
+    if bad := _not_finite(report):
+        raise ValueError(f"the drift report's {cut(bad[0], 120)} is {bad[1]}, which JSON cannot hold: nothing written "
+                         "(the reference profile's numbers are unsound: refit it, the preprocess stage writes it)")
+    return json.dumps(report, indent=1, allow_nan=False) + "\n"
+
 
 # %% ../nbs/02c_drift.ipynb #0b243c83
 def drift_table(

@@ -13,7 +13,7 @@ import numpy as np
 from .config import ProfileConfig
 
 # %% auto #0
-__all__ = ['DECIMALS', 'KEYS', 'fit_components', 'errors', 'fit_multivariate', 'threshold', 'judge', 'problems']
+__all__ = ['DECIMALS', 'KEYS', 'LARGEST', 'fit_components', 'errors', 'fit_multivariate', 'threshold', 'judge', 'problems']
 
 # %% ../nbs/02e_multivariate.ipynb #1ff5d259
 DECIMALS: int = 5  # the profile's numbers are written rounded to this: a reader needs no more, last-bit noise stays below it
@@ -101,6 +101,9 @@ def judge(
 
 # %% ../nbs/02e_multivariate.ipynb #076465fe
 KEYS: frozenset[str] = frozenset({"variance", "folds", "chunk_rows", "mean", "scale", "components", "chunk_errors"})
+LARGEST: float = 1e6  # the most a mean, scale, chunk error or chunk_rows may be: a cell stands for a share (0..1) or a
+# bin's order, a chunk error is a mean squared distance of 14 standardised numbers (about 5 on the census), and params.yaml
+# caps profile.chunk_rows at 1,000,000; the least scale is 10**-DECIMALS, the smallest positive number a profile writes
 
 
 def problems(
@@ -122,6 +125,16 @@ def problems(
         return [f"the multivariate part's mean, scale and components do not have the {n_attributes} attributes"]
     if not all(np.isfinite(a).all() for a in (mean, scale, v, chunk)) or chunk.ndim != 1 or not (scale > 0).all():
         return ["the multivariate part holds numbers that are not finite, or a scale that is not positive"]
-    if not len(chunk) or (np.diff(chunk) < 0).any() or not isinstance(rows, int) or rows < 1:
-        return ["the multivariate part's chunk errors are not sorted numbers from chunks of at least one row"]
+    if not len(chunk) or (np.diff(chunk) < 0).any() or not isinstance(rows, int) or not 1 <= rows <= LARGEST:
+        return [f"the multivariate part's chunk errors are not sorted numbers from chunks of 1 to {LARGEST:,.0f} rows: "
+                "refit the profile (the preprocess stage writes it)"]
+    bounds = {"mean": (mean, -LARGEST, LARGEST), "scale": (scale, 10.0**-DECIMALS, LARGEST), "components": (v, -1.0, 1.0),
+              "chunk_errors": (chunk, 0.0, LARGEST)}  # beyond these, a row's error overflows to infinity and NaN
+    for key, (a, lo, hi) in bounds.items():
+        if (out := a[(a < lo) | (a > hi)]).size:
+            return [f"the multivariate part's {key} holds {out[0]:.3g}, outside {lo:g}..{hi:g}, the numbers a profile of "
+                    "census cells holds: refit the profile (the preprocess stage writes it)"]
+    if np.abs(v @ v.T - np.eye(len(v))).max() > 1e-3:  # rounded to DECIMALS: 1e-5 off on the census
+        return ["the multivariate part's components are not orthonormal rows (within 0.001): refit the profile "
+                "(the preprocess stage writes it)"]
     return []

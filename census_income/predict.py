@@ -18,7 +18,7 @@ from .features import ROW_ORDER, Encoder
 from .metrics import decide
 from .network import FEW_ROWS, MANIFEST, MODEL_DIR, WEIGHTS, ModelFilesError, Network
 from .schema import CATEGORICAL, CLASSES, CONTINUOUS
-from .validation import EXAMPLE, as_numbers, record_columns
+from .validation import EXAMPLE, as_numbers, cut, record_columns
 
 # %% auto #0
 __all__ = ['JSON_LIMIT', 'WEIGHTS_LIMIT', 'NAMED_FILES', 'file_digest', 'model_version', 'read_model_file', 'read_model_folder',
@@ -81,8 +81,9 @@ def read_model_folder(
         raise ModelFilesError(f"{MANIFEST} lacks {', '.join(missing)}: it was not written by this version's "
                               "train stage (retrain: `make pipeline`)")
     found = model_version(manifest)
-    if version is not None and found != version:
-        raise ModelFilesError(f"expected model version {version} but the files are version {found}: they were changed or "
+    if version is not None and found != version:  # the pin comes from a flag or a variable: one line, cut
+        pinned = cut(version if version.isprintable() else repr(version), 60)
+        raise ModelFilesError(f"expected model version {pinned} but the files are version {found}: they were changed or "
                               "replaced since the deploy step pinned them (restore them: `dvc checkout`, or deploy again)")
     if found != manifest["version"]:
         raise ModelFilesError(f"{MANIFEST} hashes to {found} but says version {manifest['version']!r}: it was edited, "

@@ -17,7 +17,7 @@ from .batch_blocks import DriftCheck, check_drift_inputs, drift_report
 from .batch_page import page_html, reject_summary
 from .cbpe import score_counts
 from .config import BatchConfig, Paths, params_option
-from .drift import ALARM_STATUS, alarm_line
+from .drift import ALARM_STATUS, alarm_line, drift_json
 from .reference import add_tallies, load_reference, tally
 from .fileio import atomic_file
 from .predict import Predictor
@@ -151,7 +151,7 @@ def write_outputs(report_path, job: dict, source: str) -> list[str]:
     "Write the drift report (as census-batch's drift.json) and its page, each atomically; the paths written."
     outputs = [str(report_path), str(page_of(report_path))]
     with atomic_file(report_path) as tmp:
-        tmp.write_text(json.dumps(job["drift"], indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(drift_json(job["drift"]), encoding="utf-8")  # as census-batch's drift.json: strict JSON
     with atomic_file(outputs[1]) as tmp:
         tmp.write_text(page_html(job, source, reject_summary([]), outputs, title="Traffic monitor"), encoding="utf-8")
     return outputs

@@ -18,7 +18,7 @@ from census_income.batch import score_csv
 from census_income.clean import MAX_LINE_BYTES, CensusDataError, clean_census
 from census_income.predict import Predictor
 from census_income.schema import COLUMNS, FEATURES
-from census_income.validation import EXAMPLE, RecordError
+from census_income.validation import EXAMPLE, RecordError, category_error, whole_error
 
 HEADER = ", ".join(COLUMNS).encode()
 GOOD = b"39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K"
@@ -159,3 +159,22 @@ def test_the_scored_file_keeps_every_column_of_the_input(tmp_path, quick_predict
     with open(tmp_path / "in.csv", newline="") as f:
         first = [v.strip() for v in list(csv.reader(f))[1]]
     assert scored.loc[0, list(COLUMNS)].tolist() == first and set(FEATURES) < set(scored.columns)
+
+
+OTHER_SPACES = ["\x1c", "\x85", "\u00a0", "\u3000", "\u2028", "\x0b", "\x0c"]  # white space to str.strip, not to a CSV
+
+
+@pytest.mark.parametrize("space", OTHER_SPACES, ids=repr)
+def test_only_spaces_and_tabs_are_trimmed_around_a_value(tmp_path, quick_predictor, space):
+    "`\\x1c44`, `\\u00a044`, `44\\u3000` were read as 44 (Unicode trimming) where the API refuses them: now a reject each."
+    bad = {3: GOOD.replace(b"39,", f"{space}44,".encode(), 1), 4: GOOD.replace(b" 77516,", f" 77516{space},".encode()),
+           5: GOOD.replace(b" State-gov", f" {space}State-gov".encode())}
+    reasons = {3: whole_error("age", f"{space}44"), 4: whole_error("fnlgt", f"77516{space}"),
+               5: category_error("workclass", f"{space}State-gov")}
+    path = build(tmp_path, bad | {6: GOOD.replace(b"39,", b"\t44\t,", 1)})  # a tab is trimmed as a space is
+    report, scored, rejects = run_batch(path, quick_predictor)
+    assert dict(zip(rejects["line"].astype(int), rejects["reason"], strict=True)) == reasons
+    assert scored.loc[scored["line"] == "6", "age"].tolist() == ["44"] and report["rows_scored"] == 37
+    with pytest.raises(CensusDataError) as err:
+        clean_census(path)
+    assert err.value.problems == [f"line {line}: {reason}" for line, reason in reasons.items()]

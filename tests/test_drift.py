@@ -18,6 +18,7 @@ from census_income.reference import (
     ReferenceFileError,
     add_tallies,
     check_reference,
+    checksum,
     fit_reference,
     load_reference,
     reference_counts,
@@ -235,3 +236,32 @@ def test_counting_refuses_values_outside_the_schema(reference, split):
     with pytest.raises(ValueError, match=r"race: \['Martian'\] not in the schema"):
         tally(reference, split[1].assign(race="Martian"))
     assert set(CATEGORICAL) | set(CONTINUOUS) == set(tally(reference, split[1].iloc[:3])["cells"])
+
+
+def resealed(reference: dict, **multivariate) -> dict:
+    "The profile with parts of its multivariate part replaced, and its checksum written anew: only the numbers can tell."
+    bad = json.loads(json.dumps(reference))
+    bad["multivariate"].update(multivariate)
+    return {k: v for k, v in bad.items() if k != "checksum"} | {"checksum": checksum({k: v for k, v in bad.items() if k != "checksum"})}
+
+
+DEGENERATE = {  # what the multivariate part holds: what the refusal says
+    "a subnormal scale": ({"scale": [1e-320] * 14}, "the multivariate part's scale holds 1e-320, outside 1e-05..1e+06"),
+    "huge components": ({"components": [[1e308] * 14]}, "the multivariate part's components holds 1e+308, outside -1..1"),
+    "a huge mean": ({"mean": [1e300] * 14}, "the multivariate part's mean holds 1e+300, outside -1e+06..1e+06"),
+    "a negative chunk error": ({"chunk_errors": [-1.0, 1.0]}, "the multivariate part's chunk_errors holds -1, outside 0..1e+06"),
+    "components not orthonormal": ({"components": [[0.5] * 14]}, "the multivariate part's components are not orthonormal"),
+    "chunks of 10**400 rows": ({"chunk_rows": 10**400}, "the multivariate part's chunk errors are not sorted numbers from chunks of 1 to 1,000,000 rows"),
+}
+
+
+@pytest.mark.parametrize("how", DEGENERATE)
+def test_a_sealed_profile_with_degenerate_numbers_is_refused(reference, tmp_path, how):
+    "Finite numbers with the checksum right once overflowed every row's error: the job wrote drift.json with a bare NaN."
+    part, says = DEGENERATE[how]
+    path = tmp_path / "reference.json"
+    path.write_text(json.dumps(resealed(reference, **part)))
+    with pytest.raises(ReferenceFileError) as err:
+        load_reference(path)
+    assert str(err.value).startswith(f"reference profile {path} is unusable: {says}") and "\n" not in str(err.value)
+    assert str(err.value).endswith(": refit the profile (the preprocess stage writes it)")
