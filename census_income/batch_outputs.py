@@ -234,8 +234,13 @@ def write_done(
     return done
 
 # %% ../nbs/07c_batch_outputs.ipynb #52ef3ba8
+def _is_record(name: str) -> bool:
+    "Whether a file name is a completion record's: `done.json` (a Dask output folder's) or `<output>.done.json`."
+    return name == DONE_JSON or name.endswith(f".{DONE_JSON}")
+
+
 def _named_by(
-    record: Path,  # a file named like a completion record (`*done.json`)
+    record: Path,  # a file named like a completion record (`_is_record`)
 ) -> tuple[set[Path], bool]:  # the files it protects; whether it could be read
     "The outputs a record lists; for one that cannot be read, those its name says it would list (its job's files stay whole)."
     try:
@@ -255,12 +260,12 @@ def check_owners(
 ) -> None:
     "Refuse outputs named as another job's completion record, or that one, in any of their folders, names: that job's files stay whole."
     mine, own = {Path(p).resolve() for p in outputs}, Path(record).resolve()
-    if clash := sorted(p for p in mine if p.name.endswith(DONE_JSON) and p != own):  # a record, existing or to come
+    if clash := sorted(p for p in mine if _is_record(p.name) and p != own):  # a record, existing or to come
         raise ValueError(f"the output {cut(str(clash[0]), 200)} is named as a batch job's completion record "
-                         f"(*{DONE_JSON}), which only its own job writes: choose a name that does not end in {DONE_JSON}")
+                         f"(*.{DONE_JSON}), which only its own job writes: choose a name that does not end in .{DONE_JSON}")
     for folder in sorted({p.parent for p in mine}):
         for other in sorted(folder.glob(f"*{DONE_JSON}")):
-            if other.resolve() == own:
+            if other.resolve() == own or not _is_record(other.name):
                 continue
             named, read = _named_by(other.resolve())
             if taken := mine & named:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .places import INPUTS, PathText, inside_and_apart, places_fit, printable
+from .places import INPUTS, PathText, inside_and_apart, printable
 from .schema import CATEGORICAL
 from .validation import cut
 from .yamlfile import YamlError, read_yaml
@@ -361,9 +361,5 @@ def load_params(
         out = Path(tempfile.mkdtemp(prefix="census-quick-"))
         atexit.register(shutil.rmtree, out, True)
     paths = {k: str((root if k in INPUTS else out) / v) for k, v in typed.paths.model_dump().items()}
-    try:
-        places_fit({k: Path(v) for k, v in paths.items()}, out)  # what the names alone cannot show: links, files
-    except ValueError as err:
-        raise ParamsError(f"{path} cannot be used: {err}") from None
     tune = typed.tune.model_copy(update={"storage": _absolute_storage(typed.tune.storage, root)})
     return typed.model_copy(update={"paths": typed.paths.model_copy(update=paths), "tune": tune})  # checked above, as given

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .config import PARAMS_FILE, STAGES, Params, ParamsError, Paths, load_params, params_option
-from .places import INPUTS
+from .places import INPUTS, places_fit
 from .cpu import exec_pinned
 
 # %% auto #0
@@ -212,6 +212,10 @@ def run_stage(
     root = Path(params_file).resolve().parent
     staging = root / STAGING_DIR / stage
     params = load_params(params_file)  # checked before any work: a bad value stops the stage here, with nothing written
+    try:  # and where the outputs will go, on the disk: no link out of the repository or onto an input, no file for a folder
+        places_fit({k: Path(v) for k, v in params.paths.model_dump().items()}, root)
+    except ValueError as err:
+        raise ParamsError(f"{Path(params_file).resolve()} cannot be used: {err}") from None
     if (staging / MOVING).is_file():  # a run killed while moving its outputs: finish its move, never leave a mix of two runs
         finished = _finish_move(staging, root)
         sys.stderr.write(f"census-stage {stage}: moved the rest of a killed run's outputs into place first "

@@ -61,7 +61,7 @@ def inside_and_apart(
 
 # %% ../nbs/00h_places.ipynb #f45bb234
 def places_fit(
-    paths: dict[str, Path],  # key → absolute path, as `census_income.config.load_params` makes them
+    paths: dict[str, Path],  # key → absolute path, as `census_income.config.load_params` makes them (census-stage checks them)
     out: Path,  # the folder the outputs go in (params.yaml's, or the workdir)
 ) -> None:
     "Refuse an output whose folder is a link out of `out`, or a file; a folder output that is a file; two keys on one file."

@@ -550,7 +550,7 @@ def test_a_job_never_writes_another_jobs_completion_record_or_the_files_it_names
     assert census_batch_run(source, "--output", own / "a.csv", model=toy_model_dir).returncode in (0, ALARM_STATUS)
     before = {p.name: p.read_bytes() for p in own.iterdir()}
     for args, says in [(("--output", own / "b.csv", "--rejects", own / "a.done.json"), "a.done.json is named as a batch "
-                         "job's completion record (*done.json), which only its own job writes: choose a name"),
+                         "job's completion record (*.done.json), which only its own job writes: choose a name"),
                        (("--output", own / "X.done.json"), "X.done.json is named as a batch job's completion record"),
                        (("--output", own / "c.csv", "--rejects", own / "a.rejects.csv"),
                         "a.rejects.csv is an output of the job recorded in")]:

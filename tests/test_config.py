@@ -198,9 +198,12 @@ def test_a_mapping_of_a_megabyte_of_keys_is_read_in_one_pass(tmp_path):
 
 
 def test_an_output_folder_that_is_a_file_is_refused(tmp_path):
+    from census_income.places import places_fit
+
     (tmp_path / "out").write_text("")
-    with pytest.raises(ParamsError, match=r"cannot be used: paths\.clean_csv: .*/out is a file, not a folder"):
-        load_params(ROOT / "params.yaml", workdir=tmp_path / "out")
+    paths = load_params(ROOT / "params.yaml", workdir=tmp_path / "out").paths.model_dump()
+    with pytest.raises(ValueError, match=r"^paths\.clean_csv: .*/out is a file, not a folder"):
+        places_fit({k: Path(v) for k, v in paths.items()}, tmp_path / "out")
 
 
 def test_a_file_larger_than_any_params_file_is_refused_before_it_is_read(tmp_path):
