@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from .batch_blocks import DriftCheck, check_drift_inputs, drift_outputs, no_rows, score_blocks
-from .batch_outputs import DONE_JSON, DRIFT_JSON, REPORT_HTML, job_lock, run_name, signals_held, write_done
+from .batch_outputs import (DONE_JSON, DRIFT_JSON, REPORT_HTML, file_sha256, job_lock, run_name, signals_held,
+                                         write_done)
 from .batch_page import write_page
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
 from .reference import add_tallies
@@ -66,7 +67,8 @@ def score_partition(
     blocks = read_tables(part["path"], FEATURES, chunk_bytes, (part["start"], part["end"], part["first_line"]))
     report = score_blocks(blocks, outs, _predictor(model_dir, version), check)
     drift = json.dumps(report.pop("drift_counts")) if "drift_counts" in report else ""
-    return pd.DataFrame([{"path": part["path"], "start": part["start"]} | report | {"drift_counts": drift}])
+    digests = json.dumps({p.name: file_sha256(p) for p in outs})  # hashed here, on every worker at once, for the record
+    return pd.DataFrame([{"path": part["path"], "start": part["start"]} | report | {"drift_counts": drift, "digests": digests}])
 
 # %% ../nbs/07d_batch_dask.ipynb #1ea35516
 def _drift_of_partitions(reports: pd.DataFrame, check: DriftCheck | None, out: Path, predictor: Predictor) -> dict:
@@ -108,7 +110,7 @@ def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, par
     parts = plan_partitions(paths, partition_bytes)
     meta = pd.DataFrame({"path": pd.Series(dtype=object), "start": pd.Series(dtype="int64")} |
                         {k: pd.Series(dtype="int64") for k in ("rows_read", "rows_scored", "rows_rejected")} |
-                        {"model_version": pd.Series(dtype=object), "drift_counts": pd.Series(dtype=object)})
+                        {k: pd.Series(dtype=object) for k in ("model_version", "drift_counts", "digests")})
     frame = dd.from_map(score_partition, parts, model_dir=str(Path(model_dir).resolve()), out_dir=str(out),
                         chunk_bytes=chunk_bytes, check=check, version=predictor.version, meta=meta,
                         enforce_metadata=False)
@@ -122,7 +124,8 @@ def _score_on_dask(paths: list[str], out: Path, model_dir, chunk_bytes: int, par
             cluster.close()
     totals = {k: int(reports[k].sum()) for k in ("rows_read", "rows_scored", "rows_rejected")}
     return totals | {"partitions": len(parts), "files": len(paths), "workers": workers,
-                     "model_version": reports["model_version"].iloc[0]} | _drift_of_partitions(reports, check, out, predictor)
+                     "model_version": reports["model_version"].iloc[0]} | _drift_of_partitions(reports, check, out, predictor) | {
+        "digests": {name: h for d in reports["digests"] for name, h in json.loads(d).items()}}  # `_publish` takes them out
 
 # %% ../nbs/07d_batch_dask.ipynb #b10d4df4
 def _dask_files(
@@ -157,6 +160,7 @@ def _publish(
     report: dict,  # the job's report
 ) -> None:
     "Write the run's page into its stage, then move the stage's files into `out` in place of the previous run's, and record them."
+    known = report.pop("digests", {})  # the partitions' files, hashed by their workers
     names = sorted(p.name for p in stage.iterdir()) + [REPORT_HTML]
     write_page(stage / REPORT_HTML, report, str(inputs), sorted(stage.glob("rejects-*.csv")),
                [str(Path(out_dir) / n) for n in names] + [str(Path(out_dir) / DONE_JSON)])  # as the job was given them
@@ -168,7 +172,7 @@ def _publish(
             os.replace(new, out / new.name)
         outputs = sorted(p for p in out.iterdir() if p.name.startswith(("scored-", "rejects-"))
                          or p.name in (DRIFT_JSON, REPORT_HTML))
-        write_done(out / DONE_JSON, outputs, run, report)
+        write_done(out / DONE_JSON, outputs, run, report, known)
 
 # %% ../nbs/07d_batch_dask.ipynb #50e8dd2b
 MAX_WORKERS = 256  # most worker processes a LocalCluster of the job starts on one machine

@@ -225,10 +225,12 @@ def write_done(
     outputs: Sequence[Path],  # the files the run wrote
     run: str,  # the run's name
     report: Mapping,  # the job's report (its counts and model version are recorded)
+    known: Mapping[str, str] | None = None,  # file name → SHA-256 taken where it was written (Dask: by its worker, at once)
 ) -> dict:  # the record as written
     "Record a finished run: its name, counts, model, and every output's SHA-256 (written last, atomically)."
+    known = known or {}
     done = {"run": run, **{k: report[k] for k in ("rows_read", "rows_scored", "rows_rejected", "model_version")},
-            "outputs": {str(Path(p).resolve()): file_sha256(p) for p in outputs}}
+            "outputs": {str(Path(p).resolve()): known.get(Path(p).name) or file_sha256(p) for p in outputs}}
     with atomic_file(record) as tmp:
         tmp.write_text(json.dumps(done, indent=1) + "\n", encoding="utf-8")
     return done
