@@ -148,6 +148,7 @@ def rounded_text(v) -> bool:
         return False
     return not whole_digits(v)
 
+# %% ../nbs/00a_validation.ipynb #c86dc68c
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 
 

@@ -137,7 +137,7 @@ def split_body(
                            f"the JSON header must be within the body")
     return body[:n], body[n:]
 
-
+# %% ../../nbs/06g_tensors.ipynb #24bb26ce
 def parse_request(
     header: bytes,  # the JSON part of the body
 ) -> InferenceRequest:
