@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 from machine import blas_line  # benchmarks/machine.py (the folder of the script is on sys.path)
 from pydantic_core import to_json
@@ -23,7 +24,7 @@ from census_income.schema import FEATURES
 from census_income.serving.parsing import PlainRecord, plain_value
 from census_income.serving.scoring import ROW_VALUES
 from census_income.serving.tensors import infer_response
-from census_income.serving.v2 import score_request
+from census_income.serving.v2 import IN_ROW_ORDER, plain_request
 from census_income.validation import validated_columns
 
 
@@ -37,9 +38,10 @@ def route_work(predictor: Predictor, one: dict) -> dict:
         values = ROW_VALUES(plain_value(PlainRecord, body).__dict__)  # writes it (`ServingModel.score_one`'s dict)
         return to_json(predictor.answers(predictor.predict_rows([values]))[0] | {"model_version": "v"})
 
-    def infer():  # V2 infer: the handler's work (`score_request`: read, check, score), the answer's body
-        req, _, p, labels = score_request(predictor, v2, b"", 1000, False, [])
-        return infer_response(req, None, "v", p, labels)
+    def infer():  # V2 infer on one record as clients write it: the handler's work (`plain_request`, the row path as
+        req, row = plain_request(v2, b"", 1000)  # `ServingModel.score_values` takes it alone), the answer's body
+        answer = predictor.answers(predictor.predict_rows([IN_ROW_ORDER(row)]))[0]
+        return infer_response(req, None, "v", np.array([answer["probability"]], np.float32), [answer["prediction"]])
 
     def explained():  # /explain: the loop's check of a body (`plain_value`), the explanation
         return explain_columns(predictor, validated_columns([plain_value(PlainRecord, body).__dict__]))

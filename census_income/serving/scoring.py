@@ -142,17 +142,20 @@ class ServingModel(ScoringThread):
         pending, self._pending = self._pending, []
         answer_pending(self.predictor, pending)
 
-    async def score_one(self, record: Record) -> dict:
-        "Score one validated record (joining the requests that arrived with it): a dict shaped as `Prediction`."
-        values = ROW_VALUES(record.__dict__)  # (`Predictor.answers` vouches for the label and a finite probability)
-        if not self.coalesce:
-            return self.predictor.answers(self.predictor.predict_rows([values]))[0] | {"model_version": self.version}
+    async def score_values(self, values: tuple) -> dict:
+        "Score one record's values in ROW_ORDER, in one pass with the requests that arrived with it: prediction, probability."
+        if not self.coalesce:  # (`Predictor.answers` vouches for the label and a finite probability)
+            return self.predictor.answers(self.predictor.predict_rows([values]))[0]
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((values, fut))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
-        return (await fut) | {"model_version": self.version}
+        return await fut
+
+    async def score_one(self, record: Record) -> dict:
+        "Score one validated record (joining the requests that arrived with it): a dict shaped as `Prediction`."
+        return (await self.score_values(ROW_VALUES(record.__dict__))) | {"model_version": self.version}
 
     def score_many(self, rows: list[RecordRow]) -> dict:
         "Score validated records together, in order: a dict shaped as `BatchPrediction`."

@@ -12,6 +12,7 @@ from typing import Annotated, NamedTuple
 
 from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
+import numpy as np
 
 from ..features import ROW_ORDER
 from ..network import FEW_ROWS
@@ -158,20 +159,15 @@ def score_request(
     max_rows: int,  # most records one request may hold (CENSUS_MAX_BATCH)
     binary_header: bool,  # whether the request said where its JSON ends
     parsed: list,  # gets the request once read: its id names the request, refused or not
-) -> tuple:  # the request, its records (as `Traffic.put` takes them: columns, or rows in ROW_ORDER), probabilities, labels
-    "Parse, check and score a request: on the scoring thread for a large body (`census_income.serving.scoring`)."
-    if (plain := plain_request(head, binary, max_rows)) is not None:  # one record as clients write it, read once
-        req, records = plain[0], [IN_ROW_ORDER(plain[1])]
-        parsed.append(req)
-        p = predictor.predict_rows(records)
+) -> tuple:  # the request, its records (as `Traffic.put` takes them), probabilities, labels
+    "Parse, check and score a request in full: on the scoring thread for a large body (`census_income.serving.scoring`)."
+    req = parse_request(head)
+    parsed.append(req)
+    records = request_columns(req, binary, max_rows, binary_header)
+    if len(records[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
+        p = predictor.predict_rows(list(zip(*(records[c] for c in ROW_ORDER), strict=True)))
     else:
-        req = parse_request(head)
-        parsed.append(req)
-        records = request_columns(req, binary, max_rows, binary_header)
-        if len(records[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
-            p = predictor.predict_rows(list(zip(*(records[c] for c in ROW_ORDER), strict=True)))
-        else:
-            p = predictor.predict_proba(records)
+        p = predictor.predict_proba(records)
     return req, records, p, [a["prediction"] for a in predictor.answers(p)]  # never a non-finite answer
 
 # %% ../../nbs/06l_v2.ipynb #f37b5582
@@ -189,11 +185,16 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
     head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
     binary_header = HEADER_LENGTH in request.headers
 
-    parsed = []  # the request once read (`score_request`)
-    work = functools.partial(score_request, model.predictor, head, binary, settings.max_batch, binary_header, parsed)
-    state = request.state
+    parsed, state = [], request.state  # the request once read (by `plain_request` or `score_request`)
     try:
-        req, records, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
+        if len(body) <= OFF_LOOP_BYTES and (plain := plain_request(head, binary, settings.max_batch)) is not None:
+            parsed.append(plain[0])  # one record as clients write it: scored in one pass with the requests beside it
+            req, records = plain[0], [IN_ROW_ORDER(plain[1])]  # (`ServingModel.score_values`, as /predict's records)
+            answer = await model.score_values(records[0])
+            p, labels = np.array([answer["probability"]], np.float32), [answer["prediction"]]
+        else:
+            work = functools.partial(score_request, model.predictor, head, binary, settings.max_batch, binary_header, parsed)
+            req, records, p, labels = await model.off_loop(work) if len(body) > OFF_LOOP_BYTES else work()
     finally:
         given = parsed[0].id if parsed else None
         if given is not None and not getattr(state, "request_id_given", True) and REQUEST_ID.fullmatch(given):
