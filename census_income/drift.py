@@ -95,7 +95,7 @@ def _unseen_reason(col: str, reference: dict, unseen: float, rejected: float, un
 def _reasons(col: str, reference: dict, row: dict, t: DriftThresholds, judged: bool) -> list[str]:
     "The reason of every rule that flags this attribute."
     out = []
-    if judged and row["psi"] is not None and row["psi"] >= t.psi_flag:  # None: no row of this batch to judge
+    if judged and row["psi"] >= t.psi_flag:  # (judged: at least one scored row, so a PSI)
         out.append(f"PSI {row['psi']:.3f} >= {t.psi_flag} ({row['psi_band']} change)")
     ratio = row["share_ratio"]
     if judged and ratio is not None and abs(math.log(ratio)) >= math.log(t.ratio_flag):

@@ -374,8 +374,7 @@ def infer_response(
 ) -> tuple[bytes, dict[str, str]]:  # the body and its headers
     "The answer's body: the outputs asked for, in JSON or, where asked, in binary after the JSON header."
     if req.parameters is None and req.outputs is None:  # the common request: every output in JSON, as `_outputs` writes them
-        outputs, blobs = [{"name": "probability", "datatype": "FP32", "shape": [len(labels)], "data": p.tolist()},
-                          {"name": "prediction", "datatype": "BYTES", "shape": [len(labels)], "data": labels}], None
+        outputs, blobs = [o | {"shape": [len(labels)], "data": d} for o, d in zip(OUTPUTS, (p.tolist(), labels), strict=True)], None
     else:
         outputs, blobs = _outputs(req, p, labels)
     head = to_json({"model_name": MODEL_NAME, "model_version": version, "id": req.id or request_id, "outputs": outputs})

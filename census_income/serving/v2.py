@@ -187,7 +187,7 @@ async def v2_infer(request: Request, model_name: ModelName, model_version: str |
 
     parsed, state = [], request.state  # the request once read (by `plain_request` or `score_request`)
     try:
-        if len(body) <= OFF_LOOP_BYTES and (plain := plain_request(head, binary, settings.max_batch)) is not None:
+        if (plain := plain_request(head, binary, settings.max_batch)) is not None:  # (a body of PLAIN_BYTES at most)
             parsed.append(plain[0])  # one record as clients write it: scored in one pass with the requests beside it
             req, records = plain[0], [IN_ROW_ORDER(plain[1])]  # (`ServingModel.score_values`, as /predict's records)
             answer = await model.score_values(records[0])
