@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from pydantic import ValidationError
-from scipy.stats import chi2_contingency
 
 from .config import DriftThresholds
 from .multivariate import judge
@@ -126,6 +125,8 @@ def chi2_p(
     table = table[:, table.sum(axis=0) > 0]
     if not n or table.shape[1] < 2:
         return None
+    from scipy.stats import chi2_contingency  # here, not at the top: scipy.stats is half of `census-batch`'s start-up
+
     return float(f"{chi2_contingency(table, correction=False).pvalue:.3g}")
 
 # %% ../nbs/02c_drift.ipynb #5877f167
