@@ -61,14 +61,14 @@ test-fast: install  ## unit tests, stage functions on samples, notebooks at quic
 test-avx2: install  ## the fast tier as a CPU with AVX2 and no AVX-512 runs it, pins off (census_income.cpu: the emulation)
 	census-pinned --as-avx2-cpu pytest $(PARALLEL) -m "$(FAST)" tests nbs
 
-# `make test` runs its three tiers whatever the ones before gave (one failure never hides another tier's), then names
-# the tiers that failed and fails if any did.
+# `make test` runs its tiers whatever the ones before gave (one failure never hides another tier's), then names the
+# tiers that failed and fails if any did. The pipeline tests and the slow one share a run on both cores: one `dvc repro`
+# serves them all (tests/conftest.py's `pipeline_repo`), while the other core runs the queued experiments.
 test: install moto nannyml  ## the whole test suite, every tier (tools/system-deps installs Chromium and PostgreSQL if missing)
 	bash tools/system-deps
 	failed=""; \
 	pytest $(PARALLEL) -m "not slow and not pipeline" tests nbs || failed="$$failed unit+integration"; \
-	pytest -m "pipeline and not slow" tests || failed="$$failed pipeline"; \
-	pytest -m slow || failed="$$failed slow"; \
+	pytest -n 2 --dist loadfile --no-loadscope-reorder -m "pipeline or slow" tests || failed="$$failed pipeline+slow"; \
 	if [ -n "$$failed" ]; then echo "make test: failed tiers:$$failed (each tier's failures are listed above it)"; exit 1; fi; \
 	echo "make test: every tier passed"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 from census_income.cpu import pinned_environ
 from testkit import ROOT, copy_repo, run, set_params
@@ -64,11 +65,31 @@ def openblas_kernel() -> str:
 PIPELINE_FIXTURES = {"pipeline_repo", "artifacts"}  # a full `dvc repro` in a scratch copy (or CENSUS_TEST_ARTIFACTS)
 
 
+def _needs_pipeline_run(item) -> bool:
+    return bool(PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
 def pytest_collection_modifyitems(config, items):
     "Mark every test that needs a full pipeline run `pipeline`: `make test-fast` leaves them out."
     for item in items:
-        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if _needs_pipeline_run(item):
             item.add_marker(pytest.mark.pipeline)
+
+
+class FilesThatWaitLast:
+    """Put the test files none of whose tests waits for `pipeline_repo`'s `dvc repro` first, each group in the order
+    it had (pytest-randomly's): under `--dist loadfile --no-loadscope-reorder` (xdist otherwise sends the files with
+    the most tests first) one worker runs them (the queued experiments, about as long as the repro) while another runs
+    the repro, instead of both waiting for it."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items):
+        waits = {item.path for item in items if _needs_pipeline_run(item)}
+        items.sort(key=lambda item: item.path in waits)  # a stable sort: the order within each group is kept
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(FilesThatWaitLast(), "census-files-that-wait-last")
 
 
 @pytest.fixture(scope="session")
@@ -117,15 +138,43 @@ def quick_predictor(quick_model_dir):
     return Predictor.load(quick_model_dir)
 
 
-@pytest.fixture(scope="session")
-def pipeline_repo(tmp_path_factory) -> Path:
-    "A scratch copy of the repo after a full `dvc repro` (tuning switched off: the stored best params are used)."
-    repo = copy_repo(tmp_path_factory.mktemp("pipeline"))
+REPRO_LOG, REPRO_FAILED, REPRO_WHERE = "repro.log", "repro.failed", "repro.where"  # in the built copy (untracked)
+
+
+def _build_pipeline_repo(dest: Path) -> None:
+    "Copy the repo to dest and run `dvc repro` in it, tuning off; leave `REPRO_LOG` (or `REPRO_FAILED`) and `REPRO_WHERE`."
+    repo = copy_repo(dest)
     set_params(repo, tune={"enabled": False})
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "skip tuning"], repo)
-    proc = run(["dvc", "repro"], repo, timeout=1800)
-    (repo / "repro.log").write_text(proc.stdout + proc.stderr)
-    return repo
+    (repo / REPRO_WHERE).write_text(str(repo))  # where the stages ran: the path no output may quote
+    try:
+        proc = run(["dvc", "repro"], repo, timeout=1800)
+    except BaseException as err:  # the other workers fail at once with the same reason, not after a second repro
+        (repo / REPRO_FAILED).write_text(str(err))
+        raise
+    (repo / REPRO_LOG).write_text(proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory) -> Path:
+    """A scratch copy of the repo after a full `dvc repro` (tuning switched off: the stored best params are used).
+    One `dvc repro` per test session: under pytest-xdist the first worker to ask runs it (the others wait on a lock)
+    and each worker then works in its own copy of the result, so no two workers run DVC in one repository."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = tmp_path_factory.getbasetemp() if worker is None else tmp_path_factory.getbasetemp().parent
+    built = shared / "pipeline-built"
+    with FileLock(shared / "pipeline-built.lock"):
+        if (built / REPRO_FAILED).is_file():
+            pytest.fail(f"the session's `dvc repro` failed:\n{(built / REPRO_FAILED).read_text()}")
+        if not (built / REPRO_LOG).is_file():
+            shutil.rmtree(built, ignore_errors=True)
+            built.mkdir()
+            _build_pipeline_repo(built)
+    if worker is None:
+        return built
+    own = tmp_path_factory.mktemp("pipeline") / "repo"
+    shutil.copytree(built, own, symlinks=True)
+    return own
 
 
 @pytest.fixture(scope="session")
