@@ -8,6 +8,7 @@ import pandas as pd
 import yaml
 
 from testkit import ROOT, run, set_params, tool_env
+from tests.conftest import REPRO_WHERE
 
 
 def test_repro_builds_every_declared_output(pipeline_repo):
@@ -76,7 +77,7 @@ def test_no_output_depends_on_where_the_repository_lives(pipeline_repo):
     assert pages
     for page in pages:
         text = page.read_text(errors="replace")
-        for path in (pipeline_repo, (pipeline_repo / "repro.where").read_text(), ROOT):  # the copy, where it ran, here
+        for path in (pipeline_repo, (pipeline_repo / REPRO_WHERE).read_text(), ROOT):  # the copy, where it ran, here
             assert str(path) not in text, f"{page.name} quotes a path of this machine: {path}"
 
 
