@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from .features import Encoder
+from .features import ROW_ORDER, Encoder
 from .metrics import percentile_ci, roc_auc
 from .network import Network
 from .predict import Predictor
@@ -39,7 +40,7 @@ def typical_record(
     return {c: str(cats[CATEGORICAL.index(c)][i]) if c in CATEGORICAL else int(nums[c][i]) for c in FEATURES}
 
 # %% ../nbs/04b_explain.ipynb #9bc46bab
-STEPS = 32  # trapezoid-rule steps of the path integral (0.24 ms a record for the served network: bench_predict.py)
+STEPS = 32  # trapezoid-rule steps of the path integral (0.1 ms a record for the served network: bench_predict.py)
 MAX_STEPS = 1024  # the most a caller may ask for: the work (and memory) grows with the steps
 METHOD = ("integrated gradients of the calibrated probability from the baseline record, over the one-hot and "
           "periodic-embedding inputs of the network (of each member, for an ensemble), summed per census attribute (trapezoid rule over `steps` steps, "
@@ -68,28 +69,34 @@ def _first_inputs(net: Network, X: np.ndarray) -> np.ndarray:
     return np.concatenate([np.broadcast_to(X[:, :n], (m, len(X), n)), e], -1)
 
 # %% ../nbs/04b_explain.ipynb #5c9a9b95
-def integrated_gradients(
-    net: Network,  # the loaded network
-    X: np.ndarray,  # two encoded rows: the record, then the baseline
+def _group_matrix(
     groups: Sequence[np.ndarray],  # the first-layer input columns of each attribute (`attribute_columns`)
-    steps: int = STEPS,  # trapezoid-rule steps
-) -> np.ndarray:  # per group: its share of p(record) - p(baseline)
-    "Integrated gradients of the calibrated probability along the straight path from the baseline to the record."
-    z = _first_inputs(net, X)  # (members, 2, width)
-    delta = z[:, 0] - z[:, 1]
+    width: int,  # columns the first layer sees
+) -> np.ndarray:  # (width, groups): 1 where a column belongs to a group
+    "Which group each first-layer input column belongs to, as a matrix that sums columns into groups."
+    A = np.zeros((width, len(groups)), np.float32)
+    for k, cols in enumerate(groups):
+        A[cols, k] = 1
+    return A
+
+
+def _path_integral(
+    net: Network,  # the loaded network
+    delta: np.ndarray,  # (members, width): what each member's first layer sees of the record minus of the baseline
+    start: np.ndarray,  # (members, 1, hidden): the first layer's output of the baseline
+    A: np.ndarray,  # (width, groups): `_group_matrix` of the attributes' columns
+    steps: int,  # trapezoid-rule steps
+) -> tuple[np.ndarray, np.ndarray]:  # per group its share of p(record) - p(baseline); p at the ends of the steps
+    "The path integral of integrated gradients from the baseline's first-layer output; what depends on the baseline alone comes in made."
     W = net.weights
     alphas = np.arange(steps + 1, dtype=np.float32) / steps
-    start, slope = z[:, 1:] @ W[0] + net.biases[0], delta[:, None] @ W[0]  # the first layer is linear along the path
-    h = start + alphas[None, :, None] * slope  # (members, steps + 1, hidden): the ends of the steps
+    h = start + alphas[None, :, None] * (delta[:, None] @ W[0])  # the first layer is linear along the path: (members, steps + 1, hidden)
     masks = []  # where each ReLU lets through: the forward pass of prediction, asked for its masks
     p = net.calibrate(net.hidden(h, masks=masks))
     m, t = net.members, net.temperature
     g = np.broadcast_to((p * (1 - p) / (t * m))[None, :, None], (m, steps + 1, 1))  # dp / d(member logit)
     for Wl, mask in zip(W[:0:-1], masks[::-1], strict=True):  # back through the layers
         g = (g @ np.swapaxes(Wl, 1, 2)) * mask  # dp / d(first layer's output)
-    A = np.zeros((delta.shape[1], len(groups)), np.float32)  # column → its group
-    for k, cols in enumerate(groups):
-        A[cols, k] = 1
     V = np.swapaxes(W[0] * delta[:, :, None], 1, 2) @ A  # (members, hidden, groups): weight times difference, per group
     c = (g @ V).sum(0)  # (steps + 1, groups): gradient times difference at each point, per group
     c = (c[:-1] + c[1:]) / (2 * steps)  # each step's part of each group (trapezoid rule)
@@ -98,24 +105,50 @@ def integrated_gradients(
     share = np.abs(c)
     total = share.sum(1, keepdims=True)
     c += r[:, None] * np.divide(share, total, out=np.zeros_like(share), where=total > 0)
-    return c.sum(0)
+    return c.sum(0), p
+
+
+def integrated_gradients(
+    net: Network,  # the loaded network
+    X: np.ndarray,  # two encoded rows: the record, then the baseline
+    groups: Sequence[np.ndarray],  # the first-layer input columns of each attribute (`attribute_columns`)
+    steps: int = STEPS,  # trapezoid-rule steps
+) -> np.ndarray:  # per group: its share of p(record) - p(baseline)
+    "Integrated gradients of the calibrated probability along the straight path from the baseline to the record."
+    z = _first_inputs(net, X)  # (members, 2, width)
+    start = z[:, 1:] @ net.weights[0] + net.biases[0]
+    return _path_integral(net, z[:, 0] - z[:, 1], start, _group_matrix(groups, z.shape[-1]), steps)[0]
 
 # %% ../nbs/04b_explain.ipynb #ca87946a
 class ExplainError(ValueError):
     "The model folder cannot explain (it has no baseline record)."
 
 
-_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per loaded model: its baseline's columns and groups
+class _Baseline(NamedTuple):
+    "What an explanation needs of the baseline, made once per loaded model (a request then pays for its record's half only)."
+    columns: dict  # the baseline record as columns
+    groups: list  # `attribute_columns`, in `FEATURES` order
+    A: np.ndarray  # (width, groups): `_group_matrix` of the groups
+    z: np.ndarray  # (members, width): what each member's first layer sees of the baseline
+    start: np.ndarray  # (members, 1, hidden): the first layer's output of the baseline
+    probability: float  # the baseline's served probability (`forward`)
 
 
-def _prepared(predictor: Predictor) -> tuple[dict, list]:
-    "The baseline as columns and `attribute_columns`, made once per loaded model (0.1 ms a request otherwise)."
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per loaded model: its `_Baseline`
+
+
+def _prepared(predictor: Predictor) -> _Baseline:
+    "The baseline's half of every explanation, made once per loaded model."
     if not isinstance(predictor.baseline, Mapping):
         raise ExplainError("this model has no baseline record in manifest.json to explain against: retrain it (`make pipeline`)")
     made = _PREPARED.get(predictor)
     if made is None:  # `Predictor.load` has checked the baseline already; a model built in memory gets it checked here
-        made = _PREPARED[predictor] = (record_columns([predictor.baseline]),
-                                       list(attribute_columns(predictor.encoder, predictor.net).values()))
+        columns, net = record_columns([predictor.baseline]), predictor.net
+        X = predictor.encoder.encode_rows([[columns[c][0] for c in ROW_ORDER]])
+        z = _first_inputs(net, X)
+        groups = list(attribute_columns(predictor.encoder, net).values())
+        made = _PREPARED[predictor] = _Baseline(columns, groups, _group_matrix(groups, z.shape[-1]), z[:, 0],
+                                                z @ net.weights[0] + net.biases[0], net.forward(X).item())
     return made
 
 # %% ../nbs/04b_explain.ipynb #bebd81ad
@@ -127,14 +160,12 @@ def explain_columns(
     "Each census attribute's contribution to one validated record's probability of >50K, relative to the baseline record."
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:  # 0: all residual
         raise ValueError(f"steps: {steps!r} is not a whole number in 1..{MAX_STEPS} (the path integral's steps; default {STEPS})")
-    base, groups = _prepared(predictor)
-    columns = {c: [record[c][0], base[c][0]] for c in FEATURES}
-    X = predictor.encoder.transform(columns)
-    p, p_base = predictor.net.forward(X).tolist()
-    phi = integrated_gradients(predictor.net, X, groups, steps)
-    contributions = sorted(({"attribute": c, "value": columns[c][0], "baseline_value": columns[c][1],
-                             "contribution": float(v)} for c, v in zip(FEATURES, phi.tolist(), strict=True)),
-                           key=lambda r: -abs(r["contribution"]))
+    base, net = _prepared(predictor), predictor.net
+    z = _first_inputs(net, predictor.encoder.encode_rows([[record[c][0] for c in ROW_ORDER]]))[:, 0]  # the record's half
+    phi, p_path = _path_integral(net, z - base.z, base.start, base.A, steps)
+    p, p_base = float(np.float32(p_path[-1])), base.probability  # the path's end is the record: `forward`'s p within TOLERANCE
+    contributions = sorted(({"attribute": c, "value": record[c][0], "baseline_value": base.columns[c][0], "contribution": v}
+                            for c, v in zip(FEATURES, phi.tolist(), strict=True)), key=lambda r: -abs(r["contribution"]))
     return {"probability": p, "prediction": predictor.labels(np.array([p]))[0],
             "baseline": {"record": dict(predictor.baseline), "probability": p_base},
             "method": METHOD, "steps": steps,
