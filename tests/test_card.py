@@ -4,6 +4,8 @@ metrics recomputed by scikit-learn from the test split's predictions, and the sa
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +161,19 @@ def test_quick_card_metrics_come_from_the_test_split_predictions(quick_card, qui
     for kind, f in (("F1", f1_score), ("precision", precision_score), ("recall", recall_score)):
         v, lo, hi = overall(card, kind)
         assert v == pytest.approx(f(y, pred), abs=1e-4) and lo <= v <= hi, kind
+
+
+def test_a_card_with_a_link_that_is_no_iri_is_refused(quick_card):
+    # the formats are checked, not only the structure: jsonschema-rs parses IRIs without jsonschema's IRI extra
+    bad = json.loads(quick_card[2])
+    model_of(bad)["externalReferences"] = [{"type": "website", "url": "ht tp://census income"}]
+    with pytest.raises(CardError, match="externalReferences/0/url"):
+        validate_card(json.dumps(bad))
+
+
+def test_papermill_starts_without_compiling_an_iri_grammar():
+    # constraints.txt holds jsonschema below 4.25, whose format-nongpl extra (pulled in by jupyter-events) would add
+    # rfc3987-syntax: a grammar compiled at `import jsonschema`, 0.76 s in every papermill process (nbformat imports it)
+    code = "import sys, papermill.cli; print(sorted(m for m in ('rfc3987_syntax', 'lark') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
