@@ -12,7 +12,7 @@ import pytest
 
 from census_income.clean import clean_census
 from census_income.config import DriftThresholds
-from census_income.drift import compare, shifted, swapped
+from census_income.drift import chi2_p, compare, shifted, swapped
 from census_income.preprocess import fit_encoder
 from census_income.reference import (
     ReferenceFileError,
@@ -265,3 +265,17 @@ def test_a_sealed_profile_with_degenerate_numbers_is_refused(reference, tmp_path
         load_reference(path)
     assert str(err.value).startswith(f"reference profile {path} is unusable: {says}") and "\n" not in str(err.value)
     assert str(err.value).endswith(": refit the profile (the preprocess stage writes it)")
+
+
+def test_chi2_p_is_scipys_test_of_the_table():
+    # chi2_p writes Pearson's test out (scipy.special's tail only); scipy.stats' own test of the same table is the oracle
+    from scipy.stats import chi2_contingency
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        k = int(rng.integers(2, 17))
+        train = rng.integers(1000, 5000, k)  # every cell expected to hold 5 batch rows or more: nothing pooled
+        batch = rng.multinomial(int(rng.integers(500, 3000)), rng.dirichlet(np.full(k, 8.0) + train / train.sum() * 40))
+        batch = np.where(batch == 0, 1, batch)
+        expected = float(f"{chi2_contingency(np.array([train, batch]), correction=False).pvalue:.3g}")
+        assert chi2_p(train.tolist(), batch.tolist()) == expected
