@@ -303,7 +303,7 @@ async def post_predict_batch(request: Request, model: Model, records: ManyRecord
 @app.post("/explain", response_model=Explanation, responses=_ERRORS, openapi_extra=_json_body(Record.model_json_schema()),
           description=f"Score one record and say why: each of the 14 census attributes' contribution to its probability "
                       f"of >50K, largest first, relative to a baseline record (a typical person of the training split, "
-                      f"given in the answer). Method: {METHOD}. Well under 1 ms of work a record (0.1 ms where `benchmarks/bench_predict.py` ran).")
+                      f"given in the answer). Method: {METHOD}. Its work on a record is about 5 times the network's forward pass (`benchmarks/bench_predict.py`).")
 async def post_explain(model: Model, record: OneRecord, count: CountAnswers) -> Response:
     "Explain one record's probability, attribute by attribute (the record is validated once, by its dependency)."
     try:

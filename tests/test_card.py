@@ -173,7 +173,7 @@ def test_a_card_with_a_link_that_is_no_iri_is_refused(quick_card):
 
 def test_papermill_starts_without_compiling_an_iri_grammar():
     # constraints.txt holds jsonschema below 4.25, whose format-nongpl extra (pulled in by jupyter-events) would add
-    # rfc3987-syntax: a grammar compiled at `import jsonschema`, 0.76 s in every papermill process (nbformat imports it)
+    # rfc3987-syntax: a grammar compiled at `import jsonschema`, two thirds of papermill's start (nbformat imports it)
     code = "import sys, papermill.cli; print(sorted(m for m in ('rfc3987_syntax', 'lark') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
