@@ -12,9 +12,12 @@ Run from the repo root after the pipeline:
     .venv/bin/python benchmarks/bench_batch.py --model-dir model --data data/test.csv --rows 100000 1000000
     .venv/bin/python benchmarks/bench_batch.py --rows 1000000 --dask-workers 1 2
     .venv/bin/python benchmarks/bench_batch.py --rows 1000000 --papermill --cli --peer
+    .venv/bin/python benchmarks/bench_batch.py --rows 10000000 --dask-workers 1 2 --repeats 3
 
 Every run also times pyarrow's own single-thread parse of each file (the limit of any CSV job) and prints
-each target of the cost issue as a ratio of two rates measured in that run, with the rates it came from.
+each target of the cost issue as a ratio of two rates measured in that run, with the rates it came from. Runs on
+machines of this kind differ by a tenth from one minute to the next: `--repeats N` measures everything N times, round
+after round, and takes each rate's median.
 """
 
 import argparse
@@ -23,6 +26,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,7 +80,6 @@ def worker(path: str, model_dir: str, chunk_bytes: int) -> None:
 
 def parse_rate(path: str, repeats: int = 3) -> float:
     "Rows per second of pyarrow's CSV reader parsing the whole file on one thread (median of `repeats`): the limit."
-    import statistics
 
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -138,9 +141,9 @@ TARGETS = [  # (what, over what, at least): the issue's targets, each a ratio of
 ]
 
 
-def ratios(rates: dict, rows: int) -> None:
+def ratios(rates: dict, rows: int, repeats: int = 1) -> None:
     "Print each target whose two rates were measured: the ratio, the numbers it came from, met or not."
-    print(f"\n| at {rows:,} rows | rows/s | ÷ | rows/s | ratio | target | |\n| --- | ---: | --- | ---: | ---: | ---: | --- |")
+    print(f"\n| at {rows:,} rows{f', median of {repeats} rounds' if repeats > 1 else ''} | rows/s | ÷ | rows/s | ratio | target | |\n| --- | ---: | --- | ---: | ---: | ---: | --- |")
     for what, over, target in TARGETS:
         if what in rates and over in rates:
             r = rates[what] / rates[over]
@@ -161,6 +164,7 @@ def main() -> None:
     ap.add_argument("--papermill", action="store_true", help="also score through the guide's papermill command")
     ap.add_argument("--peer", action="store_true", help="also score with pandas + HistGradientBoostingClassifier")
     ap.add_argument("--cli", action="store_true", help="also score through the guide's census-batch command")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of every measure; the ratios take each one's median")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--peer-run", help=argparse.SUPPRESS)
     ap.add_argument("--parse-run", help=argparse.SUPPRESS)
@@ -182,45 +186,52 @@ def main() -> None:
         for rows in a.rows:
             path = Path(tmp) / f"people_{rows}.csv"
             generate(Path(a.data), rows, path)
-            proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--worker", str(path),
-                                   "--model-dir", a.model_dir, "--chunk-bytes", str(a.chunk_bytes)],
-                                  capture_output=True, text=True, check=True)
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"| {rows:,} | {path.stat().st_size / 2**20:,.0f} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "
-                  f"{r['rows_scored']:,} | {r['rows_rejected']:,} | {r['peak_rss_mib']:.0f} |")
-            rates = {"score_csv in process": rows / r["seconds"]}
-            proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--parse-run", str(path)],
-                                  capture_output=True, text=True, check=True)
-            rates["pyarrow.csv.read_csv alone, 1 thread"] = json.loads(proc.stdout.strip().splitlines()[-1])["rows_per_second"]
-            print(f"| {rows:,} parsed by pyarrow alone (1 thread, median of 3) | | {rows / rates['pyarrow.csv.read_csv alone, 1 thread']:.1f} | "
-                  f"{rates['pyarrow.csv.read_csv alone, 1 thread']:,.0f} | | | |")
-            if a.papermill:
-                secs = papermill_run(path, a.core)
-                rates["the guide's papermill command"] = rows / secs
-                print(f"| {rows:,} through papermill (07_batch) | | {secs:.1f} | {rows / secs:,.0f} | | | |")
-            if a.cli:
-                secs = cli_run(path, a.core, a.model_dir)
-                rates["the guide's census-batch command"] = rows / secs
-                print(f"| {rows:,} through census-batch | | {secs:.1f} | {rows / secs:,.0f} | | | |")
-            if a.peer:
-                proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--peer-run", str(path)],
-                                      capture_output=True, text=True, check=True,
-                                      env=os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
-                p = json.loads(proc.stdout.strip().splitlines()[-1])
-                rates["the peer (pandas + HistGradientBoosting + to_csv)"] = rows / p["seconds"]
-                print(f"| {rows:,} by the peer (pandas + HistGradientBoosting) | | {p['seconds']:.1f} | "
-                      f"{rows / p['seconds']:,.0f} | {p['rows']:,} | | |")
-            for workers in a.dask_workers:  # in a process of its own: the client's threads outlive a cluster and took
-                # half of core 0 from the next single-process run (1,000,000 rows measured 26,717 rows/s, alone 48,131)
-                proc = subprocess.run([sys.executable, __file__, "--dask-run", str(path), str(rows), str(workers),
-                                       "--model-dir", a.model_dir, "--chunk-bytes", str(a.chunk_bytes),
-                                       "--partition-bytes", str(a.partition_bytes)], capture_output=True, text=True, check=True)
-                row, last = proc.stdout.strip().splitlines()[-2:]
-                print(row)
-                rates[f"Dask, {workers} worker{'s' if workers > 1 else ''}"] = json.loads(last)["rows_per_second"]
-            ratios(rates, rows)
+            rounds = [measure(path, rows, a) for _ in range(a.repeats)]  # whole rounds, one after the other: each
+            # measure's median comes from runs spread over the same minutes as the others'
+            ratios({k: statistics.median(r[k] for r in rounds) for k in rounds[0]}, rows, a.repeats)
             for p in Path(tmp).glob("people_*"):
                 p.unlink()
+
+
+def measure(path: Path, rows: int, a) -> dict:
+    "One round of every measure asked for on one file: print a table row each, return the rates."
+    proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--worker", str(path),
+                           "--model-dir", a.model_dir, "--chunk-bytes", str(a.chunk_bytes)],
+                          capture_output=True, text=True, check=True)
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"| {rows:,} | {path.stat().st_size / 2**20:,.0f} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "
+          f"{r['rows_scored']:,} | {r['rows_rejected']:,} | {r['peak_rss_mib']:.0f} |")
+    rates = {"score_csv in process": rows / r["seconds"]}
+    proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--parse-run", str(path)],
+                          capture_output=True, text=True, check=True)
+    rates["pyarrow.csv.read_csv alone, 1 thread"] = json.loads(proc.stdout.strip().splitlines()[-1])["rows_per_second"]
+    print(f"| {rows:,} parsed by pyarrow alone (1 thread, median of 3) | | {rows / rates['pyarrow.csv.read_csv alone, 1 thread']:.1f} | "
+          f"{rates['pyarrow.csv.read_csv alone, 1 thread']:,.0f} | | | |")
+    if a.papermill:
+        secs = papermill_run(path, a.core)
+        rates["the guide's papermill command"] = rows / secs
+        print(f"| {rows:,} through papermill (07_batch) | | {secs:.1f} | {rows / secs:,.0f} | | | |")
+    if a.cli:
+        secs = cli_run(path, a.core, a.model_dir)
+        rates["the guide's census-batch command"] = rows / secs
+        print(f"| {rows:,} through census-batch | | {secs:.1f} | {rows / secs:,.0f} | | | |")
+    if a.peer:
+        proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--peer-run", str(path)],
+                              capture_output=True, text=True, check=True,
+                              env=os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+        p = json.loads(proc.stdout.strip().splitlines()[-1])
+        rates["the peer (pandas + HistGradientBoosting + to_csv)"] = rows / p["seconds"]
+        print(f"| {rows:,} by the peer (pandas + HistGradientBoosting) | | {p['seconds']:.1f} | "
+              f"{rows / p['seconds']:,.0f} | {p['rows']:,} | | |")
+    for workers in a.dask_workers:  # in a process of its own: the client's threads outlive a cluster and took
+        # half of core 0 from the next single-process run (1,000,000 rows measured 26,717 rows/s, alone 48,131)
+        proc = subprocess.run([sys.executable, __file__, "--dask-run", str(path), str(rows), str(workers),
+                               "--model-dir", a.model_dir, "--chunk-bytes", str(a.chunk_bytes),
+                               "--partition-bytes", str(a.partition_bytes)], capture_output=True, text=True, check=True)
+        row, last = proc.stdout.strip().splitlines()[-2:]
+        print(row)
+        rates[f"Dask, {workers} worker{'s' if workers > 1 else ''}"] = json.loads(last)["rows_per_second"]
+    return rates
 
 
 def dask_run(path: Path, rows: int, workers: int, a, out: Path) -> None:

@@ -98,3 +98,39 @@ def test_the_jobs_workers_start_with_malloc_settings_that_keep_numpy_fast():
         seen = next(iter(client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON}).values()))
     assert seen == {k: str(v) for k, v in WORKER_ENVIRON.items()}
     assert int(seen["MALLOC_MMAP_THRESHOLD_"]) >= 16 * 2**20 and int(seen["MALLOC_TRIM_THRESHOLD_"]) > 65536
+
+
+def test_a_folder_named_like_a_csv_among_the_inputs_is_refused_before_any_work(quick_model_dir, tmp_path):
+    "A folder (or a FIFO) that the glob matches is named, with what to do, before a worker starts or an output is made."
+    from census_income.clean import CensusDataError
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(HEADER + b"\n" + GOOD + b"\n")
+    (tmp_path / "in" / "b.csv").mkdir()
+    with pytest.raises(CensusDataError, match="not a regular file .* among the 2 inputs: move it away") as err:
+        score_dask(str(tmp_path / "in"), tmp_path / "out", quick_model_dir, chunk_bytes=20_000, partition_bytes=100_000)
+    assert err.value.path == str(tmp_path / "in" / "b.csv")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_job_that_fails_while_its_workers_start_leaves_no_process_behind(quick_model_dir, quick_predictor, tmp_path,
+                                                                             caplog):
+    "The workers start while the job reads its inputs: when the reading fails, the error is the job's and the cluster closes."
+    import logging
+
+    import psutil
+
+    from census_income.batch_dask import _score_on_dask
+
+    def ours():  # this process's children but multiprocessing's resource tracker, which serves the whole process
+        return {p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                and "resource_tracker" not in " ".join(p.cmdline())}
+
+    before = ours()
+    (tmp_path / "stage").mkdir()
+    with caplog.at_level(logging.INFO, logger="distributed.scheduler"), pytest.raises(FileNotFoundError, match="gone.csv"):
+        _score_on_dask([str(tmp_path / "gone.csv")], tmp_path / "stage", quick_model_dir, 20_000, 100_000, "", 1, None,
+                       quick_predictor)  # a file removed after the job checked its inputs
+    said = [r.getMessage() for r in caplog.records if r.name == "distributed.scheduler"]
+    assert any("Register worker" in m for m in said) and any("Closing scheduler" in m for m in said), said  # it had started
+    assert ours() - before == set(), [p.cmdline() for p in ours() - before]
