@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -131,6 +132,9 @@ def main() -> None:
     ap.add_argument("--server-core", type=int, default=0)
     ap.add_argument("--load-core", type=int, default=1)
     a = ap.parse_args()
+    if missing := [t for t in ("wrk", "taskset") if shutil.which(t) is None]:  # before any server starts
+        sys.exit(f"bench_api.py: {' and '.join(missing)} not found on PATH: install {'wrk (apt-get install -y wrk)' if 'wrk' in missing else ''}"
+                 f"{' and ' if len(missing) == 2 else ''}{'taskset (util-linux)' if 'taskset' in missing else ''}, then run it again")
     env = os.environ | {"CENSUS_MODEL_DIR": str(Path(a.model_dir).resolve()), "CENSUS_THREADS": "1"}
     tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
     one, many = json.dumps(EXAMPLE).encode(), batch_body(Path(a.data), a.batch_size)

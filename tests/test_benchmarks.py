@@ -33,3 +33,15 @@ def test_every_benchmark_says_what_it_ran_on(monkeypatch):
     line = blas_line()
     kernel = next(i["architecture"] for i in threadpool_info() if i["internal_api"] == "openblas")
     assert f"kernel {kernel}," in line and "threads" in line and "cores" in line, line
+
+
+def test_the_load_test_without_wrk_says_what_to_install_before_starting_a_server(tmp_path):
+    "bench_api.py needs wrk and taskset: without them it stops at once, before it starts a server, with one line."
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_api.py"), "--model-dir", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT, env={"PATH": str(tmp_path), "HOME": str(tmp_path)})
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines() == ["bench_api.py: wrk and taskset not found on PATH: install wrk (apt-get install -y "
+                                               "wrk) and taskset (util-linux), then run it again"]
