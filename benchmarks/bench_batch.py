@@ -112,10 +112,17 @@ def peer(path: str, train_csv: str) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t, "rows": len(df)}))
 
 
+def measured_run(cmd: list, **kw) -> subprocess.CompletedProcess:
+    """`subprocess.run` of one measure, once the disk has what earlier runs wrote (`os.sync`): otherwise the kernel writes
+    back the gigabyte an earlier run left in memory during the next run, on the cores that run is measured on."""
+    os.sync()
+    return subprocess.run(cmd, **kw)
+
+
 def papermill_run(path: Path, core: int) -> float:
     "Seconds of the guide's papermill command on `path`, pinned to `core` (kernel start-up included)."
     t = time.perf_counter()
-    subprocess.run(["taskset", "-c", str(core), str(Path(sys.executable).parent / "papermill"), "-k", "python3", "--cwd", "nbs", "nbs/07_batch.ipynb",
+    measured_run(["taskset", "-c", str(core), str(Path(sys.executable).parent / "papermill"), "-k", "python3", "--cwd", "nbs", "nbs/07_batch.ipynb",
                     str(path.with_suffix(".ipynb")), "-p", "input_path", str(path), "-p", "output_path",
                     str(path.with_suffix(".pm.csv")), "-p", "reject_path", str(path.with_suffix(".pm.rejects.csv"))],
                    capture_output=True, text=True, check=True, env=os.environ | {"OPENBLAS_NUM_THREADS": "1"})
@@ -125,7 +132,7 @@ def papermill_run(path: Path, core: int) -> float:
 def cli_run(path: Path, core: int, model_dir: str) -> float:
     "Seconds of the guide's `census-batch` command on `path`, pinned to `core` (start-up included)."
     t = time.perf_counter()
-    subprocess.run(["taskset", "-c", str(core), str(Path(sys.executable).parent / "census-batch"), str(path), "--output",
+    measured_run(["taskset", "-c", str(core), str(Path(sys.executable).parent / "census-batch"), str(path), "--output",
                     str(path.with_suffix(".cli.csv")), "--model-dir", model_dir], capture_output=True, text=True, check=True,
                    env=os.environ | {"OPENBLAS_NUM_THREADS": "1"})
     return time.perf_counter() - t
@@ -199,14 +206,14 @@ def main() -> None:
 
 def measure(path: Path, rows: int, a) -> dict:
     "One round of every measure asked for on one file: print a table row each, return the rates."
-    proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--worker", str(path),
+    proc = measured_run(["taskset", "-c", str(a.core), sys.executable, __file__, "--worker", str(path),
                            "--model-dir", a.model_dir, "--chunk-bytes", str(a.chunk_bytes)],
                           capture_output=True, text=True, check=True)
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"| {rows:,} | {path.stat().st_size / 2**20:,.0f} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} | "
           f"{r['rows_scored']:,} | {r['rows_rejected']:,} | {r['peak_rss_mib']:.0f} |")
     rates = {"score_csv in process": rows / r["seconds"]}
-    proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--parse-run", str(path)],
+    proc = measured_run(["taskset", "-c", str(a.core), sys.executable, __file__, "--parse-run", str(path)],
                           capture_output=True, text=True, check=True)
     rates["pyarrow.csv.read_csv alone, 1 thread"] = json.loads(proc.stdout.strip().splitlines()[-1])["rows_per_second"]
     print(f"| {rows:,} parsed by pyarrow alone (1 thread, median of 3) | | {rows / rates['pyarrow.csv.read_csv alone, 1 thread']:.1f} | "
@@ -220,7 +227,7 @@ def measure(path: Path, rows: int, a) -> dict:
         rates["the guide's census-batch command"] = rows / secs
         print(f"| {rows:,} through census-batch | | {secs:.1f} | {rows / secs:,.0f} | | | |")
     if a.peer:
-        proc = subprocess.run(["taskset", "-c", str(a.core), sys.executable, __file__, "--peer-run", str(path)],
+        proc = measured_run(["taskset", "-c", str(a.core), sys.executable, __file__, "--peer-run", str(path)],
                               capture_output=True, text=True, check=True,
                               env=os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
         p = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -229,7 +236,7 @@ def measure(path: Path, rows: int, a) -> dict:
               f"{rows / p['seconds']:,.0f} | {p['rows']:,} | | |")
     for workers in a.dask_workers:  # in a process of its own: the client's threads outlive a cluster and took
         # half of core 0 from the next single-process run (1,000,000 rows measured 26,717 rows/s, alone 48,131)
-        proc = subprocess.run([sys.executable, __file__, "--dask-run", str(path), str(rows), str(workers),
+        proc = measured_run([sys.executable, __file__, "--dask-run", str(path), str(rows), str(workers),
                                "--model-dir", a.model_dir, "--chunk-bytes", str(a.chunk_bytes),
                                "--partition-bytes", str(a.partition_bytes)], capture_output=True, text=True, check=True)
         row, last = proc.stdout.strip().splitlines()[-2:]
