@@ -132,9 +132,10 @@ def main() -> None:
     ap.add_argument("--server-core", type=int, default=0)
     ap.add_argument("--load-core", type=int, default=1)
     a = ap.parse_args()
-    if missing := [t for t in ("wrk", "taskset") if shutil.which(t) is None]:  # before any server starts
-        sys.exit(f"bench_api.py: {' and '.join(missing)} not found on PATH: install {'wrk (apt-get install -y wrk)' if 'wrk' in missing else ''}"
-                 f"{' and ' if len(missing) == 2 else ''}{'taskset (util-linux)' if 'taskset' in missing else ''}, then run it again")
+    how = {"wrk": "wrk (apt-get install -y wrk)", "taskset": "taskset (util-linux)"}  # the tools it runs, and their source
+    if missing := [t for t in how if shutil.which(t) is None]:  # before any server starts
+        sys.exit(f"bench_api.py: {' and '.join(missing)} not found on PATH: install {' and '.join(map(how.get, missing))}, "
+                 "then run it again")
     env = os.environ | {"CENSUS_MODEL_DIR": str(Path(a.model_dir).resolve()), "CENSUS_THREADS": "1"}
     tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
     one, many = json.dumps(EXAMPLE).encode(), batch_body(Path(a.data), a.batch_size)

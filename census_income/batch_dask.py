@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from .batch_blocks import DriftCheck, check_drift_inputs, drift_outputs, no_rows, score_blocks
-from .batch_outputs import (DONE_JSON, DRIFT_JSON, REPORT_HTML, file_sha256, job_lock, run_name, signals_held,
-                                         write_done)
+from .batch_outputs import (DONE_JSON, DRIFT_JSON, NOT_A_FILE, REPORT_HTML, file_sha256, job_lock, run_name,
+                                         signals_held, write_done)
 from .batch_page import write_page
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
 from .reference import add_tallies
@@ -142,8 +142,8 @@ def _dask_files(
     if not paths:
         raise CensusDataError(str(inputs), ["no CSV file matches: give a file, a folder or a glob of census CSVs"])
     if odd := [p for p in paths if not Path(p).is_file()]:  # a folder or a FIFO named *.csv: no partition can be read
-        raise CensusDataError(odd[0], [f"not a regular file (a folder, a FIFO or a device) among the {len(paths)} inputs: "
-                                       "move it away or give a glob that leaves it out"])
+        raise CensusDataError(odd[0], [f"{NOT_A_FILE} among the {len(paths)} inputs: move it away or give a glob that "
+                                       "leaves it out"])
     if not str(out_dir):  # not this folder: an empty --output is a script's unset variable, more likely than a wish
         raise ValueError("the output folder '' names no folder: give a folder for engine dask's outputs "
                          "(census-batch --engine dask --output out/scored)")
@@ -154,7 +154,7 @@ def _dask_files(
         raise ValueError(f"the output folder {out} is a file: give a folder for engine dask's outputs")
     for name in (DRIFT_JSON, REPORT_HTML, DONE_JSON):  # replaced at the end: each must be a file, or nothing yet
         if (out / name).exists() and not (out / name).is_file():
-            raise ValueError(f"{out / name} is not a regular file (a folder, a FIFO or a device): remove it, or choose "
+            raise ValueError(f"{out / name} is {NOT_A_FILE}: remove it, or choose "
                              "another output folder")
     return paths, out
 
