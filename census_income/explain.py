@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .features import ROW_ORDER, Encoder
+from .features import Encoder, column_rows
 from .metrics import percentile_ci, roc_auc
 from .network import Network
 from .predict import Predictor
@@ -144,7 +144,7 @@ def _prepared(predictor: Predictor) -> _Baseline:
     made = _PREPARED.get(predictor)
     if made is None:  # `Predictor.load` has checked the baseline already; a model built in memory gets it checked here
         columns, net = record_columns([predictor.baseline]), predictor.net
-        X = predictor.encoder.encode_rows([[columns[c][0] for c in ROW_ORDER]])
+        X = predictor.encoder.encode_rows(column_rows(columns))
         z = _first_inputs(net, X)
         groups = list(attribute_columns(predictor.encoder, net).values())
         made = _PREPARED[predictor] = _Baseline(columns, groups, _group_matrix(groups, z.shape[-1]), z[:, 0],
@@ -161,7 +161,7 @@ def explain_columns(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:  # 0: all residual
         raise ValueError(f"steps: {steps!r} is not a whole number in 1..{MAX_STEPS} (the path integral's steps; default {STEPS})")
     base, net = _prepared(predictor), predictor.net
-    z = _first_inputs(net, predictor.encoder.encode_rows([[record[c][0] for c in ROW_ORDER]]))[:, 0]  # the record's half
+    z = _first_inputs(net, predictor.encoder.encode_rows(column_rows(record)))[:, 0]  # the record's half
     phi, p_path = _path_integral(net, z - base.z, base.start, base.A, steps)
     p, p_base = float(np.float32(p_path[-1])), base.probability  # the path's end is the record: `forward`'s p within TOLERANCE
     contributions = sorted(({"attribute": c, "value": record[c][0], "baseline_value": base.columns[c][0], "contribution": v}

@@ -15,10 +15,25 @@ import numpy as np
 from .schema import CATEGORICAL, CONTINUOUS, MISSING
 
 # %% auto #0
-__all__ = ['ROW_ORDER', 'Encoder', 'save_encoder', 'load_encoder']
+__all__ = ['ROW_ORDER', 'column_rows', 'row_columns', 'Encoder', 'save_encoder', 'load_encoder']
 
 # %% ../nbs/01a_features.ipynb #bbf2141a
 ROW_ORDER: tuple[str, ...] = CATEGORICAL + CONTINUOUS  # the order of a record's values for `Encoder.encode_rows`
+
+
+def column_rows(
+    columns: Mapping[str, Sequence],  # records as columns, keyed by census names (their values in the same order)
+) -> list[tuple]:  # per record its values in `ROW_ORDER`, as `Encoder.encode_rows` takes them
+    "Records given as columns, as rows of values in `ROW_ORDER` (the columns must be equally long)."
+    return list(zip(*(columns[c] for c in ROW_ORDER), strict=True))
+
+
+def row_columns(
+    rows: Sequence[Sequence],  # per record its values in `ROW_ORDER` (as `column_rows` gives them)
+) -> dict[str, list]:  # census name → its values, one per record (empty lists for no records)
+    "Rows of values in `ROW_ORDER` as columns keyed by census names: the inverse of `column_rows`."
+    values = list(zip(*rows, strict=True)) or [()] * len(ROW_ORDER)
+    return dict(zip(ROW_ORDER, map(list, values), strict=True))
 
 
 class _EncoderState:

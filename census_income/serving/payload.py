@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic_core import to_json
 
-from ..features import ROW_ORDER
+from ..features import ROW_ORDER, column_rows, row_columns
 from ..network import FEW_ROWS, ModelFilesError
 from ..predict import Predictor
 from .scoring import ROW_VALUES
@@ -149,7 +149,7 @@ class ShadowTally:
 def _rows(records) -> list[tuple]:
     "An item's records as value tuples in ROW_ORDER: from V2 columns, validated batch rows, or tuples."
     if isinstance(records, Mapping):
-        return list(zip(*(records[c] for c in ROW_ORDER), strict=True))
+        return column_rows(records)
     return [r if isinstance(r, tuple) else ROW_VALUES(r) for r in records]
 
 
@@ -165,7 +165,7 @@ def shadow_scores(shadow: Predictor, rows: list[tuple]) -> tuple[list[float], li
     if len(rows) <= FEW_ROWS:
         p = shadow.predict_rows(rows)
     else:
-        p = shadow.predict_proba(dict(zip(ROW_ORDER, map(list, zip(*rows, strict=True)), strict=True)))
+        p = shadow.predict_proba(row_columns(rows))
     return p.tolist(), shadow.labels(p)
 
 # %% ../../nbs/06h_payload.ipynb #132e7a25

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
-from ..features import ROW_ORDER
+from ..features import ROW_ORDER, row_columns
 from ..predict import Predictor
 from .parsing import PlainRow
 from .settings import Settings
@@ -159,5 +159,5 @@ class ServingModel(ScoringThread):
 
     def score_many(self, rows: list[RecordRow]) -> dict:
         "Score validated records together, in order: a dict shaped as `BatchPrediction`."
-        cols = dict(zip(ROW_ORDER, zip(*map(ROW_VALUES, rows), strict=True), strict=True))
+        cols = row_columns(list(map(ROW_VALUES, rows)))
         return {"model_version": self.version, "predictions": self.predictor.answers(self.predictor.predict_proba(cols))}

@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
 import numpy as np
 
-from ..features import ROW_ORDER
+from ..features import ROW_ORDER, column_rows
 from ..network import FEW_ROWS
 from ..predict import Predictor
 from ..schema import CATEGORICAL, CONTINUOUS, FEATURES
@@ -165,7 +165,7 @@ def score_request(
     parsed.append(req)
     records = request_columns(req, binary, max_rows, binary_header)
     if len(records[FEATURES[0]]) <= FEW_ROWS:  # a few records: the row path `/predict` takes, at a third of the cost
-        p = predictor.predict_rows(list(zip(*(records[c] for c in ROW_ORDER), strict=True)))
+        p = predictor.predict_rows(column_rows(records))
     else:
         p = predictor.predict_proba(records)
     return req, records, p, [a["prediction"] for a in predictor.answers(p)]  # never a non-finite answer
