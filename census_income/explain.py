@@ -116,7 +116,7 @@ def integrated_gradients(
 ) -> np.ndarray:  # per group: its share of p(record) - p(baseline)
     "Integrated gradients of the calibrated probability along the straight path from the baseline to the record."
     z = _first_inputs(net, X)  # (members, 2, width)
-    start = z[:, 1:] @ net.weights[0] + net.biases[0]
+    start = net.first_layer(X[1:])  # the baseline's first-layer output: (members, 1, hidden)
     return _path_integral(net, z[:, 0] - z[:, 1], start, _group_matrix(groups, z.shape[-1]), steps)[0]
 
 # %% ../nbs/04b_explain.ipynb #ca87946a
@@ -148,7 +148,7 @@ def _prepared(predictor: Predictor) -> _Baseline:
         z = _first_inputs(net, X)
         groups = list(attribute_columns(predictor.encoder, net).values())
         made = _PREPARED[predictor] = _Baseline(columns, groups, _group_matrix(groups, z.shape[-1]), z[:, 0],
-                                                z @ net.weights[0] + net.biases[0], net.forward(X).item())
+                                                net.first_layer(X), net.forward(X).item())
     return made
 
 # %% ../nbs/04b_explain.ipynb #bebd81ad
