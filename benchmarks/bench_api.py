@@ -12,6 +12,9 @@ Run from the repo root after the pipeline (needs `wrk`: `apt-get install -y wrk`
 
     .venv/bin/python benchmarks/bench_api.py --model-dir model --data data/test.csv
 
+The ceiling's second route (`/plain`) does the same work served as /predict is (Starlette's request handler, not
+FastAPI's: `census_income.serving.deps.served_plainly`); /predict against it is printed too, without a target.
+
 Targets (issue 33): /predict >= 90% of the ceiling at 16 connections, median of 5 alternated runs (`--runs 5`); V2's
 one-record infer >= 0.8 of /predict's rate. Targets (issue 5): /predict >= 70% of the ceiling with p99 < 15 ms; batches of 1,000
 records >= 100,000 records/s; start-up to first answer < 2 s; RSS < 300 MiB; a 60 s run at 16
@@ -151,12 +154,13 @@ def main() -> None:
     bare, _ = start_server("census_income.api:app", ports["no_metrics"], a.server_core, env | {"CENSUS_METRICS": "false"})
     try:
         url = {k: f"http://127.0.0.1:{p}/predict" for k, p in ports.items()}
-        for name in ("ceiling", "predict", "no_metrics"):  # warm-up
+        url["plain"] = f"http://127.0.0.1:{ports['ceiling']}/plain"  # the ceiling's work, served as /predict is
+        for name in ("ceiling", "plain", "predict", "no_metrics"):  # warm-up
             wrk(url[name], one, 16, 3, a.load_core, tmp)
         rss_warm = rss_mib(server.pid)
         rows, results = [], {}
         for conns in (16, 1):
-            runs = {"ceiling": [], "predict": [], "no_metrics": []}
+            runs = {"ceiling": [], "plain": [], "predict": [], "no_metrics": []}
             for _ in range(a.runs):
                 for name in runs:
                     runs[name].append(wrk(url[name], one, conns, a.seconds, a.load_core, tmp))
@@ -184,6 +188,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (name, conns), r in results.items():
         label = {"ceiling": "ceiling (no model, same validation)", "predict": "POST /predict",
+                 "plain": "ceiling served as /predict is (Starlette's handler)",
                  "no_metrics": "POST /predict, CENSUS_METRICS=false"}[name]
         ratio = f"{r['rps'] / results[('ceiling', conns)]['rps']:.0%}"
         rows.append(f"| {label} | {conns} | {r['rps']:,.0f} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
@@ -199,6 +204,9 @@ def main() -> None:
     p16, v16 = results[("predict", 16)]["rps"], v2_runs[(1, 16)]["rps"]
     print(f"| /predict ÷ ceiling at 16 connections (median of {a.runs} alternated runs) | {p16 / c16:.0%} "
           f"({p16:,.0f} ÷ {c16:,.0f} req/s) | ≥ 90% (issue 33; issue 5: ≥ 70%) |")
+    plain16 = results[("plain", 16)]["rps"]
+    print(f"| /predict ÷ the ceiling served as /predict is, 16 connections: the model's and the app's own cost | "
+          f"{p16 / plain16:.0%} ({p16:,.0f} ÷ {plain16:,.0f} req/s) | |")
     print(f"| V2 one-record infer ÷ /predict at 16 connections | {v16 / p16:.2f} ({v16:,.0f} ÷ {p16:,.0f} req/s) | "
           f"≥ 0.8 (issue 33) |")
     for conns in (16, 1):

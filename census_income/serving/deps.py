@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
+from fastapi.routing import APIRoute
+from starlette.routing import request_response
 
 from .body import read_body
 from .parsing import PlainRecord, parse_bounded, plain_value
@@ -18,7 +20,7 @@ from ..validation import Record, RecordRow
 
 # %% auto #0
 __all__ = ['Model', 'Body', 'OneRecord', 'ManyRecords', 'CountAnswers', 'Metrics', 'from_state', 'get_model', 'get_body',
-           'one_record', 'many_records', 'answer_counter', 'get_monitor']
+           'one_record', 'many_records', 'answer_counter', 'get_monitor', 'served_plainly']
 
 # %% ../../nbs/06f_deps.ipynb #501d4b26
 def from_state(request: Request, name: str, status: int, detail: str):
@@ -85,3 +87,21 @@ async def get_monitor(request: Request) -> Monitor:
 
 CountAnswers = Annotated[Callable[[str, list[str]], None], Depends(answer_counter)]
 Metrics = Annotated[Monitor, Depends(get_monitor)]
+
+# %% ../../nbs/06f_deps.ipynb #6cbdcf36
+def served_plainly(
+    route: APIRoute,  # a route whose endpoint takes the request and its path's parameters, and returns a Response
+) -> APIRoute:  # the same route, its requests handled by Starlette's `request_response`
+    "Serve `route` without FastAPI's request handler: its endpoint is called with the request and the path's parameters."
+    d = route.dependant
+    if extra := [p.name for p in (*d.query_params, *d.header_params, *d.cookie_params, *d.body_params)] + [
+            getattr(s.call, "__name__", repr(s.call)) for s in d.dependencies]:
+        raise TypeError(f"{route.path}: a route served plainly takes the request and its path's parameters only; "
+                        f"it declares {', '.join(extra)}, which nothing would read")
+    endpoint = route.endpoint
+
+    async def handle(request: Request) -> Response:
+        return await endpoint(request, **request.path_params)
+
+    route.app = request_response(handle)
+    return route
