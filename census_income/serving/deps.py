@@ -5,6 +5,7 @@
 # %% ../../nbs/06f_deps.ipynb #f0728417
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Annotated
 
@@ -89,16 +90,32 @@ CountAnswers = Annotated[Callable[[str, list[str]], None], Depends(answer_counte
 Metrics = Annotated[Monitor, Depends(get_monitor)]
 
 # %% ../../nbs/06f_deps.ipynb #6cbdcf36
+_FASTAPI_GIVES = ("response_param_name", "background_tasks_param_name", "security_scopes_param_name",
+                  "websocket_param_name", "http_connection_param_name")  # what only FastAPI's handler passes an endpoint
+
+
 def served_plainly(
     route: APIRoute,  # a route whose endpoint takes the request and its path's parameters, and returns a Response
 ) -> APIRoute:  # the same route, its requests handled by Starlette's `request_response`
     "Serve `route` without FastAPI's request handler: its endpoint is called with the request and the path's parameters."
-    d = route.dependant
-    if extra := [p.name for p in (*d.query_params, *d.header_params, *d.cookie_params, *d.body_params)] + [
-            getattr(s.call, "__name__", repr(s.call)) for s in d.dependencies]:
-        raise TypeError(f"{route.path}: a route served plainly takes the request and its path's parameters only; "
-                        f"it declares {', '.join(extra)}, which nothing would read")
-    endpoint = route.endpoint
+    d, endpoint = route.dependant, route.endpoint
+    first = next(iter(inspect.signature(endpoint).parameters), None)
+    given = {p.name for p in d.path_params}
+    problems = [f"declares {p.name}, which nothing would read" for p in
+                (*d.query_params, *d.header_params, *d.cookie_params, *d.body_params)]
+    problems += [f"depends on {getattr(s.call, '__name__', repr(s.call))}, which nothing would call" for s in d.dependencies]
+    problems += [f"asks for FastAPI's {kind.removesuffix('_param_name').replace('_', ' ')} ({name})"
+                 for kind in _FASTAPI_GIVES if (name := getattr(d, kind)) is not None]
+    problems += [] if first is not None and first == d.request_param_name else ["does not take the request first"]
+    problems += [f"takes {p.name} as {p.field_info.annotation}: FastAPI would convert it, a path gives text"
+                 for p in d.path_params if p.field_info.annotation not in (str, str | None)]
+    problems += [f"{'does not take' if name in set(route.param_convertors) - given else 'takes'} the path parameter "
+                 f"{name}" for name in sorted(set(route.param_convertors) ^ given)]
+    problems += [] if inspect.iscoroutinefunction(endpoint) else ["is not a coroutine function (FastAPI would run it on a thread)"]
+    problems += [] if getattr(route, "max_body_size", None) is None else ["has FastAPI's own body limit (max_body_size)"]
+    if problems:
+        raise TypeError(f"{route.path}: a route served plainly takes the request, then its path's parameters as text, "
+                        f"and is awaited; its endpoint {'; '.join(problems)}")
 
     async def handle(request: Request) -> Response:
         return await endpoint(request, **request.path_params)
