@@ -109,8 +109,7 @@ def served_plainly(
     problems += [] if first is not None and first == d.request_param_name else ["does not take the request first"]
     problems += [f"takes {p.name} as {p.field_info.annotation}: FastAPI would convert it, a path gives text"
                  for p in d.path_params if p.field_info.annotation not in (str, str | None)]
-    problems += [f"{'does not take' if name in set(route.param_convertors) - given else 'takes'} the path parameter "
-                 f"{name}" for name in sorted(set(route.param_convertors) ^ given)]
+    problems += [f"does not take the path parameter {name}" for name in sorted(set(route.param_convertors) - given)]
     problems += [] if inspect.iscoroutinefunction(endpoint) else ["is not a coroutine function (FastAPI would run it on a thread)"]
     problems += [] if getattr(route, "max_body_size", None) is None else ["has FastAPI's own body limit (max_body_size)"]
     if problems:
