@@ -79,7 +79,7 @@ docs: install  ## the chapters: every notebook run at its quick defaults, with i
 	python tools/build_docs.py --out _docs
 
 lint: install
-	ruff check census_income tests benchmarks tools api_requests.py testkit.py
+	ruff check census_income tests benchmarks tools api_requests.py testkit.py nbs/conftest.py nbs/kernel_forks.py
 
 export: install  ## notebooks → package, and strip notebook outputs
 	nbdev_export && nbdev_clean

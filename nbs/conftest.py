@@ -30,3 +30,21 @@ def pytest_collection_modifyitems(items):
             placed.add(m.group(1))
             ordered += sorted(cells[m.group(1)], key=lambda it: int(_CELL.match(it.nodeid).group(2)))
     items[:] = ordered
+
+
+_kernels = None
+
+
+def pytest_sessionstart(session):
+    "Each process that runs notebooks starts its kernel template now, so that its imports overlap collection."
+    global _kernels
+    if not (hasattr(session.config, "workerinput") or session.config.getoption("numprocesses", None) in (None, 0)):
+        return  # the xdist controller runs no notebook
+    from kernel_forks import install
+
+    _kernels = install()
+
+
+def pytest_sessionfinish(session):
+    if _kernels is not None:
+        _kernels.close()
