@@ -4,12 +4,17 @@ pytest-randomly gives the rest of the suite (it shuffles a notebook's cells like
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
 from census_income.cpu import pinned_environ
+from census_income.pipeline import QUICK_CACHE_ENV
 
 os.environ.update(pinned_environ(os.environ)[0])  # each notebook's kernel on the pipeline's CPU kernels (census_income.cpu)
+# a stage notebook's quick run reuses the stages before it when they read exactly the same (census_income.pipeline);
+# given to the notebooks' kernels only, not to this process (whose tests run the stages themselves)
+QUICK_CACHE = os.environ.get(QUICK_CACHE_ENV) or str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "quick-stages")
 
 _CELL = re.compile(r"^(.*\.ipynb)::Cell (\d+)$")
 
@@ -36,13 +41,15 @@ _kernels = None
 
 
 def pytest_sessionstart(session):
-    "Each process that runs notebooks starts its kernel template now, so that its imports overlap collection."
+    """The kernels' template starts now, so that its imports overlap collection: under pytest-xdist one in the controller
+    for every worker (before it starts them), else one in this process; each process that runs notebooks installs it."""
     global _kernels
-    if not (hasattr(session.config, "workerinput") or session.config.getoption("numprocesses", None) in (None, 0)):
-        return  # the xdist controller runs no notebook
-    from kernel_forks import install
+    from kernel_forks import install, start_shared
 
-    _kernels = install()
+    if hasattr(session.config, "workerinput") or session.config.getoption("numprocesses", None) in (None, 0):
+        _kernels = install({QUICK_CACHE_ENV: QUICK_CACHE})
+    else:  # the xdist controller: it runs no notebook
+        _kernels = start_shared()
 
 
 def pytest_sessionfinish(session):

@@ -108,8 +108,8 @@ def _child(conn: socket.socket, fds: list[int], request: dict) -> None:
         os._exit(code)
 
 
-def serve(sock_path: str) -> None:
-    "Listen first (launchers queue), import PRELOAD, then fork one kernel per launcher until the parent goes."
+def serve(sock_path: str, preload=PRELOAD) -> None:
+    "Listen first (launchers queue), import `preload`, then fork one kernel per launcher until the parent goes."
     import gc
     import importlib
     import select
@@ -120,7 +120,7 @@ def serve(sock_path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
     listener.listen(64)
-    for name in PRELOAD:
+    for name in preload:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a kernel imports what it needs itself
@@ -184,15 +184,19 @@ def serve(sock_path: str) -> None:
 class Template:
     "A template process for this pytest process's kernels, and the kernel command that uses it."
 
-    def __init__(self):
+    def __init__(self, preload=PRELOAD):
         import subprocess
         import tempfile
+        import time
 
         self.dir = tempfile.mkdtemp(prefix="kernels-")
         self.sock = os.path.join(self.dir, "template.sock")
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", self.sock],
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", self.sock, *preload],
                                      stdin=subprocess.DEVNULL)
         self.argv = [sys.executable, "-I", "-S", os.path.abspath(__file__), "launch", self.sock]
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.sock) and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)  # it listens before it imports: a launcher from now on waits for it, never misses it
 
     def kernel_argv(self, argv: list[str]) -> list[str]:
         "`argv` of a kernelspec, through this template when it starts ipykernel in this Python; else unchanged."
@@ -300,22 +304,52 @@ class Kernels:
             self.template.close()
 
 
-def install() -> Kernels:
-    """Send nbval's kernels through a template (unless KERNEL_FORKS=0) and keep one started ahead (unless
-    KERNEL_SPARES=0)."""
+SHARED = "KERNEL_TEMPLATE"  # the socket of a template another process (pytest-xdist's controller) started for its workers
+
+
+class Shared:
+    "A template this process did not start (its workers share the controller's): the kernel command only."
+
+    def __init__(self, sock: str):
+        self.sock, self.argv = sock, [sys.executable, "-I", "-S", os.path.abspath(__file__), "launch", sock]
+
+    kernel_argv = Template.kernel_argv
+
+    def close(self):
+        pass
+
+
+def start_shared() -> Template | None:
+    """In pytest-xdist's controller, before it starts its workers: one template for all of them (they inherit its
+    socket in KERNEL_TEMPLATE), so that its imports are done once, while the workers collect."""
+    if os.environ.get("KERNEL_FORKS", "1") == "0" or not hasattr(os, "fork"):
+        return None
+    template = Template()
+    os.environ[SHARED] = f"{os.getpid()}:{template.sock}"  # for this process's children only (see `install`)
+    return template
+
+
+def install(env: dict[str, str] | None = None) -> Kernels:
+    """Send nbval's kernels through a template (unless KERNEL_FORKS=0): the controller's when it started one, else one
+    of this process's own; keep one kernel started ahead (unless KERNEL_SPARES=0); and give each kernel the variables
+    in `env` besides this process's environment."""
     from nbval import kernel
 
     template = None
     if os.environ.get("KERNEL_FORKS", "1") != "0" and hasattr(os, "fork"):
-        template = Template()
-        get_spec = kernel.NbvalKernelspecManager.get_kernel_spec
+        parent, _, sock = os.environ.get(SHARED, "").partition(":")
+        # a process started by another (a pytest run inside a test) must not take its parent's parent's template
+        template = Shared(sock) if parent == str(os.getppid()) else Template()
+    get_spec = kernel.NbvalKernelspecManager.get_kernel_spec
 
-        def get_kernel_spec(self, kernel_name):
-            spec = get_spec(self, kernel_name)
+    def get_kernel_spec(self, kernel_name):
+        spec = get_spec(self, kernel_name)
+        if template is not None:
             spec.argv = template.kernel_argv(list(spec.argv))
-            return spec
+        spec.env = {**spec.env, **(env or {})}
+        return spec
 
-        kernel.NbvalKernelspecManager.get_kernel_spec = get_kernel_spec
+    kernel.NbvalKernelspecManager.get_kernel_spec = get_kernel_spec
     spares = Spares(kernel.start_new_kernel)
     if os.environ.get("KERNEL_SPARES", "1") != "0":
         kernel.start_new_kernel = spares.start_new_kernel
@@ -327,4 +361,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "launch":
         launch(sys.argv[2], sys.argv[3:])
     elif sys.argv[1] == "serve":
-        serve(sys.argv[2])
+        serve(sys.argv[2], sys.argv[3:])
