@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from .batch_blocks import DriftCheck, check_drift_inputs, drift_outputs, no_rows, score_blocks
-from .batch_outputs import (DONE_JSON, DRIFT_JSON, NOT_A_FILE, REPORT_HTML, file_sha256, job_lock, run_name,
-                                         signals_held, write_done)
+from .batch_outputs import (DONE_JSON, DRIFT_JSON, NOT_A_FILE, REPORT_HTML, job_lock, run_name, signals_held,
+                                         write_done)
 from .batch_page import write_page
 from .clean import MAX_LINE_BYTES, CensusDataError, read_tables
 from .reference import add_tallies
-from .fileio import atomic_file
+from .fileio import atomic_file, file_sha256
 from .predict import Predictor
 from .schema import FEATURES
 

@@ -5,13 +5,12 @@
 # %% auto #0
 __all__ = ['REJECTS_CSV', 'DRIFT_JSON', 'REPORT_HTML', 'DONE_JSON', 'NOT_A_FILE', 'JOB_SIGNALS', 'companion', 'drift_path',
            'done_path', 'page_path', 'run_name', 'is_leftover', 'check_paths', 'job_lock', 'remove_leftovers',
-           'all_or_none', 'job_signals', 'signals_held', 'file_sha256', 'write_done', 'check_owners', 'read_done']
+           'all_or_none', 'job_signals', 'signals_held', 'write_done', 'check_owners', 'read_done']
 
 # %% ../nbs/07c_batch_outputs.ipynb #a80f730a
 import contextlib
 import fcntl
 import glob
-import hashlib
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .clean import CensusDataError
-from .fileio import atomic_file
+from .fileio import atomic_file, file_sha256
 from .validation import cut
 
 # %% ../nbs/07c_batch_outputs.ipynb #16d74dee
@@ -210,17 +209,6 @@ def signals_held() -> Iterator[None]:
                 signal.signal(sig, handler)
         if held:
             signal.raise_signal(held[0])  # the first one held acts now, as it would have
-
-# %% ../nbs/07c_batch_outputs.ipynb #267f0a77
-def file_sha256(
-    path,  # a file the job wrote
-) -> str:  # its SHA-256, hex
-    "The SHA-256 of a file, read a megabyte at a time."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 # %% ../nbs/07c_batch_outputs.ipynb #208241d4
 def write_done(

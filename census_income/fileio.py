@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 # %% auto #0
-__all__ = ['atomic_file', 'write_csv', 'read_clean']
+__all__ = ['atomic_file', 'write_csv', 'read_clean', 'file_sha256']
 
 # %% ../nbs/00c_fileio.ipynb #2123db52
 @contextlib.contextmanager
@@ -53,3 +54,14 @@ def read_clean(
 ) -> pd.DataFrame:  # numbers as numbers, text as text
     "Read a CSV that this package wrote, keeping every text value as it is (`?` and `NA` are not read as missing)."
     return pd.read_csv(path, keep_default_na=False)
+
+# %% ../nbs/00c_fileio.ipynb #c96a28b0
+def file_sha256(
+    path,  # a file
+) -> str:  # its SHA-256, hex
+    "The SHA-256 of a file, read a megabyte at a time."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

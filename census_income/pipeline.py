@@ -21,9 +21,9 @@ from .places import INPUTS, places_fit
 from .cpu import exec_pinned
 
 # %% auto #0
-__all__ = ['log', 'REPORT_FROM', 'STAGING_DIR', 'MOVING', 'stage_function', 'call_stage', 'prepare', 'offline_html',
-           'strip_run_metadata', 'report_cells', 'render_html', 'stage_outputs', 'stage_copy', 'move_into_place',
-           'run_stage', 'copy_environ', 'main']
+__all__ = ['QUICK_CACHE_ENV', 'QUICK_CACHE_KEEP', 'log', 'REPORT_FROM', 'STAGING_DIR', 'MOVING', 'stage_function', 'call_stage',
+           'prepare', 'quick_stage_key', 'call_stage_quick', 'offline_html', 'strip_run_metadata', 'report_cells',
+           'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'copy_environ', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #a0e9338f
 def stage_function(stage: str):
@@ -46,14 +46,135 @@ def prepare(
     quick: bool,  # a smoke-sized run on a sample, in a temporary folder, upstream stages included
     output_dir=None,  # where the stage writes (`census-stage` passes its staging folder); None: see `load_params`
 ) -> Params:  # the params the stage's function takes its sections from
-    "Params for one stage; in a quick run, the stages before it are run first."
+    """Params for one stage; in a quick run, the stages before it are run first (or, when the environment names a
+    cache in QUICK_STAGE_CACHE, their outputs copied from a run that read exactly the same: `call_stage_quick`)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
     params = load_params(params_file, quick=quick, workdir=output_dir)
     if quick:
+        cache = os.environ.get(QUICK_CACHE_ENV) or None
         for upstream in list(STAGES)[:list(STAGES).index(stage)]:
-            call_stage(upstream, params)
+            call_stage_quick(upstream, params, Path(params_file).resolve().parent, cache)
     return params
+
+# %% ../nbs/00b_pipeline.ipynb #f3a55d40
+QUICK_CACHE_ENV = "QUICK_STAGE_CACHE"  # a folder: quick runs keep their upstream stages' outputs there (the notebook tests set it)
+QUICK_CACHE_KEEP = 48  # entries kept, the least recently used removed first (each is a sample's outputs: about 1 MB)
+_PIN_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_", "ATEN_", "ONEDNN_", "NPY_", "CENSUS_CPU")  # what picks the CPU kernels
+_LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "torch", "optuna", "safetensors")
+
+
+def _outputs_root(params: Params) -> Path:
+    "The folder a run writes into: where every output path (all but the `INPUTS`) lies."
+    return Path(os.path.commonpath([v for k, v in params.paths.model_dump().items() if k not in INPUTS]))
+
+
+def _written(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def quick_stage_key(
+    stage: str,  # a key of STAGES
+    params: Params,  # a quick run's params (`load_params(..., quick=True)`)
+    root,  # the repository: dvc.yaml and the params file's folder
+) -> str | None:  # a SHA-256, hex; None: this stage's run cannot be reused
+    """All a quick run's stage reads, as one hash: its code (the files dvc.yaml names as its deps), its sections of
+    the params, its input files and every file the stages before it wrote, the library versions and the CPU pins."""
+    import hashlib
+    import json
+    import platform
+    from importlib import metadata
+
+    import yaml
+
+    from census_income.fileio import file_sha256  # imported here: this module stays light for `census-stage` (no pandas)
+
+    root = Path(root).resolve()
+    try:
+        deps = (yaml.safe_load((root / "dvc.yaml").read_text()) or {})["stages"][stage]["deps"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None  # no dvc.yaml to say what the stage's code is
+    if stage == "tune" and params.tune.storage:
+        return None  # the study lives outside the run's folder: a reused run would not add its trials there
+    out, h = _outputs_root(params), hashlib.sha256()
+
+    def add(*value):
+        h.update(json.dumps(value, sort_keys=True, default=str).encode() + b"\n")
+
+    def version(lib):
+        try:
+            return metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            return None
+
+    add("stage", stage)
+    for dep in deps:
+        if "${" not in dep:  # data deps (`${paths...}`) are the input files below
+            add("code", dep, file_sha256(root / dep) if (root / dep).is_file() else "missing")
+    add("params", {s: getattr(params, s).model_dump(mode="json") for s in STAGES[stage][2]})
+    for name, value in params.paths.model_dump().items():
+        path = Path(value)
+        add("path", name, file_sha256(path) if name in INPUTS and path.is_file()
+            else str(path.relative_to(root if name in INPUTS else out)))
+    for rel in sorted(_written(out)):
+        add("upstream", rel, file_sha256(out / rel))
+    add("platform", sys.version, platform.machine(), [(lib, version(lib)) for lib in _LIBRARIES])
+    add("pins", sorted((k, v) for k, v in os.environ.items() if k.startswith(_PIN_PREFIXES)))
+    return h.hexdigest()
+
+
+def call_stage_quick(
+    stage: str,  # a key of STAGES, upstream of the stage a quick run prepares
+    params: Params,  # the quick run's params
+    root,  # the repository (see `quick_stage_key`)
+    cache=None,  # a folder that keeps stages' outputs by `quick_stage_key`; None: run the stage
+) -> bool:  # True when the outputs came from the cache
+    """Run an upstream stage of a quick run, or copy in the outputs a run that read exactly the same left in `cache`.
+    A run that is not reused keeps what it wrote there (published whole, by a rename); a damaged entry is run again."""
+    import json
+    import tempfile
+
+    key = quick_stage_key(stage, params, root) if cache else None
+    if key is None:
+        call_stage(stage, params)
+        return False
+    out, cache = _outputs_root(params), Path(cache)
+    entry = cache / key
+    if (entry / "manifest.json").is_file():
+        try:
+            for rel in json.loads((entry / "manifest.json").read_text()):
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(entry / "files" / rel, out / rel)
+            os.utime(entry)  # recently used
+            log.info("quick run: %s's outputs from the cache (%s)", stage, entry)
+            return True
+        except (OSError, ValueError, TypeError) as err:
+            log.warning("quick run: the cache's entry for %s cannot be used (%s); running the stage", stage, err)
+            shutil.rmtree(entry, ignore_errors=True)
+    before = _written(out)
+    call_stage(stage, params)
+    written = sorted(rel for rel, seen in _written(out).items() if before.get(rel) != seen)
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache))
+    for rel in written:
+        (staging / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / rel, staging / "files" / rel)
+    (staging / "manifest.json").write_text(json.dumps(written))
+    try:
+        os.rename(staging, entry)
+    except OSError:  # another run published the same entry first (or left a damaged one: it stays until pruned)
+        shutil.rmtree(staging, ignore_errors=True)
+    _prune(cache)
+    return False
+
+
+def _prune(cache: Path) -> None:
+    "Keep the QUICK_CACHE_KEEP entries used last; remove what a killed run left staged an hour ago or more."
+    entries = sorted((p for p in cache.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
+    stale = [p for p in cache.glob(".staging-*") if p.stat().st_mtime < time.time() - 3600]
+    for old in [*entries[:-QUICK_CACHE_KEEP], *stale]:
+        shutil.rmtree(old, ignore_errors=True)
+
 
 # %% ../nbs/00b_pipeline.ipynb #f08274af
 log = logging.getLogger("census_income.pipeline")

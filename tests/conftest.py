@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import pickle
 import shutil
 import subprocess
 from pathlib import Path
@@ -114,14 +115,23 @@ def _repo_outputs() -> dict:
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory) -> tuple:
-    "Every stage, in order, on params.yaml's quick sample, in a temporary folder: the params and what each stage returned."
+    """Every stage, in order, on params.yaml's quick sample, in a temporary folder: the params and what each stage returned.
+    One run per test session: under pytest-xdist the first worker to ask runs it (the others wait on a lock, then read
+    what it returned), as `pipeline_repo` does; the folder is shared, so a test that changes a file copies it first."""
     from census_income.pipeline import STAGES, call_stage, load_params
 
-    before = _repo_outputs()
-    params = load_params(ROOT / "params.yaml", quick=True, workdir=tmp_path_factory.mktemp("quick"))
-    results = {stage: call_stage(stage, params) for stage in STAGES}
-    assert _repo_outputs() == before, "a quick run wrote into the repository's data/, model/, metrics/ or reports/"
-    return params, results
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = tmp_path_factory.getbasetemp() if worker is None else tmp_path_factory.getbasetemp().parent
+    built, returned = shared / "quick-built", shared / "quick-built.pickle"  # a test's own pickle, in the session's folder
+    with FileLock(shared / "quick-built.lock"):
+        if not returned.is_file():
+            shutil.rmtree(built, ignore_errors=True)
+            before = _repo_outputs()
+            params = load_params(ROOT / "params.yaml", quick=True, workdir=built)
+            results = {stage: call_stage(stage, params) for stage in STAGES}
+            assert _repo_outputs() == before, "a quick run wrote into the repository's data/, model/, metrics/ or reports/"
+            returned.write_bytes(pickle.dumps((params, results)))
+    return pickle.loads(returned.read_bytes())
 
 
 @pytest.fixture(scope="session")
