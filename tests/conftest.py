@@ -165,6 +165,44 @@ def _build_pipeline_repo(dest: Path) -> None:
     (repo / REPRO_LOG).write_text(proc.stdout + proc.stderr)
 
 
+# The batch fault tests' toy model (tests/test_batch_faults.py, tests/test_batch_adversarial.py): one per module.
+def every_value():
+    "42 rows holding every category and numbers across every range: what the toy model's profiles are fitted on."
+    import pandas as pd
+
+    from census_income.schema import CATEGORICAL, CATEGORIES, FEATURES, RANGES
+
+    return pd.DataFrame({c: (list(CATEGORIES[c]) * 42)[:42] if c in CATEGORICAL else np.linspace(*RANGES[c], 42).round()
+                         for c in FEATURES})
+
+
+@pytest.fixture(scope="module")
+def toy_model_dir(tmp_path_factory) -> Path:
+    "A toy model folder shaped like the trained one (five members, embeddings) with a training profile beside it."
+    from census_income.reference import fit_reference, save_reference
+    from census_income.toy import toy_model_folder
+
+    folder = toy_model_folder(tmp_path_factory.mktemp("model"), members=5, n_frequencies=8, d_embedding=8, hidden=16)
+    save_reference(fit_reference(every_value()), folder / "reference.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def toy_predictor(toy_model_dir):
+    "`toy_model_dir`, loaded: a `Predictor`."
+    from census_income.predict import Predictor
+
+    return Predictor.load(toy_model_dir)
+
+
+@pytest.fixture(scope="module")
+def thresholds():
+    "params.yaml's drift thresholds for batch jobs (`DriftThresholds`)."
+    from census_income.config import load_params
+
+    return load_params(ROOT / "params.yaml").batch.drift
+
+
 @pytest.fixture(scope="session")
 def pipeline_repo(tmp_path_factory) -> Path:
     """A scratch copy of the repo after a full `dvc repro` (tuning switched off: the stored best params are used).
