@@ -6,7 +6,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 
 from testkit import ROOT, free_port, run
@@ -41,6 +40,8 @@ def use_endpoint(repo: Path, endpoint: str) -> None:
 @pytest.fixture(scope="session")
 def moto_endpoint():
     "moto_server on a free port of 127.0.0.1, with the remote's bucket created; its URL."
+    import boto3  # here, not at the top: this file is imported by every worker's collection, boto3 costs 0.25 s
+
     if not MOTO_SERVER.exists():
         pytest.fail(f"{MOTO_SERVER} is missing: run `make moto` (moto[server] in its own venv)")
     port = free_port()
