@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import functools
 import importlib
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from .config import PARAMS_FILE, STAGES, Params, ParamsError, Paths, load_params, params_option
 from .places import INPUTS, places_fit
-from .cpu import exec_pinned
+from .cpu import cpu_facts, exec_pinned, unpinned
 
 # %% auto #0
 __all__ = ['QUICK_CACHE_ENV', 'QUICK_CACHE_KEEP', 'log', 'REPORT_FROM', 'STAGING_DIR', 'MOVING', 'stage_function', 'call_stage',
@@ -61,7 +62,14 @@ def prepare(
 QUICK_CACHE_ENV = "QUICK_STAGE_CACHE"  # a folder: quick runs keep their upstream stages' outputs there (the notebook tests set it)
 QUICK_CACHE_KEEP = 48  # entries kept, the least recently used removed first (each is a sample's outputs: about 1 MB)
 _PIN_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_", "ATEN_", "ONEDNN_", "NPY_", "CENSUS_CPU")  # what picks the CPU kernels
-_LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "torch", "optuna", "safetensors")
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> tuple:
+    "Every installed distribution and its version (read once per process: 0.1 s)."
+    from importlib import metadata
+
+    return tuple(sorted({(d.metadata["Name"] or "", d.version) for d in metadata.distributions()}))
 
 
 def _outputs_root(params: Params) -> Path:
@@ -77,13 +85,14 @@ def quick_stage_key(
     stage: str,  # a key of STAGES
     params: Params,  # a quick run's params (`load_params(..., quick=True)`)
     root,  # the repository: dvc.yaml and the params file's folder
+    upstream=None,  # the files of the run's folder the stages before it wrote (default: every file there now)
 ) -> str | None:  # a SHA-256, hex; None: this stage's run cannot be reused
-    """All a quick run's stage reads, as one hash: its code (the files dvc.yaml names as its deps), its sections of
-    the params, its input files and every file the stages before it wrote, the library versions and the CPU pins."""
+    """All a quick run's stage reads, as one hash: its code (the files dvc.yaml names as its deps, every file of a
+    folder), its sections of the params, its input files and every file the stages before it wrote, every installed
+    library's version, the CPU pins and what numpy found the CPU runs."""
     import hashlib
     import json
     import platform
-    from importlib import metadata
 
     import yaml
 
@@ -101,24 +110,27 @@ def quick_stage_key(
     def add(*value):
         h.update(json.dumps(value, sort_keys=True, default=str).encode() + b"\n")
 
-    def version(lib):
-        try:
-            return metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            return None
+    def digest(path: Path):  # a file's SHA-256, a folder's files' (a stage reads the notebooks in nbs_dir)
+        if path.is_dir():
+            return sorted((str(p.relative_to(path)), file_sha256(p)) for p in path.rglob("*") if p.is_file())
+        return file_sha256(path) if path.is_file() else "missing"
 
     add("stage", stage)
     for dep in deps:
         if "${" not in dep:  # data deps (`${paths...}`) are the input files below
-            add("code", dep, file_sha256(root / dep) if (root / dep).is_file() else "missing")
+            add("code", dep, digest(root / dep))
     add("params", {s: getattr(params, s).model_dump(mode="json") for s in STAGES[stage][2]})
+    read = set(re.findall(r"\$\{paths\.(\w+)\}", " ".join(deps)))  # the inputs dvc.yaml says the stage reads
     for name, value in params.paths.model_dump().items():
-        path = Path(value)
-        add("path", name, file_sha256(path) if name in INPUTS and path.is_file()
-            else str(path.relative_to(root if name in INPUTS else out)))
-    for rel in sorted(_written(out)):
-        add("upstream", rel, file_sha256(out / rel))
-    add("platform", sys.version, platform.machine(), [(lib, version(lib)) for lib in _LIBRARIES])
+        if name in INPUTS:
+            add("input", name, digest(Path(value)) if name in read else None)
+        else:
+            add("path", name, str(Path(value).relative_to(out)))
+    for rel in sorted(_written(out) if upstream is None else upstream):
+        add("upstream", rel, file_sha256(out / rel) if (out / rel).is_file() else "missing")
+    facts = cpu_facts()
+    add("platform", sys.version, platform.machine(), _installed())
+    add("cpu", sorted(facts["features"]), facts["dispatch"], unpinned(None, facts=facts))
     add("pins", sorted((k, v) for k, v in os.environ.items() if k.startswith(_PIN_PREFIXES)))
     return h.hexdigest()
 
@@ -154,6 +166,8 @@ def call_stage_quick(
     before = _written(out)
     call_stage(stage, params)
     written = sorted(rel for rel, seen in _written(out).items() if before.get(rel) != seen)
+    if quick_stage_key(stage, params, root, upstream=before) != key:
+        return False  # its code or inputs changed while it ran (an edit): what it wrote is kept under no key
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache))
     for rel in written:
@@ -168,11 +182,19 @@ def call_stage_quick(
     return False
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile by another run's pruning or publishing
+        return None
+
+
 def _prune(cache: Path) -> None:
     "Keep the QUICK_CACHE_KEEP entries used last; remove what a killed run left staged an hour ago or more."
-    entries = sorted((p for p in cache.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
-    stale = [p for p in cache.glob(".staging-*") if p.stat().st_mtime < time.time() - 3600]
-    for old in [*entries[:-QUICK_CACHE_KEEP], *stale]:
+    seen = [(p, _mtime(p)) for p in cache.iterdir()]
+    entries = sorted(((p, t) for p, t in seen if t is not None and not p.name.startswith(".")), key=lambda e: e[1])
+    stale = [p for p, t in seen if t is not None and p.name.startswith(".staging-") and t < time.time() - 3600]
+    for old in [*(p for p, _ in entries[:-QUICK_CACHE_KEEP]), *stale]:
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ from census_income.pipeline import QUICK_CACHE_ENV
 os.environ.update(pinned_environ(os.environ)[0])  # each notebook's kernel on the pipeline's CPU kernels (census_income.cpu)
 # a stage notebook's quick run reuses the stages before it when they read exactly the same (census_income.pipeline);
 # given to the notebooks' kernels only, not to this process (whose tests run the stages themselves)
-QUICK_CACHE = os.environ.get(QUICK_CACHE_ENV) or str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "quick-stages")
+QUICK_CACHE = os.environ.pop(QUICK_CACHE_ENV, "") or str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "quick-stages")
 
 _CELL = re.compile(r"^(.*\.ipynb)::Cell (\d+)$")
 

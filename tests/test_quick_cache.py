@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from census_income.pipeline import call_stage, call_stage_quick, load_params, quick_stage_key
+from census_income.pipeline import QUICK_CACHE_ENV, call_stage, call_stage_quick, load_params, prepare, quick_stage_key
 from testkit import ROOT
 
 
@@ -66,6 +66,11 @@ def test_what_a_stage_reads_moves_its_key_and_nothing_else_does(small_repo, tmp_
     assert upstream != key
     (tmp_path / "out" / "data" / "census_clean.csv").write_text("age\n2\n")
     assert quick_stage_key("preprocess", params, small_repo) not in (key, upstream)
+    clean = quick_stage_key("clean", params, small_repo)
+    raw = small_repo / "data" / "census.csv"
+    raw.unlink()
+    raw.write_bytes((ROOT / "data" / "census.csv").read_bytes() + b"\n")  # the raw file clean reads
+    assert quick_stage_key("clean", params, small_repo) not in (clean, None)
 
 
 def test_a_damaged_entry_is_run_again_and_kept_whole(tmp_path, caplog):
@@ -86,3 +91,13 @@ def test_without_a_cache_or_a_dvc_yaml_the_stage_runs(tmp_path):
     assert not call_stage_quick("clean", params, ROOT, None)
     assert not call_stage_quick("clean", params, tmp_path, tmp_path / "cache")  # no dvc.yaml in tmp_path
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_quick_runs_prepare_takes_the_cache_its_environment_names(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(QUICK_CACHE_ENV, str(tmp_path / "cache"))
+    caplog.set_level(logging.INFO, logger="census_income.pipeline")
+    prepare(ROOT / "params.yaml", "preprocess", True, tmp_path / "first")
+    assert "from the cache" not in caplog.text and any((tmp_path / "cache").iterdir())
+    params = prepare(ROOT / "params.yaml", "preprocess", True, tmp_path / "second")
+    assert "clean's outputs from the cache" in caplog.text and Path(params.paths.clean_csv).is_file()
+    assert files(tmp_path / "second") == files(tmp_path / "first")
