@@ -47,7 +47,7 @@ quick: install  ## a first look, nothing to fetch (25 s here): every stage on a 
 	  nb = nbformat.read('quick/05a_report.ipynb', 4); strip_run_metadata(nb); nbformat.write(nb, 'quick/05a_report.ipynb'); \
 	  print('open', render_html('quick/05a_report.ipynb'))"  # as a stage's report: no log lines
 
-# Tests in tiers (docs/guide.md: "Tests"). The fast tier (the editing loop, about 75 s on 2 cores here; a minute is the
+# Tests in tiers (docs/guide.md: "Tests"). The fast tier (the editing loop, about 80 s on 2 cores here; a minute is the
 # target): unit tests, every stage's function on a sample, and every notebook at its quick defaults (nbval, a real
 # kernel each), two at a time; test-avx2 runs it again as a CPU without AVX-512 does. `make test` adds the tests that
 # need several processes or a database, then those that need a full `dvc repro` in a scratch copy (one repro for the
@@ -55,7 +55,7 @@ quick: install  ## a first look, nothing to fetch (25 s here): every stage on a 
 FAST := not slow and not pipeline and not integration
 PARALLEL := -n 2 --dist loadfile --nbval-lax
 
-test-fast: install  ## unit tests, stage functions on samples, notebooks at quick defaults (about 75 s)
+test-fast: install  ## unit tests, stage functions on samples, notebooks at quick defaults (about 80 s)
 	pytest $(PARALLEL) -m "$(FAST)" tests nbs
 
 test-avx2: install  ## the fast tier as a CPU with AVX2 and no AVX-512 runs it, pins off (census_income.cpu: the emulation)
