@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .features import Encoder, column_rows
+from .features import ROW_ORDER, Encoder, column_rows
 from .metrics import percentile_ci, roc_auc
 from .network import Network
 from .predict import Predictor
@@ -82,42 +82,39 @@ def _group_matrix(
 
 def _path_integral(
     net: Network,  # the loaded network
-    delta: np.ndarray,  # (members, width): what each member's first layer sees of the record minus of the baseline
+    V: np.ndarray,  # (members, groups, hidden): what each group moves each member's first-layer output by, baseline to record
     start: np.ndarray,  # (members, 1, hidden): the first layer's output of the baseline
-    A: np.ndarray,  # (width, groups): `_group_matrix` of the attributes' columns
     steps: int,  # trapezoid-rule steps
 ) -> tuple[np.ndarray, np.ndarray]:  # per group its share of p(record) - p(baseline); p at the ends of the steps
     "The path integral of integrated gradients from the baseline's first-layer output; what depends on the baseline alone comes in made."
-    W = net.weights
-    alphas = np.arange(steps + 1, dtype=np.float32) / steps
-    h = start + alphas[None, :, None] * (delta[:, None] @ W[0])  # the first layer is linear along the path: (members, steps + 1, hidden)
+    alphas = (np.arange(steps + 1, dtype=np.float32) / steps)[:, None]
+    h = start + alphas * V.sum(1)[:, None]  # the first layer is linear along the path: (members, steps + 1, hidden)
     masks = []  # where each ReLU lets through: the forward pass of prediction, asked for its masks
     p = net.calibrate(net.hidden(h, masks=masks))
-    m, t = net.members, net.temperature
-    g = np.broadcast_to((p * (1 - p) / (t * m))[None, :, None], (m, steps + 1, 1))  # dp / d(member logit)
+    W = net.weights
+    g = ((p - p * p) / (net.temperature * net.members))[:, None]  # dp / d(member logit), the same for every member
     for Wl, mask in zip(W[:0:-1], masks[::-1], strict=True):  # back through the layers
         g = (g @ np.swapaxes(Wl, 1, 2)) * mask  # dp / d(first layer's output)
-    V = np.swapaxes(W[0] * delta[:, :, None], 1, 2) @ A  # (members, hidden, groups): weight times difference, per group
-    c = (g @ V).sum(0)  # (steps + 1, groups): gradient times difference at each point, per group
-    c = (c[:-1] + c[1:]) / (2 * steps)  # each step's part of each group (trapezoid rule)
+    c = (g @ np.swapaxes(V, 1, 2)).sum(0)  # (steps + 1, groups): gradient times difference at each point, per group
+    c = (c[:-1] + c[1:]) * (0.5 / steps)  # each step's part of each group (trapezoid rule)
     # each step's discretisation error, shared in proportion to |c|: the sum telescopes to p(record) - p(baseline)
-    r = np.diff(p) - c.sum(1)
     share = np.abs(c)
-    total = share.sum(1, keepdims=True)
-    c += r[:, None] * np.divide(share, total, out=np.zeros_like(share), where=total > 0)
-    return c.sum(0), p
+    total = share.sum(1)
+    r = (p[1:] - p[:-1]) - c.sum(1)
+    return c.sum(0) + np.divide(r, total, out=np.zeros_like(r), where=total > 0) @ share, p
 
 
 def integrated_gradients(
     net: Network,  # the loaded network
     X: np.ndarray,  # two encoded rows: the record, then the baseline
-    groups: Sequence[np.ndarray],  # the first-layer input columns of each attribute (`attribute_columns`)
+    groups: Sequence[np.ndarray],  # the first-layer input columns of each attribute (`attribute_columns`: each column in one)
     steps: int = STEPS,  # trapezoid-rule steps
 ) -> np.ndarray:  # per group: its share of p(record) - p(baseline)
     "Integrated gradients of the calibrated probability along the straight path from the baseline to the record."
     z = _first_inputs(net, X)  # (members, 2, width)
     start = net.first_layer(X[1:])  # the baseline's first-layer output: (members, 1, hidden)
-    return _path_integral(net, z[:, 0] - z[:, 1], start, _group_matrix(groups, z.shape[-1]), steps)[0]
+    V = (_group_matrix(groups, z.shape[-1]).T * (z[:, :1] - z[:, 1:])) @ net.weights[0]  # weights times difference, per group
+    return _path_integral(net, V, start, steps)[0]
 
 # %% ../nbs/04b_explain.ipynb #ca87946a
 class ExplainError(ValueError):
@@ -127,11 +124,15 @@ class ExplainError(ValueError):
 class _Baseline(NamedTuple):
     "What an explanation needs of the baseline, made once per loaded model (a request then pays for its record's half only)."
     columns: dict  # the baseline record as columns
-    groups: list  # `attribute_columns`, in `FEATURES` order
-    A: np.ndarray  # (width, groups): `_group_matrix` of the groups
-    z: np.ndarray  # (members, width): what each member's first layer sees of the baseline
+    hot: np.ndarray  # (n_onehot,): the baseline's one-hot columns, float64
+    embedded: np.ndarray  # ([members,] 1, numbers * d): what the first layer sees of the baseline's numbers (`Network.embed`)
+    A_hot: np.ndarray  # (categoricals, n_onehot): which one-hot columns each categorical attribute owns (`attribute_columns`)
+    A_num: np.ndarray  # (numbers, numbers * d): which embedding columns each number owns
     start: np.ndarray  # (members, 1, hidden): the first layer's output of the baseline
     probability: float  # the baseline's served probability (`forward`)
+
+
+_TO_FEATURES = [ROW_ORDER.index(c) for c in FEATURES]  # an explanation's groups come in `ROW_ORDER`: their places in `FEATURES`
 
 
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per loaded model: its `_Baseline`
@@ -143,13 +144,25 @@ def _prepared(predictor: Predictor) -> _Baseline:
         raise ExplainError("this model has no baseline record in manifest.json to explain against: retrain it (`make pipeline`)")
     made = _PREPARED.get(predictor)
     if made is None:  # `Predictor.load` has checked the baseline already; a model built in memory gets it checked here
-        columns, net = record_columns([predictor.baseline]), predictor.net
+        columns, net, n, k = record_columns([predictor.baseline]), predictor.net, predictor.net.n_onehot, len(CATEGORICAL)
         X = predictor.encoder.encode_rows(column_rows(columns))
-        z = _first_inputs(net, X)
-        groups = list(attribute_columns(predictor.encoder, net).values())
-        made = _PREPARED[predictor] = _Baseline(columns, groups, _group_matrix(groups, z.shape[-1]), z[:, 0],
+        cols = attribute_columns(predictor.encoder, net)
+        A = _group_matrix([cols[c] for c in ROW_ORDER], net.weights[0].shape[1]).T.astype(np.float64)
+        made = _PREPARED[predictor] = _Baseline(columns, X[0, :n].astype(np.float64), net.embed(X[:, n:]), A[:k, :n], A[k:, n:],
                                                 net.first_layer(X), net.forward(X).item())
     return made
+
+
+def _moves(
+    net: Network,  # the loaded network
+    base: _Baseline,  # `_prepared`
+    X: np.ndarray,  # the record, encoded: one row
+) -> np.ndarray:  # (members, groups in `ROW_ORDER`, hidden)
+    "What each attribute moves each member's first-layer output by, from the baseline to the record: its columns' weights times their difference."
+    n, W0 = net.n_onehot, net.weights[0]
+    hot = (base.A_hot * (X[0, :n] - base.hot)) @ W0[:, :n]  # a category: its weight row minus the baseline's (none if equal)
+    num = (base.A_num * (net.embed(X[:, n:]) - base.embedded)) @ W0[:, n:]  # a number: its embedding's difference
+    return np.concatenate([hot, num], -2)
 
 # %% ../nbs/04b_explain.ipynb #bebd81ad
 def explain_columns(
@@ -161,11 +174,11 @@ def explain_columns(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:  # 0: all residual
         raise ValueError(f"steps: {steps!r} is not a whole number in 1..{MAX_STEPS} (the path integral's steps; default {STEPS})")
     base, net = _prepared(predictor), predictor.net
-    z = _first_inputs(net, predictor.encoder.encode_rows(column_rows(record)))[:, 0]  # the record's half
-    phi, p_path = _path_integral(net, z - base.z, base.start, base.A, steps)
+    V = _moves(net, base, predictor.encoder.encode_rows(column_rows(record)))  # the record's half
+    phi, p_path = _path_integral(net, V, base.start, steps)
     p, p_base = float(np.float32(p_path[-1])), base.probability  # the path's end is the record: `forward`'s p within TOLERANCE
     contributions = sorted(({"attribute": c, "value": record[c][0], "baseline_value": base.columns[c][0], "contribution": v}
-                            for c, v in zip(FEATURES, phi.tolist(), strict=True)), key=lambda r: -abs(r["contribution"]))
+                            for c, v in zip(FEATURES, phi[_TO_FEATURES].tolist(), strict=True)), key=lambda r: -abs(r["contribution"]))
     return {"probability": p, "prediction": predictor.labels(np.array([p]))[0],
             "baseline": {"record": dict(predictor.baseline), "probability": p_base},
             "method": METHOD, "steps": steps,

@@ -4,8 +4,10 @@
 import numpy as np
 import pytest
 
-from census_income.explain import attribute_columns, integrated_gradients
+from census_income.explain import attribute_columns, explain_columns, integrated_gradients
 from census_income.network import Network
+from census_income.predict import Predictor
+from census_income.schema import FEATURES
 from census_income.toy import toy_encoder, toy_network
 from census_income.validation import EXAMPLE, record_columns
 
@@ -54,3 +56,24 @@ def test_contributions_equal_a_finite_difference_integral(seed):
     assert phi.sum() == pytest.approx(p_record - p_base, abs=1e-9)
     np.testing.assert_allclose(phi, reference, atol=2e-4)
     assert all(phi[a] == 0 for a, cols in enumerate(groups) if not np.isin(cols, moved).any())
+
+
+@pytest.mark.parametrize("shape", [dict(members=2, n_frequencies=4, d_embedding=3, hidden=24, depth=3),
+                                   dict(members=1, n_frequencies=0, hidden=8, depth=2),  # plain numbers
+                                   dict(members=3, n_frequencies=2, hidden=6, depth=0)])  # no hidden layer
+def test_a_records_explanation_is_integrated_gradients_of_its_encoded_row(shape):
+    # `explain_columns` moves the first layer by each attribute's own weight rows and embedding; `integrated_gradients`
+    # by the whole difference of the encoded rows, split into groups after: the two must agree on every attribute
+    net = toy_network(ENCODER.n_onehot, temperature=1.3, gain=1.75, seed=5, **shape)
+    predictor = Predictor(ENCODER, net, {"threshold": 0.5, "version": "toy", "baseline": BASE})
+    groups = list(attribute_columns(ENCODER, net).values())
+    for record in (BASE | {"age": 63, "education": "Masters", "education-num": 14, "sex": "Female", "capital-loss": 1900},
+                   EXAMPLE, BASE):
+        answer = explain_columns(predictor, record_columns([record]), steps=48)
+        X = ENCODER.transform(record_columns([record, BASE]))
+        phi = dict(zip(FEATURES, integrated_gradients(net, X, groups, steps=48), strict=True))
+        got = {c["attribute"]: c["contribution"] for c in answer["contributions"]}
+        assert set(got) == set(FEATURES)
+        np.testing.assert_allclose([got[c] for c in FEATURES], [phi[c] for c in FEATURES], rtol=0, atol=1e-12)
+        assert answer["probability"] == net.forward(X)[0]
+        assert all(got[c] == 0 for c in FEATURES if record[c] == BASE[c])
