@@ -11,9 +11,9 @@ import sys
 from collections.abc import Mapping
 
 # %% auto #0
-__all__ = ['SWITCH', 'AVX2', 'NUMPY', 'THREADS', 'NOTED', 'EXECED', 'CPU_VARIABLES', 'AVX2_CPU', 'past_avx2', 'cpu_facts',
-           'refusal', 'wider_here', 'without_pins', 'pinned_environ', 'exec_pinned', 'pin_torch', 'unpinned',
-           'avx2_cpu_environ', 'main']
+__all__ = ['SWITCH', 'AVX2', 'NUMPY', 'THREADS', 'NOTED', 'EXECED', 'CPU_VARIABLES', 'AVX2_CPU', 'PREFIXES', 'past_avx2',
+           'cpu_facts', 'refusal', 'wider_here', 'without_pins', 'pinned_environ', 'exec_pinned', 'pin_torch',
+           'unpinned', 'avx2_cpu_environ', 'main']
 
 # %% ../nbs/00e_cpu.ipynb #20918b2f
 SWITCH = "CENSUS_CPU_PIN"  # unset or `avx2`: pinned; `off`: the CPU's own kernels (the emulation test, benchmarks)
@@ -24,6 +24,7 @@ NOTED = "CENSUS_CPU_NOTED"  # set once a process said why it cannot pin: the pro
 EXECED = "CENSUS_CPU_EXECED"  # set by `exec_pinned` in the process it starts: that one never starts itself again
 CPU_VARIABLES = (SWITCH, NOTED, EXECED)  # the CENSUS_ variables of this module (the API's settings know them as not theirs)
 AVX2_CPU = AVX2 | {"OPENBLAS_CORETYPE": "Haswell"}  # what a CPU with AVX2 and no AVX-512 runs of its own (the emulation)
+PREFIXES = ("OPENBLAS_", "MKL_", "OMP_", "ATEN_", "ONEDNN_", "NPY_", "CENSUS_CPU")  # of every variable that picks kernels or threads
 
 
 def past_avx2(

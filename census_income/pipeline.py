@@ -19,12 +19,13 @@ from pathlib import Path
 
 from .config import PARAMS_FILE, STAGES, Params, ParamsError, Paths, load_params, params_option
 from .places import INPUTS, places_fit
-from .cpu import cpu_facts, exec_pinned, unpinned
+from .cpu import PREFIXES, cpu_facts, exec_pinned, unpinned
 
 # %% auto #0
 __all__ = ['QUICK_CACHE_ENV', 'QUICK_CACHE_KEEP', 'log', 'REPORT_FROM', 'STAGING_DIR', 'MOVING', 'stage_function', 'call_stage',
-           'prepare', 'quick_stage_key', 'call_stage_quick', 'offline_html', 'strip_run_metadata', 'report_cells',
-           'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'copy_environ', 'main']
+           'prepare', 'output_paths', 'quick_stage_key', 'call_stage_quick', 'offline_html', 'strip_run_metadata',
+           'report_cells', 'render_html', 'stage_outputs', 'stage_copy', 'move_into_place', 'run_stage', 'copy_environ',
+           'main']
 
 # %% ../nbs/00b_pipeline.ipynb #a0e9338f
 def stage_function(stage: str):
@@ -61,7 +62,6 @@ def prepare(
 # %% ../nbs/00b_pipeline.ipynb #f3a55d40
 QUICK_CACHE_ENV = "QUICK_STAGE_CACHE"  # a folder: quick runs keep their upstream stages' outputs there (the notebook tests set it)
 QUICK_CACHE_KEEP = 48  # entries kept, the least recently used removed first (each is a sample's outputs: about 1 MB)
-_PIN_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_", "ATEN_", "ONEDNN_", "NPY_", "CENSUS_CPU")  # what picks the CPU kernels
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,9 +72,16 @@ def _installed() -> tuple:
     return tuple(sorted({(d.metadata["Name"] or "", d.version) for d in metadata.distributions()}))
 
 
+def output_paths(
+    paths: Paths,  # params.yaml's paths as `load_params` returns them
+) -> list[Path]:  # in the order params.yaml gives them
+    "Every path a run writes: all but the `INPUTS`."
+    return [Path(v) for k, v in paths.model_dump().items() if k not in INPUTS]
+
+
 def _outputs_root(params: Params) -> Path:
     "The folder a run writes into: where every output path (all but the `INPUTS`) lies."
-    return Path(os.path.commonpath([v for k, v in params.paths.model_dump().items() if k not in INPUTS]))
+    return Path(os.path.commonpath(output_paths(params.paths)))
 
 
 def _written(folder: Path) -> dict[str, tuple[int, int]]:
@@ -131,7 +138,7 @@ def quick_stage_key(
     facts = cpu_facts()
     add("platform", sys.version, platform.machine(), _installed())
     add("cpu", sorted(facts["features"]), facts["dispatch"], unpinned(None, facts=facts))
-    add("pins", sorted((k, v) for k, v in os.environ.items() if k.startswith(_PIN_PREFIXES)))
+    add("pins", sorted((k, v) for k, v in os.environ.items() if k.startswith(PREFIXES)))
     return h.hexdigest()
 
 
@@ -273,8 +280,7 @@ def stage_outputs(
     root: Path,  # the params file's folder
 ) -> list[Path]:  # every output path of the pipeline under root (files and folders), relative to it
     "What the stages write (every path but the `INPUTS`), where it lies inside the repository."
-    outputs = [Path(v) for k, v in paths.model_dump().items() if k not in INPUTS]
-    return sorted({p.relative_to(root) for p in outputs if p.is_relative_to(root)})
+    return sorted({p.relative_to(root) for p in output_paths(paths) if p.is_relative_to(root)})
 
 
 def stage_copy(

@@ -89,12 +89,14 @@ def launch(sock_path: str, argv: list[str]) -> None:
 # What a kernel would have that a fork of the template does not share: an environment variable of Python's own start
 # or of the CPU kernels (numpy and torch read them as they are imported) other than the template's. Such a kernel is
 # started as an ordinary one.
-_STARTUP_VARIABLES = ("PYTHON", "OPENBLAS_", "MKL_", "OMP_", "ATEN_", "ONEDNN_", "NPY_", "KMP_", "CENSUS_CPU")
+_STARTUP_VARIABLES = ("PYTHON", "KMP_")  # Python's own, Intel OpenMP's; and `census_income.cpu.PREFIXES`, the CPU kernels'
 
 
 def _startup(env: dict) -> dict:
     "The variables a fork cannot honour (PYTHONPATH aside: `_search_path` honours it when it changes no import)."
-    return {k: v for k, v in env.items() if k.startswith(_STARTUP_VARIABLES) and k != "PYTHONPATH"}
+    from census_income.cpu import PREFIXES  # the template has the project on its path; the launcher never gets here
+
+    return {k: v for k, v in env.items() if k.startswith((*_STARTUP_VARIABLES, *PREFIXES)) and k != "PYTHONPATH"}
 
 
 def _differing(env: dict, startup: dict, added: dict) -> dict:
@@ -196,7 +198,7 @@ def _project_files() -> dict[str, int]:
 
 def serve(sock_path: str, preload=PRELOAD) -> None:
     """Listen first (launchers queue), import `preload`, then fork one kernel per launcher until the parent goes. A
-    kernel whose environment differs from the template's where it matters (`_STARTUP_VARIABLES`), or started after
+    kernel whose environment differs from the template's where it matters (`_STARTUP_VARIABLES`, `census_income.cpu.PREFIXES`), or started after
     a project module the template imported was edited, is declined: its launcher starts an ordinary kernel."""
     import gc
     import importlib
