@@ -40,7 +40,7 @@ def typical_record(
     return {c: str(cats[CATEGORICAL.index(c)][i]) if c in CATEGORICAL else int(nums[c][i]) for c in FEATURES}
 
 # %% ../nbs/04b_explain.ipynb #9bc46bab
-STEPS = 32  # trapezoid-rule steps of the path integral (a record's explanation: 4.7 times the served network's forward pass, bench_predict.py)
+STEPS = 32  # trapezoid-rule steps of the path integral (a record's explanation: 4.1 times the served network's forward pass, bench_predict.py)
 MAX_STEPS = 1024  # the most a caller may ask for: the work (and memory) grows with the steps
 METHOD = ("integrated gradients of the calibrated probability from the baseline record, over the one-hot and "
           "periodic-embedding inputs of the network (of each member, for an ensemble), summed per census attribute (trapezoid rule over `steps` steps, "
