@@ -24,7 +24,8 @@ NOTED = "CENSUS_CPU_NOTED"  # set once a process said why it cannot pin: the pro
 EXECED = "CENSUS_CPU_EXECED"  # set by `exec_pinned` in the process it starts: that one never starts itself again
 CPU_VARIABLES = (SWITCH, NOTED, EXECED)  # the CENSUS_ variables of this module (the API's settings know them as not theirs)
 AVX2_CPU = AVX2 | {"OPENBLAS_CORETYPE": "Haswell"}  # what a CPU with AVX2 and no AVX-512 runs of its own (the emulation)
-PREFIXES = ("OPENBLAS_", "MKL_", "OMP_", "ATEN_", "ONEDNN_", "NPY_", "CENSUS_CPU")  # of every variable that picks kernels or threads
+PREFIXES = ("OPENBLAS_", "MKL_", "OMP_", "ATEN_", "ONEDNN_", "NPY_", "CENSUS_CPU")  # of the variables that pick numpy's, BLAS's,
+# torch's and oneDNN's kernels and threads, and of this module's own (not Intel OpenMP's KMP_*: torch sets some as it loads)
 
 
 def past_avx2(

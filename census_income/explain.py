@@ -107,13 +107,16 @@ def _path_integral(
 def integrated_gradients(
     net: Network,  # the loaded network
     X: np.ndarray,  # two encoded rows: the record, then the baseline
-    groups: Sequence[np.ndarray],  # the first-layer input columns of each attribute (`attribute_columns`: each column in one)
+    groups: Sequence[np.ndarray],  # the first-layer input columns of each attribute (`attribute_columns`): each column in one
     steps: int = STEPS,  # trapezoid-rule steps
 ) -> np.ndarray:  # per group: its share of p(record) - p(baseline)
     "Integrated gradients of the calibrated probability along the straight path from the baseline to the record."
     z = _first_inputs(net, X)  # (members, 2, width)
+    A = _group_matrix(groups, z.shape[-1])
+    if not (A.sum(1) == 1).all():  # the path's end is the groups' moves added up: it must be the record
+        raise ValueError("groups must hold every first-layer column in exactly one group (as `attribute_columns` does)")
     start = net.first_layer(X[1:])  # the baseline's first-layer output: (members, 1, hidden)
-    V = (_group_matrix(groups, z.shape[-1]).T * (z[:, :1] - z[:, 1:])) @ net.weights[0]  # weights times difference, per group
+    V = (A.T * (z[:, :1] - z[:, 1:])) @ net.weights[0]  # weights times difference, per group
     return _path_integral(net, V, start, steps)[0]
 
 # %% ../nbs/04b_explain.ipynb #ca87946a
