@@ -3,6 +3,7 @@ the page `dvc plots show` writes (`make plots`), a batch job's report page and t
 console error or uncaught exception, or image that did not load. A full-page screenshot of each is kept in test-artifacts/screenshots/ (git-ignored)."""
 
 import base64
+import contextlib
 import functools
 import http.server
 import json
@@ -43,7 +44,8 @@ class Browser:
                 break
         else:
             raise AssertionError("chromium did not start")
-        self.ws = connect(m.group(1), max_size=None)
+        self.connection = contextlib.ExitStack()  # websockets wants its connection entered as a context, closed on exit
+        self.ws = self.connection.enter_context(connect(m.group(1), max_size=None))
         self.next_id = 0
 
     def send(self, method: str, session: str | None = None, **params) -> dict:
@@ -111,7 +113,7 @@ class Browser:
         return url.endswith("/favicon.ico")
 
     def close(self) -> None:
-        self.ws.close()
+        self.connection.close()
         self.proc.terminate()
         self.proc.wait(timeout=10)
         shutil.rmtree(self.profile, ignore_errors=True)
