@@ -93,20 +93,6 @@ def pytest_configure(config):
     config.pluginmanager.register(FilesThatWaitLast(), "census-files-that-wait-last")
 
 
-@pytest.fixture(autouse=True)
-def _hash_seed_as_it_was():
-    """Dask sets PYTHONHASHSEED in this process's environment the first time it starts worker processes (dask's
-    issue 6640) and leaves it there, so every process a later test started (uvicorn, census-batch, a notebook's kernel)
-    ran with it or not depending on which tests ran before: each test leaves the variable as it found it."""
-    before = os.environ.get("PYTHONHASHSEED")
-    yield
-    if os.environ.get("PYTHONHASHSEED") != before:
-        if before is None:
-            os.environ.pop("PYTHONHASHSEED", None)
-        else:
-            os.environ["PYTHONHASHSEED"] = before
-
-
 @pytest.fixture(scope="session")
 def census_path() -> Path:
     path = ROOT / "data" / "census.csv"

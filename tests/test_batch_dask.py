@@ -2,6 +2,7 @@
 
 import glob
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -42,8 +43,11 @@ def test_partitions_cover_every_line_once(files):
 
 
 def test_two_workers_score_what_one_process_scores(files, quick_model_dir, quick_predictor, tmp_path):
+    environ = dict(os.environ)
     report = score_dask(str(files / "*.csv"), tmp_path / "out", quick_model_dir, chunk_bytes=20_000,
                         partition_bytes=100_000, n_workers=2)
+    # the cluster's nannies wrote their workers' variables into this process's environment: the job takes them back
+    assert dict(os.environ) == environ, {k: v for k, v in os.environ.items() if environ.get(k) != v}
     assert report["workers"] == 2 and report["partitions"] > 3 and report["files"] == 3
     assert "drift" not in report and not (tmp_path / "out" / "drift.json").exists()  # no profile given, no drift report
     assert report["rows_read"] == 8800 == report["rows_scored"] + report["rows_rejected"]
@@ -88,13 +92,12 @@ def test_an_output_folder_among_the_inputs_is_refused(files, quick_model_dir):
 
 def test_the_jobs_workers_start_with_malloc_settings_that_keep_numpy_fast():
     "Dask's nanny default (MALLOC_TRIM_THRESHOLD_=65536) froze glibc's mmap threshold: the network ran 3.4x slower in a worker."
-    import os
 
     from distributed import Client
 
-    from census_income.batch_dask import WORKER_ENVIRON, local_cluster
+    from census_income.batch_dask import WORKER_ENVIRON, kept_environ, local_cluster
 
-    with local_cluster(1) as cluster, Client(cluster) as client:
+    with kept_environ(), local_cluster(1) as cluster, Client(cluster) as client:
         seen = next(iter(client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON}).values()))
     assert seen == {k: str(v) for k, v in WORKER_ENVIRON.items()}
     assert int(seen["MALLOC_MMAP_THRESHOLD_"]) >= 16 * 2**20 and int(seen["MALLOC_TRIM_THRESHOLD_"]) > 65536
